@@ -1,0 +1,120 @@
+//! `forecastctl replay`: the validator and the aggregator's pure cores run
+//! in order over a JSON Lines stream, exactly as the services run them.
+
+use std::io::{self, BufRead, Write};
+
+use forecast_aggregator::{DemandState, sequenced_verdict};
+use forecast_model::{DemandRow, Outcome, Timestamp, Verdict, Warning};
+use forecast_validator::{Judged, Policy, Validator};
+
+use crate::input::JsonLines;
+use crate::report::{self, VerdictJson};
+use crate::Format;
+
+/// The two pure cores, chained: what the pipeline decides for a stream.
+#[derive(Debug)]
+pub struct Replay {
+    validator: Validator,
+    state: DemandState,
+    decided_at: Timestamp,
+}
+
+impl Replay {
+    /// A replay under `policy`, from an empty state.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            validator: Validator::new(policy),
+            state: DemandState::new(),
+            decided_at: Timestamp::now(),
+        }
+    }
+
+    /// Judges one JSON submission and, when it passes the rules, sequences
+    /// and applies it. Returns the final verdict and the warnings in detail.
+    pub fn submit_json(&mut self, json: &[u8]) -> (Verdict, Vec<Warning>) {
+        let judged = self.validator.judge_json(json);
+        let verdict = self.validator.verdict(&judged, self.decided_at, None);
+        match judged {
+            Judged::Checked { document, report } if report.passed() => {
+                let outcome = self.state.apply(&document);
+                (sequenced_verdict(verdict, &outcome), report.warnings)
+            }
+            Judged::Checked { report, .. } => (verdict, report.warnings),
+            Judged::Undecodable(_) => (verdict, Vec::new()),
+        }
+    }
+
+    /// The demand state so far.
+    pub fn state(&self) -> &DemandState {
+        &self.state
+    }
+}
+
+/// Counts of verdicts, for the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+}
+
+impl Summary {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Accepted => self.accepted += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+        }
+    }
+}
+
+/// Replays `input` and writes verdicts and final demand to `out`.
+///
+/// Memory stays bounded by the demand state: input is read a line at a
+/// time and every verdict is written as soon as it is decided.
+pub fn run(policy: Policy, input: impl BufRead, origin: &str, format: Format, out: &mut impl Write) -> io::Result<Summary> {
+    let mut replay = Replay::new(policy);
+    let mut lines = JsonLines::new(input);
+    let mut summary = Summary::default();
+    if format == Format::Json {
+        out.write_all(b"{\"verdicts\":[")?;
+    }
+    let mut first = true;
+    while let Some((line, bytes)) = lines.next_line()? {
+        let (verdict, warnings) = replay.submit_json(bytes);
+        summary.count(verdict.outcome);
+        match format {
+            Format::Json => {
+                if !first {
+                    out.write_all(b",")?;
+                }
+                out.write_all(b"\n")?;
+                report::write_json(out, &VerdictJson::from(&verdict))?;
+            }
+            Format::Text => report::write_verdict_text(out, &format!("{origin}:{line}"), &verdict, &warnings)?,
+        }
+        first = false;
+    }
+    let rows: Vec<DemandRow> = replay.state().rows().collect();
+    match format {
+        Format::Json => {
+            out.write_all(b"\n],\"demand\":")?;
+            report::write_json(out, &rows)?;
+            out.write_all(b"}\n")?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "\n{} submission(s): {} accepted, {} rejected, {} duplicate(s); policy {}\n",
+                summary.accepted + summary.rejected + summary.duplicate,
+                summary.accepted,
+                summary.rejected,
+                summary.duplicate,
+                replay.validator.policy().version()
+            )?;
+            report::write_demand_table(out, &rows)?;
+        }
+    }
+    out.flush()?;
+    Ok(summary)
+}

@@ -1,0 +1,210 @@
+//! Output formats: the spec's JSON forms and text for people.
+
+use std::io::{self, Write};
+
+use forecast_model::{DemandRow, Outcome, Verdict, WarningCode};
+use serde::Serialize;
+
+/// A verdict in the spec's JSON form (`replay --format json`).
+#[derive(Debug, Serialize)]
+pub struct VerdictJson<'a> {
+    pub document_id: Option<&'a str>,
+    pub revision: Option<i32>,
+    pub verdict: &'static str,
+    pub codes: Vec<&'static str>,
+    pub warnings: Vec<&'static str>,
+}
+
+impl<'a> From<&'a Verdict> for VerdictJson<'a> {
+    fn from(v: &'a Verdict) -> Self {
+        Self {
+            document_id: v.document_id.as_deref(),
+            revision: v.revision,
+            verdict: v.outcome.as_str(),
+            codes: v.codes.iter().map(|c| c.as_str()).collect(),
+            warnings: v.warnings.iter().map(|c| c.as_str()).collect(),
+        }
+    }
+}
+
+/// A verdict with its violations and origin (`check --format json`).
+#[derive(Debug, Serialize)]
+pub struct DetailedVerdictJson<'a> {
+    pub source: &'a str,
+    pub line: usize,
+    #[serde(flatten)]
+    pub verdict: VerdictJson<'a>,
+    pub violations: Vec<ViolationJson<'a>>,
+    pub policy_version: &'a str,
+}
+
+/// One violation with its field.
+#[derive(Debug, Serialize)]
+pub struct ViolationJson<'a> {
+    pub code: &'static str,
+    pub field: &'a str,
+    pub message: &'a str,
+}
+
+impl<'a> DetailedVerdictJson<'a> {
+    pub fn new(source: &'a str, line: usize, v: &'a Verdict) -> Self {
+        Self {
+            source,
+            line,
+            verdict: v.into(),
+            violations: v
+                .violations
+                .iter()
+                .map(|x| ViolationJson {
+                    code: x.code.as_str(),
+                    field: &x.field,
+                    message: &x.message,
+                })
+                .collect(),
+            policy_version: &v.policy_version,
+        }
+    }
+}
+
+/// Writes a value as compact JSON.
+pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(io::Error::other)
+}
+
+/// Writes one verdict for people: a headline, then each violation with the
+/// field it points at, what was found, and what the rule asks.
+pub fn write_verdict_text(out: &mut impl Write, origin: &str, v: &Verdict, warnings: &[forecast_model::Warning]) -> io::Result<()> {
+    let id = v.document_id.as_deref().unwrap_or("(no document_id)");
+    let rev = v.revision.map_or_else(|| "?".to_string(), |r| r.to_string());
+    writeln!(out, "{origin}  {id} rev {rev}  {}", v.outcome)?;
+    if v.outcome == Outcome::Duplicate {
+        writeln!(out, "    same revision and content as the applied one; ignored, not counted twice")?;
+    }
+    for x in &v.violations {
+        let field = if x.field.is_empty() { String::new() } else { format!(" at {}", x.field) };
+        writeln!(out, "    {}{field}: {}", x.code, x.message)?;
+        writeln!(out, "        rule: {}", x.code.explain())?;
+    }
+    for w in warnings {
+        writeln!(out, "    warning {} at {}: {}", w.code, w.field, w.message)?;
+    }
+    // Warnings known only by code (e.g. from an audit record).
+    if warnings.is_empty() {
+        for w in &v.warnings {
+            writeln!(out, "    warning {w}: {}", WarningCode::explain(*w))?;
+        }
+    }
+    Ok(())
+}
+
+/// Groups digits in threes: 1234567 -> 1,234,567.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Writes demand rows as an aligned table with a total line.
+pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
+    if rows.is_empty() {
+        return writeln!(out, "(no demand: no accepted document has a non-zero line)");
+    }
+    let header = ["CUSTOMER", "SKU", "QUARTER", "FIRM", "PLANNING", "TOTAL"];
+    let (firm, planning) = rows
+        .iter()
+        .fold((0i64, 0i64), |(f, p), r| (f.saturating_add(r.firm_units), p.saturating_add(r.planning_units)));
+    let mut cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.customer_id.clone(),
+                r.sku.clone(),
+                r.quarter.to_string(),
+                thousands(r.firm_units),
+                thousands(r.planning_units),
+                thousands(r.total_units),
+            ]
+        })
+        .collect();
+    cells.push([
+        "TOTAL".into(),
+        String::new(),
+        String::new(),
+        thousands(firm),
+        thousands(planning),
+        thousands(firm.saturating_add(planning)),
+    ]);
+    let mut width = header.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, row: [&str; 6]| -> io::Result<()> {
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+            w5 = width[5],
+        )
+    };
+    line(out, header)?;
+    let rule = width.map(|w| "-".repeat(w));
+    line(out, rule.each_ref().map(String::as_str))?;
+    let (total, body) = cells.split_last().unwrap_or_else(|| unreachable!("the total row was pushed"));
+    for row in body {
+        line(out, row.each_ref().map(String::as_str))?;
+    }
+    line(out, rule.each_ref().map(String::as_str))?;
+    line(out, total.each_ref().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(-45_603), "-45,603");
+    }
+
+    #[test]
+    fn table_is_aligned_with_totals() {
+        let q = "2026-Q3".parse().unwrap();
+        let rows = vec![
+            DemandRow::new("TENCENT", "H20-96GB", q, forecast_model::Units { firm_units: 40_000, planning_units: 5 }),
+            DemandRow::new("ALIBABA", "H20-141GB", q, forecast_model::Units { firm_units: 7, planning_units: 0 }),
+        ];
+        let mut out = Vec::new();
+        write_demand_table(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{text}");
+        assert!(lines[2].ends_with("40,000         5  40,005"), "{text}");
+        assert!(lines[5].starts_with("TOTAL") && lines[5].ends_with("40,012"), "{text}");
+    }
+}

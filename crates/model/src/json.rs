@@ -1,0 +1,90 @@
+//! Reading submissions in their JSON form.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::document::ForecastDocument;
+
+/// A submission that does not decode (`SCHEMA_INVALID`), with what could be
+/// echoed from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidSubmission {
+    /// The submission's `document_id`, when it is a string.
+    pub document_id: Option<String>,
+    /// The submission's `revision`, when it is an integer of 32 bits.
+    pub revision: Option<i32>,
+    /// Path of the offending field (`lines[2].quantity`), empty when the
+    /// text is not JSON or not an object.
+    pub field: String,
+    /// What is wrong, with line and column of the JSON text.
+    pub message: String,
+}
+
+/// Parses one JSON document. On failure, echoes `document_id` and
+/// `revision` where the input holds them with the right type.
+pub fn parse_submission(json: &[u8]) -> Result<ForecastDocument, InvalidSubmission> {
+    ForecastDocument::from_json(json).map_err(|err| {
+        #[derive(Deserialize)]
+        struct Echo {
+            #[serde(default)]
+            document_id: Value,
+            #[serde(default)]
+            revision: Value,
+        }
+        let echo = serde_json::from_slice::<Echo>(json).ok();
+        let (field, message) = match err.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                (String::new(), format!("not valid JSON: {err}"))
+            }
+            _ => {
+                // Failure path only: decode again, tracking where it fails.
+                let mut de = serde_json::Deserializer::from_slice(json);
+                let path = serde_path_to_error::deserialize::<_, ForecastDocument>(&mut de)
+                    .err()
+                    .map(|e| e.path().to_string())
+                    .filter(|p| p != ".")
+                    .unwrap_or_default();
+                (path, err.to_string())
+            }
+        };
+        InvalidSubmission {
+            document_id: echo.as_ref().and_then(|e| e.document_id.as_str().map(str::to_owned)),
+            revision: echo
+                .as_ref()
+                .and_then(|e| e.revision.as_i64())
+                .and_then(|r| i32::try_from(r).ok()),
+            field,
+            message,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_what_has_the_right_type() {
+        let e = parse_submission(br#"{"document_id": "A-1", "revision": "2"}"#).unwrap_err();
+        assert_eq!((e.document_id.as_deref(), e.revision), (Some("A-1"), None));
+        let e = parse_submission(br#"{"document_id": 7, "revision": 3}"#).unwrap_err();
+        assert_eq!((e.document_id.as_deref(), e.revision), (None, Some(3)));
+        let e = parse_submission(br#"{"revision": 1.0}"#).unwrap_err();
+        assert_eq!(e.revision, None);
+        let e = parse_submission(br#"{"revision": 4294967296}"#).unwrap_err();
+        assert_eq!(e.revision, None);
+        let e = parse_submission(b"{not json").unwrap_err();
+        assert_eq!((e.document_id, e.revision), (None, None));
+        assert!(e.message.starts_with("not valid JSON"), "{}", e.message);
+        let e = parse_submission(b"[1, 2, 3]").unwrap_err();
+        assert_eq!((e.document_id, e.revision), (None, None));
+    }
+
+    #[test]
+    fn names_the_field_that_fails() {
+        let e = parse_submission(br#"{"document_id": "A", "revision": 1, "purpose": "AMEND"}"#).unwrap_err();
+        assert_eq!(e.field, "purpose");
+        assert!(e.message.contains("AMEND"), "{}", e.message);
+    }
+}

@@ -1,0 +1,145 @@
+//! From bytes to the validator's verdict: decode (JSON or framed Avro), then
+//! the rules. The validating service and `forecastctl check`/`replay` all
+//! call this, so they cannot judge differently.
+
+use forecast_model::verdict::sorted_codes;
+use forecast_model::{
+    DecodeError, ForecastDocument, InvalidSubmission, Outcome, Registry, RuleCode, SourceCoordinates, Stage,
+    Timestamp, Verdict, Violation, WarningCode,
+};
+
+use crate::policy::Policy;
+use crate::rules::{Report, check};
+
+/// Why a submission is `SCHEMA_INVALID`.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecodable {
+    /// The JSON form does not decode.
+    #[error(transparent)]
+    Json(#[from] InvalidSubmission),
+    /// The framed Avro record does not decode.
+    #[error(transparent)]
+    Avro(#[from] DecodeError),
+}
+
+impl Undecodable {
+    fn violation(&self) -> Violation {
+        let field = match self {
+            Undecodable::Json(e) => e.field.clone(),
+            Undecodable::Avro(_) => String::new(),
+        };
+        Violation {
+            code: RuleCode::SchemaInvalid,
+            field,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// A submission after decoding and the stateless rules.
+#[derive(Debug)]
+pub enum Judged {
+    /// Could not be decoded: `SCHEMA_INVALID`, and no other check ran.
+    Undecodable(Undecodable),
+    /// Decoded and checked.
+    Checked {
+        document: Box<ForecastDocument>,
+        report: Report,
+    },
+}
+
+impl Judged {
+    /// True when the document decoded and broke no rule: it goes on to sequencing.
+    pub fn passed(&self) -> bool {
+        matches!(self, Judged::Checked { report, .. } if report.passed())
+    }
+
+    /// Warnings, sorted and unique (none for an undecodable submission).
+    pub fn warning_codes(&self) -> Vec<WarningCode> {
+        match self {
+            Judged::Undecodable(_) => Vec::new(),
+            Judged::Checked { report, .. } => report.warning_codes(),
+        }
+    }
+}
+
+/// The validator's pure core: a policy and the schemas it reads with.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    policy: Policy,
+}
+
+impl Validator {
+    /// A validator that judges by `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self { policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Judges one JSON document.
+    pub fn judge_json(&self, json: &[u8]) -> Judged {
+        match forecast_model::parse_submission(json) {
+            Ok(doc) => self.judge_document(doc),
+            Err(e) => Judged::Undecodable(e.into()),
+        }
+    }
+
+    /// Judges one framed Avro record.
+    pub fn judge_framed(&self, record: &[u8], registry: &Registry) -> Judged {
+        match forecast_model::wire::decode_document(record, registry) {
+            Ok(doc) => self.judge_document(doc),
+            Err(e) => Judged::Undecodable(e.into()),
+        }
+    }
+
+    /// Runs the rules over a decoded document.
+    pub fn judge_document(&self, document: ForecastDocument) -> Judged {
+        let report = check(&document, &self.policy);
+        Judged::Checked {
+            document: Box::new(document),
+            report,
+        }
+    }
+
+    /// The validator's verdict: `REJECTED` at stage `DESERIALIZE` or
+    /// `VALIDATE`, or `ACCEPTED` at stage `VALIDATE` (subject to sequencing).
+    pub fn verdict(&self, judged: &Judged, decided_at: Timestamp, source: Option<SourceCoordinates>) -> Verdict {
+        let policy_version = self.policy.version().to_owned();
+        match judged {
+            Judged::Undecodable(err) => {
+                let (document_id, revision) = match err {
+                    Undecodable::Json(e) => (e.document_id.clone(), e.revision),
+                    Undecodable::Avro(_) => (None, None),
+                };
+                Verdict {
+                    document_id,
+                    revision,
+                    outcome: Outcome::Rejected,
+                    stage: Stage::Deserialize,
+                    codes: vec![RuleCode::SchemaInvalid],
+                    warnings: Vec::new(),
+                    violations: vec![err.violation()],
+                    policy_version,
+                    decided_at,
+                    source,
+                }
+            }
+            Judged::Checked { document, report } => Verdict {
+                document_id: Some(document.document_id.clone()),
+                revision: Some(document.revision),
+                outcome: if report.passed() { Outcome::Accepted } else { Outcome::Rejected },
+                stage: Stage::Validate,
+                codes: sorted_codes(report.violations.iter().map(|v| v.code), RuleCode::as_str),
+                warnings: report.warning_codes(),
+                violations: report.violations.clone(),
+                policy_version,
+                decided_at,
+                source,
+            },
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The documentation rules of the spec, as one pure function.
+//!
+//! [`check`] reports every violated rule with the field it points at (not
+//! only the first) and the warnings, separately. It is stateless: the
+//! sequencing rules, which need the last applied revision, are the
+//! aggregator's.
+
+use forecast_model::{
+    Bucket, Confidence, ForecastDocument, LicenseStatus, Purpose, Quarter, RuleCode, Violation, Warning, WarningCode,
+};
+
+use crate::policy::Policy;
+use crate::text::{case_fold, words};
+
+/// What the stateless rules found in one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Every violation, in document order.
+    pub violations: Vec<Violation>,
+    /// Every warning, in document order.
+    pub warnings: Vec<Warning>,
+}
+
+impl Report {
+    /// True when no rule is violated (warnings do not count).
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// Violated rule codes, sorted by symbol and unique.
+    pub fn codes(&self) -> Vec<RuleCode> {
+        forecast_model::verdict::sorted_codes(self.violations.iter().map(|v| v.code), RuleCode::as_str)
+    }
+
+    /// Warning codes, sorted by symbol and unique.
+    pub fn warning_codes(&self) -> Vec<WarningCode> {
+        forecast_model::verdict::sorted_codes(self.warnings.iter().map(|w| w.code), WarningCode::as_str)
+    }
+
+    fn violation(&mut self, code: RuleCode, field: impl Into<String>, message: impl Into<String>) {
+        self.violations.push(Violation {
+            code,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks one decoded document against the policy.
+///
+/// A `CANCEL` is checked only for `CUSTOMER_UNKNOWN`, `REVISION_INVALID` and
+/// `LINES_ON_CANCEL`, and gets no warnings. When the horizon is
+/// `HORIZON_INVALID` the checks that need it are skipped.
+pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
+    let mut r = Report::default();
+    let settings = policy.settings();
+
+    if !settings.registered_customers.contains(&doc.customer_id) {
+        r.violation(
+            RuleCode::CustomerUnknown,
+            "customer_id",
+            format!("`{}` is not a registered customer", doc.customer_id),
+        );
+    }
+    let revision_ok = match doc.purpose {
+        Purpose::Original => doc.revision == 1,
+        Purpose::Replace | Purpose::Cancel => doc.revision >= 2,
+    };
+    if !revision_ok {
+        let needs = if doc.purpose == Purpose::Original { "must be 1" } else { "must be 2 or more" };
+        r.violation(
+            RuleCode::RevisionInvalid,
+            "revision",
+            format!("revision {} of a {} {needs}", doc.revision, doc.purpose),
+        );
+    }
+    if doc.purpose == Purpose::Cancel {
+        if !doc.lines.is_empty() {
+            r.violation(
+                RuleCode::LinesOnCancel,
+                "lines",
+                format!("a CANCEL carries {} line(s); it must carry none", doc.lines.len()),
+            );
+        }
+        return r;
+    }
+    if doc.lines.is_empty() {
+        r.violation(RuleCode::LinesEmpty, "lines", format!("a {} has no lines", doc.purpose));
+    }
+
+    let horizon = check_horizon(doc, policy, &mut r);
+    check_lines(doc, policy, horizon, &mut r);
+    check_documents(doc, policy, horizon, &mut r);
+    check_end_use(doc, policy, &mut r);
+    check_license(doc, &mut r);
+    r
+}
+
+/// Validates the horizon; returns it when it is well formed.
+fn check_horizon(doc: &ForecastDocument, policy: &Policy, r: &mut Report) -> Option<(Quarter, Quarter)> {
+    let start = doc.horizon.start.parse::<Quarter>();
+    let end = doc.horizon.end.parse::<Quarter>();
+    let (start, end) = match (start, end) {
+        (Ok(s), Ok(e)) if s <= e => (s, e),
+        (Ok(s), Ok(e)) => {
+            r.violation(RuleCode::HorizonInvalid, "horizon", format!("starts at {s}, after its end {e}"));
+            return None;
+        }
+        (s, e) => {
+            for (field, err) in [("horizon.start", s.err()), ("horizon.end", e.err())] {
+                if let Some(err) = err {
+                    r.violation(RuleCode::HorizonInvalid, field, err.to_string());
+                }
+            }
+            return None;
+        }
+    };
+    let span = end.index() - start.index() + 1;
+    let minimum = i64::from(policy.settings().minimum_horizon_quarters);
+    if span < minimum {
+        r.violation(
+            RuleCode::HorizonTooShort,
+            "horizon",
+            format!("{start} to {end} spans {span} quarter(s); the minimum is {minimum}"),
+        );
+    }
+    // Quarters of the horizon covered by some line (whatever else is wrong with it).
+    let mut covered: Vec<i64> = doc
+        .lines
+        .iter()
+        .map(|l| l.period_start.quarter().index())
+        .filter(|q| (start.index()..=end.index()).contains(q))
+        .collect();
+    covered.sort_unstable();
+    covered.dedup();
+    if (covered.len() as i64) < span {
+        let missing: Vec<String> = (start.index()..=end.index())
+            .filter(|q| covered.binary_search(q).is_err())
+            .take(4)
+            .map(|q| Quarter::from_index(q).to_string())
+            .collect();
+        let more = if span - covered.len() as i64 > 4 { ", ..." } else { "" };
+        r.violation(
+            RuleCode::HorizonGap,
+            "lines",
+            format!("no line in {}{more}; a line of quantity 0 states zero demand", missing.join(", ")),
+        );
+    }
+    Some((start, end))
+}
+
+fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter, Quarter)>, r: &mut Report) {
+    let settings = policy.settings();
+    for (i, line) in doc.lines.iter().enumerate() {
+        let aligned = match doc.bucket {
+            Bucket::Quarter => line.period_start.is_first_of_quarter(),
+            Bucket::Month => line.period_start.is_first_of_month(),
+        };
+        if !aligned {
+            let bucket = if doc.bucket == Bucket::Quarter { "quarter" } else { "month" };
+            r.violation(
+                RuleCode::PeriodMisaligned,
+                format!("lines[{i}].period_start"),
+                format!("{} is not the first day of a {bucket}", line.period_start),
+            );
+        }
+        if let Some((start, end)) = horizon {
+            let q = line.period_start.quarter();
+            if q < start || q > end {
+                r.violation(
+                    RuleCode::PeriodOutsideHorizon,
+                    format!("lines[{i}].period_start"),
+                    format!("{} is in {q}, outside the horizon {start} to {end}", line.period_start),
+                );
+            }
+        }
+        if line.quantity < 0 {
+            r.violation(
+                RuleCode::QuantityInvalid,
+                format!("lines[{i}].quantity"),
+                format!("{} is negative", line.quantity),
+            );
+        } else if line.quantity > settings.max_line_quantity {
+            r.violation(
+                RuleCode::QuantityExceedsLimit,
+                format!("lines[{i}].quantity"),
+                format!("{} is above the limit of {} per line", line.quantity, settings.max_line_quantity),
+            );
+        }
+        if !settings.sku_catalogue.contains(&line.sku) {
+            r.violation(
+                RuleCode::SkuUnknown,
+                format!("lines[{i}].sku"),
+                format!("`{}` is not in the SKU catalogue", line.sku),
+            );
+        }
+    }
+    // Duplicates: sort line indexes by key, compare neighbours.
+    let key = |i: usize| {
+        let l = &doc.lines[i];
+        (l.sku.as_str(), l.period_start, l.confidence)
+    };
+    let mut order: Vec<usize> = (0..doc.lines.len()).collect();
+    order.sort_by_key(|&i| key(i));
+    let mut dups: Vec<(usize, usize)> = order
+        .windows(2)
+        .filter(|w| key(w[0]) == key(w[1]))
+        .map(|w| (w[0].min(w[1]), w[0].max(w[1])))
+        .collect();
+    dups.sort_unstable_by_key(|&(_, later)| later);
+    for (first, later) in dups {
+        let l = &doc.lines[later];
+        r.violation(
+            RuleCode::DuplicateLine,
+            format!("lines[{later}]"),
+            format!(
+                "same SKU {}, period_start {} and confidence {} as lines[{first}]",
+                l.sku, l.period_start, l.confidence
+            ),
+        );
+    }
+}
+
+fn check_documents(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter, Quarter)>, r: &mut Report) {
+    let required = &policy.settings().required_document_kinds;
+    for kind in required {
+        if !doc.documents.iter().any(|d| d.kind == *kind) {
+            r.violation(RuleCode::DocMissing, "documents", format!("no {kind} is attached"));
+        }
+    }
+    let submitted_on = doc.submitted_at.utc_date();
+    let horizon_end = horizon.map(|(_, end)| end.last_day());
+    for (i, d) in doc.documents.iter().enumerate() {
+        if d.expires_on < submitted_on {
+            r.violation(
+                RuleCode::DocExpired,
+                format!("documents[{i}].expires_on"),
+                format!("{} {} expired on {}, before submission on {submitted_on}", d.kind, d.reference, d.expires_on),
+            );
+        }
+        if d.issued_on > submitted_on {
+            r.violation(
+                RuleCode::DocNotYetValid,
+                format!("documents[{i}].issued_on"),
+                format!("{} {} is issued on {}, after submission on {submitted_on}", d.kind, d.reference, d.issued_on),
+            );
+        }
+        if d.sha256.len() != 64 || !d.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            r.violation(
+                RuleCode::DocDigestInvalid,
+                format!("documents[{i}].sha256"),
+                format!("{} characters, not 64 hexadecimal digits", d.sha256.chars().count()),
+            );
+        }
+        if let Some(end) = horizon_end.filter(|end| d.expires_on < *end && required.contains(&d.kind)) {
+            r.warnings.push(Warning {
+                code: WarningCode::DocExpiresBeforeHorizonEnd,
+                field: format!("documents[{i}].expires_on"),
+                message: format!("{} {} expires on {}, before the horizon ends on {end}", d.kind, d.reference, d.expires_on),
+            });
+        }
+    }
+}
+
+fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
+    let end_use = &doc.end_use;
+    if !policy.settings().allowed_end_use_categories.contains(&end_use.category) {
+        r.violation(
+            RuleCode::EndUseProhibited,
+            "end_use.category",
+            format!("{} is not an allowed end-use category", end_use.category),
+        );
+    }
+    let terms = policy.prohibited_terms();
+    let mut found: Vec<&str> = Vec::new();
+    for word in words(&end_use.description) {
+        let folded = case_fold(word);
+        if let Some(term) = terms.iter().find(|t| **t == folded) {
+            if !found.contains(&term.as_str()) {
+                found.push(term);
+            }
+        }
+    }
+    if !found.is_empty() {
+        r.violation(
+            RuleCode::EndUseProhibited,
+            "end_use.description",
+            format!("holds the prohibited term(s) {}", found.join(", ")),
+        );
+    }
+    if end_use.end_users.is_empty() {
+        r.violation(RuleCode::EndUserMissing, "end_use.end_users", "no end users are listed");
+    }
+    let restricted = policy.restricted_parties();
+    if !restricted.is_empty() {
+        for (i, user) in end_use.end_users.iter().enumerate() {
+            if let Some(listed) = restricted.matches(&user.name) {
+                r.violation(
+                    RuleCode::EndUserRestricted,
+                    format!("end_use.end_users[{i}].name"),
+                    format!("`{}` matches the restricted party `{listed}`", user.name),
+                );
+            }
+        }
+    }
+}
+
+fn check_license(doc: &ForecastDocument, r: &mut Report) {
+    let license = &doc.export_license;
+    if license.status == LicenseStatus::Denied {
+        r.violation(RuleCode::LicenseDenied, "export_license.status", "the export licence was denied");
+    }
+    let licensed = matches!(license.status, LicenseStatus::Pending | LicenseStatus::Approved);
+    if !licensed {
+        if let Some(i) = doc.lines.iter().position(|l| l.confidence == Confidence::Firm) {
+            r.violation(
+                RuleCode::LicenseRequiredForFirm,
+                "export_license.status",
+                format!("lines[{i}] is FIRM but the licence is {}; FIRM needs PENDING or APPROVED", license.status),
+            );
+        }
+    } else if license.application_number.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        // Blank counts as empty: "  " references no application.
+        r.violation(
+            RuleCode::LicenseReferenceMissing,
+            "export_license.application_number",
+            format!("a {} licence needs its application number", license.status),
+        );
+    }
+}
