@@ -1,6 +1,6 @@
 //! `forecastctl check`: the stateless rules, one verdict per document.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use forecast_model::{Outcome, Timestamp};
@@ -8,11 +8,11 @@ use forecast_validator::{Judged, Policy, Validator};
 
 use crate::input;
 use crate::report::{self, DetailedVerdictJson};
-use crate::Format;
+use crate::{Format, RunError};
 
 
 /// Checks every document of every file. Returns whether all were accepted.
-pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Write) -> Result<bool, CheckError> {
+pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Write) -> Result<bool, RunError> {
     let validator = Validator::new(policy);
     let now = Timestamp::now();
     let (mut accepted, mut rejected) = (0u64, 0u64);
@@ -24,7 +24,7 @@ pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Wri
         let origin = path.display().to_string();
         let submissions = input::open(path)
             .and_then(input::read_all)
-            .map_err(|source| CheckError::Input { path: path.clone(), source })?;
+            .map_err(|source| RunError::Input { path: path.clone(), source })?;
         for sub in submissions {
             let judged = validator.judge_json(&sub.bytes);
             let verdict = validator.verdict(&judged, now, None);
@@ -65,17 +65,3 @@ pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Wri
     Ok(rejected == 0)
 }
 
-/// Why `check` stopped.
-#[derive(Debug)]
-pub enum CheckError {
-    /// An input file could not be read.
-    Input { path: PathBuf, source: io::Error },
-    /// Output could not be written.
-    Output(io::Error),
-}
-
-impl From<io::Error> for CheckError {
-    fn from(e: io::Error) -> Self {
-        CheckError::Output(e)
-    }
-}

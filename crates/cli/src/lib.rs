@@ -107,7 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         // Output closed early (e.g. `| head`): nothing more to say.
-        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(RunError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(failure) => {
             let _ = out.flush();
             eprintln!("forecastctl: {failure}");
@@ -116,45 +116,47 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Why a command could not do its work.
+/// Why a command could not do its work (exit code 2).
 #[derive(Debug)]
-enum Failure {
+pub enum RunError {
+    /// The policy or restricted-party list could not be loaded.
     Policy(forecast_validator::PolicyError),
-    Input(PathBuf, io::Error),
+    /// An input could not be read.
+    Input { path: PathBuf, source: io::Error },
+    /// Output could not be written.
     Output(io::Error),
 }
 
-impl std::fmt::Display for Failure {
+impl From<io::Error> for RunError {
+    fn from(e: io::Error) -> Self {
+        RunError::Output(e)
+    }
+}
+
+impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Policy(e) => write!(f, "{e} (check --policy / --restricted-parties)"),
-            Failure::Input(path, e) => write!(f, "cannot read {}: {e}", path.display()),
-            Failure::Output(e) => write!(f, "cannot write output: {e}"),
+            RunError::Policy(e) => write!(f, "{e} (see --policy / --restricted-parties)"),
+            RunError::Input { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            RunError::Output(e) => write!(f, "cannot write output: {e}"),
         }
     }
 }
 
-fn run_check(args: &CheckArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
-    let policy = args.policy.load().map_err(Failure::Policy)?;
-    match check::run(policy, &args.files, args.format, out) {
-        Ok(true) => Ok(ExitCode::SUCCESS),
-        Ok(false) => Ok(ExitCode::from(EXIT_REJECTED)),
-        Err(check::CheckError::Input { path, source }) => Err(Failure::Input(path, source)),
-        Err(check::CheckError::Output(e)) => Err(Failure::Output(e)),
-    }
+impl std::error::Error for RunError {}
+
+fn run_check(args: &CheckArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {
+    let policy = args.policy.load().map_err(RunError::Policy)?;
+    let all_accepted = check::run(policy, &args.files, args.format, out)?;
+    Ok(if all_accepted { ExitCode::SUCCESS } else { ExitCode::from(EXIT_REJECTED) })
 }
 
-fn run_replay(args: &ReplayArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
-    let policy = args.policy.load().map_err(Failure::Policy)?;
-    let file = input::open(&args.file).map_err(|e| Failure::Input(args.file.clone(), e))?;
-    let origin = args.file.display().to_string();
-    replay::run(policy, file, &origin, args.format, out).map_err(|e| {
-        // Reading and writing share io::Error; a read error names the file.
-        if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::WriteZero {
-            Failure::Output(e)
-        } else {
-            Failure::Input(args.file.clone(), e)
-        }
+fn run_replay(args: &ReplayArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {
+    let policy = args.policy.load().map_err(RunError::Policy)?;
+    let file = input::open(&args.file).map_err(|source| RunError::Input {
+        path: args.file.clone(),
+        source,
     })?;
+    replay::run(policy, file, &args.file, args.format, out)?;
     Ok(ExitCode::SUCCESS)
 }

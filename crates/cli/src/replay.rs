@@ -1,7 +1,8 @@
 //! `forecastctl replay`: the validator and the aggregator's pure cores run
 //! in order over a JSON Lines stream, exactly as the services run them.
 
-use std::io::{self, BufRead, Write};
+use std::io::{BufRead, Write};
+use std::path::Path;
 
 use forecast_aggregator::{DemandState, sequenced_verdict};
 use forecast_model::{DemandRow, Outcome, Timestamp, Verdict, Warning};
@@ -9,7 +10,7 @@ use forecast_validator::{Judged, Policy, Validator};
 
 use crate::input::JsonLines;
 use crate::report::{self, VerdictJson};
-use crate::Format;
+use crate::{Format, RunError};
 
 /// The two pure cores, chained: what the pipeline decides for a stream.
 #[derive(Debug)]
@@ -72,7 +73,18 @@ impl Summary {
 ///
 /// Memory stays bounded by the demand state: input is read a line at a
 /// time and every verdict is written as soon as it is decided.
-pub fn run(policy: Policy, input: impl BufRead, origin: &str, format: Format, out: &mut impl Write) -> io::Result<Summary> {
+pub fn run(
+    policy: Policy,
+    input: impl BufRead,
+    origin: &Path,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<Summary, RunError> {
+    let read_error = |source| RunError::Input {
+        path: origin.to_path_buf(),
+        source,
+    };
+    let name = origin.display().to_string();
     let mut replay = Replay::new(policy);
     let mut lines = JsonLines::new(input);
     let mut summary = Summary::default();
@@ -80,7 +92,7 @@ pub fn run(policy: Policy, input: impl BufRead, origin: &str, format: Format, ou
         out.write_all(b"{\"verdicts\":[")?;
     }
     let mut first = true;
-    while let Some((line, bytes)) = lines.next_line()? {
+    while let Some((line, bytes)) = lines.next_line().map_err(read_error)? {
         let (verdict, warnings) = replay.submit_json(bytes);
         summary.count(verdict.outcome);
         match format {
@@ -91,7 +103,7 @@ pub fn run(policy: Policy, input: impl BufRead, origin: &str, format: Format, ou
                 out.write_all(b"\n")?;
                 report::write_json(out, &VerdictJson::from(&verdict))?;
             }
-            Format::Text => report::write_verdict_text(out, &format!("{origin}:{line}"), &verdict, &warnings)?,
+            Format::Text => report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?,
         }
         first = false;
     }

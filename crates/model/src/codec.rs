@@ -19,6 +19,7 @@ pub fn encode_document(doc: &ForecastDocument, buf: &mut Vec<u8>) {
     w.enum_index(doc.purpose.index());
     w.string(&doc.customer_id);
     w.long(doc.submitted_at.millis());
+    w.int(doc.submitted_at.offset_minutes());
     w.string(&doc.horizon.start);
     w.string(&doc.horizon.end);
     w.enum_index(doc.bucket.index());
@@ -58,7 +59,10 @@ pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
         revision: r.int("revision")?,
         purpose: r.enum_value("purpose", Purpose::from_index)?,
         customer_id: r.string("customer_id")?,
-        submitted_at: Timestamp::from_millis(r.long("submitted_at")?),
+        submitted_at: {
+            let at = Timestamp::from_millis(r.long("submitted_at")?);
+            at.with_offset_minutes(r.int("submitted_at_offset_minutes")?)
+        },
         horizon: Horizon {
             start: r.string("horizon.start")?,
             end: r.string("horizon.end")?,
@@ -113,9 +117,17 @@ pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
 /// schema. Every field the schema knows counts, an absent optional field
 /// equals null, and fields the schema does not know (dropped when the JSON
 /// was decoded) do not count: the spec's notion of "same content".
+/// `submitted_at` counts as an instant: the offset it was written with
+/// does not (`10:30+08:00` and `02:30Z` are the same content).
 pub fn content_digest(doc: &ForecastDocument) -> [u8; 32] {
     let mut buf = Vec::with_capacity(1024);
-    encode_document(doc, &mut buf);
+    if doc.submitted_at.offset_minutes() == 0 {
+        encode_document(doc, &mut buf);
+    } else {
+        let mut utc = doc.clone();
+        utc.submitted_at = Timestamp::from_millis(doc.submitted_at.millis());
+        encode_document(&utc, &mut buf);
+    }
     Sha256::digest(&buf).into()
 }
 

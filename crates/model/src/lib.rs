@@ -18,6 +18,8 @@ pub mod demand;
 pub mod document;
 pub mod json;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod verdict;
 pub mod wire;

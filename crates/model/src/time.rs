@@ -107,22 +107,33 @@ impl fmt::Display for Date {
     }
 }
 
-/// An instant, stored as milliseconds since the Unix epoch (UTC).
+/// An instant, stored as milliseconds since the Unix epoch (UTC), with the
+/// UTC offset it was written with (so that it prints as it was written).
 ///
-/// The offset a timestamp was written with is not kept: `08:00+08:00` and
-/// `00:00Z` are the same instant and the same value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(i64);
+/// Equality compares both; [`Timestamp::millis`] alone is the instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Timestamp(i64, i16);
 
 impl Timestamp {
-    /// The instant `millis` milliseconds after the epoch.
+    /// The instant `millis` milliseconds after the epoch, in UTC.
     pub const fn from_millis(millis: i64) -> Self {
-        Self(millis)
+        Self(millis, 0)
+    }
+
+    /// The instant `millis`, written with a UTC offset of `minutes`
+    /// (clamped to the ±23:59 that RFC 3339 can write).
+    pub fn with_offset_minutes(self, minutes: i32) -> Self {
+        Self(self.0, minutes.clamp(-1439, 1439) as i16)
     }
 
     /// Milliseconds since the epoch.
     pub const fn millis(self) -> i64 {
         self.0
+    }
+
+    /// The UTC offset it was written with, in minutes (`+08:00` is 480).
+    pub const fn offset_minutes(self) -> i32 {
+        self.1 as i32
     }
 
     /// The UTC date of this instant.
@@ -137,7 +148,7 @@ impl Timestamp {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        Self(now)
+        Self(now, 0)
     }
 }
 
@@ -196,15 +207,18 @@ impl FromStr for Timestamp {
         let seconds = i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
         Ok(Self(
             i64::from(date.days()) * MILLIS_PER_DAY + seconds * 1000 + i64::from(millis),
+            offset_minutes as i16,
         ))
     }
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC (`Z`), with milliseconds only when they are not zero.
+    /// RFC 3339 with the offset it was written with (`Z` for UTC), and
+    /// milliseconds only when they are not zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let date = self.utc_date();
-        let in_day = self.0 - i64::from(date.days()) * MILLIS_PER_DAY;
+        let local = Timestamp::from_millis(self.0.saturating_add(i64::from(self.1) * 60_000));
+        let date = local.utc_date();
+        let in_day = local.0 - i64::from(date.days()) * MILLIS_PER_DAY;
         let (secs, ms) = (in_day / 1000, in_day % 1000);
         write!(
             f,
@@ -216,7 +230,10 @@ impl fmt::Display for Timestamp {
         if ms != 0 {
             write!(f, ".{ms:03}")?;
         }
-        f.write_str("Z")
+        match self.1 {
+            0 => f.write_str("Z"),
+            m => write!(f, "{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.unsigned_abs() / 60, m.unsigned_abs() % 60),
+        }
     }
 }
 
@@ -398,7 +415,9 @@ mod tests {
         // The UTC date of a timestamp written in another zone.
         let ts = t("2026-07-01T02:00:00+08:00").unwrap();
         assert_eq!(ts.utc_date().to_string(), "2026-06-30");
-        assert_eq!(ts.to_string(), "2026-06-30T18:00:00Z");
+        assert_eq!(ts.to_string(), "2026-07-01T02:00:00+08:00");
+        assert_eq!(ts.offset_minutes(), 480);
+        assert_eq!(t("2026-07-01T02:00:00-03:30").unwrap().to_string(), "2026-07-01T02:00:00-03:30");
         for bad in [
             "yesterday", "2026-07-15T08:00:00", "2026-07-15 08:00:00Z", "2026-07-15T24:00:00Z",
             "2026-07-15T08:00:00+0800", "2026-07-15T08:00:00.Z", "2026-02-30T08:00:00Z",
@@ -416,8 +435,8 @@ mod tests {
         }
 
         #[test]
-        fn timestamp_text_round_trips(ms in -62_135_596_800_000i64..253_402_300_799_999) {
-            let t = Timestamp::from_millis(ms);
+        fn timestamp_text_round_trips(ms in -62_135_596_700_000i64..253_402_200_799_999, offset in -1439i32..1440) {
+            let t = Timestamp::from_millis(ms).with_offset_minutes(offset);
             prop_assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
         }
 

@@ -1,0 +1,138 @@
+//! Proptest strategies for the domain types (feature `testing`).
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+
+use crate::*;
+
+fn pick<T: Copy + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strategy<Value = T> {
+    proptest::sample::select(all)
+}
+
+/// Any text, including non-ASCII and empty strings.
+pub fn text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,12}", "[A-Z0-9-]{1,10}"]
+}
+
+/// Dates from year 1 to 9999.
+pub fn date() -> impl Strategy<Value = Date> {
+    (-719_162i32..2_932_896).prop_map(Date::from_days)
+}
+
+/// Any line.
+pub fn line() -> impl Strategy<Value = Line> {
+    (text(), date(), any::<i64>(), pick(Confidence::ALL), option::of((text(), text())))
+        .prop_map(|(sku, period_start, quantity, confidence, ship)| Line {
+            sku,
+            period_start,
+            quantity,
+            confidence,
+            ship_to: ship.map(|(site, country)| ShipTo { site, country }),
+        })
+}
+
+/// Any supporting document.
+pub fn supporting_document() -> impl Strategy<Value = SupportingDocument> {
+    (pick(DocumentKind::ALL), text(), date(), date(), text(), option::of(text())).prop_map(
+        |(kind, reference, issued_on, expires_on, sha256, signed_by)| SupportingDocument {
+            kind,
+            reference,
+            issued_on,
+            expires_on,
+            sha256,
+            signed_by,
+        },
+    )
+}
+
+/// Any document the schema can hold (not necessarily one the rules accept).
+pub fn document() -> impl Strategy<Value = ForecastDocument> {
+    (
+        (text(), any::<i32>(), pick(Purpose::ALL), text()),
+        (-62_135_596_700_000i64..253_402_200_799_999, -1439i32..1440, text(), text(), pick(Bucket::ALL)),
+        vec(line(), 0..6),
+        (pick(EndUseCategory::ALL), text(), vec((text(), text()), 0..3)),
+        vec(supporting_document(), 0..4),
+        (pick(LicenseStatus::ALL), option::of(text())),
+    )
+        .prop_map(
+            |((document_id, revision, purpose, customer_id), (ts, offset, start, end, bucket), lines, eu, documents, lic)| {
+                ForecastDocument {
+                    document_id,
+                    revision,
+                    purpose,
+                    customer_id,
+                    submitted_at: Timestamp::from_millis(ts).with_offset_minutes(offset),
+                    horizon: Horizon { start, end },
+                    bucket,
+                    lines,
+                    end_use: EndUse {
+                        category: eu.0,
+                        description: eu.1,
+                        end_users: eu.2.into_iter().map(|(name, country)| EndUser { name, country }).collect(),
+                    },
+                    documents,
+                    export_license: ExportLicense {
+                        status: lic.0,
+                        application_number: lic.1,
+                    },
+                }
+            },
+        )
+}
+
+/// Any verdict.
+pub fn verdict() -> impl Strategy<Value = Verdict> {
+    (
+        (option::of(text()), option::of(any::<i32>()), pick(Outcome::ALL), pick(Stage::ALL)),
+        (vec(pick(RuleCode::ALL), 0..4), vec(pick(WarningCode::ALL), 0..2)),
+        vec((pick(RuleCode::ALL), text(), text()), 0..3),
+        (text(), any::<i64>(), option::of((text(), any::<i32>(), any::<i64>()))),
+    )
+        .prop_map(|((document_id, revision, outcome, stage), (codes, warnings), violations, (pv, at, src))| Verdict {
+            document_id,
+            revision,
+            outcome,
+            stage,
+            codes,
+            warnings,
+            violations: violations
+                .into_iter()
+                .map(|(code, field, message)| Violation { code, field, message })
+                .collect(),
+            policy_version: pv,
+            decided_at: Timestamp::from_millis(at),
+            source: src.map(|(topic, partition, offset)| SourceCoordinates {
+                topic,
+                partition,
+                offset,
+            }),
+        })
+}
+
+/// Any demand snapshot (units small enough that totals do not overflow).
+pub fn snapshot() -> impl Strategy<Value = DemandSnapshot> {
+    (
+        text(),
+        any::<i64>(),
+        any::<i64>(),
+        vec((text(), 0i64..40_000, 0i64..1 << 40, 0i64..1 << 40), 0..6),
+    )
+        .prop_map(|(customer_id, sequence, at, rows)| DemandSnapshot {
+            customer_id,
+            sequence,
+            as_of: Timestamp::from_millis(at),
+            rows: rows
+                .into_iter()
+                .map(|(sku, q, firm, planning)| SnapshotRow {
+                    sku,
+                    quarter: Quarter::from_index(q),
+                    units: Units {
+                        firm_units: firm,
+                        planning_units: planning,
+                    },
+                })
+                .collect(),
+        })
+}

@@ -1,0 +1,206 @@
+//! The hand-written codecs against the `.avsc` files (through apache-avro),
+//! the JSON form, schema evolution, and typed decode errors.
+
+use apache_avro::{Schema, from_avro_datum, to_avro_datum};
+use forecast_model::schema::{FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2};
+use forecast_model::{codec, testing, wire, DecodeError, ForecastDocument, Registry, Subject};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn schema(subject: Subject) -> &'static Schema {
+    &Registry::embedded().get(subject.current_id()).unwrap().schema
+}
+
+/// apache-avro reads our bytes with the schema file and writes them back
+/// byte for byte: field order, types, unions and enums agree.
+fn assert_agrees_with_apache_avro(subject: Subject, ours: &[u8]) -> Result<(), TestCaseError> {
+    let schema = schema(subject);
+    let mut rest = ours;
+    let value = from_avro_datum(schema, &mut rest, None).map_err(|e| TestCaseError::fail(format!("apache-avro cannot read our bytes: {e}")))?;
+    prop_assert!(rest.is_empty(), "apache-avro left {} bytes", rest.len());
+    let theirs = to_avro_datum(schema, value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(theirs.as_slice(), ours);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn document_codec_matches_the_schema_file(doc in testing::document()) {
+        let mut ours = Vec::new();
+        codec::encode_document(&doc, &mut ours);
+        assert_agrees_with_apache_avro(Subject::ForecastDocument, &ours)?;
+        prop_assert_eq!(codec::decode_document(&ours).unwrap(), doc.clone());
+        prop_assert_eq!(wire::decode_document(&wire::encode_document(&doc), Registry::embedded()).unwrap(), doc);
+    }
+
+    #[test]
+    fn verdict_codec_matches_the_schema_file(v in testing::verdict()) {
+        let mut ours = Vec::new();
+        codec::encode_verdict(&v, &mut ours);
+        assert_agrees_with_apache_avro(Subject::Verdict, &ours)?;
+        prop_assert_eq!(wire::decode_verdict(&wire::encode_verdict(&v), Registry::embedded()).unwrap(), v);
+    }
+
+    #[test]
+    fn snapshot_codec_matches_the_schema_file(s in testing::snapshot()) {
+        let mut ours = Vec::new();
+        codec::encode_snapshot(&s, &mut ours);
+        assert_agrees_with_apache_avro(Subject::DemandSnapshot, &ours)?;
+        prop_assert_eq!(wire::decode_snapshot(&wire::encode_snapshot(&s), Registry::embedded()).unwrap(), s);
+    }
+
+    #[test]
+    fn json_form_round_trips(doc in testing::document()) {
+        prop_assert_eq!(ForecastDocument::from_json(doc.to_json().as_bytes()).unwrap(), doc);
+    }
+
+    #[test]
+    fn no_prefix_of_a_record_decodes_and_none_panics(doc in testing::document()) {
+        let record = wire::encode_document(&doc);
+        for len in 0..record.len() {
+            let err = wire::decode_document(&record[..len], Registry::embedded()).unwrap_err();
+            prop_assert!(matches!(err, DecodeError::Empty | DecodeError::HeaderTruncated { .. } | DecodeError::Truncated { .. } | DecodeError::Invalid { .. }), "{len}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut framed = vec![0, 0, 0, 0, 2];
+        framed.extend_from_slice(&bytes);
+        let _ = wire::decode_document(&framed, Registry::embedded());
+    }
+}
+
+/// Field names the current schema knows, anywhere in the record.
+fn known_fields() -> std::collections::HashSet<String> {
+    fn walk(v: &Value, out: &mut std::collections::HashSet<String>) {
+        match v {
+            Value::Object(m) => {
+                if let (Some(Value::String(name)), Some(_)) = (m.get("name"), m.get("type")) {
+                    out.insert(name.clone());
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::HashSet::new();
+    walk(&serde_json::from_str(include_str!("../../../schemas/forecast-document.v2.avsc")).unwrap(), &mut out);
+    out
+}
+
+/// Drops null members (an absent optional field equals null) and members the
+/// schema does not know (ignored on input).
+fn comparable(v: Value, known: &std::collections::HashSet<String>) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, v)| !v.is_null() && known.contains(k))
+                .map(|(k, v)| (k, comparable(v, known)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(|v| comparable(v, known)).collect()),
+        v => v,
+    }
+}
+
+fn sample_documents() -> Vec<(String, Value)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(format!("{root}/examples")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.push(format!("{root}/../shared/conformance/stream.jsonl").into());
+    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json" || e == "jsonl")) {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let docs: Vec<&str> = if path.extension().is_some_and(|e| e == "json") { vec![&text] } else { text.lines().collect() };
+        for (i, doc) in docs.into_iter().enumerate() {
+            if let Ok(v) = serde_json::from_str::<Value>(doc) {
+                out.push((format!("{}:{}", path.display(), i + 1), v));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_field_of_the_json_form_round_trips_through_avro() {
+    let mut checked = 0;
+    let known = known_fields();
+    for (origin, original) in sample_documents() {
+        let Ok(doc) = ForecastDocument::from_json(original.to_string().as_bytes()) else {
+            continue; // SCHEMA_INVALID samples have no Avro form
+        };
+        let back = wire::decode_document(&wire::encode_document(&doc), Registry::embedded()).unwrap();
+        let json: Value = serde_json::from_str(&back.to_json()).unwrap();
+        assert_eq!(comparable(json, &known), comparable(original, &known), "{origin}");
+        checked += 1;
+    }
+    assert!(checked > 500, "only {checked} sample documents: are examples/ and ../shared/conformance there?");
+}
+
+/// A record written with the first draft of the schema (no `ship_to`, no
+/// `signed_by`) is read by the current one, those fields defaulting to null.
+#[test]
+fn a_record_of_the_older_schema_is_read_by_the_current_one() {
+    let registry = Registry::embedded();
+    let v1 = &registry.get(FORECAST_DOCUMENT_V1).unwrap().schema;
+    let v2 = &registry.get(FORECAST_DOCUMENT_V2).unwrap().schema;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&testing::document(), |mut doc| {
+            // What a v1 writer would have had.
+            doc.submitted_at = forecast_model::Timestamp::from_millis(doc.submitted_at.millis());
+            for l in &mut doc.lines {
+                l.ship_to = None;
+            }
+            for d in &mut doc.documents {
+                d.signed_by = None;
+            }
+            let mut current = Vec::new();
+            codec::encode_document(&doc, &mut current);
+            // Write it as v1 (apache-avro resolves v2 -> v1, the old writer's shape)...
+            let as_v1 = from_avro_datum(v2, &mut current.as_slice(), Some(v1)).unwrap();
+            let datum_v1 = to_avro_datum(v1, as_v1).unwrap();
+            prop_assert!(datum_v1.len() < current.len() || doc.lines.is_empty() && doc.documents.is_empty());
+            let record = wire::frame(FORECAST_DOCUMENT_V1, |b| b.extend_from_slice(&datum_v1));
+            // ...and the current reader gets the document back.
+            prop_assert_eq!(wire::decode_document(&record, registry).unwrap(), doc);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn decode_errors_are_typed_and_keep_their_cause() {
+    let registry = Registry::embedded();
+    let doc = ForecastDocument::from_json(include_bytes!("../../../examples/tencent-original.json")).unwrap();
+    let good = wire::encode_document(&doc);
+    let decode = |bytes: &[u8]| wire::decode_document(bytes, registry).unwrap_err();
+
+    assert!(matches!(decode(b""), DecodeError::Empty));
+    assert!(matches!(decode(b"{\"document_id\": 1}"), DecodeError::BadMagic { found: b'{' }));
+    assert!(matches!(decode(&[0, 0, 0]), DecodeError::HeaderTruncated { len: 3 }));
+    let mut unknown = good.clone();
+    unknown[1..5].copy_from_slice(&999u32.to_be_bytes());
+    assert!(matches!(decode(&unknown), DecodeError::UnknownSchemaId { id: 999 }));
+    let mut verdict_id = good.clone();
+    verdict_id[1..5].copy_from_slice(&Subject::Verdict.current_id().to_be_bytes());
+    assert!(matches!(decode(&verdict_id), DecodeError::WrongSubject { .. } ));
+    assert!(matches!(decode(&good[..good.len() - 3]), DecodeError::Truncated { .. }));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(matches!(decode(&trailing), DecodeError::TrailingBytes { count: 1 }));
+    // Purpose is the third field: after the id string and the revision.
+    let mut bad_enum = good.clone();
+    let purpose_at = 5 + 1 + doc.document_id.len() + 1;
+    bad_enum[purpose_at] = 2 * 7; // zigzag 7: no such symbol
+    let err = decode(&bad_enum);
+    assert!(matches!(err, DecodeError::Invalid { what: "purpose", .. }), "{err:?}");
+    assert_eq!(err.kind(), "wrong_type");
+    // A v1 record too short for resolution keeps apache-avro's error as its source.
+    let err = decode(&wire::frame(FORECAST_DOCUMENT_V1, |b| b.push(2)));
+    assert!(matches!(err, DecodeError::Resolution { id: 1, .. }), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+}
