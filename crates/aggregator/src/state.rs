@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use forecast_model::codec::content_digest;
 use forecast_model::{
-    Confidence, DemandRow, DemandSnapshot, ForecastDocument, Purpose, Quarter, RuleCode, SnapshotRow, Timestamp, Units,
+    Confidence, DemandRow, DemandSnapshot, ForecastDocument, Purpose, Quarter, RuleCode,
+    SnapshotRow, Timestamp, Units,
 };
 
 /// What sequencing decided for one document.
@@ -87,7 +88,11 @@ impl DemandState {
         self.decide(doc, || content_digest(doc)).0
     }
 
-    fn decide(&self, doc: &ForecastDocument, digest: impl FnOnce() -> [u8; 32]) -> (Sequenced, Option<&Applied>) {
+    fn decide(
+        &self,
+        doc: &ForecastDocument,
+        digest: impl FnOnce() -> [u8; 32],
+    ) -> (Sequenced, Option<&Applied>) {
         let Some(last) = self.documents.get(doc.document_id.as_str()) else {
             let outcome = if doc.purpose == Purpose::Original {
                 Sequenced::Applied {
@@ -150,7 +155,10 @@ impl DemandState {
         }
         // A retraction and an addition can cancel out cell by cell; compare
         // the result rather than trusting `changed` alone.
-        let demand_changed = changed && old.as_ref().is_none_or(|o| !same_units(&o.contributions, new));
+        let demand_changed = changed
+            && old
+                .as_ref()
+                .is_none_or(|o| !same_units(&o.contributions, new));
         if demand_changed {
             demand.sequence += 1;
         }
@@ -164,13 +172,18 @@ impl DemandState {
     fn contributions(&mut self, doc: &ForecastDocument) -> Box<[Contribution]> {
         let mut sums: BTreeMap<(&str, Quarter), Units> = BTreeMap::new();
         for line in &doc.lines {
-            let cell = sums.entry((line.sku.as_str(), line.period_start.quarter())).or_default();
+            let cell = sums
+                .entry((line.sku.as_str(), line.period_start.quarter()))
+                .or_default();
             match line.confidence {
                 Confidence::Firm => cell.firm_units += line.quantity,
                 Confidence::Planning => cell.planning_units += line.quantity,
             }
         }
-        let sums: Vec<_> = sums.into_iter().filter(|(_, u)| *u != Units::default()).collect();
+        let sums: Vec<_> = sums
+            .into_iter()
+            .filter(|(_, u)| *u != Units::default())
+            .collect();
         sums.into_iter()
             .map(|((sku, quarter), units)| Contribution {
                 sku: self.intern(sku),
@@ -234,8 +247,12 @@ fn add(cells: &mut BTreeMap<(Arc<str>, Quarter), Units>, c: &Contribution, sign:
     let cell = cells.entry(key.clone()).or_default();
     // Saturating: quantities are bounded by policy, but the state must not
     // panic on any input it is given.
-    cell.firm_units = cell.firm_units.saturating_add(sign.saturating_mul(c.units.firm_units));
-    cell.planning_units = cell.planning_units.saturating_add(sign.saturating_mul(c.units.planning_units));
+    cell.firm_units = cell
+        .firm_units
+        .saturating_add(sign.saturating_mul(c.units.firm_units));
+    cell.planning_units = cell
+        .planning_units
+        .saturating_add(sign.saturating_mul(c.units.planning_units));
     if *cell == Units::default() {
         cells.remove(&key);
     }
@@ -252,7 +269,10 @@ fn same_units(a: &[Contribution], b: &[Contribution]) -> bool {
 /// Completes the validator's `ACCEPTED` verdict with the sequencing outcome:
 /// `ACCEPTED`, `DUPLICATE`, or `REJECTED` with the sequencing code, at stage
 /// `SEQUENCE`. Warnings are kept whatever the outcome.
-pub fn sequenced_verdict(mut verdict: forecast_model::Verdict, outcome: &Sequenced) -> forecast_model::Verdict {
+pub fn sequenced_verdict(
+    mut verdict: forecast_model::Verdict,
+    outcome: &Sequenced,
+) -> forecast_model::Verdict {
     use forecast_model::{Outcome, Stage, Violation};
     verdict.stage = Stage::Sequence;
     match outcome {

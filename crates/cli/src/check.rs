@@ -10,9 +10,13 @@ use crate::input;
 use crate::report::{self, DetailedVerdictJson};
 use crate::{Format, RunError};
 
-
 /// Checks every document of every file. Returns whether all were accepted.
-pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Write) -> Result<bool, RunError> {
+pub fn run(
+    policy: Policy,
+    files: &[PathBuf],
+    format: Format,
+    out: &mut impl Write,
+) -> Result<bool, RunError> {
     let validator = Validator::new(policy);
     let now = Timestamp::now();
     let (mut accepted, mut rejected) = (0u64, 0u64);
@@ -24,7 +28,10 @@ pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Wri
         let origin = path.display().to_string();
         let submissions = input::open(path)
             .and_then(input::read_all)
-            .map_err(|source| RunError::Input { path: path.clone(), source })?;
+            .map_err(|source| RunError::Input {
+                path: path.clone(),
+                source,
+            })?;
         for sub in submissions {
             let judged = validator.judge_json(&sub.bytes);
             let verdict = validator.verdict(&judged, now, None);
@@ -39,14 +46,22 @@ pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Wri
                         out.write_all(b",")?;
                     }
                     out.write_all(b"\n")?;
-                    report::write_json(out, &DetailedVerdictJson::new(&origin, sub.line, &verdict))?;
+                    report::write_json(
+                        out,
+                        &DetailedVerdictJson::new(&origin, sub.line, &verdict),
+                    )?;
                 }
                 Format::Text => {
                     let warnings = match &judged {
                         Judged::Checked { report, .. } => report.warnings.as_slice(),
                         Judged::Undecodable(_) => &[],
                     };
-                    report::write_verdict_text(out, &format!("{origin}:{}", sub.line), &verdict, warnings)?;
+                    report::write_verdict_text(
+                        out,
+                        &format!("{origin}:{}", sub.line),
+                        &verdict,
+                        warnings,
+                    )?;
                 }
             }
             first = false;
@@ -64,4 +79,3 @@ pub fn run(policy: Policy, files: &[PathBuf], format: Format, out: &mut impl Wri
     out.flush()?;
     Ok(rejected == 0)
 }
-

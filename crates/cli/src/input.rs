@@ -19,7 +19,10 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead>> {
     if path == Path::new("-") {
         Ok(Box::new(BufReader::with_capacity(1 << 16, io::stdin())))
     } else {
-        Ok(Box::new(BufReader::with_capacity(1 << 16, File::open(path)?)))
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            File::open(path)?,
+        )))
     }
 }
 
@@ -100,7 +103,14 @@ mod tests {
         while let Some((n, l)) = r.next_line().unwrap() {
             got.push((n, String::from_utf8(l.to_vec()).unwrap()));
         }
-        assert_eq!(got, [(1, "{\"a\":1}".into()), (4, "{\"b\":2}".into()), (5, "{\"c\":3}".into())]);
+        assert_eq!(
+            got,
+            [
+                (1, "{\"a\":1}".into()),
+                (4, "{\"b\":2}".into()),
+                (5, "{\"c\":3}".into())
+            ]
+        );
     }
 
     #[test]
@@ -111,6 +121,12 @@ mod tests {
         let subs = read_all(&b"{\"a\":1}\n{\"b\":2}\n"[..]).unwrap();
         assert_eq!(subs.len(), 2);
         let subs = read_all(&b"{not json\n"[..]).unwrap();
-        assert_eq!(subs, [Submission { line: 1, bytes: b"{not json".to_vec() }]);
+        assert_eq!(
+            subs,
+            [Submission {
+                line: 1,
+                bytes: b"{not json".to_vec()
+            }]
+        );
     }
 }

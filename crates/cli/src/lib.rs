@@ -137,7 +137,9 @@ impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunError::Policy(e) => write!(f, "{e} (see --policy / --restricted-parties)"),
-            RunError::Input { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            RunError::Input { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
             RunError::Output(e) => write!(f, "cannot write output: {e}"),
         }
     }
@@ -148,7 +150,11 @@ impl std::error::Error for RunError {}
 fn run_check(args: &CheckArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {
     let policy = args.policy.load().map_err(RunError::Policy)?;
     let all_accepted = check::run(policy, &args.files, args.format, out)?;
-    Ok(if all_accepted { ExitCode::SUCCESS } else { ExitCode::from(EXIT_REJECTED) })
+    Ok(if all_accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REJECTED)
+    })
 }
 
 fn run_replay(args: &ReplayArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {

@@ -103,7 +103,9 @@ pub fn run(
                 out.write_all(b"\n")?;
                 report::write_json(out, &VerdictJson::from(&verdict))?;
             }
-            Format::Text => report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?,
+            Format::Text => {
+                report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?
+            }
         }
         first = false;
     }

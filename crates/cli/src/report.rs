@@ -73,15 +73,29 @@ pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()
 
 /// Writes one verdict for people: a headline, then each violation with the
 /// field it points at, what was found, and what the rule asks.
-pub fn write_verdict_text(out: &mut impl Write, origin: &str, v: &Verdict, warnings: &[forecast_model::Warning]) -> io::Result<()> {
+pub fn write_verdict_text(
+    out: &mut impl Write,
+    origin: &str,
+    v: &Verdict,
+    warnings: &[forecast_model::Warning],
+) -> io::Result<()> {
     let id = v.document_id.as_deref().unwrap_or("(no document_id)");
-    let rev = v.revision.map_or_else(|| "?".to_string(), |r| r.to_string());
+    let rev = v
+        .revision
+        .map_or_else(|| "?".to_string(), |r| r.to_string());
     writeln!(out, "{origin}  {id} rev {rev}  {}", v.outcome)?;
     if v.outcome == Outcome::Duplicate {
-        writeln!(out, "    same revision and content as the applied one; ignored, not counted twice")?;
+        writeln!(
+            out,
+            "    same revision and content as the applied one; ignored, not counted twice"
+        )?;
     }
     for x in &v.violations {
-        let field = if x.field.is_empty() { String::new() } else { format!(" at {}", x.field) };
+        let field = if x.field.is_empty() {
+            String::new()
+        } else {
+            format!(" at {}", x.field)
+        };
         writeln!(out, "    {}{field}: {}", x.code, x.message)?;
         writeln!(out, "        rule: {}", x.code.explain())?;
     }
@@ -105,7 +119,7 @@ pub fn thousands(n: i64) -> String {
         out.push('-');
     }
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -119,9 +133,12 @@ pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Resul
         return writeln!(out, "(no demand: no accepted document has a non-zero line)");
     }
     let header = ["CUSTOMER", "SKU", "QUARTER", "FIRM", "PLANNING", "TOTAL"];
-    let (firm, planning) = rows
-        .iter()
-        .fold((0i64, 0i64), |(f, p), r| (f.saturating_add(r.firm_units), p.saturating_add(r.planning_units)));
+    let (firm, planning) = rows.iter().fold((0i64, 0i64), |(f, p), r| {
+        (
+            f.saturating_add(r.firm_units),
+            p.saturating_add(r.planning_units),
+        )
+    });
     let mut cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
@@ -170,7 +187,9 @@ pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Resul
     line(out, header)?;
     let rule = width.map(|w| "-".repeat(w));
     line(out, rule.each_ref().map(String::as_str))?;
-    let (total, body) = cells.split_last().unwrap_or_else(|| unreachable!("the total row was pushed"));
+    let (total, body) = cells
+        .split_last()
+        .unwrap_or_else(|| unreachable!("the total row was pushed"));
     for row in body {
         line(out, row.each_ref().map(String::as_str))?;
     }
@@ -195,8 +214,24 @@ mod tests {
     fn table_is_aligned_with_totals() {
         let q = "2026-Q3".parse().unwrap();
         let rows = vec![
-            DemandRow::new("TENCENT", "H20-96GB", q, forecast_model::Units { firm_units: 40_000, planning_units: 5 }),
-            DemandRow::new("ALIBABA", "H20-141GB", q, forecast_model::Units { firm_units: 7, planning_units: 0 }),
+            DemandRow::new(
+                "TENCENT",
+                "H20-96GB",
+                q,
+                forecast_model::Units {
+                    firm_units: 40_000,
+                    planning_units: 5,
+                },
+            ),
+            DemandRow::new(
+                "ALIBABA",
+                "H20-141GB",
+                q,
+                forecast_model::Units {
+                    firm_units: 7,
+                    planning_units: 0,
+                },
+            ),
         ];
         let mut out = Vec::new();
         write_demand_table(&mut out, &rows).unwrap();
@@ -205,6 +240,9 @@ mod tests {
         assert_eq!(lines.len(), 6, "{text}");
         assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{text}");
         assert!(lines[2].ends_with("40,000         5  40,005"), "{text}");
-        assert!(lines[5].starts_with("TOTAL") && lines[5].ends_with("40,012"), "{text}");
+        assert!(
+            lines[5].starts_with("TOTAL") && lines[5].ends_with("40,012"),
+            "{text}"
+        );
     }
 }

@@ -125,7 +125,8 @@ impl<'a> Reader<'a> {
             return Err(self.truncated(what, n - available));
         }
         let bytes = &self.buf[self.pos..self.pos + n];
-        let s = std::str::from_utf8(bytes).map_err(|e| self.invalid(what, format!("not UTF-8: {e}")))?;
+        let s = std::str::from_utf8(bytes)
+            .map_err(|e| self.invalid(what, format!("not UTF-8: {e}")))?;
         self.pos += n;
         Ok(s)
     }
@@ -178,7 +179,9 @@ impl<'a> Reader<'a> {
             let count = count.unsigned_abs();
             // Every item takes at least one byte: a count above what is left is corrupt.
             if count > (self.buf.len() - self.pos) as u64 {
-                return Err(self.truncated(what, (count - (self.buf.len() - self.pos) as u64) as usize));
+                return Err(
+                    self.truncated(what, (count - (self.buf.len() - self.pos) as u64) as usize)
+                );
             }
             items.reserve(count as usize);
             for _ in 0..count {
@@ -220,7 +223,13 @@ mod tests {
 
     #[test]
     fn zigzag_matches_the_avro_spec() {
-        for (v, bytes) in [(0i64, vec![0u8]), (-1, vec![1]), (1, vec![2]), (-64, vec![0x7f]), (64, vec![0x80, 0x01])] {
+        for (v, bytes) in [
+            (0i64, vec![0u8]),
+            (-1, vec![1]),
+            (1, vec![2]),
+            (-64, vec![0x7f]),
+            (64, vec![0x80, 0x01]),
+        ] {
             let mut buf = Vec::new();
             Writer::new(&mut buf).long(v);
             assert_eq!(buf, bytes, "{v}");

@@ -4,12 +4,12 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::DecodeError;
 use crate::avro::{Reader, Writer};
 use crate::demand::{DemandSnapshot, SnapshotRow, Units};
 use crate::document::*;
 use crate::time::{Date, Quarter, Timestamp};
 use crate::verdict::*;
-use crate::DecodeError;
 
 /// Appends the Avro datum of `doc` (schema `forecast-document.v2`) to `buf`.
 pub fn encode_document(doc: &ForecastDocument, buf: &mut Vec<u8>) {
@@ -48,7 +48,9 @@ pub fn encode_document(doc: &ForecastDocument, buf: &mut Vec<u8>) {
         w.optional(d.signed_by.as_ref(), |w, s| w.string(s));
     });
     w.enum_index(doc.export_license.status.index());
-    w.optional(doc.export_license.application_number.as_ref(), |w, s| w.string(s));
+    w.optional(doc.export_license.application_number.as_ref(), |w, s| {
+        w.string(s)
+    });
 }
 
 /// Decodes an Avro datum written with schema `forecast-document.v2`.
@@ -99,7 +101,9 @@ pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
                 issued_on: Date::from_days(r.int("documents[].issued_on")?),
                 expires_on: Date::from_days(r.int("documents[].expires_on")?),
                 sha256: r.string("documents[].sha256")?,
-                signed_by: r.optional("documents[].signed_by", |r| r.string("documents[].signed_by"))?,
+                signed_by: r.optional("documents[].signed_by", |r| {
+                    r.string("documents[].signed_by")
+                })?,
             })
         })?,
         export_license: ExportLicense {
@@ -154,8 +158,18 @@ pub fn encode_verdict(v: &Verdict, buf: &mut Vec<u8>) {
     });
 }
 
-fn symbol<T>(r: &Reader<'_>, what: &'static str, s: &str, parse: fn(&str) -> Option<T>) -> Result<T, DecodeError> {
-    parse(s).ok_or_else(|| r.invalid(what, format!("unknown code `{s}` (written by a newer version?)")))
+fn symbol<T>(
+    r: &Reader<'_>,
+    what: &'static str,
+    s: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, DecodeError> {
+    parse(s).ok_or_else(|| {
+        r.invalid(
+            what,
+            format!("unknown code `{s}` (written by a newer version?)"),
+        )
+    })
 }
 
 /// Decodes an Avro datum written with schema `verdict.v1`.
@@ -221,16 +235,25 @@ pub fn decode_snapshot(datum: &[u8]) -> Result<DemandSnapshot, DecodeError> {
         rows: r.array("rows", |r| {
             let sku = r.string("rows[].sku")?;
             let q = r.str("rows[].quarter")?;
-            let quarter: Quarter = q.parse().map_err(|e| r.invalid("rows[].quarter", format!("{e}")))?;
+            let quarter: Quarter = q
+                .parse()
+                .map_err(|e| r.invalid("rows[].quarter", format!("{e}")))?;
             let units = Units {
                 firm_units: r.long("rows[].firm_units")?,
                 planning_units: r.long("rows[].planning_units")?,
             };
             let total = r.long("rows[].total_units")?;
             if total != units.total() {
-                return Err(r.invalid("rows[].total_units", format!("{total} is not firm + planning")));
+                return Err(r.invalid(
+                    "rows[].total_units",
+                    format!("{total} is not firm + planning"),
+                ));
             }
-            Ok(SnapshotRow { sku, quarter, units })
+            Ok(SnapshotRow {
+                sku,
+                quarter,
+                units,
+            })
         })?,
     };
     r.finish()?;

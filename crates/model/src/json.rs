@@ -49,7 +49,9 @@ pub fn parse_submission(json: &[u8]) -> Result<ForecastDocument, InvalidSubmissi
             }
         };
         InvalidSubmission {
-            document_id: echo.as_ref().and_then(|e| e.document_id.as_str().map(str::to_owned)),
+            document_id: echo
+                .as_ref()
+                .and_then(|e| e.document_id.as_str().map(str::to_owned)),
             revision: echo
                 .as_ref()
                 .and_then(|e| e.revision.as_i64())
@@ -83,7 +85,8 @@ mod tests {
 
     #[test]
     fn names_the_field_that_fails() {
-        let e = parse_submission(br#"{"document_id": "A", "revision": 1, "purpose": "AMEND"}"#).unwrap_err();
+        let e = parse_submission(br#"{"document_id": "A", "revision": 1, "purpose": "AMEND"}"#)
+            .unwrap_err();
         assert_eq!(e.field, "purpose");
         assert!(e.message.contains("AMEND"), "{}", e.message);
     }

@@ -29,7 +29,9 @@ pub use document::*;
 pub use json::{InvalidSubmission, parse_submission};
 pub use schema::{Registry, Subject};
 pub use time::{Date, Quarter, Timestamp};
-pub use verdict::{Outcome, RuleCode, SourceCoordinates, Stage, Verdict, Violation, Warning, WarningCode};
+pub use verdict::{
+    Outcome, RuleCode, SourceCoordinates, Stage, Verdict, Violation, Warning, WarningCode,
+};
 
 /// Why bytes could not be decoded into a record. Each variant is a kind of
 /// poison pill the services dead-letter with stage `deserialize`.

@@ -139,7 +139,13 @@ impl Registry {
     }
 
     /// Adds (or replaces) a schema under `id`.
-    pub fn register(&mut self, id: u32, subject: Subject, version: u32, source: &str) -> Result<(), SchemaError> {
+    pub fn register(
+        &mut self,
+        id: u32,
+        subject: Subject,
+        version: u32,
+        source: &str,
+    ) -> Result<(), SchemaError> {
         let schema = Schema::parse_str(source).map_err(|e| SchemaError {
             id,
             subject: subject.name(),
@@ -172,14 +178,28 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for s in EMBEDDED {
             assert!(ids.insert(s.id), "duplicate id {}", s.id);
-            Schema::parse_str(s.source).unwrap_or_else(|e| panic!("{} does not parse: {e}", s.file));
+            Schema::parse_str(s.source)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", s.file));
             assert!(Registry::embedded().get(s.id).is_some());
         }
-        for subject in [Subject::ForecastDocument, Subject::Verdict, Subject::DemandSnapshot] {
+        for subject in [
+            Subject::ForecastDocument,
+            Subject::Verdict,
+            Subject::DemandSnapshot,
+        ] {
             let current = Registry::embedded().get(subject.current_id()).unwrap();
             assert_eq!(current.subject, subject);
-            let newest = EMBEDDED.iter().filter(|s| s.subject == subject).map(|s| s.version).max();
-            assert_eq!(Some(current.version), newest, "{} writes its newest version", subject.name());
+            let newest = EMBEDDED
+                .iter()
+                .filter(|s| s.subject == subject)
+                .map(|s| s.version)
+                .max();
+            assert_eq!(
+                Some(current.version),
+                newest,
+                "{} writes its newest version",
+                subject.name()
+            );
         }
     }
 
@@ -188,6 +208,10 @@ mod tests {
         let err = Registry::default()
             .register(99, Subject::Verdict, 9, "{\"type\": \"record\"}")
             .unwrap_err();
-        assert!(err.to_string().starts_with("schema id 99 (verdict) does not parse"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("schema id 99 (verdict) does not parse"),
+            "{err}"
+        );
     }
 }

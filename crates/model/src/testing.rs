@@ -22,7 +22,13 @@ pub fn date() -> impl Strategy<Value = Date> {
 
 /// Any line.
 pub fn line() -> impl Strategy<Value = Line> {
-    (text(), date(), any::<i64>(), pick(Confidence::ALL), option::of((text(), text())))
+    (
+        text(),
+        date(),
+        any::<i64>(),
+        pick(Confidence::ALL),
+        option::of((text(), text())),
+    )
         .prop_map(|(sku, period_start, quantity, confidence, ship)| Line {
             sku,
             period_start,
@@ -34,30 +40,55 @@ pub fn line() -> impl Strategy<Value = Line> {
 
 /// Any supporting document.
 pub fn supporting_document() -> impl Strategy<Value = SupportingDocument> {
-    (pick(DocumentKind::ALL), text(), date(), date(), text(), option::of(text())).prop_map(
-        |(kind, reference, issued_on, expires_on, sha256, signed_by)| SupportingDocument {
-            kind,
-            reference,
-            issued_on,
-            expires_on,
-            sha256,
-            signed_by,
-        },
+    (
+        pick(DocumentKind::ALL),
+        text(),
+        date(),
+        date(),
+        text(),
+        option::of(text()),
     )
+        .prop_map(
+            |(kind, reference, issued_on, expires_on, sha256, signed_by)| SupportingDocument {
+                kind,
+                reference,
+                issued_on,
+                expires_on,
+                sha256,
+                signed_by,
+            },
+        )
 }
 
 /// Any document the schema can hold (not necessarily one the rules accept).
 pub fn document() -> impl Strategy<Value = ForecastDocument> {
     (
         (text(), any::<i32>(), pick(Purpose::ALL), text()),
-        (-62_135_596_700_000i64..253_402_200_799_999, -1439i32..1440, text(), text(), pick(Bucket::ALL)),
+        (
+            -62_135_596_700_000i64..253_402_200_799_999,
+            -1439i32..1440,
+            text(),
+            text(),
+            pick(Bucket::ALL),
+        ),
         vec(line(), 0..6),
-        (pick(EndUseCategory::ALL), text(), vec((text(), text()), 0..3)),
+        (
+            pick(EndUseCategory::ALL),
+            text(),
+            vec((text(), text()), 0..3),
+        ),
         vec(supporting_document(), 0..4),
         (pick(LicenseStatus::ALL), option::of(text())),
     )
         .prop_map(
-            |((document_id, revision, purpose, customer_id), (ts, offset, start, end, bucket), lines, eu, documents, lic)| {
+            |(
+                (document_id, revision, purpose, customer_id),
+                (ts, offset, start, end, bucket),
+                lines,
+                eu,
+                documents,
+                lic,
+            )| {
                 ForecastDocument {
                     document_id,
                     revision,
@@ -70,7 +101,11 @@ pub fn document() -> impl Strategy<Value = ForecastDocument> {
                     end_use: EndUse {
                         category: eu.0,
                         description: eu.1,
-                        end_users: eu.2.into_iter().map(|(name, country)| EndUser { name, country }).collect(),
+                        end_users: eu
+                            .2
+                            .into_iter()
+                            .map(|(name, country)| EndUser { name, country })
+                            .collect(),
                     },
                     documents,
                     export_license: ExportLicense {
@@ -85,30 +120,53 @@ pub fn document() -> impl Strategy<Value = ForecastDocument> {
 /// Any verdict.
 pub fn verdict() -> impl Strategy<Value = Verdict> {
     (
-        (option::of(text()), option::of(any::<i32>()), pick(Outcome::ALL), pick(Stage::ALL)),
-        (vec(pick(RuleCode::ALL), 0..4), vec(pick(WarningCode::ALL), 0..2)),
+        (
+            option::of(text()),
+            option::of(any::<i32>()),
+            pick(Outcome::ALL),
+            pick(Stage::ALL),
+        ),
+        (
+            vec(pick(RuleCode::ALL), 0..4),
+            vec(pick(WarningCode::ALL), 0..2),
+        ),
         vec((pick(RuleCode::ALL), text(), text()), 0..3),
-        (text(), any::<i64>(), option::of((text(), any::<i32>(), any::<i64>()))),
+        (
+            text(),
+            any::<i64>(),
+            option::of((text(), any::<i32>(), any::<i64>())),
+        ),
     )
-        .prop_map(|((document_id, revision, outcome, stage), (codes, warnings), violations, (pv, at, src))| Verdict {
-            document_id,
-            revision,
-            outcome,
-            stage,
-            codes,
-            warnings,
-            violations: violations
-                .into_iter()
-                .map(|(code, field, message)| Violation { code, field, message })
-                .collect(),
-            policy_version: pv,
-            decided_at: Timestamp::from_millis(at),
-            source: src.map(|(topic, partition, offset)| SourceCoordinates {
-                topic,
-                partition,
-                offset,
-            }),
-        })
+        .prop_map(
+            |(
+                (document_id, revision, outcome, stage),
+                (codes, warnings),
+                violations,
+                (pv, at, src),
+            )| Verdict {
+                document_id,
+                revision,
+                outcome,
+                stage,
+                codes,
+                warnings,
+                violations: violations
+                    .into_iter()
+                    .map(|(code, field, message)| Violation {
+                        code,
+                        field,
+                        message,
+                    })
+                    .collect(),
+                policy_version: pv,
+                decided_at: Timestamp::from_millis(at),
+                source: src.map(|(topic, partition, offset)| SourceCoordinates {
+                    topic,
+                    partition,
+                    offset,
+                }),
+            },
+        )
 }
 
 /// Any demand snapshot (units small enough that totals do not overflow).

@@ -232,7 +232,13 @@ impl fmt::Display for Timestamp {
         }
         match self.1 {
             0 => f.write_str("Z"),
-            m => write!(f, "{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.unsigned_abs() / 60, m.unsigned_abs() % 60),
+            m => write!(
+                f,
+                "{}{:02}:{:02}",
+                if m < 0 { '-' } else { '+' },
+                m.unsigned_abs() / 60,
+                m.unsigned_abs() % 60
+            ),
         }
     }
 }
@@ -374,10 +380,22 @@ mod tests {
     #[test]
     fn dates_parse_strictly() {
         assert_eq!("1970-01-01".parse::<Date>().unwrap().days(), 0);
-        assert_eq!("2024-02-29".parse::<Date>().unwrap().to_string(), "2024-02-29");
+        assert_eq!(
+            "2024-02-29".parse::<Date>().unwrap().to_string(),
+            "2024-02-29"
+        );
         for bad in [
-            "2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10", "2026-7-1", "2026-07-01T",
-            "0000-01-01", "２０２６-01-01", "", "2026/07/01", "2026-07-1a",
+            "2026-02-30",
+            "2025-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-7-1",
+            "2026-07-01T",
+            "0000-01-01",
+            "２０２６-01-01",
+            "",
+            "2026/07/01",
+            "2026-07-1a",
         ] {
             assert!(bad.parse::<Date>().is_err(), "{bad} should not parse");
         }
@@ -387,11 +405,22 @@ mod tests {
     fn quarters() {
         let q: Quarter = "2026-Q3".parse().unwrap();
         assert_eq!(q.last_day().to_string(), "2026-09-30");
-        assert_eq!("2027-Q4".parse::<Quarter>().unwrap().last_day().to_string(), "2027-12-31");
-        assert_eq!("2026-Q1".parse::<Quarter>().unwrap().last_day().to_string(), "2026-03-31");
+        assert_eq!(
+            "2027-Q4".parse::<Quarter>().unwrap().last_day().to_string(),
+            "2027-12-31"
+        );
+        assert_eq!(
+            "2026-Q1".parse::<Quarter>().unwrap().last_day().to_string(),
+            "2026-03-31"
+        );
         assert_eq!(Quarter::from_index(q.index() + 2).to_string(), "2027-Q1");
-        assert_eq!("2026-11-15".parse::<Date>().unwrap().quarter().to_string(), "2026-Q4");
-        for bad in ["2027-Q5", "2027-Q0", "2027Q1", "2027-q1", "27-Q1", "2027-Q1 ", "2027-Q11"] {
+        assert_eq!(
+            "2026-11-15".parse::<Date>().unwrap().quarter().to_string(),
+            "2026-Q4"
+        );
+        for bad in [
+            "2027-Q5", "2027-Q0", "2027Q1", "2027-q1", "27-Q1", "2027-Q1 ", "2027-Q11",
+        ] {
             assert!(bad.parse::<Quarter>().is_err(), "{bad} should not parse");
         }
     }
@@ -417,10 +446,18 @@ mod tests {
         assert_eq!(ts.utc_date().to_string(), "2026-06-30");
         assert_eq!(ts.to_string(), "2026-07-01T02:00:00+08:00");
         assert_eq!(ts.offset_minutes(), 480);
-        assert_eq!(t("2026-07-01T02:00:00-03:30").unwrap().to_string(), "2026-07-01T02:00:00-03:30");
+        assert_eq!(
+            t("2026-07-01T02:00:00-03:30").unwrap().to_string(),
+            "2026-07-01T02:00:00-03:30"
+        );
         for bad in [
-            "yesterday", "2026-07-15T08:00:00", "2026-07-15 08:00:00Z", "2026-07-15T24:00:00Z",
-            "2026-07-15T08:00:00+0800", "2026-07-15T08:00:00.Z", "2026-02-30T08:00:00Z",
+            "yesterday",
+            "2026-07-15T08:00:00",
+            "2026-07-15 08:00:00Z",
+            "2026-07-15T24:00:00Z",
+            "2026-07-15T08:00:00+0800",
+            "2026-07-15T08:00:00.Z",
+            "2026-02-30T08:00:00Z",
             "2026-07-15T08:00Z",
         ] {
             assert!(t(bad).is_err(), "{bad} should not parse");

@@ -42,15 +42,23 @@ impl RuleCode {
     pub const fn explain(self) -> &'static str {
         use RuleCode::*;
         match self {
-            SchemaInvalid => "the document cannot be decoded: bad JSON or Avro, a missing required field, a wrong type, a value outside an enum or an impossible date",
+            SchemaInvalid => {
+                "the document cannot be decoded: bad JSON or Avro, a missing required field, a wrong type, a value outside an enum or an impossible date"
+            }
             CustomerUnknown => "the customer is not registered in the policy",
-            RevisionInvalid => "ORIGINAL must be revision 1; REPLACE and CANCEL must be revision 2 or more",
+            RevisionInvalid => {
+                "ORIGINAL must be revision 1; REPLACE and CANCEL must be revision 2 or more"
+            }
             LinesEmpty => "an ORIGINAL or REPLACE must have at least one line",
             LinesOnCancel => "a CANCEL must not carry lines",
             HorizonInvalid => "the horizon is malformed (YYYY-Qn expected) or starts after it ends",
             HorizonTooShort => "the horizon spans fewer quarters than the policy's minimum",
-            HorizonGap => "a quarter of the horizon has no line (state zero demand with a line of quantity 0)",
-            PeriodMisaligned => "period_start is not the first day of its bucket (quarter or month)",
+            HorizonGap => {
+                "a quarter of the horizon has no line (state zero demand with a line of quantity 0)"
+            }
+            PeriodMisaligned => {
+                "period_start is not the first day of its bucket (quarter or month)"
+            }
             PeriodOutsideHorizon => "a line's quarter is outside the horizon",
             QuantityInvalid => "a quantity is negative",
             QuantityExceedsLimit => "a quantity is above the policy's largest quantity on one line",
@@ -60,7 +68,9 @@ impl RuleCode {
             DocExpired => "a document expired before the date of submission",
             DocNotYetValid => "a document is issued after the date of submission",
             DocDigestInvalid => "a sha256 is not exactly 64 hexadecimal characters",
-            EndUseProhibited => "the end-use category is not allowed, or the description holds a prohibited term",
+            EndUseProhibited => {
+                "the end-use category is not allowed, or the description holds a prohibited term"
+            }
             EndUserMissing => "no end users are listed",
             EndUserRestricted => "an end user matches the restricted-party list",
             LicenseDenied => "the export licence was denied",
@@ -163,7 +173,10 @@ pub struct Verdict {
 }
 
 /// Sorts codes by their symbol and drops repeats, as verdicts list them.
-pub fn sorted_codes<T: Copy + Ord>(codes: impl IntoIterator<Item = T>, symbol: impl Fn(T) -> &'static str) -> Vec<T> {
+pub fn sorted_codes<T: Copy + Ord>(
+    codes: impl IntoIterator<Item = T>,
+    symbol: impl Fn(T) -> &'static str,
+) -> Vec<T> {
     let mut v: Vec<T> = codes.into_iter().collect();
     v.sort_by_key(|c| symbol(*c));
     v.dedup();

@@ -6,12 +6,12 @@
 //! resolved to the current schema by `apache-avro` (Avro's writer/reader
 //! schema resolution: defaults for added fields, dropped fields skipped).
 
+use crate::DecodeError;
 use crate::codec;
 use crate::demand::DemandSnapshot;
 use crate::document::ForecastDocument;
 use crate::schema::{Registry, Subject};
 use crate::verdict::Verdict;
-use crate::DecodeError;
 
 /// The first byte of every framed record.
 pub const MAGIC: u8 = 0;
@@ -44,7 +44,9 @@ fn decode<T>(
     current: fn(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<T, DecodeError> {
     let (id, datum) = split(record)?;
-    let writer = registry.get(id).ok_or(DecodeError::UnknownSchemaId { id })?;
+    let writer = registry
+        .get(id)
+        .ok_or(DecodeError::UnknownSchemaId { id })?;
     if writer.subject != subject {
         return Err(DecodeError::WrongSubject {
             id,
@@ -56,13 +58,16 @@ fn decode<T>(
     if id == current_id {
         return current(datum);
     }
-    let reader = registry.get(current_id).ok_or(DecodeError::UnknownSchemaId { id: current_id })?;
+    let reader = registry
+        .get(current_id)
+        .ok_or(DecodeError::UnknownSchemaId { id: current_id })?;
     let resolution = |e: apache_avro::Error| DecodeError::Resolution {
         id,
         source: Box::new(e),
     };
     let mut rest = datum;
-    let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(&reader.schema)).map_err(resolution)?;
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(&reader.schema))
+        .map_err(resolution)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { count: rest.len() });
     }
@@ -72,17 +77,29 @@ fn decode<T>(
 
 /// Frames `doc` with the current document schema.
 pub fn encode_document(doc: &ForecastDocument) -> Vec<u8> {
-    frame(Subject::ForecastDocument.current_id(), |b| codec::encode_document(doc, b))
+    frame(Subject::ForecastDocument.current_id(), |b| {
+        codec::encode_document(doc, b)
+    })
 }
 
 /// Decodes a framed document of any registered version.
-pub fn decode_document(record: &[u8], registry: &Registry) -> Result<ForecastDocument, DecodeError> {
-    decode(record, registry, Subject::ForecastDocument, codec::decode_document)
+pub fn decode_document(
+    record: &[u8],
+    registry: &Registry,
+) -> Result<ForecastDocument, DecodeError> {
+    decode(
+        record,
+        registry,
+        Subject::ForecastDocument,
+        codec::decode_document,
+    )
 }
 
 /// Frames a verdict with the current verdict schema.
 pub fn encode_verdict(v: &Verdict) -> Vec<u8> {
-    frame(Subject::Verdict.current_id(), |b| codec::encode_verdict(v, b))
+    frame(Subject::Verdict.current_id(), |b| {
+        codec::encode_verdict(v, b)
+    })
 }
 
 /// Decodes a framed verdict.
@@ -92,10 +109,17 @@ pub fn decode_verdict(record: &[u8], registry: &Registry) -> Result<Verdict, Dec
 
 /// Frames a demand snapshot with the current snapshot schema.
 pub fn encode_snapshot(s: &DemandSnapshot) -> Vec<u8> {
-    frame(Subject::DemandSnapshot.current_id(), |b| codec::encode_snapshot(s, b))
+    frame(Subject::DemandSnapshot.current_id(), |b| {
+        codec::encode_snapshot(s, b)
+    })
 }
 
 /// Decodes a framed demand snapshot.
 pub fn decode_snapshot(record: &[u8], registry: &Registry) -> Result<DemandSnapshot, DecodeError> {
-    decode(record, registry, Subject::DemandSnapshot, codec::decode_snapshot)
+    decode(
+        record,
+        registry,
+        Subject::DemandSnapshot,
+        codec::decode_snapshot,
+    )
 }

@@ -1,14 +1,19 @@
 //! The hand-written codecs against the `.avsc` files (through apache-avro),
 //! the JSON form, schema evolution, and typed decode errors.
 
+#![allow(clippy::unwrap_used)]
+
 use apache_avro::{Schema, from_avro_datum, to_avro_datum};
 use forecast_model::schema::{FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2};
-use forecast_model::{codec, testing, wire, DecodeError, ForecastDocument, Registry, Subject};
+use forecast_model::{DecodeError, ForecastDocument, Registry, Subject, codec, testing, wire};
 use proptest::prelude::*;
 use serde_json::Value;
 
 fn schema(subject: Subject) -> &'static Schema {
-    &Registry::embedded().get(subject.current_id()).unwrap().schema
+    &Registry::embedded()
+        .get(subject.current_id())
+        .unwrap()
+        .schema
 }
 
 /// apache-avro reads our bytes with the schema file and writes them back
@@ -16,7 +21,8 @@ fn schema(subject: Subject) -> &'static Schema {
 fn assert_agrees_with_apache_avro(subject: Subject, ours: &[u8]) -> Result<(), TestCaseError> {
     let schema = schema(subject);
     let mut rest = ours;
-    let value = from_avro_datum(schema, &mut rest, None).map_err(|e| TestCaseError::fail(format!("apache-avro cannot read our bytes: {e}")))?;
+    let value = from_avro_datum(schema, &mut rest, None)
+        .map_err(|e| TestCaseError::fail(format!("apache-avro cannot read our bytes: {e}")))?;
     prop_assert!(rest.is_empty(), "apache-avro left {} bytes", rest.len());
     let theirs = to_avro_datum(schema, value).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(theirs.as_slice(), ours);
@@ -88,7 +94,10 @@ fn known_fields() -> std::collections::HashSet<String> {
         }
     }
     let mut out = std::collections::HashSet::new();
-    walk(&serde_json::from_str(include_str!("../../../schemas/forecast-document.v2.avsc")).unwrap(), &mut out);
+    walk(
+        &serde_json::from_str(include_str!("../../../schemas/forecast-document.v2.avsc")).unwrap(),
+        &mut out,
+    );
     out
 }
 
@@ -110,11 +119,22 @@ fn comparable(v: Value, known: &std::collections::HashSet<String>) -> Value {
 fn sample_documents() -> Vec<(String, Value)> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(format!("{root}/examples")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(format!("{root}/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.push(format!("{root}/../shared/conformance/stream.jsonl").into());
-    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json" || e == "jsonl")) {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let docs: Vec<&str> = if path.extension().is_some_and(|e| e == "json") { vec![&text] } else { text.lines().collect() };
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+    {
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let docs: Vec<&str> = if path.extension().is_some_and(|e| e == "json") {
+            vec![&text]
+        } else {
+            text.lines().collect()
+        };
         for (i, doc) in docs.into_iter().enumerate() {
             if let Ok(v) = serde_json::from_str::<Value>(doc) {
                 out.push((format!("{}:{}", path.display(), i + 1), v));
@@ -132,12 +152,20 @@ fn every_field_of_the_json_form_round_trips_through_avro() {
         let Ok(doc) = ForecastDocument::from_json(original.to_string().as_bytes()) else {
             continue; // SCHEMA_INVALID samples have no Avro form
         };
-        let back = wire::decode_document(&wire::encode_document(&doc), Registry::embedded()).unwrap();
+        let back =
+            wire::decode_document(&wire::encode_document(&doc), Registry::embedded()).unwrap();
         let json: Value = serde_json::from_str(&back.to_json()).unwrap();
-        assert_eq!(comparable(json, &known), comparable(original, &known), "{origin}");
+        assert_eq!(
+            comparable(json, &known),
+            comparable(original, &known),
+            "{origin}"
+        );
         checked += 1;
     }
-    assert!(checked > 500, "only {checked} sample documents: are examples/ and ../shared/conformance there?");
+    assert!(
+        checked > 500,
+        "only {checked} sample documents: are examples/ and ../shared/conformance there?"
+    );
 }
 
 /// A record written with the first draft of the schema (no `ship_to`, no
@@ -163,7 +191,9 @@ fn a_record_of_the_older_schema_is_read_by_the_current_one() {
             // Write it as v1 (apache-avro resolves v2 -> v1, the old writer's shape)...
             let as_v1 = from_avro_datum(v2, &mut current.as_slice(), Some(v1)).unwrap();
             let datum_v1 = to_avro_datum(v1, as_v1).unwrap();
-            prop_assert!(datum_v1.len() < current.len() || doc.lines.is_empty() && doc.documents.is_empty());
+            prop_assert!(
+                datum_v1.len() < current.len() || doc.lines.is_empty() && doc.documents.is_empty()
+            );
             let record = wire::frame(FORECAST_DOCUMENT_V1, |b| b.extend_from_slice(&datum_v1));
             // ...and the current reader gets the document back.
             prop_assert_eq!(wire::decode_document(&record, registry).unwrap(), doc);
@@ -175,32 +205,64 @@ fn a_record_of_the_older_schema_is_read_by_the_current_one() {
 #[test]
 fn decode_errors_are_typed_and_keep_their_cause() {
     let registry = Registry::embedded();
-    let doc = ForecastDocument::from_json(include_bytes!("../../../examples/tencent-original.json")).unwrap();
+    let doc =
+        ForecastDocument::from_json(include_bytes!("../../../examples/tencent-original.json"))
+            .unwrap();
     let good = wire::encode_document(&doc);
     let decode = |bytes: &[u8]| wire::decode_document(bytes, registry).unwrap_err();
 
     assert!(matches!(decode(b""), DecodeError::Empty));
-    assert!(matches!(decode(b"{\"document_id\": 1}"), DecodeError::BadMagic { found: b'{' }));
-    assert!(matches!(decode(&[0, 0, 0]), DecodeError::HeaderTruncated { len: 3 }));
+    assert!(matches!(
+        decode(b"{\"document_id\": 1}"),
+        DecodeError::BadMagic { found: b'{' }
+    ));
+    assert!(matches!(
+        decode(&[0, 0, 0]),
+        DecodeError::HeaderTruncated { len: 3 }
+    ));
     let mut unknown = good.clone();
     unknown[1..5].copy_from_slice(&999u32.to_be_bytes());
-    assert!(matches!(decode(&unknown), DecodeError::UnknownSchemaId { id: 999 }));
+    assert!(matches!(
+        decode(&unknown),
+        DecodeError::UnknownSchemaId { id: 999 }
+    ));
     let mut verdict_id = good.clone();
     verdict_id[1..5].copy_from_slice(&Subject::Verdict.current_id().to_be_bytes());
-    assert!(matches!(decode(&verdict_id), DecodeError::WrongSubject { .. } ));
-    assert!(matches!(decode(&good[..good.len() - 3]), DecodeError::Truncated { .. }));
+    assert!(matches!(
+        decode(&verdict_id),
+        DecodeError::WrongSubject { .. }
+    ));
+    assert!(matches!(
+        decode(&good[..good.len() - 3]),
+        DecodeError::Truncated { .. }
+    ));
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(matches!(decode(&trailing), DecodeError::TrailingBytes { count: 1 }));
+    assert!(matches!(
+        decode(&trailing),
+        DecodeError::TrailingBytes { count: 1 }
+    ));
     // Purpose is the third field: after the id string and the revision.
     let mut bad_enum = good.clone();
     let purpose_at = 5 + 1 + doc.document_id.len() + 1;
     bad_enum[purpose_at] = 2 * 7; // zigzag 7: no such symbol
     let err = decode(&bad_enum);
-    assert!(matches!(err, DecodeError::Invalid { what: "purpose", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Invalid {
+                what: "purpose",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), "wrong_type");
     // A v1 record too short for resolution keeps apache-avro's error as its source.
     let err = decode(&wire::frame(FORECAST_DOCUMENT_V1, |b| b.push(2)));
-    assert!(matches!(err, DecodeError::Resolution { id: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, DecodeError::Resolution { id: 1, .. }),
+        "{err:?}"
+    );
     assert!(std::error::Error::source(&err).is_some());
 }

@@ -4,8 +4,8 @@
 
 use forecast_model::verdict::sorted_codes;
 use forecast_model::{
-    DecodeError, ForecastDocument, InvalidSubmission, Outcome, Registry, RuleCode, SourceCoordinates, Stage,
-    Timestamp, Verdict, Violation, WarningCode,
+    DecodeError, ForecastDocument, InvalidSubmission, Outcome, Registry, RuleCode,
+    SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode,
 };
 
 use crate::policy::Policy;
@@ -107,7 +107,12 @@ impl Validator {
 
     /// The validator's verdict: `REJECTED` at stage `DESERIALIZE` or
     /// `VALIDATE`, or `ACCEPTED` at stage `VALIDATE` (subject to sequencing).
-    pub fn verdict(&self, judged: &Judged, decided_at: Timestamp, source: Option<SourceCoordinates>) -> Verdict {
+    pub fn verdict(
+        &self,
+        judged: &Judged,
+        decided_at: Timestamp,
+        source: Option<SourceCoordinates>,
+    ) -> Verdict {
         let policy_version = self.policy.version().to_owned();
         match judged {
             Judged::Undecodable(err) => {
@@ -131,7 +136,11 @@ impl Validator {
             Judged::Checked { document, report } => Verdict {
                 document_id: Some(document.document_id.clone()),
                 revision: Some(document.revision),
-                outcome: if report.passed() { Outcome::Accepted } else { Outcome::Rejected },
+                outcome: if report.passed() {
+                    Outcome::Accepted
+                } else {
+                    Outcome::Rejected
+                },
                 stage: Stage::Validate,
                 codes: sorted_codes(report.violations.iter().map(|v| v.code), RuleCode::as_str),
                 warnings: report.warning_codes(),

@@ -33,7 +33,10 @@ pub enum PolicyError {
         source: Box<toml::de::Error>,
     },
     #[error("policy setting `{setting}` {problem}")]
-    Invalid { setting: &'static str, problem: String },
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
     #[error(transparent)]
     RestrictedList(#[from] RestrictedListError),
 }
@@ -109,14 +112,18 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self::new(PolicySettings::default(), RestrictedParties::empty()).unwrap_or_else(|_| unreachable!("the default policy is valid"))
+        Self::new(PolicySettings::default(), RestrictedParties::empty())
+            .unwrap_or_else(|_| unreachable!("the default policy is valid"))
     }
 }
 
 impl Policy {
     /// A policy from settings and a restricted-party list (the settings'
     /// `restricted_parties` path is not read here).
-    pub fn new(settings: PolicySettings, restricted: RestrictedParties) -> Result<Self, PolicyError> {
+    pub fn new(
+        settings: PolicySettings,
+        restricted: RestrictedParties,
+    ) -> Result<Self, PolicyError> {
         if settings.minimum_horizon_quarters == 0 {
             return Err(PolicyError::Invalid {
                 setting: "minimum_horizon_quarters",
@@ -135,7 +142,9 @@ impl Policy {
             if words(&folded).ne([folded.as_str()]) {
                 return Err(PolicyError::Invalid {
                     setting: "prohibited_end_use_terms",
-                    problem: format!("holds `{term}`, which is not one word of letters and digits and so could never match"),
+                    problem: format!(
+                        "holds `{term}`, which is not one word of letters and digits and so could never match"
+                    ),
                 });
             }
             prohibited_terms.push(folded);
@@ -153,7 +162,10 @@ impl Policy {
 
     /// Reads a policy file. `restricted_override`, when given, replaces the
     /// file's `restricted_parties`.
-    pub fn load(path: Option<&Path>, restricted_override: Option<&Path>) -> Result<Self, PolicyError> {
+    pub fn load(
+        path: Option<&Path>,
+        restricted_override: Option<&Path>,
+    ) -> Result<Self, PolicyError> {
         let settings = match path {
             None => PolicySettings::default(),
             Some(path) => {
@@ -161,12 +173,17 @@ impl Policy {
                     path: path.display().to_string(),
                     source,
                 })?;
-                let mut settings: PolicySettings = toml::from_str(&text).map_err(|e| PolicyError::Parse {
-                    path: path.display().to_string(),
-                    source: Box::new(e),
-                })?;
+                let mut settings: PolicySettings =
+                    toml::from_str(&text).map_err(|e| PolicyError::Parse {
+                        path: path.display().to_string(),
+                        source: Box::new(e),
+                    })?;
                 // A list named in the file is relative to the file.
-                if let Some(list) = settings.restricted_parties.as_mut().filter(|p| p.is_relative()) {
+                if let Some(list) = settings
+                    .restricted_parties
+                    .as_mut()
+                    .filter(|p| p.is_relative())
+                {
                     *list = path.parent().unwrap_or(Path::new(".")).join(&*list);
                 }
                 settings
@@ -227,12 +244,21 @@ mod tests {
         let p = PolicySettings::default();
         assert_eq!(p.registered_customers.len(), 3);
         assert!(p.registered_customers.contains("BYTEDANCE"));
-        assert_eq!(p.sku_catalogue.iter().collect::<Vec<_>>(), ["H20-141GB", "H20-96GB"]);
+        assert_eq!(
+            p.sku_catalogue.iter().collect::<Vec<_>>(),
+            ["H20-141GB", "H20-96GB"]
+        );
         assert_eq!(p.minimum_horizon_quarters, 4);
         assert_eq!(p.max_line_quantity, 200_000);
         assert_eq!(p.prohibited_end_use_terms.len(), 8);
-        assert!(!p.allowed_end_use_categories.contains(&EndUseCategory::AiTraining));
-        assert!(!p.allowed_end_use_categories.contains(&EndUseCategory::Other));
+        assert!(
+            !p.allowed_end_use_categories
+                .contains(&EndUseCategory::AiTraining)
+        );
+        assert!(
+            !p.allowed_end_use_categories
+                .contains(&EndUseCategory::Other)
+        );
         assert_eq!(p.required_document_kinds.len(), 3);
     }
 
@@ -240,7 +266,8 @@ mod tests {
     fn an_empty_file_is_the_default_policy_and_the_shipped_file_too() {
         let empty: PolicySettings = toml::from_str("").unwrap();
         assert_eq!(empty, PolicySettings::default());
-        let shipped: PolicySettings = toml::from_str(include_str!("../../../examples/policy.toml")).unwrap();
+        let shipped: PolicySettings =
+            toml::from_str(include_str!("../../../examples/policy.toml")).unwrap();
         let mut shipped_no_list = shipped.clone();
         shipped_no_list.restricted_parties = None;
         assert_eq!(shipped_no_list, PolicySettings::default());
@@ -253,27 +280,47 @@ mod tests {
         assert!(base.version().starts_with("sha256:") && base.version().len() == 23);
         let mut s = PolicySettings::default();
         s.max_line_quantity += 1;
-        assert_ne!(Policy::new(s, RestrictedParties::empty()).unwrap().version(), base.version());
-        let list = RestrictedParties::from_reader("name,alt_names\nAcme,\n".as_bytes(), "t").unwrap();
-        assert_ne!(Policy::new(PolicySettings::default(), list).unwrap().version(), base.version());
+        assert_ne!(
+            Policy::new(s, RestrictedParties::empty())
+                .unwrap()
+                .version(),
+            base.version()
+        );
+        let list =
+            RestrictedParties::from_reader("name,alt_names\nAcme,\n".as_bytes(), "t").unwrap();
+        assert_ne!(
+            Policy::new(PolicySettings::default(), list)
+                .unwrap()
+                .version(),
+            base.version()
+        );
     }
 
     #[test]
     fn bad_settings_name_the_setting() {
         let err = toml::from_str::<PolicySettings>("max_line_qty = 5").unwrap_err();
         assert!(err.to_string().contains("max_line_qty"), "{err}");
-        let err = toml::from_str::<PolicySettings>("required_document_kinds = [\"PASSPORT\"]").unwrap_err();
+        let err = toml::from_str::<PolicySettings>("required_document_kinds = [\"PASSPORT\"]")
+            .unwrap_err();
         assert!(err.to_string().contains("PASSPORT"), "{err}");
         let s = PolicySettings {
             prohibited_end_use_terms: ["dual use".to_string()].into(),
             ..PolicySettings::default()
         };
         let err = Policy::new(s, RestrictedParties::empty()).unwrap_err();
-        assert!(err.to_string().contains("prohibited_end_use_terms"), "{err}");
+        assert!(
+            err.to_string().contains("prohibited_end_use_terms"),
+            "{err}"
+        );
         let s = PolicySettings {
             minimum_horizon_quarters: 0,
             ..PolicySettings::default()
         };
-        assert!(Policy::new(s, RestrictedParties::empty()).unwrap_err().to_string().contains("minimum_horizon_quarters"));
+        assert!(
+            Policy::new(s, RestrictedParties::empty())
+                .unwrap_err()
+                .to_string()
+                .contains("minimum_horizon_quarters")
+        );
     }
 }

@@ -59,8 +59,14 @@ impl RestrictedParties {
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let headers = reader.headers().map_err(csv_err)?.clone();
-        let column = |name: &str| headers.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == name);
-        let name_col = column("name").ok_or_else(|| RestrictedListError::NoNameColumn { path: origin.to_owned() })?;
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
+        };
+        let name_col = column("name").ok_or_else(|| RestrictedListError::NoNameColumn {
+            path: origin.to_owned(),
+        })?;
         let alt_col = column("alt_names");
         let mut list = Self::default();
         for record in reader.records() {
@@ -79,7 +85,9 @@ impl RestrictedParties {
     fn add(&mut self, name: &str, listed_as: &str) {
         let key = normalize_party_name(name);
         if !key.is_empty() {
-            self.by_normal_form.entry(key).or_insert_with(|| listed_as.trim().to_owned());
+            self.by_normal_form
+                .entry(key)
+                .or_insert_with(|| listed_as.trim().to_owned());
         }
     }
 
@@ -127,7 +135,10 @@ mod tests {
         assert_eq!(list.matches("RED LANTERN advanced systems"), listed);
         assert_eq!(list.matches("rlas"), listed);
         assert_eq!(list.matches("Red-Lantern Systems"), listed);
-        assert_eq!(list.matches("Jade River Computing Co Ltd"), Some("Jade River Computing Corporation"));
+        assert_eq!(
+            list.matches("Jade River Computing Co Ltd"),
+            Some("Jade River Computing Corporation")
+        );
         assert_eq!(list.matches("Jade River"), None);
         // Names that normalise to nothing match nothing, even an empty-named entry.
         assert_eq!(list.matches("Ltd."), None);
@@ -137,7 +148,8 @@ mod tests {
 
     #[test]
     fn a_list_without_a_name_column_is_refused() {
-        let err = RestrictedParties::from_reader("id,entity\n1,x\n".as_bytes(), "list.csv").unwrap_err();
+        let err =
+            RestrictedParties::from_reader("id,entity\n1,x\n".as_bytes(), "list.csv").unwrap_err();
         assert!(err.to_string().contains("no `name` column"), "{err}");
     }
 }

@@ -6,7 +6,8 @@
 //! aggregator's.
 
 use forecast_model::{
-    Bucket, Confidence, ForecastDocument, LicenseStatus, Purpose, Quarter, RuleCode, Violation, Warning, WarningCode,
+    Bucket, Confidence, ForecastDocument, LicenseStatus, Purpose, Quarter, RuleCode, Violation,
+    Warning, WarningCode,
 };
 
 use crate::policy::Policy;
@@ -29,12 +30,18 @@ impl Report {
 
     /// Violated rule codes, sorted by symbol and unique.
     pub fn codes(&self) -> Vec<RuleCode> {
-        forecast_model::verdict::sorted_codes(self.violations.iter().map(|v| v.code), RuleCode::as_str)
+        forecast_model::verdict::sorted_codes(
+            self.violations.iter().map(|v| v.code),
+            RuleCode::as_str,
+        )
     }
 
     /// Warning codes, sorted by symbol and unique.
     pub fn warning_codes(&self) -> Vec<WarningCode> {
-        forecast_model::verdict::sorted_codes(self.warnings.iter().map(|w| w.code), WarningCode::as_str)
+        forecast_model::verdict::sorted_codes(
+            self.warnings.iter().map(|w| w.code),
+            WarningCode::as_str,
+        )
     }
 
     fn violation(&mut self, code: RuleCode, field: impl Into<String>, message: impl Into<String>) {
@@ -67,7 +74,11 @@ pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
         Purpose::Replace | Purpose::Cancel => doc.revision >= 2,
     };
     if !revision_ok {
-        let needs = if doc.purpose == Purpose::Original { "must be 1" } else { "must be 2 or more" };
+        let needs = if doc.purpose == Purpose::Original {
+            "must be 1"
+        } else {
+            "must be 2 or more"
+        };
         r.violation(
             RuleCode::RevisionInvalid,
             "revision",
@@ -79,13 +90,20 @@ pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
             r.violation(
                 RuleCode::LinesOnCancel,
                 "lines",
-                format!("a CANCEL carries {} line(s); it must carry none", doc.lines.len()),
+                format!(
+                    "a CANCEL carries {} line(s); it must carry none",
+                    doc.lines.len()
+                ),
             );
         }
         return r;
     }
     if doc.lines.is_empty() {
-        r.violation(RuleCode::LinesEmpty, "lines", format!("a {} has no lines", doc.purpose));
+        r.violation(
+            RuleCode::LinesEmpty,
+            "lines",
+            format!("a {} has no lines", doc.purpose),
+        );
     }
 
     let horizon = check_horizon(doc, policy, &mut r);
@@ -97,13 +115,21 @@ pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
 }
 
 /// Validates the horizon; returns it when it is well formed.
-fn check_horizon(doc: &ForecastDocument, policy: &Policy, r: &mut Report) -> Option<(Quarter, Quarter)> {
+fn check_horizon(
+    doc: &ForecastDocument,
+    policy: &Policy,
+    r: &mut Report,
+) -> Option<(Quarter, Quarter)> {
     let start = doc.horizon.start.parse::<Quarter>();
     let end = doc.horizon.end.parse::<Quarter>();
     let (start, end) = match (start, end) {
         (Ok(s), Ok(e)) if s <= e => (s, e),
         (Ok(s), Ok(e)) => {
-            r.violation(RuleCode::HorizonInvalid, "horizon", format!("starts at {s}, after its end {e}"));
+            r.violation(
+                RuleCode::HorizonInvalid,
+                "horizon",
+                format!("starts at {s}, after its end {e}"),
+            );
             return None;
         }
         (s, e) => {
@@ -139,17 +165,29 @@ fn check_horizon(doc: &ForecastDocument, policy: &Policy, r: &mut Report) -> Opt
             .take(4)
             .map(|q| Quarter::from_index(q).to_string())
             .collect();
-        let more = if span - covered.len() as i64 > 4 { ", ..." } else { "" };
+        let more = if span - covered.len() as i64 > 4 {
+            ", ..."
+        } else {
+            ""
+        };
         r.violation(
             RuleCode::HorizonGap,
             "lines",
-            format!("no line in {}{more}; a line of quantity 0 states zero demand", missing.join(", ")),
+            format!(
+                "no line in {}{more}; a line of quantity 0 states zero demand",
+                missing.join(", ")
+            ),
         );
     }
     Some((start, end))
 }
 
-fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter, Quarter)>, r: &mut Report) {
+fn check_lines(
+    doc: &ForecastDocument,
+    policy: &Policy,
+    horizon: Option<(Quarter, Quarter)>,
+    r: &mut Report,
+) {
     let settings = policy.settings();
     for (i, line) in doc.lines.iter().enumerate() {
         let aligned = match doc.bucket {
@@ -157,7 +195,11 @@ fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter
             Bucket::Month => line.period_start.is_first_of_month(),
         };
         if !aligned {
-            let bucket = if doc.bucket == Bucket::Quarter { "quarter" } else { "month" };
+            let bucket = if doc.bucket == Bucket::Quarter {
+                "quarter"
+            } else {
+                "month"
+            };
             r.violation(
                 RuleCode::PeriodMisaligned,
                 format!("lines[{i}].period_start"),
@@ -170,7 +212,10 @@ fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter
                 r.violation(
                     RuleCode::PeriodOutsideHorizon,
                     format!("lines[{i}].period_start"),
-                    format!("{} is in {q}, outside the horizon {start} to {end}", line.period_start),
+                    format!(
+                        "{} is in {q}, outside the horizon {start} to {end}",
+                        line.period_start
+                    ),
                 );
             }
         }
@@ -184,7 +229,10 @@ fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter
             r.violation(
                 RuleCode::QuantityExceedsLimit,
                 format!("lines[{i}].quantity"),
-                format!("{} is above the limit of {} per line", line.quantity, settings.max_line_quantity),
+                format!(
+                    "{} is above the limit of {} per line",
+                    line.quantity, settings.max_line_quantity
+                ),
             );
         }
         if !settings.sku_catalogue.contains(&line.sku) {
@@ -221,11 +269,20 @@ fn check_lines(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter
     }
 }
 
-fn check_documents(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Quarter, Quarter)>, r: &mut Report) {
+fn check_documents(
+    doc: &ForecastDocument,
+    policy: &Policy,
+    horizon: Option<(Quarter, Quarter)>,
+    r: &mut Report,
+) {
     let required = &policy.settings().required_document_kinds;
     for kind in required {
         if !doc.documents.iter().any(|d| d.kind == *kind) {
-            r.violation(RuleCode::DocMissing, "documents", format!("no {kind} is attached"));
+            r.violation(
+                RuleCode::DocMissing,
+                "documents",
+                format!("no {kind} is attached"),
+            );
         }
     }
     let submitted_on = doc.submitted_at.utc_date();
@@ -235,28 +292,42 @@ fn check_documents(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Qua
             r.violation(
                 RuleCode::DocExpired,
                 format!("documents[{i}].expires_on"),
-                format!("{} {} expired on {}, before submission on {submitted_on}", d.kind, d.reference, d.expires_on),
+                format!(
+                    "{} {} expired on {}, before submission on {submitted_on}",
+                    d.kind, d.reference, d.expires_on
+                ),
             );
         }
         if d.issued_on > submitted_on {
             r.violation(
                 RuleCode::DocNotYetValid,
                 format!("documents[{i}].issued_on"),
-                format!("{} {} is issued on {}, after submission on {submitted_on}", d.kind, d.reference, d.issued_on),
+                format!(
+                    "{} {} is issued on {}, after submission on {submitted_on}",
+                    d.kind, d.reference, d.issued_on
+                ),
             );
         }
         if d.sha256.len() != 64 || !d.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             r.violation(
                 RuleCode::DocDigestInvalid,
                 format!("documents[{i}].sha256"),
-                format!("{} characters, not 64 hexadecimal digits", d.sha256.chars().count()),
+                format!(
+                    "{} characters, not 64 hexadecimal digits",
+                    d.sha256.chars().count()
+                ),
             );
         }
-        if let Some(end) = horizon_end.filter(|end| d.expires_on < *end && required.contains(&d.kind)) {
+        if let Some(end) =
+            horizon_end.filter(|end| d.expires_on < *end && required.contains(&d.kind))
+        {
             r.warnings.push(Warning {
                 code: WarningCode::DocExpiresBeforeHorizonEnd,
                 field: format!("documents[{i}].expires_on"),
-                message: format!("{} {} expires on {}, before the horizon ends on {end}", d.kind, d.reference, d.expires_on),
+                message: format!(
+                    "{} {} expires on {}, before the horizon ends on {end}",
+                    d.kind, d.reference, d.expires_on
+                ),
             });
         }
     }
@@ -264,7 +335,11 @@ fn check_documents(doc: &ForecastDocument, policy: &Policy, horizon: Option<(Qua
 
 fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
     let end_use = &doc.end_use;
-    if !policy.settings().allowed_end_use_categories.contains(&end_use.category) {
+    if !policy
+        .settings()
+        .allowed_end_use_categories
+        .contains(&end_use.category)
+    {
         r.violation(
             RuleCode::EndUseProhibited,
             "end_use.category",
@@ -275,10 +350,10 @@ fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
     let mut found: Vec<&str> = Vec::new();
     for word in words(&end_use.description) {
         let folded = case_fold(word);
-        if let Some(term) = terms.iter().find(|t| **t == folded) {
-            if !found.contains(&term.as_str()) {
-                found.push(term);
-            }
+        if let Some(term) = terms.iter().find(|t| **t == folded)
+            && !found.contains(&term.as_str())
+        {
+            found.push(term);
         }
     }
     if !found.is_empty() {
@@ -289,7 +364,11 @@ fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
         );
     }
     if end_use.end_users.is_empty() {
-        r.violation(RuleCode::EndUserMissing, "end_use.end_users", "no end users are listed");
+        r.violation(
+            RuleCode::EndUserMissing,
+            "end_use.end_users",
+            "no end users are listed",
+        );
     }
     let restricted = policy.restricted_parties();
     if !restricted.is_empty() {
@@ -308,18 +387,36 @@ fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
 fn check_license(doc: &ForecastDocument, r: &mut Report) {
     let license = &doc.export_license;
     if license.status == LicenseStatus::Denied {
-        r.violation(RuleCode::LicenseDenied, "export_license.status", "the export licence was denied");
+        r.violation(
+            RuleCode::LicenseDenied,
+            "export_license.status",
+            "the export licence was denied",
+        );
     }
-    let licensed = matches!(license.status, LicenseStatus::Pending | LicenseStatus::Approved);
+    let licensed = matches!(
+        license.status,
+        LicenseStatus::Pending | LicenseStatus::Approved
+    );
     if !licensed {
-        if let Some(i) = doc.lines.iter().position(|l| l.confidence == Confidence::Firm) {
+        if let Some(i) = doc
+            .lines
+            .iter()
+            .position(|l| l.confidence == Confidence::Firm)
+        {
             r.violation(
                 RuleCode::LicenseRequiredForFirm,
                 "export_license.status",
-                format!("lines[{i}] is FIRM but the licence is {}; FIRM needs PENDING or APPROVED", license.status),
+                format!(
+                    "lines[{i}] is FIRM but the licence is {}; FIRM needs PENDING or APPROVED",
+                    license.status
+                ),
             );
         }
-    } else if license.application_number.as_deref().is_none_or(|n| n.trim().is_empty()) {
+    } else if license
+        .application_number
+        .as_deref()
+        .is_none_or(|n| n.trim().is_empty())
+    {
         // Blank counts as empty: "  " references no application.
         r.violation(
             RuleCode::LicenseReferenceMissing,

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 /// Words of `s`: maximal runs of letters and digits (Unicode), so
 /// `anti-missile` holds `anti` and `missile`, and `_` separates words too.
 pub fn words(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 /// Unicode default case folding, without allocating for ASCII lower case.
@@ -60,14 +61,26 @@ mod tests {
     fn words_are_runs_of_letters_and_digits() {
         let w: Vec<_> = words("Anti-missile_defence, 2nd gen (H20)").collect();
         assert_eq!(w, ["Anti", "missile", "defence", "2nd", "gen", "H20"]);
-        assert_eq!(words("Östliche Rechenwerke").collect::<Vec<_>>(), ["Östliche", "Rechenwerke"]);
+        assert_eq!(
+            words("Östliche Rechenwerke").collect::<Vec<_>>(),
+            ["Östliche", "Rechenwerke"]
+        );
     }
 
     #[test]
     fn normalizes_like_the_spec() {
-        assert_eq!(normalize_party_name("Red Lantern Advanced Systems Co., Ltd."), "red lantern advanced systems");
-        assert_eq!(normalize_party_name("  JADE-RIVER  computing CORPORATION "), "jade river computing");
-        assert_eq!(normalize_party_name("Östliche Rechenwerke GmbH"), "östliche rechenwerke");
+        assert_eq!(
+            normalize_party_name("Red Lantern Advanced Systems Co., Ltd."),
+            "red lantern advanced systems"
+        );
+        assert_eq!(
+            normalize_party_name("  JADE-RIVER  computing CORPORATION "),
+            "jade river computing"
+        );
+        assert_eq!(
+            normalize_party_name("Östliche Rechenwerke GmbH"),
+            "östliche rechenwerke"
+        );
         assert_eq!(normalize_party_name("STRASSE Weiß"), "strasse weiss");
         assert_eq!(normalize_party_name("Co., Ltd."), "");
         assert_eq!(normalize_party_name("Cobalt Incubator"), "cobalt incubator");

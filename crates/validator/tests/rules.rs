@@ -1,6 +1,8 @@
 //! Every rule code of the spec: a passing and a failing case each, built by
 //! editing one valid document.
 
+#![allow(clippy::unwrap_used)]
+
 use forecast_model::{ForecastDocument, RuleCode, WarningCode};
 use forecast_validator::{Judged, Policy, PolicySettings, RestrictedParties, Validator, check};
 use serde_json::{Value, json};
@@ -96,7 +98,10 @@ fn schema_invalid_stands_alone() {
         // Other rules would fire too (customer, revision ...), but only SCHEMA_INVALID is reported.
         let mut bad = bad;
         if bad.is_object() {
-            bad["customer_id"] = bad.get("customer_id").map(|_| json!("NOBODY")).unwrap_or(Value::Null);
+            bad["customer_id"] = bad
+                .get("customer_id")
+                .map(|_| json!("NOBODY"))
+                .unwrap_or(Value::Null);
             if bad["customer_id"].is_null() {
                 bad.as_object_mut().unwrap().remove("customer_id");
             }
@@ -114,12 +119,18 @@ fn schema_invalid_stands_alone() {
         &[],
     );
     // Offsets other than Z are fine.
-    assert_codes(&with(|d| d["submitted_at"] = json!("2026-07-15T16:00:00.250+08:00")), &[]);
+    assert_codes(
+        &with(|d| d["submitted_at"] = json!("2026-07-15T16:00:00.250+08:00")),
+        &[],
+    );
 }
 
 #[test]
 fn customer_unknown() {
-    assert_codes(&with(|d| d["customer_id"] = json!("tencent")), &[CustomerUnknown]);
+    assert_codes(
+        &with(|d| d["customer_id"] = json!("tencent")),
+        &[CustomerUnknown],
+    );
     assert_codes(&with(|d| d["customer_id"] = json!("ALIBABA")), &[]);
 }
 
@@ -127,7 +138,10 @@ fn customer_unknown() {
 fn revision_invalid() {
     assert_codes(&with(|d| d["revision"] = json!(2)), &[RevisionInvalid]);
     assert_codes(&with(|d| d["revision"] = json!(-1)), &[RevisionInvalid]);
-    assert_codes(&with(|d| d["purpose"] = json!("REPLACE")), &[RevisionInvalid]);
+    assert_codes(
+        &with(|d| d["purpose"] = json!("REPLACE")),
+        &[RevisionInvalid],
+    );
     assert_codes(
         &with(|d| {
             d["purpose"] = json!("REPLACE");
@@ -170,7 +184,12 @@ fn a_cancel_is_checked_only_for_customer_revision_and_lines() {
 
 #[test]
 fn horizon_invalid_skips_what_needs_the_horizon() {
-    for (start, end) in [("2027-Q5", "2027-Q2"), ("2026-Q3", "2027Q2"), ("2026-q3", "2027-Q2"), ("2027-Q3", "2026-Q3")] {
+    for (start, end) in [
+        ("2027-Q5", "2027-Q2"),
+        ("2026-Q3", "2027Q2"),
+        ("2026-q3", "2027-Q2"),
+        ("2027-Q3", "2026-Q3"),
+    ] {
         let doc = with(|d| {
             d["horizon"] = json!({"start": start, "end": end});
             // Would be PERIOD_OUTSIDE_HORIZON / HORIZON_GAP with a valid horizon.
@@ -179,7 +198,10 @@ fn horizon_invalid_skips_what_needs_the_horizon() {
         });
         assert_codes(&doc, &[HorizonInvalid]);
         let judged = Validator::new(policy()).judge_json(doc.to_string().as_bytes());
-        assert!(judged.warning_codes().is_empty(), "no expiry warning without a horizon");
+        assert!(
+            judged.warning_codes().is_empty(),
+            "no expiry warning without a horizon"
+        );
     }
 }
 
@@ -199,9 +221,12 @@ fn horizon_too_short() {
 
 #[test]
 fn horizon_gap() {
-    assert_codes(&with(|d| {
-        d["lines"].as_array_mut().unwrap().remove(1);
-    }), &[HorizonGap]);
+    assert_codes(
+        &with(|d| {
+            d["lines"].as_array_mut().unwrap().remove(1);
+        }),
+        &[HorizonGap],
+    );
     // A monthly line covers its quarter; a zero line states zero demand.
     let monthly = with(|d| {
         d["bucket"] = json!("MONTH");
@@ -212,8 +237,14 @@ fn horizon_gap() {
 
 #[test]
 fn period_misaligned() {
-    assert_codes(&with(|d| d["lines"][1]["period_start"] = json!("2026-11-01")), &[PeriodMisaligned]);
-    assert_codes(&with(|d| d["lines"][1]["period_start"] = json!("2026-10-02")), &[PeriodMisaligned]);
+    assert_codes(
+        &with(|d| d["lines"][1]["period_start"] = json!("2026-11-01")),
+        &[PeriodMisaligned],
+    );
+    assert_codes(
+        &with(|d| d["lines"][1]["period_start"] = json!("2026-10-02")),
+        &[PeriodMisaligned],
+    );
     let monthly = |date: &str| {
         with(|d| {
             d["bucket"] = json!("MONTH");
@@ -232,20 +263,35 @@ fn period_outside_horizon() {
         d["lines"].as_array_mut().unwrap().push(extra);
     });
     assert_codes(&doc, &[PeriodOutsideHorizon]);
-    assert_codes(&with(|d| d["horizon"]["end"] = json!("2027-Q3")), &[HorizonGap]);
+    assert_codes(
+        &with(|d| d["horizon"]["end"] = json!("2027-Q3")),
+        &[HorizonGap],
+    );
 }
 
 #[test]
 fn quantity_invalid_and_exceeds_limit() {
-    assert_codes(&with(|d| d["lines"][0]["quantity"] = json!(-1)), &[QuantityInvalid]);
-    assert_codes(&with(|d| d["lines"][0]["quantity"] = json!(200_001)), &[QuantityExceedsLimit]);
+    assert_codes(
+        &with(|d| d["lines"][0]["quantity"] = json!(-1)),
+        &[QuantityInvalid],
+    );
+    assert_codes(
+        &with(|d| d["lines"][0]["quantity"] = json!(200_001)),
+        &[QuantityExceedsLimit],
+    );
     assert_codes(&with(|d| d["lines"][0]["quantity"] = json!(0)), &[]);
-    assert_codes(&with(|d| d["lines"][0]["quantity"] = json!(i64::MAX)), &[QuantityExceedsLimit]);
+    assert_codes(
+        &with(|d| d["lines"][0]["quantity"] = json!(i64::MAX)),
+        &[QuantityExceedsLimit],
+    );
 }
 
 #[test]
 fn sku_unknown() {
-    assert_codes(&with(|d| d["lines"][2]["sku"] = json!("h20-141gb")), &[SkuUnknown]);
+    assert_codes(
+        &with(|d| d["lines"][2]["sku"] = json!("h20-141gb")),
+        &[SkuUnknown],
+    );
     assert_codes(&with(|d| d["lines"][2]["sku"] = json!("H20-96GB")), &[]);
 }
 
@@ -267,18 +313,33 @@ fn duplicate_line() {
 
 #[test]
 fn doc_missing() {
-    assert_codes(&with(|d| {
-        d["documents"].as_array_mut().unwrap().remove(2);
-    }), &[DocMissing]);
-    assert_codes(&with(|d| d["documents"][2]["kind"] = json!("OTHER")), &[DocMissing]);
+    assert_codes(
+        &with(|d| {
+            d["documents"].as_array_mut().unwrap().remove(2);
+        }),
+        &[DocMissing],
+    );
+    assert_codes(
+        &with(|d| d["documents"][2]["kind"] = json!("OTHER")),
+        &[DocMissing],
+    );
 }
 
 #[test]
 fn doc_expired_and_not_yet_valid_use_the_utc_date_of_submission() {
-    assert_codes(&with(|d| d["documents"][2]["expires_on"] = json!("2026-07-14")), &[DocExpired]);
+    assert_codes(
+        &with(|d| d["documents"][2]["expires_on"] = json!("2026-07-14")),
+        &[DocExpired],
+    );
     // Expiring on the date of submission is still valid that day.
-    assert_codes(&with(|d| d["documents"][2]["expires_on"] = json!("2026-07-15")), &[]);
-    assert_codes(&with(|d| d["documents"][1]["issued_on"] = json!("2026-07-16")), &[DocNotYetValid]);
+    assert_codes(
+        &with(|d| d["documents"][2]["expires_on"] = json!("2026-07-15")),
+        &[],
+    );
+    assert_codes(
+        &with(|d| d["documents"][1]["issued_on"] = json!("2026-07-16")),
+        &[DocNotYetValid],
+    );
     // 2026-07-16T01:00+08:00 is 2026-07-15 in UTC: issued on 07-16 is not yet valid.
     let doc = with(|d| {
         d["submitted_at"] = json!("2026-07-16T01:00:00+08:00");
@@ -297,33 +358,66 @@ fn doc_expired_and_not_yet_valid_use_the_utc_date_of_submission() {
 #[test]
 fn doc_digest_invalid() {
     let digest = "4a44dc15364204a80fe80e9039455cc1608281820fe2b24f1e5233ade6af1dd5";
-    for bad in [&digest[1..], &format!("{digest}0"), &digest.replace('a', "g"), &format!(" {}", &digest[1..])] {
-        assert_codes(&with(|d| d["documents"][0]["sha256"] = json!(bad)), &[DocDigestInvalid]);
+    for bad in [
+        &digest[1..],
+        &format!("{digest}0"),
+        &digest.replace('a', "g"),
+        &format!(" {}", &digest[1..]),
+    ] {
+        assert_codes(
+            &with(|d| d["documents"][0]["sha256"] = json!(bad)),
+            &[DocDigestInvalid],
+        );
     }
 }
 
 #[test]
 fn end_use_prohibited() {
     for category in ["AI_TRAINING", "OTHER"] {
-        assert_codes(&with(|d| d["end_use"]["category"] = json!(category)), &[EndUseProhibited]);
+        assert_codes(
+            &with(|d| d["end_use"]["category"] = json!(category)),
+            &[EndUseProhibited],
+        );
     }
     for category in ["AI_INFERENCE", "CLOUD_SERVICES", "RESEARCH"] {
         assert_codes(&with(|d| d["end_use"]["category"] = json!(category)), &[]);
     }
-    for text in ["Anti-missile radar", "MILITARY logistics", "weapons_research", "Nuclear plant twin", "defence2 x"] {
+    for text in [
+        "Anti-missile radar",
+        "MILITARY logistics",
+        "weapons_research",
+        "Nuclear plant twin",
+        "defence2 x",
+    ] {
         let holds = !text.starts_with("defence2");
         let expected: &[RuleCode] = if holds { &[EndUseProhibited] } else { &[] };
-        assert_codes(&with(|d| d["end_use"]["description"] = json!(text)), expected);
+        assert_codes(
+            &with(|d| d["end_use"]["description"] = json!(text)),
+            expected,
+        );
     }
-    for text in ["defensive security", "missiles", "surveil", "weaponry", "Militarily neutral"] {
+    for text in [
+        "defensive security",
+        "missiles",
+        "surveil",
+        "weaponry",
+        "Militarily neutral",
+    ] {
         assert_codes(&with(|d| d["end_use"]["description"] = json!(text)), &[]);
     }
 }
 
 #[test]
 fn end_user_missing_and_restricted() {
-    assert_codes(&with(|d| d["end_use"]["end_users"] = json!([])), &[EndUserMissing]);
-    for name in ["Red Lantern Advanced Systems", "RED-LANTERN SYSTEMS GROUP LIMITED", "rlas inc."] {
+    assert_codes(
+        &with(|d| d["end_use"]["end_users"] = json!([])),
+        &[EndUserMissing],
+    );
+    for name in [
+        "Red Lantern Advanced Systems",
+        "RED-LANTERN SYSTEMS GROUP LIMITED",
+        "rlas inc.",
+    ] {
         let doc = with(|d| {
             d["end_use"]["end_users"]
                 .as_array_mut()
@@ -333,17 +427,31 @@ fn end_user_missing_and_restricted() {
         assert_codes(&doc, &[EndUserRestricted]);
     }
     for name in ["Red Lantern", "Ltd.", ""] {
-        assert_codes(&with(|d| d["end_use"]["end_users"][0]["name"] = json!(name)), &[]);
+        assert_codes(
+            &with(|d| d["end_use"]["end_users"][0]["name"] = json!(name)),
+            &[],
+        );
     }
 }
 
 #[test]
 fn license_rules() {
-    let license = |status: &str, number: Value| with(|d| d["export_license"] = json!({"status": status, "application_number": number}));
-    assert_codes(&license("DENIED", json!("Z-1")), &[LicenseDenied, LicenseRequiredForFirm]);
-    assert_codes(&license("NOT_FILED", Value::Null), &[LicenseRequiredForFirm]);
+    let license = |status: &str, number: Value| {
+        with(|d| d["export_license"] = json!({"status": status, "application_number": number}))
+    };
+    assert_codes(
+        &license("DENIED", json!("Z-1")),
+        &[LicenseDenied, LicenseRequiredForFirm],
+    );
+    assert_codes(
+        &license("NOT_FILED", Value::Null),
+        &[LicenseRequiredForFirm],
+    );
     assert_codes(&license("APPROVED", json!("Z-1")), &[]);
-    assert_codes(&license("APPROVED", Value::Null), &[LicenseReferenceMissing]);
+    assert_codes(
+        &license("APPROVED", Value::Null),
+        &[LicenseReferenceMissing],
+    );
     assert_codes(&license("PENDING", json!("")), &[LicenseReferenceMissing]);
     assert_codes(&license("PENDING", json!("  ")), &[LicenseReferenceMissing]);
     // Without FIRM lines no licence is needed, but a denial still rejects.
@@ -377,7 +485,14 @@ fn every_violation_is_reported_not_only_the_first() {
     });
     assert_codes(
         &doc,
-        &[CustomerUnknown, DocDigestInvalid, LicenseDenied, LicenseRequiredForFirm, QuantityInvalid, SkuUnknown],
+        &[
+            CustomerUnknown,
+            DocDigestInvalid,
+            LicenseDenied,
+            LicenseRequiredForFirm,
+            QuantityInvalid,
+            SkuUnknown,
+        ],
     );
     let parsed = ForecastDocument::from_json(doc.to_string().as_bytes()).unwrap();
     let report = check(&parsed, &policy());
@@ -387,13 +502,21 @@ fn every_violation_is_reported_not_only_the_first() {
         .filter(|v| v.code == SkuUnknown)
         .map(|v| v.field.as_str())
         .collect();
-    assert_eq!(skus, ["lines[1].sku", "lines[3].sku"], "each violation names its field");
+    assert_eq!(
+        skus,
+        ["lines[1].sku", "lines[3].sku"],
+        "each violation names its field"
+    );
 }
 
 #[test]
 fn expiry_warning_for_required_kinds_only_and_never_rejects() {
     let validator = Validator::new(policy());
-    let warnings = |doc: &Value| validator.judge_json(doc.to_string().as_bytes()).warning_codes();
+    let warnings = |doc: &Value| {
+        validator
+            .judge_json(doc.to_string().as_bytes())
+            .warning_codes()
+    };
     // The base document's certificate expires 2027-06-30, the horizon's last day: no warning.
     assert_eq!(warnings(&base()), []);
     let early = with(|d| d["documents"][1]["expires_on"] = json!("2027-06-29"));
@@ -417,7 +540,10 @@ fn expiry_warning_for_required_kinds_only_and_never_rejects() {
         d["documents"][1]["expires_on"] = json!("2027-06-29");
         d["customer_id"] = json!("NOBODY");
     });
-    assert_eq!(warnings(&rejected), [WarningCode::DocExpiresBeforeHorizonEnd]);
+    assert_eq!(
+        warnings(&rejected),
+        [WarningCode::DocExpiresBeforeHorizonEnd]
+    );
     // Never on a CANCEL.
     let cancel = with(|d| {
         d["purpose"] = json!("CANCEL");

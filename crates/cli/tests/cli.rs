@@ -1,0 +1,321 @@
+//! `forecastctl check` and `replay` as a user runs them: output formats,
+//! exit codes, and the public conformance sample reproduced exactly.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/conformance` beside the repository, or `FORECAST_CONFORMANCE_DIR`.
+fn conformance() -> PathBuf {
+    std::env::var_os("FORECAST_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/conformance"))
+}
+
+fn forecastctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forecastctl"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("FORECAST_POLICY")
+        .env_remove("FORECAST_RESTRICTED_PARTIES")
+        .env_remove("FORECAST_FORMAT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("forecastctl runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn replay_reproduces_the_public_conformance_sample_exactly() {
+    let dir = conformance();
+    assert!(
+        dir.join("stream.jsonl").exists(),
+        "no conformance sample at {} (set FORECAST_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    let out = forecastctl(&[
+        "replay",
+        "--format",
+        "json",
+        "--restricted-parties",
+        dir.join("restricted.csv").to_str().unwrap(),
+        dir.join("stream.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = stdout_json(&out);
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let (g, e) = (
+        got["verdicts"].as_array().unwrap(),
+        expected["verdicts"].as_array().unwrap(),
+    );
+    assert_eq!(g.len(), e.len(), "one verdict per non-blank input line");
+    for (i, (g, e)) in g.iter().zip(e).enumerate() {
+        assert_eq!(g, e, "verdict {i} (input order)");
+    }
+    assert_eq!(got["demand"], expected["demand"]);
+}
+
+#[test]
+fn replay_of_the_examples_applies_replace_and_cancel() {
+    let out = forecastctl(&[
+        "replay",
+        "--format",
+        "json",
+        "--policy",
+        "examples/policy.toml",
+        "examples/stream.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = stdout_json(&out);
+    let verdicts: Vec<(String, String)> = v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["document_id"].as_str().unwrap_or("null").to_owned(),
+                v["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let text = std::fs::read_to_string(repo().join("examples/stream.jsonl")).unwrap();
+    assert_eq!(
+        verdicts.len(),
+        text.lines().filter(|l| !l.trim().is_empty()).count()
+    );
+    assert_eq!(
+        verdicts.last().unwrap(),
+        &("null".to_owned(), "REJECTED".to_owned()),
+        "a line that is not JSON"
+    );
+    assert!(verdicts.contains(&("TCT-2026-0001".into(), "DUPLICATE".into())));
+    let demand = v["demand"].as_array().unwrap();
+    // The cancelled document's H20-141GB planning lines are gone for Alibaba.
+    assert!(
+        !demand
+            .iter()
+            .any(|r| r["customer_id"] == "ALIBABA" && r["sku"] == "H20-141GB")
+    );
+    // The replace raised Tencent's 2026-Q4 firm units from 35,000 to 45,000.
+    let q4 = demand
+        .iter()
+        .find(|r| {
+            r["customer_id"] == "TENCENT" && r["sku"] == "H20-96GB" && r["quarter"] == "2026-Q4"
+        })
+        .unwrap();
+    assert_eq!(
+        (q4["firm_units"].as_i64(), q4["total_units"].as_i64()),
+        (Some(45_000), Some(45_000))
+    );
+}
+
+#[test]
+fn replay_text_explains_rejections_and_prints_a_table() {
+    let out = forecastctl(&[
+        "replay",
+        "--policy",
+        "examples/policy.toml",
+        "examples/stream.jsonl",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("END_USER_RESTRICTED at end_use.end_users[0].name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule: an end user matches the restricted-party list"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CUSTOMER     SKU") || text.contains("CUSTOMER   SKU"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("TOTAL")), "{text}");
+}
+
+#[test]
+fn replay_reads_standard_input_and_fails_with_2_on_an_unreadable_file() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forecastctl"))
+        .args(["replay", "--format", "json", "-"])
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"\xef\xbb\xbf[1]\n\n{\"document_id\": \"A\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["verdicts"].as_array().unwrap().len(), 2);
+    assert_eq!(v["verdicts"][1]["document_id"], "A");
+    assert_eq!(
+        v["verdicts"][1]["codes"],
+        serde_json::json!(["SCHEMA_INVALID"])
+    );
+    assert_eq!(v["demand"], serde_json::json!([]));
+
+    let out = forecastctl(&["replay", "no/such/file.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.jsonl"));
+}
+
+#[test]
+fn check_exits_0_when_all_are_accepted_1_when_any_is_rejected() {
+    let ok = forecastctl(&[
+        "check",
+        "examples/tencent-original.json",
+        "examples/bytedance-original.json",
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let text = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        text.contains("2 document(s): 2 accepted, 0 rejected"),
+        "{text}"
+    );
+
+    let bad = forecastctl(&[
+        "check",
+        "--format",
+        "json",
+        "examples/tencent-original.json",
+        "examples/rejected-lines.json",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let v = stdout_json(&bad);
+    let verdicts = v["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[1]["verdict"], "REJECTED");
+    assert_eq!(verdicts[1]["source"], "examples/rejected-lines.json");
+    let fields: Vec<&str> = verdicts[1]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"lines[1].sku") && fields.contains(&"lines[0].quantity"),
+        "{fields:?}"
+    );
+    assert!(
+        verdicts[1]["policy_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
+
+#[test]
+fn check_is_stateless_and_reads_json_lines() {
+    // check never sequences: a REPLACE with no ORIGINAL before it is judged
+    // only by the rules, and a repeated revision is not a DUPLICATE.
+    let out = forecastctl(&["check", "--format", "json", "examples/tencent-replace.json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = forecastctl(&[
+        "check",
+        "--format",
+        "json",
+        "--restricted-parties",
+        "examples/restricted-parties.csv",
+        "examples/stream.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    let duplicates = v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["verdict"] == "DUPLICATE")
+        .count();
+    assert_eq!(duplicates, 0, "check judges each document alone");
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_problem() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["check"], "FILE"),
+        (
+            &["check", "--format", "xml", "examples/tencent-original.json"],
+            "xml",
+        ),
+        (&["check", "no-such.json"], "cannot read no-such.json"),
+        (
+            &[
+                "check",
+                "--policy",
+                "no-such.toml",
+                "examples/tencent-original.json",
+            ],
+            "no-such.toml",
+        ),
+        (
+            &[
+                "replay",
+                "--restricted-parties",
+                "no-such.csv",
+                "examples/stream.jsonl",
+            ],
+            "no-such.csv",
+        ),
+        (
+            &["replay", "--policy", "Cargo.toml", "examples/stream.jsonl"],
+            "not a valid policy",
+        ),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let out = forecastctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [&["--help"][..], &["check", "--help"], &["replay", "--help"]] {
+        let out = forecastctl(sub);
+        assert_eq!(out.status.code(), Some(0), "{sub:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage: forecastctl"), "{text}");
+    }
+    let text = String::from_utf8(forecastctl(&["replay", "--help"]).stdout).unwrap();
+    for flag in [
+        "--policy",
+        "--restricted-parties",
+        "--format",
+        "FORECAST_POLICY",
+    ] {
+        assert!(text.contains(flag), "replay --help lacks {flag}: {text}");
+    }
+}
