@@ -33,8 +33,50 @@ impl Replay {
     /// Judges one JSON submission and, when it passes the rules, sequences
     /// and applies it. Returns the final verdict and the warnings in detail.
     pub fn submit_json(&mut self, json: &[u8]) -> (Verdict, Vec<Warning>) {
+        let judged = self.judge(json);
+        self.sequence(judged)
+    }
+
+    /// [`submit_json`](Self::submit_json) for many submissions, in order:
+    /// decoding and the rules (stateless) run on all cores, sequencing (the
+    /// only stateful step) runs in input order on this thread.
+    pub fn submit_batch(&mut self, batch: &[&[u8]]) -> Vec<(Verdict, Vec<Warning>)> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = batch.len().div_ceil(threads).max(64);
+        let judged: Vec<(Judged, Verdict)> = if batch.len() <= chunk {
+            batch.iter().map(|json| self.judge(json)).collect()
+        } else {
+            let this = &*self;
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = batch
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter().map(|json| this.judge(json)).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|p| {
+                        p.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        judged.into_iter().map(|j| self.sequence(j)).collect()
+    }
+
+    /// Decoding and the stateless rules: the validating service's step.
+    fn judge(&self, json: &[u8]) -> (Judged, Verdict) {
         let judged = self.validator.judge_json(json);
         let verdict = self.validator.verdict(&judged, self.decided_at, None);
+        (judged, verdict)
+    }
+
+    /// Sequencing and demand: the aggregating service's step.
+    fn sequence(&mut self, (judged, verdict): (Judged, Verdict)) -> (Verdict, Vec<Warning>) {
         match judged {
             Judged::Checked { document, report } if report.passed() => {
                 let outcome = self.state.apply(&document);
@@ -91,23 +133,40 @@ pub fn run(
     if format == Format::Json {
         out.write_all(b"{\"verdicts\":[")?;
     }
+    // Batches bound memory (at most BATCH lines held) and let the
+    // stateless step run in parallel.
+    const BATCH: usize = 4096;
     let mut first = true;
-    while let Some((line, bytes)) = lines.next_line().map_err(read_error)? {
-        let (verdict, warnings) = replay.submit_json(bytes);
-        summary.count(verdict.outcome);
-        match format {
-            Format::Json => {
-                if !first {
-                    out.write_all(b",")?;
+    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let mut done = false;
+    while !done {
+        batch.clear();
+        while batch.len() < BATCH {
+            match lines.next_line().map_err(read_error)? {
+                Some((line, bytes)) => batch.push((line, bytes.to_vec())),
+                None => {
+                    done = true;
+                    break;
                 }
-                out.write_all(b"\n")?;
-                report::write_json(out, &VerdictJson::from(&verdict))?;
-            }
-            Format::Text => {
-                report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?
             }
         }
-        first = false;
+        let inputs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
+        for ((line, _), (verdict, warnings)) in batch.iter().zip(replay.submit_batch(&inputs)) {
+            summary.count(verdict.outcome);
+            match format {
+                Format::Json => {
+                    if !first {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(b"\n")?;
+                    report::write_json(out, &VerdictJson::from(&verdict))?;
+                }
+                Format::Text => {
+                    report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?
+                }
+            }
+            first = false;
+        }
     }
     let rows: Vec<DemandRow> = replay.state().rows().collect();
     match format {

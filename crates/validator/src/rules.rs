@@ -349,8 +349,15 @@ fn check_end_use(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
     let terms = policy.prohibited_terms();
     let mut found: Vec<&str> = Vec::new();
     for word in words(&end_use.description) {
-        let folded = case_fold(word);
-        if let Some(term) = terms.iter().find(|t| **t == folded)
+        // Terms are stored case-folded; an ASCII word folds to its lower case,
+        // so compare it in place instead of allocating its folded copy.
+        let hit = if word.is_ascii() {
+            terms.iter().find(|t| t.eq_ignore_ascii_case(word))
+        } else {
+            let folded = case_fold(word);
+            terms.iter().find(|t| **t == folded)
+        };
+        if let Some(term) = hit
             && !found.contains(&term.as_str())
         {
             found.push(term);

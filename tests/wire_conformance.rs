@@ -1,0 +1,76 @@
+//! The conformance sample through the wire path the services use: every
+//! decodable submission is Avro-encoded with the Confluent framing, judged
+//! from those bytes, and sequenced. Verdicts and demand must equal
+//! `expected.json`, as they do for `forecastctl replay` from JSON.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use forecast_aggregator::{DemandState, sequenced_verdict};
+use forecast_model::{Registry, Timestamp, wire};
+use forecast_validator::{Judged, Policy, Validator};
+use serde_json::{Value, json};
+
+fn conformance() -> PathBuf {
+    std::env::var_os("FORECAST_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/conformance"
+            ))
+        })
+}
+
+#[test]
+fn avro_path_gives_the_expected_verdicts_and_demand() {
+    let dir = conformance();
+    let stream = std::fs::read_to_string(dir.join("stream.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let policy = Policy::load(None, Some(&dir.join("restricted.csv"))).unwrap();
+    let validator = Validator::new(policy);
+    let mut state = DemandState::new();
+    let mut verdicts = Vec::new();
+    let mut framed = 0;
+    for line in stream
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        // The producer refuses what does not decode; those keep the JSON verdict.
+        let judged = match forecast_model::parse_submission(line.as_bytes()) {
+            Ok(doc) => {
+                framed += 1;
+                validator.judge_framed(&wire::encode_document(&doc), Registry::embedded())
+            }
+            Err(_) => validator.judge_json(line.as_bytes()),
+        };
+        let mut verdict = validator.verdict(&judged, Timestamp::from_millis(0), None);
+        if let Judged::Checked { document, report } = &judged
+            && report.passed()
+        {
+            verdict = sequenced_verdict(verdict, &state.apply(document));
+        }
+        verdicts.push(json!({
+            "document_id": verdict.document_id,
+            "revision": verdict.revision,
+            "verdict": verdict.outcome.as_str(),
+            "codes": verdict.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "warnings": verdict.warnings.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        }));
+    }
+    assert!(framed > 500, "only {framed} submissions went through Avro");
+    let expected_verdicts = expected["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), expected_verdicts.len());
+    for (i, (got, want)) in verdicts.iter().zip(expected_verdicts).enumerate() {
+        assert_eq!(got, want, "verdict {i}");
+    }
+    let demand: Vec<Value> = state
+        .rows()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    assert_eq!(Value::Array(demand), expected["demand"]);
+}
