@@ -18,6 +18,8 @@ pub struct Replay {
     validator: Validator,
     state: DemandState,
     decided_at: Timestamp,
+    /// Threads for the stateless step (read once: asking the OS is not free).
+    threads: usize,
 }
 
 impl Replay {
@@ -27,6 +29,7 @@ impl Replay {
             validator: Validator::new(policy),
             state: DemandState::new(),
             decided_at: Timestamp::now(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -41,8 +44,7 @@ impl Replay {
     /// decoding and the rules (stateless) run on all cores, sequencing (the
     /// only stateful step) runs in input order on this thread.
     pub fn submit_batch(&mut self, batch: &[&[u8]]) -> Vec<(Verdict, Vec<Warning>)> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = batch.len().div_ceil(threads).max(64);
+        let chunk = batch.len().div_ceil(self.threads).max(64);
         let judged: Vec<(Judged, Verdict)> = if batch.len() <= chunk {
             batch.iter().map(|json| self.judge(json)).collect()
         } else {
@@ -135,7 +137,7 @@ pub fn run(
     }
     // Batches bound memory (at most BATCH lines held) and let the
     // stateless step run in parallel.
-    const BATCH: usize = 4096;
+    const BATCH: usize = 1024;
     let mut first = true;
     let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
     let mut done = false;
