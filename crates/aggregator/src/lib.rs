@@ -1,9 +1,13 @@
-//! The aggregator's pure core: per-document sequencing and demand per
-//! customer x SKU x quarter ([`DemandState`]).
+//! The aggregator: per-document sequencing and demand per customer x SKU x
+//! quarter.
 //!
-//! The aggregating service and `forecastctl replay` both feed accepted
-//! documents to [`DemandState::apply`], so they cannot disagree.
+//! - [`state`]: the pure core, [`DemandState::apply`]; the aggregating
+//!   service and `forecastctl replay` both call it, so they cannot disagree.
+//! - [`service`]: the Kafka loop around it.
+//! - [`read`]: reading demand back from the compacted topic.
 
+pub mod read;
+pub mod service;
 pub mod state;
 
 pub use state::{DemandState, Sequenced, sequenced_verdict};

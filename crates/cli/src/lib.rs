@@ -4,12 +4,16 @@
 //! subcommand is a module over the library crates:
 //! - [`check`]: stateless rules, one verdict per document;
 //! - [`replay`]: validator and aggregator cores in order over a stream;
+//! - [`stream`]: `submit`, `validate`, `aggregate`, `demand`, `topics`;
+//! - [`up`]: everything on one machine with an embedded broker;
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
 pub mod check;
 pub mod input;
 pub mod replay;
 pub mod report;
+pub mod stream;
+pub mod up;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -47,6 +51,24 @@ pub enum Command {
     /// the services would, and print every verdict and the final demand.
     /// Exit 0 whatever the verdicts, 2 on a usage error or an unreadable file.
     Replay(ReplayArgs),
+    /// Send documents to the pipeline (Avro, keyed by document_id). A
+    /// document that does not decode is reported with its line and not
+    /// sent. Exit 0 when every document was delivered, 1 otherwise.
+    Submit(stream::SubmitArgs),
+    /// Run the validating service: forecasts.submitted -> validated,
+    /// rejected (dead letters) and audit. Stops cleanly on SIGINT/SIGTERM.
+    Validate(stream::ValidateArgs),
+    /// Run the aggregating service: forecasts.validated -> demand.by-customer
+    /// and audit (sequencing verdicts). Stops cleanly on SIGINT/SIGTERM.
+    Aggregate(stream::AggregateArgs),
+    /// Print the demand read from demand.by-customer.
+    Demand(stream::DemandArgs),
+    /// Manage the pipeline's topics.
+    #[command(subcommand)]
+    Topics(stream::TopicsCommand),
+    /// Run everything on this machine: an embedded broker (tansu), the
+    /// validator and the aggregator; submit the examples and show demand.
+    Up(up::UpArgs),
 }
 
 /// Which policy judges.
@@ -103,6 +125,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
+        other => {
+            drop(out);
+            return run_async(other);
+        }
     };
     match result {
         Ok(code) => code,
@@ -112,6 +138,66 @@ pub fn run(cli: Cli) -> ExitCode {
             let _ = out.flush();
             eprintln!("forecastctl: {failure}");
             ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Runs a command that talks to Kafka on a Tokio runtime.
+fn run_async(command: Command) -> ExitCode {
+    let log = match &command {
+        Command::Submit(a) => a.log.clone(),
+        Command::Validate(a) => a.service.log.clone(),
+        Command::Aggregate(a) => a.service.log.clone(),
+        _ => forecast_runtime::config::LogArgs {
+            log_format: forecast_runtime::config::LogFormat::Text,
+        },
+    };
+    forecast_runtime::telemetry::init(&log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("forecastctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        let token = forecast_runtime::shutdown::on_signals();
+        match command {
+            Command::Submit(a) => Ok(if stream::submit(&a).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_REJECTED)
+            }),
+            Command::Validate(a) => stream::validate(&a, token)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Aggregate(a) => stream::aggregate(&a, token)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Demand(a) => stream::demand(&a, token).await.map(|()| ExitCode::SUCCESS),
+            Command::Topics(stream::TopicsCommand::Create {
+                kafka,
+                topics,
+                layout,
+            }) => stream::create_topics(&kafka, &topics, &layout)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),
+            Command::Check(_) | Command::Replay(_) => {
+                unreachable!("offline commands run without a runtime")
+            }
+        }
+    });
+    // librdkafka threads may outlive a failed command: do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("forecastctl: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -20,13 +20,27 @@ pub enum Undecodable {
     /// The framed Avro record does not decode.
     #[error(transparent)]
     Avro(#[from] DecodeError),
+    /// The record is larger than the service accepts.
+    #[error("the record is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl Undecodable {
+    /// A short stable name of the failure, for metrics and dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Undecodable::Json(_) => "json",
+            Undecodable::Avro(e) => e.kind(),
+            Undecodable::TooLarge { .. } => "too_large",
+        }
+    }
 }
 
 impl Undecodable {
     fn violation(&self) -> Violation {
         let field = match self {
             Undecodable::Json(e) => e.field.clone(),
-            Undecodable::Avro(_) => String::new(),
+            Undecodable::Avro(_) | Undecodable::TooLarge { .. } => String::new(),
         };
         Violation {
             code: RuleCode::SchemaInvalid,
@@ -88,6 +102,17 @@ impl Validator {
         }
     }
 
+    /// Judges one framed Avro record of at most `limit` bytes.
+    pub fn judge_framed_limited(&self, record: &[u8], registry: &Registry, limit: usize) -> Judged {
+        if record.len() > limit {
+            return Judged::Undecodable(Undecodable::TooLarge {
+                size: record.len(),
+                limit,
+            });
+        }
+        self.judge_framed(record, registry)
+    }
+
     /// Judges one framed Avro record.
     pub fn judge_framed(&self, record: &[u8], registry: &Registry) -> Judged {
         match forecast_model::wire::decode_document(record, registry) {
@@ -118,7 +143,7 @@ impl Validator {
             Judged::Undecodable(err) => {
                 let (document_id, revision) = match err {
                     Undecodable::Json(e) => (e.document_id.clone(), e.revision),
-                    Undecodable::Avro(_) => (None, None),
+                    Undecodable::Avro(_) | Undecodable::TooLarge { .. } => (None, None),
                 };
                 Verdict {
                     document_id,

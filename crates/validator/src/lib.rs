@@ -14,6 +14,7 @@ pub mod judge;
 pub mod policy;
 pub mod restricted;
 pub mod rules;
+pub mod service;
 pub mod text;
 
 pub use judge::{Judged, Validator};

@@ -1,0 +1,362 @@
+//! The aggregating service: consumes `forecasts.validated`, sequences each
+//! accepted document with [`DemandState::apply`] (the code `replay` runs),
+//! writes the sequencing verdict to `forecasts.audit`, and publishes the
+//! demand of the customer whose demand changed to `demand.by-customer`.
+//!
+//! State is kept per input partition, and is always the result of applying
+//! that partition's records before the next offset this process reads.
+//! When a record does not follow the last one applied (the first record
+//! after start, or after the partition moved to another instance and
+//! back), the state of that partition is rebuilt from the partition's
+//! start up to that record before it is applied. Restarts and rebalances
+//! therefore never double-count and never lose an applied revision.
+//!
+//! `forecasts.validated` is keyed by `document_id`, so every revision of a
+//! document is in one partition, in order; a snapshot covers one customer
+//! within one partition and is keyed `customer_id/partition`: the demand of
+//! a customer is the sum of its latest snapshots (see [`crate::read`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use forecast_model::{
+    Outcome, Registry, SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode, wire,
+};
+use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::headers;
+use forecast_runtime::kafka::{consumer_config, enqueue, producer_config, reader_config};
+use forecast_runtime::metrics::{Metrics, Output};
+use futures::stream::{FuturesOrdered, StreamExt};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{DemandState, Sequenced, sequenced_verdict};
+
+/// Settings of the aggregating service.
+#[derive(Debug, Clone, Args)]
+pub struct AggregatorArgs {
+    /// Consumer group of the aggregators.
+    #[arg(
+        long,
+        env = "FORECAST_AGGREGATOR_GROUP",
+        default_value = "forecast-aggregator"
+    )]
+    pub group: String,
+    /// Static group membership id, unique per running instance (default
+    /// `aggregator-<hostname>`); a restarted instance with the same id takes its
+    /// partitions back at once. `none` turns static membership off.
+    #[arg(long, env = "FORECAST_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// Records handled at once, waiting for their outputs to be acknowledged.
+    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+}
+
+/// The state of one input partition.
+#[derive(Debug, Default)]
+struct PartitionState {
+    state: DemandState,
+    /// Offset of the next record the state expects.
+    next: i64,
+}
+
+struct Pending {
+    partition: i32,
+    offset: i64,
+    received: Instant,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+/// Key of a snapshot of one customer's demand within one partition.
+pub fn snapshot_key(customer_id: &str, partition: i32) -> String {
+    format!("{customer_id}/{partition}")
+}
+
+/// Runs until `token` is cancelled or a delivery fails for good.
+pub async fn run(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    args: &AggregatorArgs,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let instance = match args.instance_id.as_deref() {
+        Some("none") => None,
+        Some(id) => Some(id.to_owned()),
+        None => forecast_runtime::kafka::default_instance_id("aggregator"),
+    };
+    let consumer: StreamConsumer =
+        consumer_config(kafka, &args.group, instance.as_deref()).create()?;
+    consumer.subscribe(&[&topics.topic_validated])?;
+    let producer: FutureProducer = producer_config(kafka).create()?;
+    let registry = Registry::embedded();
+    let mut partitions: HashMap<i32, PartitionState> = HashMap::new();
+    tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
+    metrics.set_ready(true);
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = complete(&consumer, &topics.topic_validated, done, &metrics) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            message = consumer.recv(), if in_flight.len() < args.max_in_flight as usize => {
+                let m = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; retrying");
+                        continue;
+                    }
+                };
+                metrics.record_in();
+                let (p, o) = (m.partition(), m.offset());
+                let part = partitions.entry(p).or_default();
+                if part.next != o {
+                    // Outputs of records before `o` were produced by whoever read them.
+                    tracing::info!(partition = p, from = part.next, to = o, "restoring partition state");
+                    let started = Instant::now();
+                    let state = restore(kafka.clone(), topics.topic_validated.clone(), p, o).await?;
+                    tracing::info!(partition = p, documents = state.live_documents(), elapsed_ms = started.elapsed().as_millis() as u64, "restored");
+                    *part = PartitionState { state, next: o };
+                }
+                let pending = handle(part, registry, &m, &producer, topics, &metrics).await?;
+                part.next = o + 1;
+                in_flight.push_back(wait_for(pending));
+            }
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        if let Err(e) = complete(&consumer, &topics.topic_validated, done, &metrics) {
+            failure.get_or_insert(e);
+            break;
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last automatic commit.
+        Ok(())
+        | Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "final commit failed; the next owner re-reads from the last committed offsets")
+        }
+    }
+    metrics.set_ready(false);
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("aggregator stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for(p: Pending) -> (i32, i64, Instant, anyhow::Result<()>) {
+    for d in p.deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, m))) => {
+                return (
+                    p.partition,
+                    p.offset,
+                    p.received,
+                    Err(anyhow::anyhow!("delivery to {} failed: {e}", m.topic())),
+                );
+            }
+            Err(_) => {
+                return (
+                    p.partition,
+                    p.offset,
+                    p.received,
+                    Err(anyhow::anyhow!("the producer dropped a delivery")),
+                );
+            }
+        }
+    }
+    (p.partition, p.offset, p.received, Ok(()))
+}
+
+fn complete(
+    consumer: &StreamConsumer,
+    topic: &str,
+    (partition, offset, received, result): (i32, i64, Instant, anyhow::Result<()>),
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    result.map_err(|e| {
+        e.context(format!(
+            "record {topic}/{partition}@{offset} not stored; it will be read again"
+        ))
+    })?;
+    consumer.store_offset(topic, partition, offset)?;
+    metrics.latency(received.elapsed());
+    Ok(())
+}
+
+/// The state of `partition` after applying its records before `until`.
+async fn restore(
+    kafka: KafkaArgs,
+    topic: String,
+    partition: i32,
+    until: i64,
+) -> anyhow::Result<DemandState> {
+    tokio::task::spawn_blocking(move || {
+        let mut state = DemandState::new();
+        if until <= 0 {
+            return Ok(state);
+        }
+        let reader: BaseConsumer = reader_config(&kafka).create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, forecast_runtime::kafka::from_start())?;
+        reader.assign(&tpl)?;
+        let registry = Registry::embedded();
+        let mut idle = Instant::now();
+        loop {
+            match reader.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if m.offset() >= until {
+                        break;
+                    }
+                    if let Ok(doc) = wire::decode_document(m.payload().unwrap_or_default(), registry) {
+                        state.apply(&doc);
+                    }
+                    if m.offset() + 1 >= until {
+                        break;
+                    }
+                    idle = Instant::now();
+                }
+                Some(Err(e)) => anyhow::bail!("cannot read {topic}/{partition} to restore its state: {e}"),
+                None if idle.elapsed() > Duration::from_secs(60) => {
+                    anyhow::bail!("no record of {topic}/{partition} below offset {until} arrived for 60 s while restoring")
+                }
+                None => {}
+            }
+        }
+        Ok(state)
+    })
+    .await?
+}
+
+fn header<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The submitted record a validated one came from (`topic/partition/offset`).
+fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
+    let mut parts = header(m, headers::SOURCE)?.rsplitn(3, '/');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    Some(SourceCoordinates {
+        topic: parts.next()?.to_owned(),
+        partition,
+        offset,
+    })
+}
+
+async fn handle(
+    part: &mut PartitionState,
+    registry: &Registry,
+    m: &BorrowedMessage<'_>,
+    producer: &FutureProducer,
+    topics: &TopicArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<Pending> {
+    let received = Instant::now();
+    let decided_at = m
+        .timestamp()
+        .to_millis()
+        .map_or_else(Timestamp::now, Timestamp::from_millis);
+    let mut deliveries = Vec::with_capacity(2);
+    let doc = match wire::decode_document(m.payload().unwrap_or_default(), registry) {
+        Ok(doc) => doc,
+        Err(e) => {
+            // The validator only passes documents it decoded: this is a
+            // foreign record. Say so in the log and the audit; go on.
+            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; skipped");
+            metrics.dead_letter(Stage::Sequence);
+            return Ok(Pending {
+                partition: m.partition(),
+                offset: m.offset(),
+                received,
+                deliveries,
+            });
+        }
+    };
+    let outcome = part.state.apply(&doc);
+    let warnings = header(m, headers::WARNINGS)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(WarningCode::from_symbol)
+        .collect();
+    let accepted = Verdict {
+        document_id: Some(doc.document_id.clone()),
+        revision: Some(doc.revision),
+        outcome: Outcome::Accepted,
+        stage: Stage::Validate,
+        codes: Vec::new(),
+        warnings,
+        violations: Vec::<Violation>::new(),
+        policy_version: header(m, headers::POLICY_VERSION)
+            .unwrap_or_default()
+            .to_owned(),
+        decided_at,
+        source: source_of(m),
+    };
+    let verdict = sequenced_verdict(accepted, &outcome);
+    if let Sequenced::Rejected(code) = outcome {
+        metrics.rejected(&[code]);
+    }
+    let audit = wire::encode_verdict(&verdict);
+    deliveries.push(
+        enqueue(
+            producer,
+            FutureRecord::to(&topics.topic_audit)
+                .key(doc.document_id.as_bytes())
+                .payload(audit.as_slice()),
+        )
+        .await?,
+    );
+    metrics.record_out(Output::Audit);
+    if matches!(
+        outcome,
+        Sequenced::Applied {
+            demand_changed: true,
+            ..
+        }
+    ) {
+        let snapshot = part.state.snapshot(&doc.customer_id, decided_at);
+        let value = wire::encode_snapshot(&snapshot);
+        let key = snapshot_key(&doc.customer_id, m.partition());
+        deliveries.push(
+            enqueue(
+                producer,
+                FutureRecord::to(&topics.topic_demand)
+                    .key(key.as_bytes())
+                    .payload(value.as_slice()),
+            )
+            .await?,
+        );
+        metrics.record_out(Output::Demand);
+    }
+    Ok(Pending {
+        partition: m.partition(),
+        offset: m.offset(),
+        received,
+        deliveries,
+    })
+}

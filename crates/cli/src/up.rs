@@ -1,0 +1,332 @@
+//! `forecastctl up`: the whole pipeline on one machine, with an embedded
+//! default broker.
+//!
+//! The broker is tansu (a Kafka-protocol broker written in Rust), run as a
+//! child process on loopback with in-memory storage; it stops with this
+//! command. The validator and the aggregator run in this process, exactly
+//! as `forecastctl validate` and `aggregate` run them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use forecast_aggregator::read::read_to_end;
+use forecast_aggregator::service::AggregatorArgs;
+use forecast_runtime::config::{KafkaArgs, LogArgs, LogFormat, TopicArgs};
+use forecast_runtime::metrics::Metrics;
+use forecast_validator::service::ValidatorArgs;
+use tokio_util::sync::CancellationToken;
+
+use crate::stream::{self, LayoutArgs};
+use crate::{PolicyArgs, report};
+
+/// The tansu release this project is tested with.
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// Arguments of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Port of the embedded broker on 127.0.0.1.
+    #[arg(long, env = "FORECAST_UP_PORT", default_value_t = 19092)]
+    pub port: u16,
+    /// tansu binary; by default found on PATH or in the cache folder, and
+    /// installed there with cargo when missing.
+    #[arg(long, env = "FORECAST_TANSU", value_name = "PATH")]
+    pub tansu: Option<PathBuf>,
+    /// Where a missing tansu is installed.
+    #[arg(
+        long,
+        env = "FORECAST_CACHE_DIR",
+        default_value = "/var/cache/forecast",
+        value_name = "DIR"
+    )]
+    pub cache_dir: PathBuf,
+    /// Forecasts to submit once the pipeline runs.
+    #[arg(long, default_value = "examples/stream.jsonl", value_name = "FILE")]
+    pub examples: PathBuf,
+    /// Serve /metrics, /healthz and /readyz of both services here.
+    #[arg(
+        long,
+        env = "FORECAST_HTTP",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub http: std::net::SocketAddr,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Stop after showing the demand instead of running until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+}
+
+fn tansu_path(args: &UpArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.tansu {
+        anyhow::ensure!(p.exists(), "--tansu {} does not exist", p.display());
+        return Ok(p.clone());
+    }
+    let cached = args
+        .cache_dir
+        .join(format!("tansu-{TANSU_VERSION}/bin/tansu"));
+    if cached.exists() {
+        return Ok(cached);
+    }
+    if let Some(on_path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.exists())
+    }) {
+        return Ok(on_path);
+    }
+    install_tansu(&args.cache_dir, &cached)?;
+    Ok(cached)
+}
+
+fn install_tansu(cache: &Path, target: &Path) -> anyhow::Result<()> {
+    eprintln!(
+        "tansu {TANSU_VERSION} (the embedded Kafka-protocol broker) is not installed; building it into {} \
+         with cargo. This happens once and takes 15-30 minutes on 2 cores; cargo's progress follows.",
+        cache.display()
+    );
+    let root = cache.join(format!("tansu-{TANSU_VERSION}"));
+    let status = std::process::Command::new("cargo")
+        .args([
+            "install",
+            &format!("tansu@{TANSU_VERSION}"),
+            "--locked",
+            "--features",
+            "dynostore,libsql",
+            "--root",
+        ])
+        .arg(&root)
+        .arg("--target-dir")
+        .arg(cache.join("tansu-build"))
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo to install tansu: {e}"))?;
+    anyhow::ensure!(
+        status.success() && target.exists(),
+        "installing tansu failed ({status}); install it by hand and pass --tansu PATH"
+    );
+    Ok(())
+}
+
+/// Runs the whole pipeline locally.
+pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tansu = tansu_path(args)?;
+    let brokers = format!("127.0.0.1:{}", args.port);
+    let url = format!("tcp://{brokers}");
+    let mut broker = tokio::process::Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", tansu.display()))?;
+    eprintln!(
+        "broker: tansu {} on {brokers} (in-memory storage)",
+        tansu.display()
+    );
+
+    let kafka = KafkaArgs {
+        brokers: brokers.clone(),
+        properties: Vec::new(),
+    };
+    let topics = default_topics();
+    wait_for_broker(&kafka, &mut broker).await?;
+    let layout = LayoutArgs {
+        partitions: 3,
+        replication: 1,
+    };
+    stream::create_topics(&kafka, &topics, &layout).await?;
+
+    let policy = args
+        .policy
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
+    let validator_metrics = Arc::new(Metrics::new("validator"));
+    let aggregator_metrics = Arc::new(Metrics::new("aggregator"));
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let (kafka, topics, token, metrics, policy) = (
+            kafka.clone(),
+            topics.clone(),
+            token.clone(),
+            validator_metrics.clone(),
+            policy.clone(),
+        );
+        tasks.spawn(async move {
+            let args = ValidatorArgs {
+                group: "forecast-validator".into(),
+                max_record_bytes: 1 << 20,
+                max_in_flight: 1000,
+                instance_id: None,
+            };
+            forecast_validator::service::run(
+                forecast_validator::Validator::new(policy),
+                &kafka,
+                &topics,
+                &args,
+                metrics,
+                token,
+            )
+            .await
+        });
+    }
+    {
+        let (kafka, topics, token, metrics) = (
+            kafka.clone(),
+            topics.clone(),
+            token.clone(),
+            aggregator_metrics.clone(),
+        );
+        tasks.spawn(async move {
+            let args = AggregatorArgs {
+                group: "forecast-aggregator".into(),
+                max_in_flight: 1000,
+                instance_id: None,
+            };
+            forecast_aggregator::service::run(&kafka, &topics, &args, metrics, token).await
+        });
+    }
+    {
+        let router = forecast_runtime::http::routes(validator_metrics.clone()).nest(
+            "/aggregator",
+            forecast_runtime::http::routes(aggregator_metrics.clone()),
+        );
+        tasks.spawn(forecast_runtime::http::serve(
+            args.http,
+            router,
+            token.clone(),
+        ));
+    }
+
+    // What the pipeline must end with: the same code, offline.
+    let expected = {
+        let file = crate::input::open(&args.examples)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.examples.display()))?;
+        let mut replay = crate::replay::Replay::new(policy);
+        let mut lines = crate::input::JsonLines::new(file);
+        while let Some((_, bytes)) = lines.next_line()? {
+            replay.submit_json(bytes);
+        }
+        replay.state().rows().collect::<Vec<_>>()
+    };
+    let submit = stream::SubmitArgs {
+        kafka: kafka.clone(),
+        topics: topics.clone(),
+        log: LogArgs {
+            log_format: LogFormat::Text,
+        },
+        max_record_bytes: forecast_producer::DEFAULT_MAX_RECORD_BYTES,
+        files: vec![args.examples.clone()],
+    };
+    eprintln!("submitting {}", args.examples.display());
+    stream::submit(&submit).await?;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let (k, t) = (kafka.clone(), topics.topic_demand.clone());
+        let rows = tokio::task::spawn_blocking(move || {
+            read_to_end(&k, &t, Duration::from_secs(10)).map(|(v, _)| v.rows(None))
+        })
+        .await??;
+        if rows == expected || Instant::now() > deadline || token.is_cancelled() {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut out = std::io::stdout().lock();
+    report::write_demand_table(&mut out, &rows)?;
+    drop(out);
+    if rows == expected {
+        eprintln!(
+            "\ndemand shown {:.1} s after start; it equals `forecastctl replay` of the same file",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "\nwarning: after 60 s the demand does not yet equal `forecastctl replay` of the same file"
+        );
+    }
+    eprintln!(
+        "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
+         metrics: http://{0}/metrics  http://{0}/aggregator/metrics   health: /healthz /readyz\n\
+         {1}",
+        args.http,
+        if args.once {
+            "stopping (--once)"
+        } else {
+            "running; Ctrl-C stops everything"
+        }
+    );
+    if args.once {
+        token.cancel();
+    }
+    let mut failure = None;
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                token.cancel();
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                token.cancel();
+                failure.get_or_insert(e.into());
+            }
+        }
+    }
+    let _ = broker.kill().await;
+    failure.map_or(Ok(()), Err)
+}
+
+fn default_topics() -> TopicArgs {
+    TopicArgs {
+        topic_submitted: "forecasts.submitted".into(),
+        topic_validated: "forecasts.validated".into(),
+        topic_rejected: "forecasts.rejected".into(),
+        topic_audit: "forecasts.audit".into(),
+        topic_demand: "demand.by-customer".into(),
+    }
+}
+
+async fn wait_for_broker(
+    kafka: &KafkaArgs,
+    broker: &mut tokio::process::Child,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = broker.try_wait()? {
+            anyhow::bail!(
+                "the broker exited at start ({status}); is port {} taken? (--port)",
+                kafka.brokers
+            );
+        }
+        let k = kafka.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let c: rdkafka::consumer::BaseConsumer =
+                forecast_runtime::kafka::reader_config(&k).create()?;
+            rdkafka::consumer::Consumer::fetch_metadata(&c, None, Duration::from_secs(2))
+                .map(|_| ())
+        })
+        .await?;
+        match ok {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => anyhow::bail!(
+                "the broker on {} did not answer in 30 s: {e}",
+                kafka.brokers
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

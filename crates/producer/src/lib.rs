@@ -1,0 +1,163 @@
+//! The submission client customer systems link.
+//!
+//! ```no_run
+//! # async fn example(doc: forecast_model::ForecastDocument) -> Result<(), forecast_producer::SubmitError> {
+//! use forecast_runtime::config::KafkaArgs;
+//! let kafka = KafkaArgs { brokers: "localhost:9092".into(), properties: vec![] };
+//! let submitter = forecast_producer::Submitter::new(&kafka, "forecasts.submitted")?;
+//! let receipt = submitter.submit(&doc).await?;
+//! println!("stored at {}/{}@{}", receipt.topic, receipt.partition, receipt.offset);
+//! # Ok(()) }
+//! ```
+//!
+//! Documents are encoded as Avro with the Confluent framing (current schema
+//! id), keyed by `document_id` so every revision of a document stays in
+//! order, and sent by an idempotent producer with `acks=all`. A document
+//! larger than the limit is refused before it is sent.
+
+use std::time::Duration;
+
+use forecast_model::{ForecastDocument, wire};
+use forecast_runtime::config::KafkaArgs;
+use forecast_runtime::kafka::producer_config;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// Default largest record, in bytes (brokers commonly accept 1 MB).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Where a submission was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a submission was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Client(#[source] rdkafka::error::KafkaError),
+    #[error(
+        "document {document_id} is {size} bytes encoded, over the limit of {limit}; split its lines over several documents"
+    )]
+    TooLarge {
+        document_id: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("document {document_id} was not delivered: {source}")]
+    Delivery {
+        document_id: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// A producer for forecast documents.
+#[derive(Clone)]
+pub struct Submitter {
+    producer: FutureProducer,
+    topic: String,
+    max_record_bytes: usize,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A submission on its way; await [`Pending::receipt`].
+pub struct Pending {
+    document_id: String,
+    topic: String,
+    delivery: DeliveryFuture,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("document_id", &self.document_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Waits for the broker's acknowledgement.
+    pub async fn receipt(self) -> Result<Receipt, SubmitError> {
+        match self.delivery.await {
+            Ok(Ok(d)) => Ok(Receipt {
+                topic: self.topic,
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Ok(Err((source, _))) => Err(SubmitError::Delivery {
+                document_id: self.document_id,
+                source,
+            }),
+            Err(_) => Err(SubmitError::Delivery {
+                document_id: self.document_id,
+                source: rdkafka::error::KafkaError::Canceled,
+            }),
+        }
+    }
+}
+
+impl Submitter {
+    /// A submitter producing to `topic`.
+    pub fn new(kafka: &KafkaArgs, topic: &str) -> Result<Self, SubmitError> {
+        Ok(Self {
+            producer: producer_config(kafka)
+                .create()
+                .map_err(SubmitError::Client)?,
+            topic: topic.to_owned(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        })
+    }
+
+    /// Sets the largest record this submitter sends.
+    pub fn with_max_record_bytes(mut self, limit: usize) -> Self {
+        self.max_record_bytes = limit;
+        self
+    }
+
+    /// Submits one document and waits until the broker has it.
+    pub async fn submit(&self, doc: &ForecastDocument) -> Result<Receipt, SubmitError> {
+        self.enqueue(doc).await?.receipt().await
+    }
+
+    /// Hands one document to the producer; the returned [`Pending`]
+    /// resolves when the broker has it. Use it to keep many in flight.
+    pub async fn enqueue(&self, doc: &ForecastDocument) -> Result<Pending, SubmitError> {
+        let value = wire::encode_document(doc);
+        if value.len() > self.max_record_bytes {
+            return Err(SubmitError::TooLarge {
+                document_id: doc.document_id.clone(),
+                size: value.len(),
+                limit: self.max_record_bytes,
+            });
+        }
+        let record = FutureRecord::to(&self.topic)
+            .key(doc.document_id.as_bytes())
+            .payload(value.as_slice());
+        let delivery = forecast_runtime::kafka::enqueue(&self.producer, record)
+            .await
+            .map_err(|source| SubmitError::Delivery {
+                document_id: doc.document_id.clone(),
+                source,
+            })?;
+        Ok(Pending {
+            document_id: doc.document_id.clone(),
+            topic: self.topic.clone(),
+            delivery,
+        })
+    }
+
+    /// Waits until everything handed over is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

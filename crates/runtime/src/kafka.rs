@@ -1,0 +1,161 @@
+//! Kafka clients with the pipeline's settings, and topic creation.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::config::{KafkaArgs, TopicArgs};
+
+fn base(kafka: &KafkaArgs) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    c
+}
+
+fn finish(mut c: ClientConfig, kafka: &KafkaArgs) -> ClientConfig {
+    for (k, v) in kafka.overrides() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Largest record the services forward to the dead-letter topic with its
+/// value; a larger one is dead-lettered without it (see the validator).
+pub const MAX_DEAD_LETTER_BYTES: usize = 20 << 20;
+
+/// Where readers start: offset 0, or the earliest kept when retention
+/// removed it. An explicit offset, because some brokers (tansu 0.6) answer
+/// the "earliest"/"latest" offset queries wrongly.
+pub fn from_start() -> rdkafka::Offset {
+    rdkafka::Offset::Offset(0)
+}
+
+/// An idempotent producer: `acks=all`, retries without reordering or
+/// duplicates, deliveries reported per record.
+pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
+    let mut c = base(kafka);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "none")
+        // Dead letters carry oversized records byte for byte (up to this).
+        .set("message.max.bytes", MAX_DEAD_LETTER_BYTES.to_string());
+    finish(c, kafka)
+}
+
+/// A consumer in `group` that stores offsets only when told to (after the
+/// records produced for a message are acknowledged) and commits the stored
+/// ones in the background.
+///
+/// `instance` is the static group membership id (KIP-345): an instance that
+/// restarts with the same id takes its partitions back at once instead of
+/// waiting for the group to notice the old one is gone, which some brokers
+/// (tansu 0.6) never do. It must be unique per running instance.
+pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -> ClientConfig {
+    let mut c = base(kafka);
+    if let Some(id) = instance {
+        c.set("group.instance.id", id);
+    }
+    c.set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        // Also the rebalance timeout: how long a join waits for members that
+        // stopped without leaving (tansu 0.6 waits this long, not the session
+        // timeout). The loops poll continuously, so 15 s is ample.
+        .set("max.poll.interval.ms", "15000")
+        // Fetch records far above the accepted size, so an oversized one is
+        // read and dead-lettered instead of stalling its partition (brokers
+        // without KIP-74, such as tansu 0.6, never return a batch larger
+        // than the fetch size).
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "67108864")
+        .set("receive.message.max.bytes", "67109376");
+    finish(c, kafka)
+}
+
+/// A consumer outside any group, for reading a topic from its start.
+pub fn reader_config(kafka: &KafkaArgs) -> ClientConfig {
+    let mut c = base(kafka);
+    c.set("group.id", "forecast-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("receive.message.max.bytes", "67109376");
+    finish(c, kafka)
+}
+
+/// Enqueues a record, waiting while the local queue is full.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// How many partitions each topic gets when created.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicLayout {
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// Creates the pipeline's topics when missing; existing ones are left as they are.
+pub async fn create_topics(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    layout: TopicLayout,
+) -> anyhow::Result<Vec<String>> {
+    let admin: AdminClient<DefaultClientContext> = base(kafka).create()?;
+    let rf = || TopicReplication::Fixed(layout.replication);
+    let p = layout.partitions;
+    let max_dead_letter = (MAX_DEAD_LETTER_BYTES + 4096).to_string();
+    let new = [
+        NewTopic::new(&topics.topic_submitted, p, rf()).set("retention.ms", "604800000"),
+        // The system of record for demand: kept until deleted by hand.
+        NewTopic::new(&topics.topic_validated, p, rf()).set("retention.ms", "-1"),
+        NewTopic::new(&topics.topic_rejected, p, rf())
+            .set("retention.ms", "2592000000")
+            .set("max.message.bytes", &max_dead_letter),
+        NewTopic::new(&topics.topic_audit, p, rf()).set("retention.ms", "-1"),
+        NewTopic::new(&topics.topic_demand, p, rf()).set("cleanup.policy", "compact"),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut created = Vec::new();
+    for result in admin.create_topics(new.iter(), &opts).await? {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(created)
+}
+
+/// The default static membership id of a service on this host:
+/// `<service>-<hostname>` (unique per container, stable across restarts).
+pub fn default_instance_id(service: &str) -> Option<String> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())?;
+    Some(format!("{service}-{host}"))
+}

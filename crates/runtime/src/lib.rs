@@ -1,0 +1,15 @@
+//! What the pipeline's services share, written once:
+//! - [`config`]: brokers, topic names, `-X` librdkafka pass-through, logging;
+//! - [`kafka`]: producer and consumer settings, topic creation;
+//! - [`shutdown`]: the root cancellation token (SIGINT, SIGTERM);
+//! - [`telemetry`]: tracing set-up;
+//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
+//! - [`headers`]: dead-letter and metadata header names.
+
+pub mod config;
+pub mod headers;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

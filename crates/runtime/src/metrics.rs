@@ -1,0 +1,187 @@
+//! Service metrics in the Prometheus text format. Labels are bounded: topic,
+//! stage, rule code; never a document or customer id.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use forecast_model::{RuleCode, Stage};
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Counters of one service.
+#[derive(Debug)]
+pub struct Metrics {
+    service: &'static str,
+    records_in: AtomicU64,
+    records_out: [AtomicU64; 5],
+    rejections: Vec<AtomicU64>,
+    dead_letters: [AtomicU64; 3],
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    consumer_lag: AtomicI64,
+    ready: AtomicBool,
+}
+
+/// Output topics, as metric labels.
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    Validated = 0,
+    Rejected = 1,
+    Audit = 2,
+    Demand = 3,
+    Submitted = 4,
+}
+
+const OUTPUT_NAMES: [&str; 5] = ["validated", "rejected", "audit", "demand", "submitted"];
+
+impl Metrics {
+    /// Metrics of `service` (`validator`, `aggregator`).
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            service,
+            records_in: AtomicU64::new(0),
+            records_out: Default::default(),
+            rejections: RuleCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            dead_letters: Default::default(),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_micros: AtomicU64::new(0),
+            consumer_lag: AtomicI64::new(-1),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn record_in(&self) {
+        self.records_in.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_out(&self, output: Output) {
+        self.records_out[output as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected(&self, codes: &[RuleCode]) {
+        for c in codes {
+            self.rejections[c.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn dead_letter(&self, stage: Stage) {
+        self.dead_letters[stage.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Time from receiving a record to all its outputs acknowledged.
+    pub fn latency(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.latency_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_micros
+            .fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    pub fn set_lag(&self, lag: i64) {
+        self.consumer_lag.store(lag, Relaxed);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    pub fn records_in_total(&self) -> u64 {
+        self.records_in.load(Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let svc = self.service;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP forecast_records_in_total Records consumed.\n# TYPE forecast_records_in_total counter"
+        );
+        let _ = writeln!(
+            o,
+            "forecast_records_in_total{{service=\"{svc}\"}} {}",
+            self.records_in.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP forecast_records_out_total Records produced, by output topic.\n# TYPE forecast_records_out_total counter"
+        );
+        for (i, n) in OUTPUT_NAMES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "forecast_records_out_total{{service=\"{svc}\",output=\"{n}\"}} {}",
+                self.records_out[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP forecast_rejections_total Rejections, by rule code.\n# TYPE forecast_rejections_total counter"
+        );
+        for (code, n) in RuleCode::ALL.iter().zip(&self.rejections) {
+            let _ = writeln!(
+                o,
+                "forecast_rejections_total{{service=\"{svc}\",code=\"{code}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP forecast_dead_letters_total Records dead-lettered, by stage.\n# TYPE forecast_dead_letters_total counter"
+        );
+        for (stage, n) in Stage::ALL.iter().zip(&self.dead_letters) {
+            let stage = stage.as_str().to_ascii_lowercase();
+            let _ = writeln!(
+                o,
+                "forecast_dead_letters_total{{service=\"{svc}\",stage=\"{stage}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP forecast_processing_seconds From consuming a record to its outputs acknowledged.\n# TYPE forecast_processing_seconds histogram"
+        );
+        for (b, n) in BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                o,
+                "forecast_processing_seconds_bucket{{service=\"{svc}\",le=\"{b}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(
+            o,
+            "forecast_processing_seconds_bucket{{service=\"{svc}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "forecast_processing_seconds_sum{{service=\"{svc}\"}} {}",
+            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "forecast_processing_seconds_count{{service=\"{svc}\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "# HELP forecast_consumer_lag Records behind the end of the input topic (-1: unknown).\n# TYPE forecast_consumer_lag gauge"
+        );
+        let _ = writeln!(
+            o,
+            "forecast_consumer_lag{{service=\"{svc}\"}} {}",
+            self.consumer_lag.load(Relaxed)
+        );
+        o
+    }
+}

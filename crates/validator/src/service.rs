@@ -1,0 +1,336 @@
+//! The validating service: consumes `forecasts.submitted`, judges each
+//! record with [`Validator`], and produces the accepted document to
+//! `forecasts.validated`, a dead letter to `forecasts.rejected` when it is
+//! rejected or undecodable, and one verdict to `forecasts.audit`.
+//!
+//! A record's offset is stored only after every record produced for it is
+//! acknowledged; records are handled in order with a bounded window of
+//! them in flight, so a crash replays at most the window, and replays
+//! produce the same outputs (the validator is a pure function).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
+use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::headers;
+use forecast_runtime::kafka::{consumer_config, enqueue, producer_config};
+use forecast_runtime::metrics::{Metrics, Output};
+use futures::stream::{FuturesOrdered, StreamExt};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::judge::{Judged, Validator};
+
+/// Settings of the validating service.
+#[derive(Debug, Clone, Args)]
+pub struct ValidatorArgs {
+    /// Consumer group of the validators.
+    #[arg(
+        long,
+        env = "FORECAST_VALIDATOR_GROUP",
+        default_value = "forecast-validator"
+    )]
+    pub group: String,
+    /// Records larger than this are dead-lettered unread (bytes).
+    #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
+    /// Static group membership id, unique per running instance (default
+    /// `validator-<hostname>`); a restarted instance with the same id takes its
+    /// partitions back at once. `none` turns static membership off.
+    #[arg(long, env = "FORECAST_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// Records handled at once, waiting for their outputs to be acknowledged.
+    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+}
+
+/// A record whose outputs are on their way.
+struct Pending {
+    partition: i32,
+    offset: i64,
+    received: Instant,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+/// Runs until `token` is cancelled or a delivery fails for good.
+pub async fn run(
+    validator: Validator,
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    args: &ValidatorArgs,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let instance = match args.instance_id.as_deref() {
+        Some("none") => None,
+        Some(id) => Some(id.to_owned()),
+        None => forecast_runtime::kafka::default_instance_id("validator"),
+    };
+    let consumer: StreamConsumer =
+        consumer_config(kafka, &args.group, instance.as_deref()).create()?;
+    consumer.subscribe(&[&topics.topic_submitted])?;
+    let producer: FutureProducer = producer_config(kafka).create()?;
+    let registry = Registry::embedded();
+    tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
+    metrics.set_ready(true);
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = complete(&consumer, &topics.topic_submitted, done, &metrics) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            message = consumer.recv(), if in_flight.len() < args.max_in_flight as usize => {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; retrying");
+                        continue;
+                    }
+                };
+                metrics.record_in();
+                let pending = handle(&validator, registry, &message, &producer, topics, args, &metrics).await?;
+                in_flight.push_back(wait_for(pending));
+            }
+        }
+    }
+    // Finish what is in flight, then commit and flush.
+    while let Some(done) = in_flight.next().await {
+        if let Err(e) = complete(&consumer, &topics.topic_submitted, done, &metrics) {
+            failure.get_or_insert(e);
+            break;
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last automatic commit.
+        Ok(())
+        | Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "final commit failed; the next owner re-reads from the last committed offsets")
+        }
+    }
+    metrics.set_ready(false);
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("validator stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for(p: Pending) -> (i32, i64, Instant, anyhow::Result<()>) {
+    for d in p.deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, m))) => {
+                return (
+                    p.partition,
+                    p.offset,
+                    p.received,
+                    Err(anyhow::anyhow!("delivery to {} failed: {e}", m.topic())),
+                );
+            }
+            Err(_) => {
+                return (
+                    p.partition,
+                    p.offset,
+                    p.received,
+                    Err(anyhow::anyhow!("the producer dropped a delivery")),
+                );
+            }
+        }
+    }
+    (p.partition, p.offset, p.received, Ok(()))
+}
+
+fn complete(
+    consumer: &StreamConsumer,
+    topic: &str,
+    (partition, offset, received, result): (i32, i64, Instant, anyhow::Result<()>),
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    result.map_err(|e| {
+        e.context(format!(
+            "record {topic}/{partition}@{offset} not stored; it will be read again"
+        ))
+    })?;
+    consumer.store_offset(topic, partition, offset)?;
+    metrics.latency(received.elapsed());
+    Ok(())
+}
+
+/// Judges one record and enqueues its outputs.
+async fn handle(
+    validator: &Validator,
+    registry: &Registry,
+    m: &BorrowedMessage<'_>,
+    producer: &FutureProducer,
+    topics: &TopicArgs,
+    args: &ValidatorArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<Pending> {
+    let received = Instant::now();
+    let payload = m.payload().unwrap_or_default();
+    let source = SourceCoordinates {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+    };
+    let decided_at = m
+        .timestamp()
+        .to_millis()
+        .map_or_else(Timestamp::now, Timestamp::from_millis);
+    let judged = validator.judge_framed_limited(payload, registry, args.max_record_bytes);
+    let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
+    let mut deliveries = Vec::with_capacity(2);
+    let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
+
+    match (&judged, verdict.outcome) {
+        (Judged::Checked { document, .. }, Outcome::Accepted) => {
+            let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
+            let headers = copy_headers(m)
+                .insert(Header {
+                    key: headers::POLICY_VERSION,
+                    value: Some(verdict.policy_version.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::WARNINGS,
+                    value: Some(warnings.join(",").as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::SOURCE,
+                    value: Some(source_text.as_bytes()),
+                });
+            let record = FutureRecord::to(&topics.topic_validated)
+                .key(document.document_id.as_bytes())
+                .payload(payload)
+                .headers(headers);
+            deliveries.push(enqueue(producer, record).await?);
+            metrics.record_out(Output::Validated);
+        }
+        (judged, _) => {
+            let stage = if matches!(judged, Judged::Undecodable(_)) {
+                Stage::Deserialize
+            } else {
+                Stage::Validate
+            };
+            let codes: Vec<&str> = verdict.codes.iter().map(|c| c.as_str()).collect();
+            let message = match judged {
+                Judged::Undecodable(e) => format!("{} ({})", e, e.kind()),
+                Judged::Checked { .. } => verdict
+                    .violations
+                    .iter()
+                    .map(|v| format!("{} at {}: {}", v.code, v.field, v.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            let partition = source.partition.to_string();
+            let offset = source.offset.to_string();
+            let stage_name = stage.as_str().to_ascii_lowercase();
+            let headers = copy_headers(m)
+                .insert(Header {
+                    key: headers::ERR_TOPIC,
+                    value: Some(source.topic.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::ERR_PARTITION,
+                    value: Some(partition.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::ERR_OFFSET,
+                    value: Some(offset.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::ERR_STAGE,
+                    value: Some(stage_name.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::ERR_CODES,
+                    value: Some(codes.join(",").as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::ERR_MESSAGE,
+                    value: Some(message.as_bytes()),
+                })
+                .insert(Header {
+                    key: headers::POLICY_VERSION,
+                    value: Some(verdict.policy_version.as_bytes()),
+                });
+            // A record too large even for the dead-letter topic goes there
+            // without its value, saying so; the audit verdict still names it.
+            let omitted = payload.len() > forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES;
+            // A null value stays null, an empty one empty.
+            let original = m.payload();
+            let note = format!(
+                "{} bytes, over the {} bytes the dead-letter topic takes",
+                payload.len(),
+                forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES
+            );
+            let headers = if omitted {
+                headers.insert(Header {
+                    key: headers::VALUE_OMITTED,
+                    value: Some(note.as_bytes()),
+                })
+            } else {
+                headers
+            };
+            let mut record = FutureRecord::to(&topics.topic_rejected).headers(headers);
+            if let Some(value) = original.filter(|_| !omitted) {
+                record = record.payload(value);
+            }
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            deliveries.push(enqueue(producer, record).await?);
+            metrics.record_out(Output::Rejected);
+            metrics.rejected(&verdict.codes);
+            metrics.dead_letter(stage);
+            tracing::debug!(offset = source.offset, partition = source.partition, codes = %codes.join(","), "rejected");
+        }
+    }
+
+    let audit = wire::encode_verdict(&verdict);
+    let mut record = FutureRecord::to(&topics.topic_audit).payload(audit.as_slice());
+    let key = verdict
+        .document_id
+        .as_deref()
+        .map(str::as_bytes)
+        .or(m.key());
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    deliveries.push(enqueue(producer, record).await?);
+    metrics.record_out(Output::Audit);
+    Ok(Pending {
+        partition: source.partition,
+        offset: source.offset,
+        received,
+        deliveries,
+    })
+}
+
+/// The record's own headers, to be passed on byte for byte.
+fn copy_headers(m: &BorrowedMessage<'_>) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    if let Some(h) = m.headers() {
+        for header in h.iter() {
+            out = out.insert(header);
+        }
+    }
+    out
+}
