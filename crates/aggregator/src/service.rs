@@ -26,12 +26,13 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::kafka::{consumer_config, enqueue, producer_config, reader_config};
+use forecast_runtime::inflight::{Pending, final_commit, group_consumer, store};
+use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use futures::stream::{FuturesOrdered, StreamExt};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -65,13 +66,6 @@ struct PartitionState {
     next: i64,
 }
 
-struct Pending {
-    partition: i32,
-    offset: i64,
-    received: Instant,
-    deliveries: Vec<DeliveryFuture>,
-}
-
 /// Key of a snapshot of one customer's demand within one partition.
 pub fn snapshot_key(customer_id: &str, partition: i32) -> String {
     format!("{customer_id}/{partition}")
@@ -85,14 +79,14 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let instance = match args.instance_id.as_deref() {
-        Some("none") => None,
-        Some(id) => Some(id.to_owned()),
-        None => forecast_runtime::kafka::default_instance_id("aggregator"),
-    };
-    let consumer: StreamConsumer =
-        consumer_config(kafka, &args.group, instance.as_deref()).create()?;
-    consumer.subscribe(&[&topics.topic_validated])?;
+    let consumer = group_consumer(
+        kafka,
+        &topics.topic_validated,
+        &args.group,
+        args.instance_id.as_deref(),
+        "aggregator",
+        &metrics,
+    )?;
     let producer: FutureProducer = producer_config(kafka).create()?;
     let registry = Registry::embedded();
     let mut partitions: HashMap<i32, PartitionState> = HashMap::new();
@@ -106,7 +100,7 @@ pub async fn run(
             biased;
             _ = token.cancelled() => break,
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = complete(&consumer, &topics.topic_validated, done, &metrics) {
+                if let Err(e) = store(&consumer, &topics.topic_validated, done, &metrics) {
                     failure = Some(e);
                     break;
                 }
@@ -132,27 +126,18 @@ pub async fn run(
                 }
                 let pending = handle(part, registry, &m, &producer, topics, &metrics).await?;
                 part.next = o + 1;
-                in_flight.push_back(wait_for(pending));
+                in_flight.push_back(pending.settle());
             }
         }
     }
     while let Some(done) = in_flight.next().await {
-        if let Err(e) = complete(&consumer, &topics.topic_validated, done, &metrics) {
+        if let Err(e) = store(&consumer, &topics.topic_validated, done, &metrics) {
             failure.get_or_insert(e);
             break;
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last automatic commit.
-        Ok(())
-        | Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "final commit failed; the next owner re-reads from the last committed offsets")
-        }
-    }
+    final_commit(&consumer);
     metrics.set_ready(false);
     match failure {
         Some(e) => Err(e),
@@ -161,47 +146,6 @@ pub async fn run(
             Ok(())
         }
     }
-}
-
-async fn wait_for(p: Pending) -> (i32, i64, Instant, anyhow::Result<()>) {
-    for d in p.deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, m))) => {
-                return (
-                    p.partition,
-                    p.offset,
-                    p.received,
-                    Err(anyhow::anyhow!("delivery to {} failed: {e}", m.topic())),
-                );
-            }
-            Err(_) => {
-                return (
-                    p.partition,
-                    p.offset,
-                    p.received,
-                    Err(anyhow::anyhow!("the producer dropped a delivery")),
-                );
-            }
-        }
-    }
-    (p.partition, p.offset, p.received, Ok(()))
-}
-
-fn complete(
-    consumer: &StreamConsumer,
-    topic: &str,
-    (partition, offset, received, result): (i32, i64, Instant, anyhow::Result<()>),
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    result.map_err(|e| {
-        e.context(format!(
-            "record {topic}/{partition}@{offset} not stored; it will be read again"
-        ))
-    })?;
-    consumer.store_offset(topic, partition, offset)?;
-    metrics.latency(received.elapsed());
-    Ok(())
 }
 
 /// The state of `partition` after applying its records before `until`.

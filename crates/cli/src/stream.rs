@@ -1,7 +1,7 @@
 //! The commands that talk to Kafka: `submit`, `validate`, `aggregate`,
 //! `demand` and `topics create`.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,27 +133,35 @@ pub enum TopicsCommand {
 pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
     let submitter = Submitter::new(&args.kafka, &args.topics.topic_submitted)?
         .with_max_record_bytes(args.max_record_bytes);
-    let (mut sent, mut refused, mut failed) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    // Hidden when standard error is not a terminal.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} documents delivered ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut in_flight = FuturesUnordered::new();
-    let mut stderr = std::io::stderr().lock();
     for path in &args.files {
         let origin = path.display().to_string();
         let submissions = input::open(path)
             .and_then(input::read_all)
             .map_err(|e| anyhow::anyhow!("cannot read {origin}: {e}"))?;
+        bar.inc_length(submissions.len() as u64);
         for sub in submissions {
             match forecast_model::parse_submission(&sub.bytes) {
                 Err(e) => {
-                    refused += 1;
                     let field = if e.field.is_empty() {
                         String::new()
                     } else {
                         format!(" at {}", e.field)
                     };
-                    let _ = writeln!(
-                        stderr,
-                        "{origin}:{}: refused, not sent: SCHEMA_INVALID{field}: {}",
-                        sub.line, e.message
+                    tally.refused(
+                        &bar,
+                        format!(
+                            "{origin}:{}: refused, not sent: SCHEMA_INVALID{field}: {}",
+                            sub.line, e.message
+                        ),
                     );
                 }
                 Ok(doc) => match submitter.enqueue(&doc).await {
@@ -161,45 +169,62 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
                         let origin = origin.clone();
                         in_flight.push(async move { (origin, sub.line, pending.receipt().await) });
                     }
-                    Err(e) => {
-                        refused += 1;
-                        let _ = writeln!(stderr, "{origin}:{}: refused, not sent: {e}", sub.line);
-                    }
+                    Err(e) => tally.refused(
+                        &bar,
+                        format!("{origin}:{}: refused, not sent: {e}", sub.line),
+                    ),
                 },
             }
             // Bound memory: settle deliveries as they come.
             while in_flight.len() >= 10_000 {
                 if let Some(r) = in_flight.next().await {
-                    count(r, &mut sent, &mut failed, &mut stderr);
+                    tally.settled(&bar, r);
                 }
             }
         }
     }
     while let Some(r) = in_flight.next().await {
-        count(r, &mut sent, &mut failed, &mut stderr);
+        tally.settled(&bar, r);
     }
-    let _ = writeln!(
-        stderr,
-        "{sent} sent, {refused} refused locally, {failed} failed"
+    bar.finish_and_clear();
+    eprintln!(
+        "{} sent, {} refused locally, {} failed",
+        tally.sent, tally.refused, tally.failed
     );
-    Ok(refused == 0 && failed == 0)
+    Ok(tally.refused == 0 && tally.failed == 0)
 }
 
-fn count(
-    (origin, line, r): (
-        String,
-        usize,
-        Result<forecast_producer::Receipt, forecast_producer::SubmitError>,
-    ),
-    sent: &mut u64,
-    failed: &mut u64,
-    stderr: &mut impl Write,
-) {
-    match r {
-        Ok(_) => *sent += 1,
-        Err(e) => {
-            *failed += 1;
-            let _ = writeln!(stderr, "{origin}:{line}: not delivered: {e}");
+/// What `submit` did with each document.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u64,
+    refused: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn refused(&mut self, bar: &indicatif::ProgressBar, why: String) {
+        self.refused += 1;
+        bar.inc(1);
+        bar.suspend(|| eprintln!("{why}"));
+    }
+
+    fn settled(
+        &mut self,
+        bar: &indicatif::ProgressBar,
+        (origin, line, r): (
+            String,
+            usize,
+            Result<forecast_producer::Receipt, forecast_producer::SubmitError>,
+        ),
+    ) {
+        bar.inc(1);
+        match r {
+            Ok(_) => self.sent += 1,
+            Err(e) => {
+                self.failed += 1;
+                bar.suspend(|| eprintln!("{origin}:{line}: not delivered: {e}"));
+            }
         }
     }
 }

@@ -66,15 +66,46 @@ impl Pipeline {
         }
     }
 
+    /// SIGTERM both services; they must finish in-flight work and exit 0.
+    fn stop_gracefully(&mut self) {
+        for (name, c) in [
+            ("validator", &mut self.validator),
+            ("aggregator", &mut self.aggregator),
+        ] {
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let exit = loop {
+                if let Some(s) = c.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not stop within 30 s of SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let logs =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            assert!(
+                exit.success(),
+                "{name} exited with {exit} after SIGTERM\n{logs}"
+            );
+        }
+    }
+
     fn spawn_validator(broker: &Broker, names: &Names, dir: &Path) -> Child {
+        Pipeline::spawn_validator_with(broker, names, dir, &[])
+    }
+
+    fn spawn_validator_with(broker: &Broker, names: &Names, dir: &Path, extra: &[&str]) -> Child {
         let list = conformance().join("restricted.csv");
-        spawn_service(
-            "validate",
-            broker,
-            names,
-            &[RESTRICTED, list.to_str().unwrap()],
-            &dir.join("validator.log"),
-        )
+        let mut args = vec![RESTRICTED, list.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        spawn_service("validate", broker, names, &args, &dir.join("validator.log"))
     }
 
     fn submit(&self, file: &Path) -> String {
@@ -445,9 +476,39 @@ fn sent_count(summary: &str) -> usize {
     summary.split(' ').next().unwrap().parse().unwrap()
 }
 
+/// A plain HTTP GET on loopback: status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
 #[test]
 fn a_stream_through_kafka_ends_as_replay_says() {
-    let p = Pipeline::start("e2e");
+    let mut p = Pipeline::start("e2e");
+    // This validator serves its metrics and health.
+    let http = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    p.validator.kill().unwrap();
+    p.validator.wait().unwrap();
+    p.validator = Pipeline::spawn_validator_with(&p.broker, &p.names, &p.dir, &["--http", &http]);
     let stream = p.dir.join("stream.jsonl");
     let n = generated_stream(4, &stream);
     assert!(n >= 2000);
@@ -460,6 +521,34 @@ fn a_stream_through_kafka_ends_as_replay_says() {
         "{n} submissions ({summary}) + {poison} poison pills: demand equal to replay after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+
+    assert_eq!(http_get(&http, "/healthz").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(&http, "/readyz").0, "HTTP/1.1 200 OK");
+    let (status, metrics) = http_get(&http, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value("forecast_records_in_total{service=\"validator\"}") as usize,
+        sent + poison
+    );
+    assert!(value("forecast_rejections_total{service=\"validator\",code=\"HORIZON_GAP\"}") > 0.0);
+    assert!(
+        value("forecast_dead_letters_total{service=\"validator\",stage=\"deserialize\"}")
+            >= poison as f64
+    );
+    assert_eq!(
+        value("forecast_processing_seconds_count{service=\"validator\"}") as usize,
+        sent + poison
+    );
+    p.stop_gracefully();
 }
 
 #[test]

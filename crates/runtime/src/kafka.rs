@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{KafkaArgs, TopicArgs};
+use crate::metrics::Metrics;
 
 fn base(kafka: &KafkaArgs) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -77,9 +78,37 @@ pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -
         // than the fetch size).
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.max.bytes", "67108864")
-        .set("receive.message.max.bytes", "67109376");
+        .set("receive.message.max.bytes", "67109376")
+        // Statistics every 5 s feed the consumer-lag gauge (LagContext).
+        .set("statistics.interval.ms", "5000");
     finish(c, kafka)
 }
+
+/// Consumer context that publishes librdkafka's consumer lag as a metric.
+#[derive(Debug, Clone)]
+pub struct LagContext {
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Lag of the partitions this instance consumes (-1: unknown yet).
+        let lags = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag);
+        let (mut total, mut any) = (0i64, false);
+        for lag in lags {
+            total += lag;
+            any = true;
+        }
+        self.metrics.set_lag(if any { total } else { -1 });
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
 
 /// A consumer outside any group, for reading a topic from its start.
 pub fn reader_config(kafka: &KafkaArgs) -> ClientConfig {

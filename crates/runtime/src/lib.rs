@@ -4,11 +4,13 @@
 //! - [`shutdown`]: the root cancellation token (SIGINT, SIGTERM);
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
+//! - [`inflight`]: records in flight until their outputs are acknowledged;
 //! - [`headers`]: dead-letter and metadata header names.
 
 pub mod config;
 pub mod headers;
 pub mod http;
+pub mod inflight;
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;

@@ -15,13 +15,14 @@ use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::kafka::{consumer_config, enqueue, producer_config};
+use forecast_runtime::inflight::{Pending, final_commit, group_consumer, store};
+use forecast_runtime::kafka::{enqueue, producer_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{Judged, Validator};
@@ -49,14 +50,6 @@ pub struct ValidatorArgs {
     pub max_in_flight: u32,
 }
 
-/// A record whose outputs are on their way.
-struct Pending {
-    partition: i32,
-    offset: i64,
-    received: Instant,
-    deliveries: Vec<DeliveryFuture>,
-}
-
 /// Runs until `token` is cancelled or a delivery fails for good.
 pub async fn run(
     validator: Validator,
@@ -66,14 +59,14 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let instance = match args.instance_id.as_deref() {
-        Some("none") => None,
-        Some(id) => Some(id.to_owned()),
-        None => forecast_runtime::kafka::default_instance_id("validator"),
-    };
-    let consumer: StreamConsumer =
-        consumer_config(kafka, &args.group, instance.as_deref()).create()?;
-    consumer.subscribe(&[&topics.topic_submitted])?;
+    let consumer = group_consumer(
+        kafka,
+        &topics.topic_submitted,
+        &args.group,
+        args.instance_id.as_deref(),
+        "validator",
+        &metrics,
+    )?;
     let producer: FutureProducer = producer_config(kafka).create()?;
     let registry = Registry::embedded();
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
@@ -86,7 +79,7 @@ pub async fn run(
             biased;
             _ = token.cancelled() => break,
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = complete(&consumer, &topics.topic_submitted, done, &metrics) {
+                if let Err(e) = store(&consumer, &topics.topic_submitted, done, &metrics) {
                     failure = Some(e);
                     break;
                 }
@@ -101,28 +94,19 @@ pub async fn run(
                 };
                 metrics.record_in();
                 let pending = handle(&validator, registry, &message, &producer, topics, args, &metrics).await?;
-                in_flight.push_back(wait_for(pending));
+                in_flight.push_back(pending.settle());
             }
         }
     }
     // Finish what is in flight, then commit and flush.
     while let Some(done) = in_flight.next().await {
-        if let Err(e) = complete(&consumer, &topics.topic_submitted, done, &metrics) {
+        if let Err(e) = store(&consumer, &topics.topic_submitted, done, &metrics) {
             failure.get_or_insert(e);
             break;
         }
     }
     producer.flush(Duration::from_secs(30))?;
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last automatic commit.
-        Ok(())
-        | Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        )) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "final commit failed; the next owner re-reads from the last committed offsets")
-        }
-    }
+    final_commit(&consumer);
     metrics.set_ready(false);
     match failure {
         Some(e) => Err(e),
@@ -131,47 +115,6 @@ pub async fn run(
             Ok(())
         }
     }
-}
-
-async fn wait_for(p: Pending) -> (i32, i64, Instant, anyhow::Result<()>) {
-    for d in p.deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, m))) => {
-                return (
-                    p.partition,
-                    p.offset,
-                    p.received,
-                    Err(anyhow::anyhow!("delivery to {} failed: {e}", m.topic())),
-                );
-            }
-            Err(_) => {
-                return (
-                    p.partition,
-                    p.offset,
-                    p.received,
-                    Err(anyhow::anyhow!("the producer dropped a delivery")),
-                );
-            }
-        }
-    }
-    (p.partition, p.offset, p.received, Ok(()))
-}
-
-fn complete(
-    consumer: &StreamConsumer,
-    topic: &str,
-    (partition, offset, received, result): (i32, i64, Instant, anyhow::Result<()>),
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    result.map_err(|e| {
-        e.context(format!(
-            "record {topic}/{partition}@{offset} not stored; it will be read again"
-        ))
-    })?;
-    consumer.store_offset(topic, partition, offset)?;
-    metrics.latency(received.elapsed());
-    Ok(())
 }
 
 /// Judges one record and enqueues its outputs.
