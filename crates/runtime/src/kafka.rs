@@ -146,13 +146,32 @@ pub struct TopicLayout {
     pub replication: i32,
 }
 
+/// Fails, naming the flag, when no broker answers within `timeout`.
+pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Result<()> {
+    let config = finish(base(kafka), kafka);
+    let brokers = kafka.brokers.clone();
+    tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer = config.create()?;
+        rdkafka::consumer::Consumer::fetch_metadata(&client, None, timeout)
+            .map(|_| ())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "no broker answered at {brokers} within {timeout:?} ({e}); check --brokers / FORECAST_BROKERS and any -X security settings"
+                )
+            })
+    })
+    .await?
+}
+
 /// Creates the pipeline's topics when missing; existing ones are left as they are.
 pub async fn create_topics(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     layout: TopicLayout,
 ) -> anyhow::Result<Vec<String>> {
-    let admin: AdminClient<DefaultClientContext> = base(kafka).create()?;
+    check_reachable(kafka, Duration::from_secs(15)).await?;
+    // Pass-through settings (security) apply to the admin client too.
+    let admin: AdminClient<DefaultClientContext> = finish(base(kafka), kafka).create()?;
     let rf = || TopicReplication::Fixed(layout.replication);
     let p = layout.partitions;
     let max_dead_letter = (MAX_DEAD_LETTER_BYTES + 4096).to_string();
