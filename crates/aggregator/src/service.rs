@@ -26,10 +26,9 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Pending, final_commit, group_consumer, store};
+use forecast_runtime::inflight::{InFlight, Pending, final_commit, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
-use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -93,59 +92,78 @@ pub async fn run(
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
     metrics.set_ready(true);
 
-    let mut in_flight = FuturesOrdered::new();
-    let mut failure = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = store(&consumer, &topics.topic_validated, done, &metrics) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            message = consumer.recv(), if in_flight.len() < args.max_in_flight as usize => {
-                let m = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error; retrying");
-                        continue;
-                    }
-                };
-                metrics.record_in();
-                let (p, o) = (m.partition(), m.offset());
-                let part = partitions.entry(p).or_default();
-                if part.next != o {
-                    // Outputs of records before `o` were produced by whoever read them.
-                    tracing::info!(partition = p, from = part.next, to = o, "restoring partition state");
-                    let started = Instant::now();
-                    let state = restore(kafka.clone(), topics.topic_validated.clone(), p, o).await?;
-                    tracing::info!(partition = p, documents = state.live_documents(), elapsed_ms = started.elapsed().as_millis() as u64, "restored");
-                    *part = PartitionState { state, next: o };
-                }
-                let pending = handle(part, registry, &m, &producer, topics, &metrics).await?;
-                part.next = o + 1;
-                in_flight.push_back(pending.settle());
+    let mut flight = InFlight::new(args.max_in_flight as usize);
+    let mut result = Ok(());
+    while let Some(m) = flight
+        .next(&consumer, &topics.topic_validated, &metrics, &token)
+        .await
+    {
+        let step = process(
+            &mut partitions,
+            kafka,
+            registry,
+            &m,
+            &producer,
+            topics,
+            &metrics,
+        )
+        .await;
+        match step {
+            Ok(pending) => flight.push(pending),
+            Err(e) => {
+                result = Err(e);
+                break;
             }
         }
     }
-    while let Some(done) = in_flight.next().await {
-        if let Err(e) = store(&consumer, &topics.topic_validated, done, &metrics) {
-            failure.get_or_insert(e);
-            break;
-        }
-    }
+    let result = result.and(
+        flight
+            .finish(&consumer, &topics.topic_validated, &metrics)
+            .await,
+    );
     producer.flush(Duration::from_secs(30))?;
     final_commit(&consumer);
     metrics.set_ready(false);
-    match failure {
-        Some(e) => Err(e),
-        None => {
-            tracing::info!("aggregator stopped");
-            Ok(())
-        }
+    if result.is_ok() {
+        tracing::info!("aggregator stopped");
     }
+    result
+}
+
+/// Restores the record's partition state if continuity broke, then
+/// sequences the record and enqueues its outputs.
+async fn process(
+    partitions: &mut HashMap<i32, PartitionState>,
+    kafka: &KafkaArgs,
+    registry: &Registry,
+    m: &BorrowedMessage<'_>,
+    producer: &FutureProducer,
+    topics: &TopicArgs,
+    metrics: &Metrics,
+) -> anyhow::Result<Pending> {
+    let (p, o) = (m.partition(), m.offset());
+    let part = partitions.entry(p).or_default();
+    if part.next != o {
+        // Outputs of records before `o` were produced by whoever read them.
+        tracing::info!(
+            partition = p,
+            from = part.next,
+            to = o,
+            "restoring partition state"
+        );
+        let started = Instant::now();
+        let state = restore(kafka.clone(), topics.topic_validated.clone(), p, o).await?;
+        tracing::info!(
+            partition = p,
+            documents = state.live_documents(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored"
+        );
+        *part = PartitionState { state, next: o };
+    }
+    let pending = handle(part, registry, m, producer, topics, metrics).await?;
+    part.next = o + 1;
+    Ok(pending)
 }
 
 /// The state of `partition` after applying its records before `until`.

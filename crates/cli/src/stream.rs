@@ -242,18 +242,25 @@ pub async fn create_topics(
     Ok(())
 }
 
-async fn serve_http(
+/// Creates the topics, serves `--http`, and runs a service until it stops.
+async fn run_service<F: std::future::Future<Output = anyhow::Result<()>>>(
     service: &ServiceArgs,
-    metrics: &Arc<Metrics>,
-    token: &CancellationToken,
-) -> Option<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let addr = service.http?;
-    let router = forecast_runtime::http::routes(metrics.clone());
-    Some(tokio::spawn(forecast_runtime::http::serve(
-        addr,
-        router,
-        token.clone(),
-    )))
+    name: &'static str,
+    token: CancellationToken,
+    run: impl FnOnce(Arc<Metrics>, CancellationToken) -> F,
+) -> anyhow::Result<()> {
+    create_topics(&service.kafka, &service.topics, &service.layout).await?;
+    let metrics = Arc::new(Metrics::new(name));
+    let http = service.http.map(|addr| {
+        let router = forecast_runtime::http::routes(metrics.clone());
+        tokio::spawn(forecast_runtime::http::serve(addr, router, token.clone()))
+    });
+    let result = run(metrics, token.clone()).await;
+    token.cancel();
+    if let Some(h) = http {
+        h.await??;
+    }
+    result
 }
 
 /// Runs the validating service until SIGINT/SIGTERM.
@@ -262,53 +269,34 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
         .policy
         .load()
         .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
-    create_topics(
-        &args.service.kafka,
-        &args.service.topics,
-        &args.service.layout,
-    )
-    .await?;
-    let metrics = Arc::new(Metrics::new("validator"));
-    let http = serve_http(&args.service, &metrics, &token).await;
-    let result = forecast_validator::service::run(
-        forecast_validator::Validator::new(policy),
-        &args.service.kafka,
-        &args.service.topics,
-        &args.validator,
-        metrics,
-        token.clone(),
-    )
-    .await;
-    token.cancel();
-    if let Some(h) = http {
-        h.await??;
-    }
-    result
+    let validator = forecast_validator::Validator::new(policy);
+    let service = &args.service;
+    run_service(service, "validator", token, |metrics, token| {
+        forecast_validator::service::run(
+            validator,
+            &service.kafka,
+            &service.topics,
+            &args.validator,
+            metrics,
+            token,
+        )
+    })
+    .await
 }
 
 /// Runs the aggregating service until SIGINT/SIGTERM.
 pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow::Result<()> {
-    create_topics(
-        &args.service.kafka,
-        &args.service.topics,
-        &args.service.layout,
-    )
-    .await?;
-    let metrics = Arc::new(Metrics::new("aggregator"));
-    let http = serve_http(&args.service, &metrics, &token).await;
-    let result = forecast_aggregator::service::run(
-        &args.service.kafka,
-        &args.service.topics,
-        &args.aggregator,
-        metrics,
-        token.clone(),
-    )
-    .await;
-    token.cancel();
-    if let Some(h) = http {
-        h.await??;
-    }
-    result
+    let service = &args.service;
+    run_service(service, "aggregator", token, |metrics, token| {
+        forecast_aggregator::service::run(
+            &service.kafka,
+            &service.topics,
+            &args.aggregator,
+            metrics,
+            token,
+        )
+    })
+    .await
 }
 
 /// Prints the demand read from the compacted topic.

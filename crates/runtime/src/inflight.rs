@@ -131,3 +131,98 @@ pub fn final_commit(consumer: &GroupConsumer) {
         }
     }
 }
+
+/// Records in flight: the consume loop of a service. `next` returns the
+/// next record to handle (storing offsets in order as records settle,
+/// keeping at most `max` waiting), `push` adds the handled record, and
+/// `finish` settles what is left.
+///
+/// ```ignore
+/// let mut flight = InFlight::new(max_in_flight);
+/// while let Some(m) = flight.next(&consumer, topic, &metrics, &token).await {
+///     flight.push(handle(&m).await?);
+/// }
+/// flight.finish(&consumer, topic, &metrics).await
+/// ```
+pub struct InFlight {
+    queue: futures::stream::FuturesOrdered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
+    >,
+    max: usize,
+    failure: Option<anyhow::Error>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("len", &self.queue.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl InFlight {
+    /// At most `max` records waiting for their outputs.
+    pub fn new(max: usize) -> Self {
+        Self {
+            queue: futures::stream::FuturesOrdered::new(),
+            max: max.max(1),
+            failure: None,
+        }
+    }
+
+    /// The next record to handle; `None` once `token` is cancelled or an
+    /// output could not be delivered (then `finish` returns the error).
+    pub async fn next<'c>(
+        &mut self,
+        consumer: &'c GroupConsumer,
+        topic: &str,
+        metrics: &Metrics,
+        token: &tokio_util::sync::CancellationToken,
+    ) -> Option<rdkafka::message::BorrowedMessage<'c>> {
+        use futures::stream::StreamExt;
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return None,
+                Some(done) = self.queue.next(), if !self.queue.is_empty() => {
+                    if let Err(e) = store(consumer, topic, done, metrics) {
+                        self.failure = Some(e);
+                        return None;
+                    }
+                }
+                message = consumer.recv(), if self.queue.len() < self.max => match message {
+                    Ok(m) => {
+                        metrics.record_in();
+                        return Some(m);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
+                },
+            }
+        }
+    }
+
+    /// A handled record, waiting for its outputs.
+    pub fn push(&mut self, pending: Pending) {
+        self.queue.push_back(Box::pin(pending.settle()));
+    }
+
+    /// Settles what is in flight; the first delivery failure, if any.
+    pub async fn finish(
+        mut self,
+        consumer: &GroupConsumer,
+        topic: &str,
+        metrics: &Metrics,
+    ) -> anyhow::Result<()> {
+        use futures::stream::StreamExt;
+        if self.failure.is_none() {
+            while let Some(done) = self.queue.next().await {
+                if let Err(e) = store(consumer, topic, done, metrics) {
+                    self.failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.failure.map_or(Ok(()), Err)
+    }
+}

@@ -15,10 +15,9 @@ use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Pending, final_commit, group_consumer, store};
+use forecast_runtime::inflight::{InFlight, Pending, final_commit, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config};
 use forecast_runtime::metrics::{Metrics, Output};
-use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::Message;
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -72,49 +71,32 @@ pub async fn run(
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
     metrics.set_ready(true);
 
-    let mut in_flight = FuturesOrdered::new();
-    let mut failure = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(e) = store(&consumer, &topics.topic_submitted, done, &metrics) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            message = consumer.recv(), if in_flight.len() < args.max_in_flight as usize => {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error; retrying");
-                        continue;
-                    }
-                };
-                metrics.record_in();
-                let pending = handle(&validator, registry, &message, &producer, topics, args, &metrics).await?;
-                in_flight.push_back(pending.settle());
+    let mut flight = InFlight::new(args.max_in_flight as usize);
+    let mut result = Ok(());
+    while let Some(m) = flight
+        .next(&consumer, &topics.topic_submitted, &metrics, &token)
+        .await
+    {
+        match handle(&validator, registry, &m, &producer, topics, args, &metrics).await {
+            Ok(pending) => flight.push(pending),
+            Err(e) => {
+                result = Err(e);
+                break;
             }
         }
     }
-    // Finish what is in flight, then commit and flush.
-    while let Some(done) = in_flight.next().await {
-        if let Err(e) = store(&consumer, &topics.topic_submitted, done, &metrics) {
-            failure.get_or_insert(e);
-            break;
-        }
-    }
+    let result = result.and(
+        flight
+            .finish(&consumer, &topics.topic_submitted, &metrics)
+            .await,
+    );
     producer.flush(Duration::from_secs(30))?;
     final_commit(&consumer);
     metrics.set_ready(false);
-    match failure {
-        Some(e) => Err(e),
-        None => {
-            tracing::info!("validator stopped");
-            Ok(())
-        }
+    if result.is_ok() {
+        tracing::info!("validator stopped");
     }
+    result
 }
 
 /// Judges one record and enqueues its outputs.
