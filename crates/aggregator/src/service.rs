@@ -26,12 +26,12 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{InFlight, Pending, final_commit, group_consumer};
+use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +93,6 @@ pub async fn run(
     metrics.set_ready(true);
 
     let mut flight = InFlight::new(args.max_in_flight as usize);
-    let mut result = Ok(());
     while let Some(m) = flight
         .next(&consumer, &topics.topic_validated, &metrics, &token)
         .await
@@ -108,22 +107,13 @@ pub async fn run(
             &metrics,
         )
         .await;
-        match step {
-            Ok(pending) => flight.push(pending),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+        if !flight.add(step) {
+            break;
         }
     }
-    let result = result.and(
-        flight
-            .finish(&consumer, &topics.topic_validated, &metrics)
-            .await,
-    );
-    producer.flush(Duration::from_secs(30))?;
-    final_commit(&consumer);
-    metrics.set_ready(false);
+    let result = flight
+        .finish(&consumer, &producer, &topics.topic_validated, &metrics)
+        .await;
     if result.is_ok() {
         tracing::info!("aggregator stopped");
     }

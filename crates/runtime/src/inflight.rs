@@ -122,7 +122,7 @@ pub fn store(
 }
 
 /// Commits what is stored before the process ends.
-pub fn final_commit(consumer: &GroupConsumer) {
+fn final_commit(consumer: &GroupConsumer) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last automatic commit.
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
@@ -135,14 +135,16 @@ pub fn final_commit(consumer: &GroupConsumer) {
 /// Records in flight: the consume loop of a service. `next` returns the
 /// next record to handle (storing offsets in order as records settle,
 /// keeping at most `max` waiting), `push` adds the handled record, and
-/// `finish` settles what is left.
+/// `finish` settles what is left, flushes and commits.
 ///
 /// ```ignore
 /// let mut flight = InFlight::new(max_in_flight);
 /// while let Some(m) = flight.next(&consumer, topic, &metrics, &token).await {
-///     flight.push(handle(&m).await?);
+///     if !flight.add(handle(&m).await) {
+///         break;
+///     }
 /// }
-/// flight.finish(&consumer, topic, &metrics).await
+/// flight.finish(&consumer, &producer, topic, &metrics).await
 /// ```
 pub struct InFlight {
     queue: futures::stream::FuturesOrdered<
@@ -202,19 +204,32 @@ impl InFlight {
         }
     }
 
-    /// A handled record, waiting for its outputs.
-    pub fn push(&mut self, pending: Pending) {
-        self.queue.push_back(Box::pin(pending.settle()));
+    /// A handled record, waiting for its outputs; or the error that stops
+    /// the loop (then `next` returns `None`). Returns whether to go on.
+    pub fn add(&mut self, handled: anyhow::Result<Pending>) -> bool {
+        match handled {
+            Ok(pending) => {
+                self.queue.push_back(Box::pin(pending.settle()));
+                true
+            }
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
     }
 
-    /// Settles what is in flight; the first delivery failure, if any.
+    /// Settles what is in flight, flushes the producer and commits the
+    /// stored offsets; returns the first failure, if any.
     pub async fn finish(
         mut self,
         consumer: &GroupConsumer,
+        producer: &rdkafka::producer::FutureProducer,
         topic: &str,
         metrics: &Metrics,
     ) -> anyhow::Result<()> {
         use futures::stream::StreamExt;
+        use rdkafka::producer::Producer;
         if self.failure.is_none() {
             while let Some(done) = self.queue.next().await {
                 if let Err(e) = store(consumer, topic, done, metrics) {
@@ -223,6 +238,11 @@ impl InFlight {
                 }
             }
         }
+        if let Err(e) = producer.flush(std::time::Duration::from_secs(30)) {
+            self.failure.get_or_insert(e.into());
+        }
+        final_commit(consumer);
+        metrics.set_ready(false);
         self.failure.map_or(Ok(()), Err)
     }
 }

@@ -9,19 +9,19 @@
 //! produce the same outputs (the validator is a pure function).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{InFlight, Pending, final_commit, group_consumer};
+use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{Judged, Validator};
@@ -72,27 +72,17 @@ pub async fn run(
     metrics.set_ready(true);
 
     let mut flight = InFlight::new(args.max_in_flight as usize);
-    let mut result = Ok(());
     while let Some(m) = flight
         .next(&consumer, &topics.topic_submitted, &metrics, &token)
         .await
     {
-        match handle(&validator, registry, &m, &producer, topics, args, &metrics).await {
-            Ok(pending) => flight.push(pending),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+        if !flight.add(handle(&validator, registry, &m, &producer, topics, args, &metrics).await) {
+            break;
         }
     }
-    let result = result.and(
-        flight
-            .finish(&consumer, &topics.topic_submitted, &metrics)
-            .await,
-    );
-    producer.flush(Duration::from_secs(30))?;
-    final_commit(&consumer);
-    metrics.set_ready(false);
+    let result = flight
+        .finish(&consumer, &producer, &topics.topic_submitted, &metrics)
+        .await;
     if result.is_ok() {
         tracing::info!("validator stopped");
     }
