@@ -61,14 +61,14 @@ pub struct UpArgs {
     pub once: bool,
 }
 
-fn tansu_path(args: &UpArgs) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &args.tansu {
+/// The tansu binary: `explicit`, the cache folder, PATH, or installed into
+/// the cache folder with cargo.
+pub fn tansu_path(explicit: Option<&Path>, cache_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
         anyhow::ensure!(p.exists(), "--tansu {} does not exist", p.display());
-        return Ok(p.clone());
+        return Ok(p.to_path_buf());
     }
-    let cached = args
-        .cache_dir
-        .join(format!("tansu-{TANSU_VERSION}/bin/tansu"));
+    let cached = cache_dir.join(format!("tansu-{TANSU_VERSION}/bin/tansu"));
     if cached.exists() {
         return Ok(cached);
     }
@@ -79,7 +79,7 @@ fn tansu_path(args: &UpArgs) -> anyhow::Result<PathBuf> {
     }) {
         return Ok(on_path);
     }
-    install_tansu(&args.cache_dir, &cached)?;
+    install_tansu(cache_dir, &cached)?;
     Ok(cached)
 }
 
@@ -114,7 +114,7 @@ fn install_tansu(cache: &Path, target: &Path) -> anyhow::Result<()> {
 /// Runs the whole pipeline locally.
 pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
-    let tansu = tansu_path(args)?;
+    let tansu = tansu_path(args.tansu.as_deref(), &args.cache_dir)?;
     let brokers = format!("127.0.0.1:{}", args.port);
     let url = format!("tcp://{brokers}");
     let mut broker = tokio::process::Command::new(&tansu)

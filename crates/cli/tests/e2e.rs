@@ -29,7 +29,10 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(test: &str) -> Pipeline {
+    /// Starts the services with extra flags (never killing an instance that
+    /// may still be joining its group: tansu 0.6 can then leave the group
+    /// waiting forever).
+    fn start_with(test: &str, validator_extra: &[&str], aggregator_extra: &[&str]) -> Pipeline {
         let broker = Broker::start();
         let names = Names::new(test);
         let dir = std::env::temp_dir().join(format!("forecast-e2e-{}", names.suffix));
@@ -49,12 +52,12 @@ impl Pipeline {
             "topics create: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let validator = Pipeline::spawn_validator(&broker, &names, &dir);
+        let validator = Pipeline::spawn_validator_with(&broker, &names, &dir, validator_extra);
         let aggregator = spawn_service(
             "aggregate",
             &broker,
             &names,
-            &[],
+            aggregator_extra,
             &dir.join("aggregator.log"),
         );
         Pipeline {
@@ -95,10 +98,6 @@ impl Pipeline {
                 "{name} exited with {exit} after SIGTERM\n{logs}"
             );
         }
-    }
-
-    fn spawn_validator(broker: &Broker, names: &Names, dir: &Path) -> Child {
-        Pipeline::spawn_validator_with(broker, names, dir, &[])
     }
 
     fn spawn_validator_with(broker: &Broker, names: &Names, dir: &Path, extra: &[&str]) -> Child {
@@ -496,8 +495,7 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 
 #[test]
 fn a_stream_through_kafka_ends_as_replay_says() {
-    let mut p = Pipeline::start("e2e");
-    // This validator serves its metrics and health.
+    // The validator serves its metrics and health.
     let http = format!(
         "127.0.0.1:{}",
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -506,9 +504,7 @@ fn a_stream_through_kafka_ends_as_replay_says() {
             .unwrap()
             .port()
     );
-    p.validator.kill().unwrap();
-    p.validator.wait().unwrap();
-    p.validator = Pipeline::spawn_validator_with(&p.broker, &p.names, &p.dir, &["--http", &http]);
+    let mut p = Pipeline::start_with("e2e", &["--http", &http], &[]);
     let stream = p.dir.join("stream.jsonl");
     let n = generated_stream(4, &stream);
     assert!(n >= 2000);
@@ -553,37 +549,87 @@ fn a_stream_through_kafka_ends_as_replay_says() {
 
 #[test]
 fn sigkill_of_both_services_mid_stream_loses_nothing_and_counts_nothing_twice() {
-    let mut p = Pipeline::start("kill");
+    // Each instance serves its metrics, so the test kills it only once it
+    // has joined its group and consumed records (tansu 0.6 can leave a
+    // group waiting forever for a member killed in the middle of joining).
+    let port = || {
+        format!(
+            "127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        )
+    };
+    let (mut validator_http, mut aggregator_http) = (port(), port());
+    let mut p = Pipeline::start_with(
+        "kill",
+        &["--http", &validator_http],
+        &["--http", &aggregator_http],
+    );
+    let restart_validator = |p: &mut Pipeline| -> String {
+        let http = port();
+        p.validator =
+            Pipeline::spawn_validator_with(&p.broker, &p.names, &p.dir, &["--http", &http]);
+        http
+    };
+    let restart_aggregator = |p: &mut Pipeline| -> String {
+        let http = port();
+        p.aggregator = spawn_service(
+            "aggregate",
+            &p.broker,
+            &p.names,
+            &["--http", &http],
+            &p.dir.join("aggregator.log"),
+        );
+        http
+    };
     let stream = p.dir.join("stream.jsonl");
     let n = generated_stream(4, &stream);
     let text = std::fs::read_to_string(&stream).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let chunks: Vec<&[&str]> = lines.chunks(lines.len().div_ceil(4)).collect();
     let mut sent = 0;
+    let (mut validator_kills, mut aggregator_kills) = (0, 0);
     for (i, chunk) in chunks.iter().enumerate() {
         let part = p.dir.join(format!("part-{i}.jsonl"));
         std::fs::write(&part, chunk.join("\n") + "\n").unwrap();
         sent += sent_count(&p.submit(&part));
-        // Let the services get into the chunk, then kill them hard.
-        std::thread::sleep(Duration::from_millis(700));
-        if i < chunks.len() - 1 {
-            unsafe_kill(&mut p.validator);
-            if i % 2 == 0 {
-                unsafe_kill(&mut p.aggregator);
-                p.aggregator = spawn_service(
-                    "aggregate",
-                    &p.broker,
-                    &p.names,
-                    &[],
-                    &p.dir.join("aggregator.log"),
-                );
-            }
-            p.validator = Pipeline::spawn_validator(&p.broker, &p.names, &p.dir);
+        if i == chunks.len() - 1 {
+            break;
         }
+        // Kill them hard once they are into the stream.
+        consuming(&validator_http, "validator");
+        unsafe_kill(&mut p.validator);
+        validator_kills += 1;
+        if i % 2 == 0 {
+            consuming(&aggregator_http, "aggregator");
+            unsafe_kill(&mut p.aggregator);
+            aggregator_kills += 1;
+            aggregator_http = restart_aggregator(&mut p);
+        }
+        validator_http = restart_validator(&mut p);
     }
     assert_pipeline_agrees_with_replay(&p, &stream, sent, 0);
     eprintln!(
-        "{n} submissions with 3 SIGKILLs of the validator and 2 of the aggregator: equal to replay"
+        "{n} submissions with {validator_kills} SIGKILLs of the validator and {aggregator_kills} of the aggregator: equal to replay"
+    );
+}
+
+/// Waits until the service behind `http` has consumed records.
+fn consuming(http: &str, service: &str) {
+    let name = format!("forecast_records_in_total{{service=\"{service}\"}}");
+    wait_until(
+        Duration::from_secs(120),
+        &format!("the {service} to consume"),
+        || {
+            std::net::TcpStream::connect(http).is_ok()
+                && http_get(http, "/metrics")
+                    .1
+                    .lines()
+                    .any(|l| l.starts_with(&name) && !l.ends_with(" 0"))
+        },
     );
 }
 

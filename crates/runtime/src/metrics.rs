@@ -97,6 +97,11 @@ impl Metrics {
         self.ready.load(Relaxed)
     }
 
+    /// Records whose outputs are all acknowledged.
+    pub fn processed_total(&self) -> u64 {
+        self.latency_count.load(Relaxed)
+    }
+
     pub fn records_in_total(&self) -> u64 {
         self.records_in.load(Relaxed)
     }

@@ -1,0 +1,611 @@
+//! `forecast-bench`: the pipeline benchmark harness (dev-only).
+//!
+//! Against one broker (tansu on memory storage started here, or
+//! `--brokers`), on fresh topics for each figure, it measures:
+//! (a) a bare consume -> produce passthrough with the services' own client
+//! settings, (b) the validator alone, (c) the aggregator alone on
+//! pre-validated input, (d) end to end from submit to demand; then
+//! end-to-end latency (submit -> the demand snapshot that includes the
+//! document) at half the passthrough rate. The services run as
+//! `forecastctl` child processes, so each has its own peak RSS.
+//! Throughput is timed from the first record consumed to the last one
+//! settled (group joins are not counted).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use forecast_model::{Confidence, ForecastDocument, Purpose, wire};
+use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
+use forecast_runtime::kafka::{
+    TopicLayout, create_topics, enqueue, producer_config, reader_config,
+};
+use forecast_runtime::metrics::Metrics;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// Measure the pipeline against the broker's own limit.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Use this broker instead of starting tansu.
+    #[arg(long, env = "FORECAST_BROKERS")]
+    brokers: Option<String>,
+    /// Documents per figure.
+    #[arg(long, default_value_t = 50_000)]
+    documents: usize,
+    /// Seconds of offered load for the latency figure.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Offered load of the latency figure, documents/s (default: half the
+    /// passthrough rate).
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn forecastctl() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("forecastctl")))
+        .unwrap_or_else(|| "forecastctl".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn topics(run: &str) -> TopicArgs {
+    TopicArgs {
+        topic_submitted: format!("bench.{run}.submitted"),
+        topic_validated: format!("bench.{run}.validated"),
+        topic_rejected: format!("bench.{run}.rejected"),
+        topic_audit: format!("bench.{run}.audit"),
+        topic_demand: format!("bench.{run}.demand"),
+    }
+}
+
+/// A 12-line document (2 SKUs x 4 quarters, firm and planning).
+fn twelve_lines(base: &ForecastDocument, id: String, customer: &str) -> ForecastDocument {
+    let mut doc = base.clone();
+    doc.document_id = id;
+    doc.customer_id = customer.into();
+    let template = doc.lines[0].clone();
+    doc.lines.clear();
+    for (i, sku) in ["H20-96GB", "H20-141GB"].iter().enumerate() {
+        for (q, start) in ["2026-07-01", "2026-10-01", "2027-01-01", "2027-04-01"]
+            .iter()
+            .enumerate()
+        {
+            let mut line = template.clone();
+            line.sku = (*sku).into();
+            line.period_start = start.parse().unwrap_or(line.period_start);
+            line.quantity = 1000 + q as i64;
+            line.confidence = Confidence::Firm;
+            doc.lines.push(line.clone());
+            if i == 0 {
+                line.confidence = Confidence::Planning;
+                doc.lines.push(line);
+            }
+        }
+    }
+    doc
+}
+
+/// The mix of a real stream: mostly accepted originals, some replaces,
+/// duplicates and rejections.
+fn stream(base: &ForecastDocument, n: usize, prefix: &str) -> Vec<ForecastDocument> {
+    let customers = ["TENCENT", "BYTEDANCE", "ALIBABA"];
+    let mut out: Vec<ForecastDocument> = Vec::with_capacity(n);
+    for i in 0..n {
+        let doc = match i % 20 {
+            15 | 16 if i >= 5 => {
+                let mut d = out[i - 5].clone();
+                d.revision += 1;
+                d.purpose = Purpose::Replace;
+                d.lines[0].quantity += 7;
+                d
+            }
+            18 if i >= 1 => out[i - 1].clone(),
+            19 => {
+                let mut d = twelve_lines(base, format!("{prefix}-{i:07}"), customers[i % 3]);
+                d.lines[3].sku = "A100".into();
+                d
+            }
+            _ => twelve_lines(base, format!("{prefix}-{i:07}"), customers[i % 3]),
+        };
+        out.push(doc);
+    }
+    out
+}
+
+async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    docs: &[ForecastDocument],
+) -> anyhow::Result<()> {
+    let mut deliveries = Vec::with_capacity(docs.len());
+    for d in docs {
+        let value = wire::encode_document(d);
+        deliveries.push(
+            enqueue(
+                producer,
+                FutureRecord::to(topic)
+                    .key(d.document_id.as_bytes())
+                    .payload(value.as_slice()),
+            )
+            .await?,
+        );
+    }
+    for d in deliveries {
+        d.await
+            .map_err(|_| anyhow::anyhow!("canceled"))?
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// A service child process with its metrics endpoint.
+struct Service {
+    child: Child,
+    http: String,
+    name: &'static str,
+}
+
+impl Service {
+    fn start(
+        name: &'static str,
+        brokers: &str,
+        t: &TopicArgs,
+        group: &str,
+        policy: &Path,
+    ) -> anyhow::Result<Service> {
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(forecastctl());
+        cmd.arg(if name == "validator" {
+            "validate"
+        } else {
+            "aggregate"
+        })
+        .args([
+            "--brokers",
+            brokers,
+            "--group",
+            group,
+            "--instance-id",
+            group,
+            "--http",
+            &http,
+        ])
+        .args([
+            "--topic-submitted",
+            &t.topic_submitted,
+            "--topic-validated",
+            &t.topic_validated,
+        ])
+        .args([
+            "--topic-rejected",
+            &t.topic_rejected,
+            "--topic-audit",
+            &t.topic_audit,
+            "--topic-demand",
+            &t.topic_demand,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        if name == "validator" {
+            cmd.arg("--policy").arg(policy);
+        }
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "cannot start {} (build it: cargo build --release -p forecastctl)",
+                forecastctl().display()
+            )
+        })?;
+        Ok(Service { child, http, name })
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let mut s = std::net::TcpStream::connect(&self.http).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn processed(&self) -> u64 {
+        self.metric(&format!(
+            "forecast_processing_seconds_count{{service=\"{}\"}}",
+            self.name
+        ))
+        .unwrap_or(0.0) as u64
+    }
+
+    fn records_in(&self) -> u64 {
+        self.metric(&format!(
+            "forecast_records_in_total{{service=\"{}\"}}",
+            self.name
+        ))
+        .unwrap_or(0.0) as u64
+    }
+
+    /// Seconds from the first record consumed to `target` records settled.
+    fn time_until_processed(&self, target: u64, timeout: Duration) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + timeout;
+        let mut first = None;
+        loop {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} processed {} of {target} in {timeout:?}",
+                self.name,
+                self.processed()
+            );
+            if first.is_none() && self.records_in() > 0 {
+                first = Some(Instant::now());
+            }
+            if first.is_some() && self.processed() >= target {
+                return Ok(first.map_or(0.0, |f| f.elapsed().as_secs_f64()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// (a) consume -> produce unchanged, with the services' settings and loop.
+async fn passthrough(kafka: &KafkaArgs, from: &str, to: &str, n: usize) -> anyhow::Result<f64> {
+    let metrics = Arc::new(Metrics::new("passthrough"));
+    let consumer = group_consumer(
+        kafka,
+        from,
+        &format!("pass-{from}"),
+        Some("none"),
+        "passthrough",
+        &metrics,
+    )?;
+    let producer: FutureProducer = producer_config(kafka).create()?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut flight = InFlight::new(1000);
+    let (mut seen, mut first) = (0usize, None);
+    while seen < n {
+        let Some(m) = flight.next(&consumer, from, &metrics, &token).await else {
+            break;
+        };
+        first.get_or_insert_with(Instant::now);
+        seen += 1;
+        let mut record = FutureRecord::to(to).payload(m.payload().unwrap_or_default());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        let d = enqueue(&producer, record).await?;
+        let ok = flight.add(Ok(Pending {
+            partition: m.partition(),
+            offset: m.offset(),
+            received: Instant::now(),
+            deliveries: vec![d],
+        }));
+        anyhow::ensure!(ok, "passthrough stopped");
+    }
+    flight.finish(&consumer, &producer, from, &metrics).await?;
+    Ok(first.map_or(0.0, |f| f.elapsed().as_secs_f64()))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _broker;
+    let brokers = match &args.brokers {
+        Some(b) => b.clone(),
+        None => {
+            let tansu = forecastctl::up::tansu_path(None, Path::new("/var/cache/forecast"))?;
+            let port = free_port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            _broker = KillOnDrop(
+                Command::new(tansu)
+                    .args([
+                        "broker",
+                        "--listener-url",
+                        &url,
+                        "--advertised-listener-url",
+                        &url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            );
+            let b = format!("127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(&b).is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            b
+        }
+    };
+    let kafka = KafkaArgs {
+        brokers: brokers.clone(),
+        properties: Vec::new(),
+    };
+    let layout = TopicLayout {
+        partitions: args.partitions,
+        replication: 1,
+    };
+    let run = format!("{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("forecast-bench-{run}"));
+    std::fs::create_dir_all(&dir)?;
+    let n = args.documents;
+    let base =
+        ForecastDocument::from_json(include_bytes!("../../../../examples/tencent-original.json"))?;
+
+    // Latency documents name customers of their own (L000000, ...), so the
+    // first snapshot of a customer marks its document's arrival.
+    let max_latency_docs = 60_000usize;
+    let mut customers: Vec<String> = vec!["TENCENT".into(), "BYTEDANCE".into(), "ALIBABA".into()];
+    customers.extend((0..max_latency_docs).map(|i| format!("L{i:06}")));
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "registered_customers = {}\n",
+            serde_json::to_string(&customers)?
+        ),
+    )?;
+
+    let producer: FutureProducer = producer_config(&kafka).create()?;
+    let docs = stream(&base, n, "B");
+    let t = topics(&format!("{run}-b"));
+    create_topics(&kafka, &t, layout).await?;
+    produce_all(&producer, &t.topic_submitted, &docs).await?;
+    eprintln!("{n} documents on {}", t.topic_submitted);
+
+    // (a) passthrough
+    let pass_to = format!("bench.{run}.passthrough");
+    create_topics(
+        &kafka,
+        &TopicArgs {
+            topic_submitted: pass_to.clone(),
+            ..topics(&format!("{run}-p"))
+        },
+        layout,
+    )
+    .await?;
+    let a = passthrough(&kafka, &t.topic_submitted, &pass_to, n).await?;
+    let rate_a = n as f64 / a;
+    eprintln!("(a) passthrough: {rate_a:.0} docs/s");
+
+    // (b) validator alone
+    let v = Service::start("validator", &brokers, &t, &format!("bv-{run}"), &policy)?;
+    let b = v.time_until_processed(n as u64, Duration::from_secs(600))?;
+    let accepted = v
+        .metric("forecast_records_out_total{service=\"validator\",output=\"validated\"}")
+        .unwrap_or(0.0) as u64;
+    let rss_v = v.peak_rss_mib();
+    drop(v);
+    let rate_b = n as f64 / b;
+    eprintln!("(b) validator: {rate_b:.0} docs/s ({accepted} accepted), peak RSS {rss_v:.0} MiB");
+
+    // (c) aggregator alone, on the validated topic (b) wrote
+    let ag = Service::start("aggregator", &brokers, &t, &format!("ba-{run}"), &policy)?;
+    let c = ag.time_until_processed(accepted, Duration::from_secs(600))?;
+    let rss_a = ag.peak_rss_mib();
+    drop(ag);
+    let rate_c = accepted as f64 / c;
+    eprintln!("(c) aggregator: {rate_c:.0} docs/s, peak RSS {rss_a:.0} MiB");
+
+    // (d) end to end: submit through the producer library, until the aggregator settled all
+    let te = topics(&format!("{run}-e"));
+    create_topics(&kafka, &te, layout).await?;
+    let ve = Service::start("validator", &brokers, &te, &format!("ev-{run}"), &policy)?;
+    let ae = Service::start("aggregator", &brokers, &te, &format!("ea-{run}"), &policy)?;
+    let warm = twelve_lines(&base, format!("WARM-{run}"), "TENCENT");
+    produce_all(&producer, &te.topic_submitted, std::slice::from_ref(&warm)).await?;
+    ae.time_until_processed(1, Duration::from_secs(120))?;
+    let start = Instant::now();
+    let submitter = forecast_producer::Submitter::new(&kafka, &te.topic_submitted)?;
+    let mut pending = Vec::with_capacity(n);
+    for d in &docs {
+        pending.push(submitter.enqueue(d).await?);
+    }
+    for p in pending {
+        p.receipt().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ae.processed() < 1 + accepted {
+        anyhow::ensure!(Instant::now() < deadline, "end to end did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d = start.elapsed().as_secs_f64();
+    let rate_d = n as f64 / d;
+    drop((ve, ae));
+    eprintln!("(d) end to end: {rate_d:.0} docs/s");
+
+    // Latency at half the passthrough rate.
+    let rate = args.latency_rate.unwrap_or(rate_a / 2.0);
+    let count = ((rate * args.latency_seconds as f64) as usize).clamp(1, max_latency_docs);
+    let tl = topics(&format!("{run}-l"));
+    create_topics(&kafka, &tl, layout).await?;
+    let vl = Service::start("validator", &brokers, &tl, &format!("lv-{run}"), &policy)?;
+    let al = Service::start("aggregator", &brokers, &tl, &format!("la-{run}"), &policy)?;
+    produce_all(&producer, &tl.topic_submitted, std::slice::from_ref(&warm)).await?;
+    al.time_until_processed(1, Duration::from_secs(120))?;
+    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (arrivals, stop, kafka, topic) = (
+            arrivals.clone(),
+            stop.clone(),
+            kafka.clone(),
+            tl.topic_demand.clone(),
+        );
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let reader: BaseConsumer = reader_config(&kafka).create()?;
+            let md = reader.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                tpl.add_partition_offset(&topic, p.id(), forecast_runtime::kafka::from_start())?;
+            }
+            anyhow::ensure!(tpl.count() > 0, "no partitions of {topic}");
+            reader.assign(&tpl)?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
+                    let now = Instant::now();
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    let customer = key.split('/').next().unwrap_or_default().to_owned();
+                    arrivals
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .entry(customer)
+                        .or_insert(now);
+                }
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2)); // the watcher is assigned
+    let mut sent_at = Vec::with_capacity(count);
+    let mut pending = Vec::with_capacity(count);
+    let begin = Instant::now();
+    for i in 0..count {
+        let due = begin + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let doc = twelve_lines(&base, format!("LAT-{i:06}"), &format!("L{i:06}"));
+        sent_at.push(Instant::now());
+        pending.push(submitter.enqueue(&doc).await?);
+    }
+    for p in pending {
+        p.receipt().await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .len()
+        < count
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher
+        .join()
+        .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    let got = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let mut lat: Vec<f64> = (0..count)
+        .filter_map(|i| {
+            got.get(&format!("L{i:06}"))
+                .map(|t| t.duration_since(sent_at[i]).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+    drop((vl, al));
+    eprintln!(
+        "latency at {rate:.0} docs/s: p50 {p50:.1} ms, p99 {p99:.1} ms ({} of {count} seen)",
+        lat.len()
+    );
+
+    let results = serde_json::json!({
+        "documents": n,
+        "partitions": args.partitions,
+        "passthrough_docs_per_s": rate_a,
+        "validator_docs_per_s": rate_b,
+        "aggregator_docs_per_s": rate_c,
+        "end_to_end_docs_per_s": rate_d,
+        "validator_over_passthrough": rate_b / rate_a,
+        "aggregator_over_passthrough": rate_c / rate_a,
+        "end_to_end_over_passthrough": rate_d / rate_a,
+        "latency_offered_docs_per_s": rate,
+        "latency_documents": count,
+        "latency_seen": lat.len(),
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "validator_peak_rss_mib": rss_v,
+        "aggregator_peak_rss_mib": rss_a,
+    });
+    println!("| figure | result |\n| --- | --- |");
+    println!("| (a) passthrough | {rate_a:.0} docs/s |");
+    println!(
+        "| (b) validator | {rate_b:.0} docs/s, {:.2} of passthrough, peak RSS {rss_v:.0} MiB |",
+        rate_b / rate_a
+    );
+    println!(
+        "| (c) aggregator | {rate_c:.0} docs/s, {:.2} of passthrough, peak RSS {rss_a:.0} MiB |",
+        rate_c / rate_a
+    );
+    println!(
+        "| (d) end to end | {rate_d:.0} docs/s, {:.2} of passthrough |",
+        rate_d / rate_a
+    );
+    println!(
+        "| latency at {rate:.0} docs/s | p50 {p50:.1} ms, p99 {p99:.1} ms ({} documents) |",
+        lat.len()
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
