@@ -513,6 +513,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     std::thread::sleep(Duration::from_secs(2)); // the watcher is assigned
+    let submitter = forecast_producer::Submitter::new(&kafka, &tl.topic_submitted)?;
     let mut sent_at = Vec::with_capacity(count);
     let mut pending = Vec::with_capacity(count);
     let begin = Instant::now();
