@@ -5,43 +5,23 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forecast_aggregator::DemandState;
-use forecast_model::{Confidence, ForecastDocument, Purpose};
+use forecast_model::{ForecastDocument, Purpose};
 
 const LIVE: usize = 100_000;
 
-/// A 12-line document (2 SKUs x 4 quarters, firm and planning).
+/// A 12-line document whose content depends on its id and revision.
 fn document(id: usize, revision: i32) -> ForecastDocument {
-    let mut doc =
-        ForecastDocument::from_json(include_bytes!("../../../examples/tencent-original.json"))
-            .expect("example parses");
-    doc.document_id = format!("DOC-{id:08}");
+    let customer = ["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3];
+    let mut doc = forecast_model::fixtures::twelve_line_document(&format!("DOC-{id:08}"), customer);
     doc.revision = revision;
     doc.purpose = if revision == 1 {
         Purpose::Original
     } else {
         Purpose::Replace
     };
-    doc.customer_id = ["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3].into();
-    let template = doc.lines[0].clone();
-    doc.lines.clear();
-    for (i, sku) in ["H20-96GB", "H20-141GB"].iter().enumerate() {
-        for (q, start) in ["2026-07-01", "2026-10-01", "2027-01-01", "2027-04-01"]
-            .iter()
-            .enumerate()
-        {
-            let mut line = template.clone();
-            line.sku = sku.to_string();
-            line.period_start = start.parse().expect("date");
-            line.quantity = (id as i64 % 1000) + revision as i64 + q as i64;
-            line.confidence = Confidence::Firm;
-            doc.lines.push(line.clone());
-            if i == 0 {
-                line.confidence = Confidence::Planning;
-                doc.lines.push(line);
-            }
-        }
+    for (q, line) in doc.lines.iter_mut().enumerate() {
+        line.quantity = (id as i64 % 1000) + revision as i64 + q as i64;
     }
-    assert_eq!(doc.lines.len(), 12);
     doc
 }
 

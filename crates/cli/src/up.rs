@@ -111,27 +111,73 @@ fn install_tansu(cache: &Path, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tansu broker on 127.0.0.1 with in-memory storage, stopped when dropped.
+#[derive(Debug)]
+pub struct Tansu {
+    child: std::process::Child,
+    /// `127.0.0.1:port`, for `--brokers`.
+    pub brokers: String,
+}
+
+impl Tansu {
+    /// Starts `binary` on `port` and waits (30 s at most) until it accepts
+    /// connections. Its output goes to `log`, or nowhere.
+    pub fn start(binary: &Path, port: u16, log: Option<&Path>) -> anyhow::Result<Tansu> {
+        let brokers = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{brokers}");
+        let (out, err) = match log {
+            Some(path) => {
+                let f = std::fs::File::create(path)?;
+                (Stdio::from(f.try_clone()?), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = std::process::Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;
+        let mut tansu = Tansu { child, brokers };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&tansu.brokers).is_err() {
+            if let Some(status) = tansu.child.try_wait()? {
+                anyhow::bail!(
+                    "the broker exited at start ({status}); is port {port} taken? (--port)"
+                );
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the broker did not listen on {} within 30 s",
+                tansu.brokers
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(tansu)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the whole pipeline locally.
 pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
     let tansu = tansu_path(args.tansu.as_deref(), &args.cache_dir)?;
-    let brokers = format!("127.0.0.1:{}", args.port);
-    let url = format!("tcp://{brokers}");
-    let mut broker = tokio::process::Command::new(&tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", tansu.display()))?;
+    let mut broker = Tansu::start(&tansu, args.port, None)?;
+    let brokers = broker.brokers.clone();
     eprintln!(
         "broker: tansu {} on {brokers} (in-memory storage)",
         tansu.display()
@@ -142,7 +188,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         properties: Vec::new(),
     };
     let topics = default_topics();
-    wait_for_broker(&kafka, &mut broker).await?;
+    wait_for_broker(&kafka, &mut broker.child).await?;
     let layout = LayoutArgs {
         partitions: 3,
         replication: 1,
@@ -286,7 +332,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             }
         }
     }
-    let _ = broker.kill().await;
+    drop(broker);
     failure.map_or(Ok(()), Err)
 }
 
@@ -302,7 +348,7 @@ fn default_topics() -> TopicArgs {
 
 async fn wait_for_broker(
     kafka: &KafkaArgs,
-    broker: &mut tokio::process::Child,
+    broker: &mut std::process::Child,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

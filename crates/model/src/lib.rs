@@ -16,6 +16,7 @@ mod avro;
 pub mod codec;
 pub mod demand;
 pub mod document;
+pub mod fixtures;
 pub mod json;
 pub mod schema;
 #[cfg(feature = "testing")]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use forecast_model::{Confidence, ForecastDocument, Purpose, wire};
+use forecast_model::{ForecastDocument, Purpose, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
 use forecast_runtime::kafka::{
@@ -79,36 +79,13 @@ fn topics(run: &str) -> TopicArgs {
     }
 }
 
-/// A 12-line document (2 SKUs x 4 quarters, firm and planning).
-fn twelve_lines(base: &ForecastDocument, id: String, customer: &str) -> ForecastDocument {
-    let mut doc = base.clone();
-    doc.document_id = id;
-    doc.customer_id = customer.into();
-    let template = doc.lines[0].clone();
-    doc.lines.clear();
-    for (i, sku) in ["H20-96GB", "H20-141GB"].iter().enumerate() {
-        for (q, start) in ["2026-07-01", "2026-10-01", "2027-01-01", "2027-04-01"]
-            .iter()
-            .enumerate()
-        {
-            let mut line = template.clone();
-            line.sku = (*sku).into();
-            line.period_start = start.parse().unwrap_or(line.period_start);
-            line.quantity = 1000 + q as i64;
-            line.confidence = Confidence::Firm;
-            doc.lines.push(line.clone());
-            if i == 0 {
-                line.confidence = Confidence::Planning;
-                doc.lines.push(line);
-            }
-        }
-    }
-    doc
+fn twelve_lines(id: String, customer: &str) -> ForecastDocument {
+    forecast_model::fixtures::twelve_line_document(&id, customer)
 }
 
 /// The mix of a real stream: mostly accepted originals, some replaces,
 /// duplicates and rejections.
-fn stream(base: &ForecastDocument, n: usize, prefix: &str) -> Vec<ForecastDocument> {
+fn stream(n: usize, prefix: &str) -> Vec<ForecastDocument> {
     let customers = ["TENCENT", "BYTEDANCE", "ALIBABA"];
     let mut out: Vec<ForecastDocument> = Vec::with_capacity(n);
     for i in 0..n {
@@ -122,11 +99,11 @@ fn stream(base: &ForecastDocument, n: usize, prefix: &str) -> Vec<ForecastDocume
             }
             18 if i >= 1 => out[i - 1].clone(),
             19 => {
-                let mut d = twelve_lines(base, format!("{prefix}-{i:07}"), customers[i % 3]);
+                let mut d = twelve_lines(format!("{prefix}-{i:07}"), customers[i % 3]);
                 d.lines[3].sku = "A100".into();
                 d
             }
-            _ => twelve_lines(base, format!("{prefix}-{i:07}"), customers[i % 3]),
+            _ => twelve_lines(format!("{prefix}-{i:07}"), customers[i % 3]),
         };
         out.push(doc);
     }
@@ -347,30 +324,8 @@ async fn main() -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => {
             let tansu = forecastctl::up::tansu_path(None, Path::new("/var/cache/forecast"))?;
-            let port = free_port();
-            let url = format!("tcp://127.0.0.1:{port}");
-            _broker = KillOnDrop(
-                Command::new(tansu)
-                    .args([
-                        "broker",
-                        "--listener-url",
-                        &url,
-                        "--advertised-listener-url",
-                        &url,
-                        "--storage-engine",
-                        "memory://tansu/",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?,
-            );
-            let b = format!("127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while std::net::TcpStream::connect(&b).is_err() {
-                anyhow::ensure!(Instant::now() < deadline, "tansu did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            b
+            _broker = forecastctl::up::Tansu::start(&tansu, free_port(), None)?;
+            _broker.brokers.clone()
         }
     };
     let kafka = KafkaArgs {
@@ -385,8 +340,6 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("forecast-bench-{run}"));
     std::fs::create_dir_all(&dir)?;
     let n = args.documents;
-    let base =
-        ForecastDocument::from_json(include_bytes!("../../../../examples/tencent-original.json"))?;
 
     // Latency documents name customers of their own (L000000, ...), so the
     // first snapshot of a customer marks its document's arrival.
@@ -403,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
 
     let producer: FutureProducer = producer_config(&kafka).create()?;
-    let docs = stream(&base, n, "B");
+    let docs = stream(n, "B");
     let t = topics(&format!("{run}-b"));
     create_topics(&kafka, &t, layout).await?;
     produce_all(&producer, &t.topic_submitted, &docs).await?;
@@ -448,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
     create_topics(&kafka, &te, layout).await?;
     let ve = Service::start("validator", &brokers, &te, &format!("ev-{run}"), &policy)?;
     let ae = Service::start("aggregator", &brokers, &te, &format!("ea-{run}"), &policy)?;
-    let warm = twelve_lines(&base, format!("WARM-{run}"), "TENCENT");
+    let warm = twelve_lines(format!("WARM-{run}"), "TENCENT");
     produce_all(&producer, &te.topic_submitted, std::slice::from_ref(&warm)).await?;
     ae.time_until_processed(1, Duration::from_secs(120))?;
     let start = Instant::now();
@@ -522,7 +475,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             tokio::time::sleep(wait).await;
         }
-        let doc = twelve_lines(&base, format!("LAT-{i:06}"), &format!("L{i:06}"));
+        let doc = twelve_lines(format!("LAT-{i:06}"), &format!("L{i:06}"));
         sent_at.push(Instant::now());
         pending.push(submitter.enqueue(&doc).await?);
     }
@@ -599,14 +552,4 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// A child process killed when dropped.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -46,17 +46,16 @@ fn tansu() -> PathBuf {
 /// A broker for one test, stopped when dropped.
 pub struct Broker {
     pub brokers: String,
-    child: Option<Child>,
-    _dir: Option<tempdir::TempDir>,
+    _tansu: Option<forecastctl::up::Tansu>,
+    _dir: Option<TempDir>,
 }
 
-mod tempdir {
-    /// A folder removed when dropped.
-    pub struct TempDir(pub std::path::PathBuf);
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A folder removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -73,52 +72,19 @@ impl Broker {
         if let Ok(brokers) = std::env::var("FORECAST_TEST_BROKERS") {
             return Broker {
                 brokers,
-                child: None,
+                _tansu: None,
                 _dir: None,
             };
         }
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let dir = std::env::temp_dir().join(format!("forecast-tansu-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("broker.log")).unwrap();
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .current_dir(&dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+        let tansu = forecastctl::up::Tansu::start(&tansu(), port, Some(&dir.join("broker.log")))
             .expect("tansu starts");
-        let brokers = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&brokers).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {brokers} in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
         Broker {
-            brokers,
-            child: Some(child),
-            _dir: Some(tempdir::TempDir(dir)),
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
+            brokers: tansu.brokers.clone(),
+            _tansu: Some(tansu),
+            _dir: Some(TempDir(dir)),
         }
     }
 }
