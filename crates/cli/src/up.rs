@@ -176,7 +176,7 @@ impl Drop for Tansu {
 pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
     let tansu = tansu_path(args.tansu.as_deref(), &args.cache_dir)?;
-    let mut broker = Tansu::start(&tansu, args.port, None)?;
+    let broker = Tansu::start(&tansu, args.port, None)?;
     let brokers = broker.brokers.clone();
     eprintln!(
         "broker: tansu {} on {brokers} (in-memory storage)",
@@ -187,8 +187,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         brokers: brokers.clone(),
         properties: Vec::new(),
     };
-    let topics = default_topics();
-    wait_for_broker(&kafka, &mut broker.child).await?;
+    let topics = TopicArgs::default();
+    // Tansu::start waited until it listens; create_topics checks it answers.
     let layout = LayoutArgs {
         partitions: 3,
         replication: 1,
@@ -334,45 +334,4 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     }
     drop(broker);
     failure.map_or(Ok(()), Err)
-}
-
-fn default_topics() -> TopicArgs {
-    TopicArgs {
-        topic_submitted: "forecasts.submitted".into(),
-        topic_validated: "forecasts.validated".into(),
-        topic_rejected: "forecasts.rejected".into(),
-        topic_audit: "forecasts.audit".into(),
-        topic_demand: "demand.by-customer".into(),
-    }
-}
-
-async fn wait_for_broker(
-    kafka: &KafkaArgs,
-    broker: &mut std::process::Child,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = broker.try_wait()? {
-            anyhow::bail!(
-                "the broker exited at start ({status}); is port {} taken? (--port)",
-                kafka.brokers
-            );
-        }
-        let k = kafka.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            let c: rdkafka::consumer::BaseConsumer =
-                forecast_runtime::kafka::reader_config(&k).create()?;
-            rdkafka::consumer::Consumer::fetch_metadata(&c, None, Duration::from_secs(2))
-                .map(|_| ())
-        })
-        .await?;
-        match ok {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() > deadline => anyhow::bail!(
-                "the broker on {} did not answer in 30 s: {e}",
-                kafka.brokers
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }

@@ -41,6 +41,17 @@ impl KafkaArgs {
     }
 }
 
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_SUBMITTED: &str = "forecasts.submitted";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_VALIDATED: &str = "forecasts.validated";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_REJECTED: &str = "forecasts.rejected";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_AUDIT: &str = "forecasts.audit";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_DEMAND: &str = "demand.by-customer";
+
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
@@ -48,33 +59,46 @@ pub struct TopicArgs {
     #[arg(
         long,
         env = "FORECAST_TOPIC_SUBMITTED",
-        default_value = "forecasts.submitted"
+        default_value = DEFAULT_TOPIC_SUBMITTED
     )]
     pub topic_submitted: String,
     /// Accepted documents (key document_id), the system of record for demand.
     #[arg(
         long,
         env = "FORECAST_TOPIC_VALIDATED",
-        default_value = "forecasts.validated"
+        default_value = DEFAULT_TOPIC_VALIDATED
     )]
     pub topic_validated: String,
     /// Dead letters: original key, value and headers, plus context headers.
     #[arg(
         long,
         env = "FORECAST_TOPIC_REJECTED",
-        default_value = "forecasts.rejected"
+        default_value = DEFAULT_TOPIC_REJECTED
     )]
     pub topic_rejected: String,
     /// Every verdict (key document_id, Avro Verdict).
-    #[arg(long, env = "FORECAST_TOPIC_AUDIT", default_value = "forecasts.audit")]
+    #[arg(long, env = "FORECAST_TOPIC_AUDIT", default_value = DEFAULT_TOPIC_AUDIT)]
     pub topic_audit: String,
     /// Demand snapshots (compacted; key customer/partition, Avro DemandSnapshot).
     #[arg(
         long,
         env = "FORECAST_TOPIC_DEMAND",
-        default_value = "demand.by-customer"
+        default_value = DEFAULT_TOPIC_DEMAND
     )]
     pub topic_demand: String,
+}
+
+impl Default for TopicArgs {
+    /// The default names, as the flags have them when not given.
+    fn default() -> Self {
+        Self {
+            topic_submitted: DEFAULT_TOPIC_SUBMITTED.into(),
+            topic_validated: DEFAULT_TOPIC_VALIDATED.into(),
+            topic_rejected: DEFAULT_TOPIC_REJECTED.into(),
+            topic_audit: DEFAULT_TOPIC_AUDIT.into(),
+            topic_demand: DEFAULT_TOPIC_DEMAND.into(),
+        }
+    }
 }
 
 /// Log output format.
@@ -97,6 +121,33 @@ pub struct LogArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_topics_are_the_flags_defaults() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            topics: TopicArgs,
+        }
+        let parsed = <Cli as clap::Parser>::parse_from(["test"]).topics;
+        let default = TopicArgs::default();
+        assert_eq!(
+            [
+                parsed.topic_submitted,
+                parsed.topic_validated,
+                parsed.topic_rejected,
+                parsed.topic_audit,
+                parsed.topic_demand
+            ],
+            [
+                default.topic_submitted,
+                default.topic_validated,
+                default.topic_rejected,
+                default.topic_audit,
+                default.topic_demand
+            ]
+        );
+    }
 
     #[test]
     fn properties_are_key_value() {
