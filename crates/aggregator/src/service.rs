@@ -268,6 +268,7 @@ async fn handle(
             .to_owned(),
         decided_at,
         source: source_of(m),
+        customer_id: Some(doc.customer_id.clone()),
     };
     let verdict = sequenced_verdict(accepted, &outcome);
     if let Sequenced::Rejected(code) = outcome {

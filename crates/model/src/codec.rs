@@ -135,7 +135,7 @@ pub fn content_digest(doc: &ForecastDocument) -> [u8; 32] {
     Sha256::digest(&buf).into()
 }
 
-/// Appends the Avro datum of `v` (schema `verdict.v1`) to `buf`.
+/// Appends the Avro datum of `v` (schema `verdict.v2`) to `buf`.
 pub fn encode_verdict(v: &Verdict, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.optional(v.document_id.as_ref(), |w, s| w.string(s));
@@ -156,6 +156,7 @@ pub fn encode_verdict(v: &Verdict, buf: &mut Vec<u8>) {
         w.int(s.partition);
         w.long(s.offset);
     });
+    w.optional(v.customer_id.as_ref(), |w, s| w.string(s));
 }
 
 fn symbol<T>(
@@ -172,7 +173,7 @@ fn symbol<T>(
     })
 }
 
-/// Decodes an Avro datum written with schema `verdict.v1`.
+/// Decodes an Avro datum written with schema `verdict.v2`.
 pub fn decode_verdict(datum: &[u8]) -> Result<Verdict, DecodeError> {
     let mut r = Reader::new(datum);
     let v = Verdict {
@@ -205,6 +206,7 @@ pub fn decode_verdict(datum: &[u8]) -> Result<Verdict, DecodeError> {
                 offset: r.long("source.offset")?,
             })
         })?,
+        customer_id: r.optional("customer_id", |r| r.string("customer_id"))?,
     };
     r.finish()?;
     Ok(v)

@@ -1,6 +1,5 @@
 //! Reading submissions in their JSON form.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::document::ForecastDocument;
@@ -14,6 +13,8 @@ pub struct InvalidSubmission {
     pub document_id: Option<String>,
     /// The submission's `revision`, when it is an integer of 32 bits.
     pub revision: Option<i32>,
+    /// The submission's `customer_id`, when it is a string.
+    pub customer_id: Option<String>,
     /// Path of the offending field (`lines[2].quantity`), empty when the
     /// text is not JSON or not an object.
     pub field: String,
@@ -25,14 +26,9 @@ pub struct InvalidSubmission {
 /// `revision` where the input holds them with the right type.
 pub fn parse_submission(json: &[u8]) -> Result<ForecastDocument, InvalidSubmission> {
     ForecastDocument::from_json(json).map_err(|err| {
-        #[derive(Deserialize)]
-        struct Echo {
-            #[serde(default)]
-            document_id: Value,
-            #[serde(default)]
-            revision: Value,
-        }
-        let echo = serde_json::from_slice::<Echo>(json).ok();
+        // Only a JSON object echoes anything (not, say, an array).
+        let echo = serde_json::from_slice::<serde_json::Map<String, Value>>(json).ok();
+        let field_of = |name: &str| echo.as_ref().and_then(|o| o.get(name));
         let (field, message) = match err.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 (String::new(), format!("not valid JSON: {err}"))
@@ -49,13 +45,15 @@ pub fn parse_submission(json: &[u8]) -> Result<ForecastDocument, InvalidSubmissi
             }
         };
         InvalidSubmission {
-            document_id: echo
-                .as_ref()
-                .and_then(|e| e.document_id.as_str().map(str::to_owned)),
-            revision: echo
-                .as_ref()
-                .and_then(|e| e.revision.as_i64())
+            document_id: field_of("document_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            revision: field_of("revision")
+                .and_then(Value::as_i64)
                 .and_then(|r| i32::try_from(r).ok()),
+            customer_id: field_of("customer_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             field,
             message,
         }
@@ -81,6 +79,10 @@ mod tests {
         assert!(e.message.starts_with("not valid JSON"), "{}", e.message);
         let e = parse_submission(b"[1, 2, 3]").unwrap_err();
         assert_eq!((e.document_id, e.revision), (None, None));
+        let e = parse_submission(br#"{"customer_id": "TENCENT", "lines": 5}"#).unwrap_err();
+        assert_eq!(e.customer_id.as_deref(), Some("TENCENT"));
+        let e = parse_submission(br#"{"customer_id": ["TENCENT"]}"#).unwrap_err();
+        assert_eq!(e.customer_id, None);
     }
 
     #[test]

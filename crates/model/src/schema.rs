@@ -36,7 +36,7 @@ impl Subject {
     pub const fn current_id(self) -> u32 {
         match self {
             Subject::ForecastDocument => FORECAST_DOCUMENT_V2,
-            Subject::Verdict => VERDICT_V1,
+            Subject::Verdict => VERDICT_V2,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
         }
     }
@@ -50,6 +50,8 @@ pub const FORECAST_DOCUMENT_V2: u32 = 2;
 pub const VERDICT_V1: u32 = 3;
 /// The per-customer demand snapshot.
 pub const DEMAND_SNAPSHOT_V1: u32 = 4;
+/// The verdict record with the submission's customer.
+pub const VERDICT_V2: u32 = 5;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,13 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 1,
         file: "demand-snapshot.v1.avsc",
         source: include_str!("../../../schemas/demand-snapshot.v1.avsc"),
+    },
+    EmbeddedSchema {
+        id: VERDICT_V2,
+        subject: Subject::Verdict,
+        version: 2,
+        file: "verdict.v2.avsc",
+        source: include_str!("../../../schemas/verdict.v2.avsc"),
     },
 ];
 

@@ -135,6 +135,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
             text(),
             any::<i64>(),
             option::of((text(), any::<i32>(), any::<i64>())),
+            option::of(text()),
         ),
     )
         .prop_map(
@@ -142,7 +143,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
                 (document_id, revision, outcome, stage),
                 (codes, warnings),
                 violations,
-                (pv, at, src),
+                (pv, at, src, customer_id),
             )| Verdict {
                 document_id,
                 revision,
@@ -165,6 +166,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
                     partition,
                     offset,
                 }),
+                customer_id,
             },
         )
 }

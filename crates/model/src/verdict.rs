@@ -170,6 +170,8 @@ pub struct Verdict {
     pub policy_version: String,
     pub decided_at: Timestamp,
     pub source: Option<SourceCoordinates>,
+    /// The submission's customer, when it could be read.
+    pub customer_id: Option<String>,
 }
 
 /// Sorts codes by their symbol and drops repeats, as verdicts list them.

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use apache_avro::{Schema, from_avro_datum, to_avro_datum};
-use forecast_model::schema::{FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2};
+use forecast_model::schema::{FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2, VERDICT_V1, VERDICT_V2};
 use forecast_model::{DecodeError, ForecastDocument, Registry, Subject, codec, testing, wire};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -197,6 +197,29 @@ fn a_record_of_the_older_schema_is_read_by_the_current_one() {
             let record = wire::frame(FORECAST_DOCUMENT_V1, |b| b.extend_from_slice(&datum_v1));
             // ...and the current reader gets the document back.
             prop_assert_eq!(wire::decode_document(&record, registry).unwrap(), doc);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// An audit record written before verdicts carried the customer is still
+/// read, with no customer.
+#[test]
+fn a_verdict_of_the_first_schema_is_read_without_a_customer() {
+    let registry = Registry::embedded();
+    let v1 = &registry.get(VERDICT_V1).unwrap().schema;
+    let v2 = &registry.get(VERDICT_V2).unwrap().schema;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&testing::verdict(), |mut v| {
+            let mut current = Vec::new();
+            codec::encode_verdict(&v, &mut current);
+            let as_v1 = from_avro_datum(v2, &mut current.as_slice(), Some(v1)).unwrap();
+            let record = wire::frame(VERDICT_V1, |b| {
+                b.extend_from_slice(&to_avro_datum(v1, as_v1).unwrap());
+            });
+            v.customer_id = None;
+            prop_assert_eq!(wire::decode_verdict(&record, registry).unwrap(), v);
             Ok(())
         })
         .unwrap();

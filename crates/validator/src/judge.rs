@@ -141,9 +141,11 @@ impl Validator {
         let policy_version = self.policy.version().to_owned();
         match judged {
             Judged::Undecodable(err) => {
-                let (document_id, revision) = match err {
-                    Undecodable::Json(e) => (e.document_id.clone(), e.revision),
-                    Undecodable::Avro(_) | Undecodable::TooLarge { .. } => (None, None),
+                let (document_id, revision, customer_id) = match err {
+                    Undecodable::Json(e) => {
+                        (e.document_id.clone(), e.revision, e.customer_id.clone())
+                    }
+                    Undecodable::Avro(_) | Undecodable::TooLarge { .. } => (None, None, None),
                 };
                 Verdict {
                     document_id,
@@ -156,6 +158,7 @@ impl Validator {
                     policy_version,
                     decided_at,
                     source,
+                    customer_id,
                 }
             }
             Judged::Checked { document, report } => Verdict {
@@ -173,6 +176,7 @@ impl Validator {
                 policy_version,
                 decided_at,
                 source,
+                customer_id: Some(document.customer_id.clone()),
             },
         }
     }
