@@ -66,6 +66,9 @@ pub enum Command {
     /// Manage the pipeline's topics.
     #[command(subcommand)]
     Topics(stream::TopicsCommand),
+    /// Manage the supply plan planners compare demand with.
+    #[command(subcommand)]
+    Supply(stream::SupplyCommand),
     /// Run everything on this machine: an embedded broker (tansu), the
     /// validator and the aggregator; submit the examples and show demand.
     Up(up::UpArgs),
@@ -183,6 +186,13 @@ fn run_async(command: Command) -> ExitCode {
                 topics,
                 layout,
             }) => stream::create_topics(&kafka, &topics, &layout)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Supply(stream::SupplyCommand::Load {
+                kafka,
+                topics,
+                file,
+            }) => stream::load_supply(&kafka, &topics, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),

@@ -127,6 +127,34 @@ pub fn thousands(n: i64) -> String {
     out
 }
 
+/// Writes demand as CSV with a header line (RFC 4180 quoting).
+pub fn write_demand_csv(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
+    fn field(s: &str) -> std::borrow::Cow<'_, str> {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\"")).into()
+        } else {
+            s.into()
+        }
+    }
+    writeln!(
+        out,
+        "customer_id,sku,quarter,firm_units,planning_units,total_units"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            field(&r.customer_id),
+            field(&r.sku),
+            r.quarter,
+            r.firm_units,
+            r.planning_units,
+            r.total_units
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes demand rows as an aligned table with a total line.
 pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
     if rows.is_empty() {

@@ -18,7 +18,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Format, PolicyArgs, input, report};
+use crate::{PolicyArgs, input, report};
 
 /// Arguments of `submit`.
 #[derive(Debug, Args)]
@@ -48,7 +48,8 @@ pub struct ServiceArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub layout: LayoutArgs,
-    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464);
+    /// the aggregator serves the planner API and dashboard there too.
     #[arg(long, env = "FORECAST_HTTP", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
 }
@@ -91,6 +92,8 @@ pub struct AggregateArgs {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub aggregator: AggregatorArgs,
+    #[command(flatten)]
+    pub planner: forecast_planner::PlannerArgs,
 }
 
 /// Arguments of `demand`.
@@ -100,18 +103,95 @@ pub struct DemandArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Output format (JSON: the `demand` array of `replay --format json`).
-    #[arg(long, env = "FORECAST_FORMAT", value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format: a table, JSON (the `demand` array of `replay --format
+    /// json`) or CSV with a header line (for spreadsheets).
+    #[arg(long, env = "FORECAST_FORMAT", value_enum, default_value_t = DemandFormat::Text)]
+    pub format: DemandFormat,
     /// Only this customer.
     #[arg(long, value_name = "ID")]
     pub customer: Option<String>,
-    /// Keep reading and print the demand again after every change.
+    /// Keep reading and show the demand again after every change: on a
+    /// terminal the table is redrawn in place; otherwise each new demand is
+    /// appended (a table, a JSON line or a CSV block).
     #[arg(long)]
     pub watch: bool,
     /// How long reading the topic to its end may take.
     #[arg(long, default_value = "30", value_name = "SECONDS")]
     pub timeout_secs: u64,
+}
+
+/// `supply` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SupplyCommand {
+    /// Publish a supply plan file (CSV: sku,quarter,on_hand,ordered) to the
+    /// supply.plan topic, one record per SKU and quarter (key SKU/QUARTER,
+    /// JSON value); a later load replaces those SKUs and quarters.
+    Load {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        topics: TopicArgs,
+        /// The plan.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Publishes a supply plan file to the supply topic.
+pub async fn load_supply(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let entries = forecast_planner::supply::load(file)?;
+    forecast_runtime::kafka::check_reachable(kafka, Duration::from_secs(15)).await?;
+    let producer: FutureProducer = forecast_runtime::kafka::producer_config(kafka).create()?;
+    let (p, topic) = (producer.clone(), topics.topic_supply.clone());
+    let exists = tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::Producer as _;
+        p.client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && !t.partitions().is_empty())
+            })
+    })
+    .await??;
+    anyhow::ensure!(
+        exists,
+        "topic {} does not exist: run `forecastctl topics create` (or start the services) first",
+        topics.topic_supply
+    );
+    let mut deliveries = FuturesUnordered::new();
+    for e in &entries {
+        let (key, value) = (e.key(), serde_json::to_vec(e)?);
+        let record = FutureRecord::to(&topics.topic_supply)
+            .key(key.as_bytes())
+            .payload(value.as_slice());
+        deliveries.push(forecast_runtime::kafka::enqueue(&producer, record).await?);
+    }
+    while let Some(d) = deliveries.next().await {
+        d?.map_err(|(e, _)| anyhow::anyhow!("supply record not delivered: {e}"))?;
+    }
+    eprintln!(
+        "{} supply entries published to {}",
+        entries.len(),
+        topics.topic_supply
+    );
+    Ok(())
+}
+
+/// Output format of `demand`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemandFormat {
+    /// An aligned table with a total line.
+    Text,
+    /// The `demand` array of `replay --format json`, on one line.
+    Json,
+    /// CSV with the header customer_id,sku,quarter,firm_units,planning_units,total_units.
+    Csv,
 }
 
 /// `topics` subcommands.
@@ -242,17 +322,19 @@ pub async fn create_topics(
     Ok(())
 }
 
-/// Creates the topics, serves `--http`, and runs a service until it stops.
+/// Creates the topics, serves `--http` (the operational routes and
+/// `routes`), and runs a service until it stops.
 async fn run_service<F: std::future::Future<Output = anyhow::Result<()>>>(
     service: &ServiceArgs,
     name: &'static str,
     token: CancellationToken,
+    routes: axum::Router,
     run: impl FnOnce(Arc<Metrics>, CancellationToken) -> F,
 ) -> anyhow::Result<()> {
     create_topics(&service.kafka, &service.topics, &service.layout).await?;
     let metrics = Arc::new(Metrics::new(name));
     let http = service.http.map(|addr| {
-        let router = forecast_runtime::http::routes(metrics.clone());
+        let router = forecast_runtime::http::routes(metrics.clone()).merge(routes);
         tokio::spawn(forecast_runtime::http::serve(addr, router, token.clone()))
     });
     let result = run(metrics, token.clone()).await;
@@ -271,32 +353,63 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
         .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
     let validator = forecast_validator::Validator::new(policy);
     let service = &args.service;
-    run_service(service, "validator", token, |metrics, token| {
-        forecast_validator::service::run(
-            validator,
-            &service.kafka,
-            &service.topics,
-            &args.validator,
-            metrics,
-            token,
-        )
-    })
+    run_service(
+        service,
+        "validator",
+        token,
+        axum::Router::new(),
+        |metrics, token| {
+            forecast_validator::service::run(
+                validator,
+                &service.kafka,
+                &service.topics,
+                &args.validator,
+                metrics,
+                token,
+            )
+        },
+    )
     .await
 }
 
-/// Runs the aggregating service until SIGINT/SIGTERM.
+/// Runs the aggregating service until SIGINT/SIGTERM; with `--http`, also
+/// the planner API and dashboard.
 pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow::Result<()> {
     let service = &args.service;
-    run_service(service, "aggregator", token, |metrics, token| {
-        forecast_aggregator::service::run(
-            &service.kafka,
-            &service.topics,
-            &args.aggregator,
-            metrics,
-            token,
-        )
-    })
-    .await
+    let (routes, feed) = match service.http {
+        Some(_) => {
+            let planner = Arc::new(args.planner.planner()?);
+            let feed = forecast_planner::feed::spawn(
+                planner.clone(),
+                service.kafka.clone(),
+                service.topics.clone(),
+                token.clone(),
+            );
+            (forecast_planner::api::routes(planner), Some(feed))
+        }
+        None => (axum::Router::new(), None),
+    };
+    let result = run_service(
+        service,
+        "aggregator",
+        token.clone(),
+        routes,
+        |metrics, token| {
+            forecast_aggregator::service::run(
+                &service.kafka,
+                &service.topics,
+                &args.aggregator,
+                metrics,
+                token,
+            )
+        },
+    )
+    .await;
+    token.cancel();
+    if let Some(feed) = feed {
+        feed.await??;
+    }
+    result
 }
 
 /// Prints the demand read from the compacted topic.
@@ -306,7 +419,8 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     let timeout = Duration::from_secs(args.timeout_secs);
     let (mut view, reader) =
         tokio::task::spawn_blocking(move || read_to_end(&kafka, &topic, timeout)).await??;
-    print_demand(&view, args)?;
+    let mut changes = 0u64;
+    print_demand(&view, args, changes)?;
     if !args.watch {
         return Ok(());
     }
@@ -328,25 +442,40 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
         };
         let mut changed = false;
         for (k, v) in &batch {
-            changed |= view.update(k, v.as_deref());
+            if view.update(k, v.as_deref()) {
+                changed = true;
+                changes += 1;
+            }
         }
         if changed {
-            print_demand(&view, args)?;
+            print_demand(&view, args, changes)?;
         }
     }
 }
 
-fn print_demand(view: &DemandView, args: &DemandArgs) -> anyhow::Result<()> {
+fn print_demand(view: &DemandView, args: &DemandArgs, changes: u64) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     let rows = view.rows(args.customer.as_deref());
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => {
+        DemandFormat::Json => {
             report::write_json(&mut out, &rows)?;
             writeln!(out)?;
         }
-        Format::Text => {
+        DemandFormat::Csv => report::write_demand_csv(&mut out, &rows)?,
+        DemandFormat::Text => {
             if args.watch {
-                writeln!(out, "\n# demand at {}", forecast_model::Timestamp::now())?;
+                let at = forecast_model::Timestamp::now();
+                if out.is_terminal() {
+                    // Redraw in place: cursor home, clear the screen.
+                    write!(out, "\x1b[H\x1b[2J")?;
+                    writeln!(
+                        out,
+                        "demand at {at}  ({changes} changes seen; Ctrl-C stops)\n"
+                    )?;
+                } else {
+                    writeln!(out, "\n# demand at {at} ({changes} changes seen)")?;
+                }
             }
             report::write_demand_table(&mut out, &rows)?;
         }

@@ -46,7 +46,8 @@ pub struct UpArgs {
     /// Forecasts to submit once the pipeline runs.
     #[arg(long, default_value = "examples/stream.jsonl", value_name = "FILE")]
     pub examples: PathBuf,
-    /// Serve /metrics, /healthz and /readyz of both services here.
+    /// Serve the dashboard, the planner API, and /metrics, /healthz and
+    /// /readyz of both services here.
     #[arg(
         long,
         env = "FORECAST_HTTP",
@@ -56,6 +57,9 @@ pub struct UpArgs {
     pub http: std::net::SocketAddr,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Supply plan shown against demand (CSV: sku,quarter,on_hand,ordered).
+    #[arg(long, default_value = "examples/supply.csv", value_name = "FILE")]
+    pub supply: PathBuf,
     /// Stop after showing the demand instead of running until Ctrl-C.
     #[arg(long)]
     pub once: bool,
@@ -245,10 +249,24 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         });
     }
     {
-        let router = forecast_runtime::http::routes(validator_metrics.clone()).nest(
-            "/aggregator",
-            forecast_runtime::http::routes(aggregator_metrics.clone()),
+        let planner = forecast_planner::PlannerArgs {
+            supply: Some(args.supply.clone()),
+        }
+        .planner()?;
+        let planner = Arc::new(planner);
+        let feed = forecast_planner::feed::spawn(
+            planner.clone(),
+            kafka.clone(),
+            topics.clone(),
+            token.clone(),
         );
+        tasks.spawn(async move { feed.await? });
+        let router = forecast_runtime::http::routes(validator_metrics.clone())
+            .nest(
+                "/aggregator",
+                forecast_runtime::http::routes(aggregator_metrics.clone()),
+            )
+            .merge(forecast_planner::api::routes(planner));
         tasks.spawn(forecast_runtime::http::serve(
             args.http,
             router,
@@ -306,6 +324,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     }
     eprintln!(
         "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
+         dashboard: http://{0}/   API: http://{0}/v1/demand (described at /openapi.json)\n\
          metrics: http://{0}/metrics  http://{0}/aggregator/metrics   health: /healthz /readyz\n\
          {1}",
         args.http,

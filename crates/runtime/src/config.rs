@@ -51,6 +51,8 @@ pub const DEFAULT_TOPIC_REJECTED: &str = "forecasts.rejected";
 pub const DEFAULT_TOPIC_AUDIT: &str = "forecasts.audit";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_DEMAND: &str = "demand.by-customer";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_SUPPLY: &str = "supply.plan";
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
@@ -86,6 +88,13 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_DEMAND
     )]
     pub topic_demand: String,
+    /// Supply plan (compacted; key SKU/quarter, JSON {sku, quarter, on_hand, ordered}).
+    #[arg(
+        long,
+        env = "FORECAST_TOPIC_SUPPLY",
+        default_value = DEFAULT_TOPIC_SUPPLY
+    )]
+    pub topic_supply: String,
 }
 
 impl Default for TopicArgs {
@@ -97,6 +106,7 @@ impl Default for TopicArgs {
             topic_rejected: DEFAULT_TOPIC_REJECTED.into(),
             topic_audit: DEFAULT_TOPIC_AUDIT.into(),
             topic_demand: DEFAULT_TOPIC_DEMAND.into(),
+            topic_supply: DEFAULT_TOPIC_SUPPLY.into(),
         }
     }
 }

@@ -189,6 +189,8 @@ pub async fn create_topics(
             .set("max.message.bytes", &max_dead_letter),
         NewTopic::new(&topics.topic_audit, p, rf()).set("retention.ms", "-1"),
         NewTopic::new(&topics.topic_demand, p, rf()).set("cleanup.policy", "compact"),
+        // Small: one partition keeps the plan in one ordered log.
+        NewTopic::new(&topics.topic_supply, 1, rf()).set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();

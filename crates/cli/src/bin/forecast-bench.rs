@@ -76,6 +76,7 @@ fn topics(run: &str) -> TopicArgs {
         topic_rejected: format!("bench.{run}.rejected"),
         topic_audit: format!("bench.{run}.audit"),
         topic_demand: format!("bench.{run}.demand"),
+        topic_supply: format!("bench.{run}.supply"),
     }
 }
 

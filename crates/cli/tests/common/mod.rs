@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod pipeline;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -117,6 +119,7 @@ impl Names {
             ("--topic-rejected", "forecasts.rejected"),
             ("--topic-audit", "forecasts.audit"),
             ("--topic-demand", "demand.by-customer"),
+            ("--topic-supply", "supply.plan"),
         ] {
             v.push(flag.to_owned());
             v.push(self.topic(base));

@@ -1,0 +1,244 @@
+//! A running pipeline for the end-to-end tests: a broker, the topics, a
+//! validator and an aggregator as child processes, and what reads back.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use forecast_model::{Registry, Verdict, wire};
+use serde_json::Value;
+
+use super::*;
+
+pub const RESTRICTED: &str = "--restricted-parties";
+
+pub struct Pipeline {
+    pub broker: Broker,
+    pub names: Names,
+    pub dir: std::path::PathBuf,
+    pub validator: Child,
+    pub aggregator: Child,
+}
+
+impl Pipeline {
+    /// Starts the services with extra flags (never killing an instance that
+    /// may still be joining its group: tansu 0.6 can then leave the group
+    /// waiting forever).
+    pub fn start_with(test: &str, validator_extra: &[&str], aggregator_extra: &[&str]) -> Pipeline {
+        let broker = Broker::start();
+        let names = Names::new(test);
+        let dir = std::env::temp_dir().join(format!("forecast-e2e-{}", names.suffix));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec![
+            "topics".to_owned(),
+            "create".into(),
+            "--brokers".into(),
+            broker.brokers.clone(),
+            "--partitions".into(),
+            "3".into(),
+        ];
+        args.extend(names.topic_flags());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "topics create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let validator = Pipeline::spawn_validator_with(&broker, &names, &dir, validator_extra);
+        let aggregator = spawn_service(
+            "aggregate",
+            &broker,
+            &names,
+            aggregator_extra,
+            &dir.join("aggregator.log"),
+        );
+        Pipeline {
+            broker,
+            names,
+            dir,
+            validator,
+            aggregator,
+        }
+    }
+
+    /// SIGTERM both services; they must finish in-flight work and exit 0.
+    pub fn stop_gracefully(&mut self) {
+        for (name, c) in [
+            ("validator", &mut self.validator),
+            ("aggregator", &mut self.aggregator),
+        ] {
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let exit = loop {
+                if let Some(s) = c.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not stop within 30 s of SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let logs =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            assert!(
+                exit.success(),
+                "{name} exited with {exit} after SIGTERM\n{logs}"
+            );
+        }
+    }
+
+    pub fn spawn_validator_with(
+        broker: &Broker,
+        names: &Names,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Child {
+        let list = conformance().join("restricted.csv");
+        let mut args = vec![RESTRICTED, list.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        spawn_service("validate", broker, names, &args, &dir.join("validator.log"))
+    }
+
+    pub fn submit(&self, file: &Path) -> String {
+        let mut args = vec![
+            "submit".to_owned(),
+            "--brokers".into(),
+            self.broker.brokers.clone(),
+        ];
+        args.extend(self.names.topic_flags());
+        args.push(file.display().to_string());
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains(" sent, "), "submit: {stderr}");
+        stderr.lines().last().unwrap().to_owned()
+    }
+
+    pub fn demand(&self) -> Value {
+        let mut args = vec![
+            "demand".to_owned(),
+            "--format".into(),
+            "json".into(),
+            "--brokers".into(),
+            self.broker.brokers.clone(),
+        ];
+        args.extend(self.names.topic_flags());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "demand: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn verdicts(&self) -> Vec<(Verdict, i32, i64)> {
+        read_all(
+            &self.broker.brokers,
+            &self.names.topic("forecasts.audit"),
+            Duration::from_secs(2),
+        )
+        .into_iter()
+        .map(|r| {
+            (
+                wire::decode_verdict(r.value.as_deref().unwrap(), Registry::embedded()).unwrap(),
+                r.partition,
+                r.offset,
+            )
+        })
+        .collect()
+    }
+
+    pub fn logs(&self) -> String {
+        ["validator.log", "aggregator.log"]
+            .iter()
+            .map(|f| {
+                format!(
+                    "--- {f}\n{}",
+                    std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for c in [&mut self.validator, &mut self.aggregator] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("service logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+pub fn replay(stream: &Path) -> Value {
+    let list = conformance().join("restricted.csv");
+    let out = run(&[
+        "replay".into(),
+        "--format".into(),
+        "json".into(),
+        RESTRICTED.into(),
+        list.display().to_string(),
+        stream.display().to_string(),
+    ]);
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Says which rows differ, not just "mismatch".
+pub fn demand_diff(got: &Value, want: &Value) -> String {
+    let key = |r: &Value| format!("{} {} {}", r["customer_id"], r["sku"], r["quarter"]);
+    let g: HashMap<String, &Value> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (key(r), r))
+        .collect();
+    let w: HashMap<String, &Value> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (key(r), r))
+        .collect();
+    let mut lines = Vec::new();
+    for (k, wv) in &w {
+        match g.get(k) {
+            None => lines.push(format!("missing {k}: want {wv}")),
+            Some(gv) if gv != wv => lines.push(format!("differs {k}: got {gv}, want {wv}")),
+            _ => {}
+        }
+    }
+    for k in g.keys().filter(|k| !w.contains_key(*k)) {
+        lines.push(format!("extra {k}: {}", g[k]));
+    }
+    lines.sort();
+    lines.join("\n")
+}
+
+/// A plain HTTP GET on loopback: status line and body.
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}

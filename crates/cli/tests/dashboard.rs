@@ -1,0 +1,335 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`)
+//! loads the page served by a running pipeline; a document is submitted;
+//! the page shows the new demand without a reload (read from its DOM). A
+//! screenshot is saved under the target folder and its path printed.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pipeline::*;
+use common::*;
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("FORECAST_CHROMIUM") {
+        return p.into();
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("no Chromium: install Debian's `chromium` package (scripts/test does) or set FORECAST_CHROMIUM")
+}
+
+/// Headless Chromium driven over the DevTools protocol.
+struct Browser {
+    child: Child,
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+    session: Option<String>,
+    _profile: Profile,
+}
+
+/// Chromium's profile folder, removed when dropped.
+struct Profile(PathBuf);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile =
+            std::env::temp_dir().join(format!("forecast-chromium-{}", std::process::id()));
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1400,1800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let url = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "chromium exited before listening"
+            );
+            if let Some(url) = line.trim().strip_prefix("DevTools listening on ") {
+                break url.to_owned();
+            }
+        };
+        // Keep draining stderr so Chromium never blocks on it.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        let hostport = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let stream = TcpStream::connect(&hostport).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (ws, _) = tungstenite::client(url.as_str(), stream).unwrap();
+        Browser {
+            child,
+            ws,
+            next_id: 0,
+            session: None,
+            _profile: Profile(profile),
+        }
+    }
+
+    /// Sends a command and waits for its result (events in between are dropped).
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = s.clone().into();
+        }
+        self.ws.send(Message::text(msg.to_string())).unwrap();
+        loop {
+            let reply = self.ws.read().unwrap();
+            let Message::Text(text) = reply else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == id {
+                assert!(v["error"].is_null(), "{method}: {}", v["error"]);
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Opens `url` in a new tab and attaches to it.
+    fn open(&mut self, url: &str) {
+        let target = self.call("Target.createTarget", json!({"url": url}));
+        let attached = self.call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        self.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
+        self.call("Page.enable", json!({}));
+    }
+
+    /// Evaluates a JavaScript expression in the page; returns its value.
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        );
+        assert!(
+            r["exceptionDetails"].is_null(),
+            "{expr}: {}",
+            r["exceptionDetails"]
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn wait_for(&mut self, what: &str, expr: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(expr);
+            if v != Value::Null && v != Value::Bool(false) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what} ({expr})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&mut self, path: &std::path::Path) {
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        std::fs::write(path, base64_decode(shot["data"].as_str().unwrap())).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn with_commas(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn api(addr: &str, path: &str) -> Value {
+    serde_json::from_str(&http_get(addr, path).1).unwrap()
+}
+
+#[test]
+fn the_dashboard_shows_new_demand_without_a_reload() {
+    let http = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let p = Pipeline::start_with(
+        "dashboard",
+        &[],
+        &["--http", &http, "--supply", "examples/supply.csv"],
+    );
+    let stream = conformance().join("stream.jsonl");
+    p.submit(&stream);
+    let want = replay(&stream)["demand"].clone();
+    wait_until(
+        Duration::from_secs(90),
+        "the API's demand to equal replay's",
+        || api(&http, "/v1/demand")["rows"] == want,
+    );
+
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/"));
+    browser.wait_for(
+        "the live badge",
+        "document.getElementById('status').textContent === 'live'",
+        Duration::from_secs(30),
+    );
+    let rows = want.as_array().unwrap().len();
+    browser.wait_for(
+        "every demand row",
+        &format!("document.querySelectorAll('#demand tbody tr').length === {rows}"),
+        Duration::from_secs(30),
+    );
+    let cell = "TENCENT|H20-96GB|2026-Q4";
+    let read_total = format!("document.querySelector('[data-row=\"{cell}\"] .total').textContent");
+    let before = api(
+        &http,
+        "/v1/demand?customer=TENCENT&sku=H20-96GB&quarter=2026-Q4",
+    )["rows"][0]["total_units"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(browser.eval(&read_total), with_commas(before));
+    assert!(
+        browser.eval("document.querySelectorAll('#chart svg rect[data-kind]').length > 0") == true,
+        "the chart has bars"
+    );
+    assert!(
+        browser.eval("document.querySelector('#chart svg polyline') !== null") == true,
+        "supply is drawn"
+    );
+    // Marks this page load: a reload would lose it.
+    browser.eval("window.__loaded_once = 'yes'");
+
+    // A new TENCENT document with 2026-Q4 H20-96GB units.
+    let line = std::fs::read_to_string(&stream)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"TEN-000001\""))
+        .unwrap()
+        .to_owned();
+    let mut doc: Value = serde_json::from_str(&line).unwrap();
+    doc["document_id"] = "TEN-DASHBOARD-1".into();
+    let added: i64 = doc["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            let start = l["period_start"].as_str().unwrap();
+            l["sku"] == "H20-96GB" && ("2026-10-01".."2027-01-01").contains(&start)
+        })
+        .map(|l| l["quantity"].as_i64().unwrap())
+        .sum();
+    assert!(added > 0, "the document adds 2026-Q4 H20-96GB units: {doc}");
+    let file = p.dir.join("dashboard-doc.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    p.submit(&file);
+
+    let expected = with_commas(before + added);
+    browser.wait_for(
+        &format!("{cell} = {expected}"),
+        &format!("{read_total} === '{expected}'"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        browser.eval("window.__loaded_once"),
+        "yes",
+        "the page was not reloaded"
+    );
+    let total = api(&http, "/v1/demand")["totals"]["total_units"]
+        .as_i64()
+        .unwrap();
+    browser.wait_for(
+        "the new total",
+        &format!(
+            "document.getElementById('total-units').textContent === '{}'",
+            with_commas(total)
+        ),
+        Duration::from_secs(10),
+    );
+    browser.wait_for(
+        "rejections by code",
+        "document.querySelectorAll('#rejection-codes [data-code]').length > 3",
+        Duration::from_secs(15),
+    );
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    browser.screenshot(&shot);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+}

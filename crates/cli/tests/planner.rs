@@ -1,0 +1,425 @@
+//! The planner API served by a real aggregator fed through a real broker:
+//! every endpoint, every error case, and the live stream (with the delay
+//! from the aggregator publishing a change to the stream delivering it).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::pipeline::*;
+use common::*;
+use serde_json::{Value, json};
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// GET returning the status code and the body as JSON.
+fn get_json(addr: &str, path: &str) -> (u16, Value) {
+    let (status, body) = http_get(addr, path);
+    let code: u16 = status.split(' ').nth(1).unwrap().parse().unwrap();
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {path}: {status}: body is not JSON ({e}): {body}"));
+    (code, value)
+}
+
+/// Asserts a JSON error with the status and a message containing `says`.
+fn assert_error(addr: &str, path: &str, status: u16, says: &str) {
+    let (code, body) = get_json(addr, path);
+    assert_eq!(code, status, "GET {path}: {body}");
+    let msg = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("GET {path}: no error message: {body}"));
+    assert!(
+        msg.contains(says),
+        "GET {path}: `{msg}` does not say `{says}`"
+    );
+}
+
+/// A Server-Sent Events client (HTTP/1.0, so the body is not chunked).
+struct Events {
+    reader: BufReader<TcpStream>,
+}
+
+impl Events {
+    fn open(addr: &str, path: &str) -> Events {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "GET {path}: {status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some(ct) = line.to_ascii_lowercase().strip_prefix("content-type:") {
+                assert!(ct.contains("text/event-stream"), "{line}");
+            }
+        }
+        Events { reader }
+    }
+
+    /// The next event: its name and data, and when it was read.
+    fn next(&mut self) -> (String, Value, std::time::SystemTime) {
+        let (mut event, mut data) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "the event stream ended");
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !data.is_empty() {
+                    return (
+                        event,
+                        serde_json::from_str(&data).unwrap(),
+                        std::time::SystemTime::now(),
+                    );
+                }
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+}
+
+fn millis(t: &Value) -> i64 {
+    let s = t.as_str().unwrap();
+    let ts: forecast_model::Timestamp = s.parse().unwrap();
+    ts.millis()
+}
+
+#[test]
+fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
+    let http = free_addr();
+    let p = Pipeline::start_with(
+        "planner",
+        &[],
+        &["--http", &http, "--supply", "examples/supply.csv"],
+    );
+    let stream = conformance().join("stream.jsonl");
+    p.submit(&stream);
+    let replayed = replay(&stream);
+    let want_demand = &replayed["demand"];
+
+    // Demand: the rows of `demand --format json`, plus totals.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let demand = loop {
+        let (code, body) = get_json(&http, "/v1/demand");
+        assert_eq!(code, 200);
+        if body["rows"] == *want_demand {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API's demand never equalled replay's:\n{}\n{}",
+            demand_diff(&body["rows"], want_demand),
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        demand["rows"],
+        p.demand(),
+        "the API and `forecastctl demand` agree"
+    );
+    let sum = |rows: &Value, k: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[k].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    for k in ["firm_units", "planning_units", "total_units"] {
+        assert_eq!(
+            demand["totals"][k].as_i64().unwrap(),
+            sum(&demand["rows"], k),
+            "{k}"
+        );
+    }
+    let (_, tencent) = get_json(
+        &http,
+        "/v1/demand?customer=TENCENT&sku=H20-96GB&quarter=2026-Q3",
+    );
+    let want: Vec<&Value> = want_demand
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["customer_id"] == "TENCENT" && r["sku"] == "H20-96GB" && r["quarter"] == "2026-Q3"
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(
+        tencent["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(
+        get_json(&http, "/v1/demand?customer=NOBODY").1,
+        json!({"rows": [], "totals": {"firm_units": 0, "planning_units": 0, "total_units": 0}})
+    );
+    assert_error(&http, "/v1/demand?quarter=2026-Q5", 400, "YYYY-Qn");
+    assert_error(&http, "/v1/demand?quarter=2026-3", 400, "YYYY-Qn");
+    assert_error(
+        &http,
+        "/v1/demand?customr=TENCENT",
+        400,
+        "unknown parameter `customr`",
+    );
+    assert_error(&http, "/v1/demand?customer=A&customer=B", 400, "twice");
+
+    // Documents: applied revision and every verdict, from the audit topic.
+    let verdicts = replayed["verdicts"].as_array().unwrap();
+    let mut by_doc: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for v in verdicts.iter().filter(|v| {
+        !v["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "SCHEMA_INVALID")
+    }) {
+        if let Some(id) = v["document_id"].as_str() {
+            by_doc.entry(id).or_default().push(v);
+        }
+    }
+    let mut checked_revised = 0;
+    for (id, vs) in &by_doc {
+        let (code, doc) = get_json(&http, &format!("/v1/documents/{id}"));
+        assert_eq!(code, 200, "{id}: {doc}");
+        let applied = vs
+            .iter()
+            .filter(|v| v["verdict"] == "ACCEPTED")
+            .map(|v| v["revision"].as_i64().unwrap())
+            .max();
+        assert_eq!(doc["applied_revision"].as_i64(), applied, "{id}: {doc}");
+        let history = doc["history"].as_array().unwrap();
+        // One validator verdict per submission, one sequencing verdict per
+        // submission the validator accepted; the final one equals replay's.
+        let validator: Vec<&Value> = history
+            .iter()
+            .filter(|h| h["stage"] != "SEQUENCE")
+            .collect();
+        assert_eq!(validator.len(), vs.len(), "{id}: {doc}");
+        let sequenced = history.iter().filter(|h| h["stage"] == "SEQUENCE").count();
+        assert_eq!(
+            sequenced,
+            validator
+                .iter()
+                .filter(|h| h["verdict"] == "ACCEPTED")
+                .count(),
+            "{id}"
+        );
+        for h in history {
+            assert!(
+                h["policy_version"].as_str().unwrap().starts_with("sha256:"),
+                "{h}"
+            );
+            assert!(
+                h["decided_at"].is_string() && h["source"]["offset"].is_i64(),
+                "{h}"
+            );
+        }
+        if vs.len() > 1 && applied.is_some_and(|r| r > 1) {
+            checked_revised += 1;
+        }
+    }
+    assert!(checked_revised > 5, "the sample has revised documents");
+    assert_error(&http, "/v1/documents/NO-SUCH-DOC", 404, "NO-SUCH-DOC");
+    assert_error(
+        &http,
+        "/v1/documents/TEN-000001?x=1",
+        400,
+        "unknown parameter",
+    );
+
+    // Rejections: one per rejected submission (lines that do not decode
+    // are refused by `submit` and never reach the pipeline).
+    let rejected: Vec<&Value> = by_doc
+        .values()
+        .flatten()
+        .copied()
+        .filter(|v| v["verdict"] == "REJECTED")
+        .collect();
+    let mut want_counts: HashMap<String, u64> = HashMap::new();
+    for v in &rejected {
+        for c in v["codes"].as_array().unwrap() {
+            *want_counts
+                .entry(c.as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
+    let (code, r) = get_json(&http, "/v1/rejections?limit=1000");
+    assert_eq!(code, 200);
+    assert_eq!(
+        r["total"].as_u64().unwrap() as usize,
+        rejected.len(),
+        "{}",
+        r["counts"]
+    );
+    let counts: HashMap<String, u64> = serde_json::from_value(r["counts"].clone()).unwrap();
+    assert_eq!(counts, want_counts);
+    assert_eq!(
+        r["rejections"].as_array().unwrap().len(),
+        rejected.len().min(1000)
+    );
+    let (_, r) = get_json(
+        &http,
+        "/v1/rejections?customer=BYTEDANCE&code=DOC_EXPIRED&limit=5",
+    );
+    let rows = r["rejections"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.len() <= 5, "{r}");
+    for row in rows {
+        assert_eq!(row["customer_id"], "BYTEDANCE");
+        assert!(
+            row["codes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "DOC_EXPIRED"),
+            "{row}"
+        );
+    }
+    let (_, all) = get_json(&http, "/v1/rejections");
+    assert_eq!(
+        all["rejections"].as_array().unwrap().len(),
+        100.min(rejected.len()),
+        "default limit"
+    );
+    assert_error(
+        &http,
+        "/v1/rejections?code=NOT_A_RULE",
+        400,
+        "not a rule code",
+    );
+    assert_error(&http, "/v1/rejections?limit=0", 400, "limit");
+    assert_error(&http, "/v1/rejections?limit=many", 400, "limit");
+    assert_error(&http, "/v1/rejections?limit=1001", 400, "limit");
+
+    // Supply and coverage.
+    let (_, supply) = get_json(&http, "/v1/supply");
+    let rows = supply["supply"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "{supply}");
+    assert_eq!(
+        rows[0],
+        json!({"sku": "H20-141GB", "quarter": "2026-Q3", "on_hand": 40000, "ordered": 20000, "available": 60000})
+    );
+    assert_error(&http, "/v1/supply?sku=X", 400, "unknown parameter");
+    let (_, cov) = get_json(&http, "/v1/coverage?sku=H20-96GB");
+    for q in cov["by_quarter"].as_array().unwrap() {
+        let quarter = q["quarter"].as_str().unwrap();
+        let total: i64 = want_demand
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["sku"] == "H20-96GB" && r["quarter"] == quarter)
+            .map(|r| r["total_units"].as_i64().unwrap())
+            .sum();
+        assert_eq!(q["total_units"].as_i64().unwrap(), total, "{q}");
+        if quarter == "2026-Q3" {
+            assert_eq!(
+                q["supply_units"], 950_000,
+                "650,000 on hand + 300,000 ordered"
+            );
+            let ratio = q["coverage"].as_f64().unwrap();
+            assert!((ratio - 950_000.0 / total as f64).abs() < 1e-9, "{q}");
+        }
+    }
+    assert_error(&http, "/v1/coverage?quarter=Q3", 400, "YYYY-Qn");
+
+    // The description, the dashboard, unknown paths.
+    let (code, openapi) = get_json(&http, "/openapi.json");
+    assert_eq!(code, 200);
+    for path in [
+        "/v1/demand",
+        "/v1/demand/stream",
+        "/v1/documents/{document_id}",
+        "/v1/rejections",
+        "/v1/supply",
+        "/v1/coverage",
+    ] {
+        assert!(
+            openapi["paths"][path]["get"].is_object(),
+            "{path} is not described"
+        );
+    }
+    let (status, page) = http_get(&http, "/");
+    assert!(
+        status.contains("200") && page.contains("/dashboard.js"),
+        "{status}"
+    );
+    let (status, script) = http_get(&http, "/dashboard.js");
+    assert!(
+        status.contains("200") && script.contains("EventSource"),
+        "{status}"
+    );
+    assert_error(&http, "/v1/nothing-here", 404, "openapi");
+
+    // The live stream: a snapshot first, then one event per change.
+    assert_error(
+        &http,
+        "/v1/demand/stream?sku=H20-96GB",
+        400,
+        "customer only",
+    );
+    let mut events = Events::open(&http, "/v1/demand/stream?customer=TENCENT");
+    let (name, first, _) = events.next();
+    assert_eq!(name, "snapshot");
+    assert_eq!(
+        first["rows"],
+        get_json(&http, "/v1/demand?customer=TENCENT").1["rows"]
+    );
+    let line = std::fs::read_to_string(&stream)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"TEN-000001\""))
+        .unwrap()
+        .to_owned();
+    let mut delays = Vec::new();
+    for k in 0..5 {
+        let mut doc: Value = serde_json::from_str(&line).unwrap();
+        doc["document_id"] = format!("TEN-LIVE-{k}").into();
+        let file = p.dir.join(format!("live-{k}.json"));
+        std::fs::write(&file, doc.to_string()).unwrap();
+        p.submit(&file);
+        let (name, change, received) = events.next();
+        assert_eq!(name, "demand", "{change}");
+        assert_eq!(change["customer_id"], "TENCENT");
+        let applied = millis(&change["applied_at"]);
+        let received = received
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        delays.push(received - applied);
+        assert_eq!(
+            change["rows"],
+            get_json(&http, "/v1/demand?customer=TENCENT").1["rows"]
+        );
+        let (_, doc) = get_json(&http, &format!("/v1/documents/TEN-LIVE-{k}"));
+        assert_eq!(doc["applied_revision"], 1, "{doc}");
+    }
+    delays.sort_unstable();
+    eprintln!(
+        "live stream: change published by the aggregator -> event read by the client: {:?} ms (max {} ms)",
+        delays,
+        delays.last().unwrap()
+    );
+}

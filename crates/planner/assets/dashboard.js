@@ -1,0 +1,270 @@
+// The dashboard: follows /v1/demand/stream (Server-Sent Events) and draws
+// the demand as SVG; supply and rejections are polled. No external assets.
+"use strict";
+
+const state = {
+  byCustomer: new Map(), // customer -> rows [{customer_id, sku, quarter, firm_units, planning_units, total_units}]
+  supply: [],            // [{sku, quarter, on_hand, ordered, available}]
+  rejections: null,      // {counts, total, rejections}
+  changed: new Set(),    // row keys changed by the last event, to flash
+  updatedAt: null,
+};
+
+const PALETTE = ["#3366cc", "#dc7633", "#2e9d5b", "#8e44ad", "#c0392b", "#16a085", "#b7950b", "#5d6d7e"];
+const $ = (id) => document.getElementById(id);
+const fmt = new Intl.NumberFormat("en-US");
+const rowKey = (r) => `${r.customer_id}|${r.sku}|${r.quarter}`;
+
+function short(n) {
+  const a = Math.abs(n);
+  if (a >= 1e9) return (n / 1e9).toFixed(a >= 1e10 ? 0 : 1) + "B";
+  if (a >= 1e6) return (n / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
+  if (a >= 1e3) return (n / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
+  return String(n);
+}
+
+function el(tag, attrs = {}, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function svg(tag, attrs = {}, text) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function filters() {
+  return { customer: $("f-customer").value, sku: $("f-sku").value, quarter: $("f-quarter").value };
+}
+
+function allRows() {
+  return [...state.byCustomer.values()].flat();
+}
+
+function filteredRows() {
+  const f = filters();
+  return allRows()
+    .filter((r) => (!f.customer || r.customer_id === f.customer) && (!f.sku || r.sku === f.sku) && (!f.quarter || r.quarter === f.quarter))
+    .sort((a, b) => rowKey(a).localeCompare(rowKey(b)));
+}
+
+function filteredSupply() {
+  const f = filters();
+  return state.supply.filter((s) => (!f.sku || s.sku === f.sku) && (!f.quarter || s.quarter === f.quarter));
+}
+
+function fillSelect(id, values) {
+  const s = $(id);
+  const current = s.value;
+  const have = [...s.options].map((o) => o.value).slice(1);
+  const want = [...new Set(values)].sort();
+  if (have.join("\n") === want.join("\n")) return;
+  s.replaceChildren(el("option", { value: "" }, "all"), ...want.map((v) => el("option", { value: v }, v)));
+  s.value = want.includes(current) ? current : "";
+}
+
+function customerColor(customers, c) {
+  return PALETTE[customers.indexOf(c) % PALETTE.length];
+}
+
+function renderChart(rows, supply) {
+  const customers = [...new Set(allRows().map((r) => r.customer_id))].sort();
+  const quarters = [...new Set([...rows.map((r) => r.quarter), ...supply.map((s) => s.quarter)])].sort();
+  const W = Math.max(640, $("chart").clientWidth || 900), H = 300;
+  const m = { l: 64, r: 16, t: 24, b: 28 };
+  const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` });
+  // Defs: one stripe pattern per customer for planning units.
+  const defs = svg("defs");
+  customers.forEach((c) => {
+    const p = svg("pattern", { id: `stripe-${customers.indexOf(c)}`, width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
+    p.append(svg("rect", { width: 6, height: 6, fill: customerColor(customers, c), "fill-opacity": 0.25 }));
+    p.append(svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: customerColor(customers, c), "stroke-width": 3 }));
+    defs.append(p);
+  });
+  root.append(defs);
+  const stack = new Map(quarters.map((q) => [q, []]));
+  for (const c of customers) {
+    for (const q of quarters) {
+      const firm = rows.filter((r) => r.customer_id === c && r.quarter === q).reduce((a, r) => a + r.firm_units, 0);
+      const planning = rows.filter((r) => r.customer_id === c && r.quarter === q).reduce((a, r) => a + r.planning_units, 0);
+      if (firm) stack.get(q).push({ c, kind: "firm", units: firm });
+      if (planning) stack.get(q).push({ c, kind: "planning", units: planning });
+    }
+  }
+  const supplyBy = new Map(quarters.map((q) => [q, supply.filter((s) => s.quarter === q).reduce((a, s) => a + s.available, 0)]));
+  const max = Math.max(1, ...quarters.map((q) => stack.get(q).reduce((a, s) => a + s.units, 0)), ...supplyBy.values());
+  const y = (v) => H - m.b - (v / max) * (H - m.t - m.b);
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    root.append(svg("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), stroke: "#e3e6ec" }));
+    root.append(svg("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, short(Math.round(v))));
+  }
+  root.append(svg("text", { x: m.l - 6, y: 11, "text-anchor": "end" }, "units"));
+  if (!quarters.length) {
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no demand yet"));
+  }
+  const band = (W - m.l - m.r) / Math.max(1, quarters.length);
+  const bw = Math.min(60, band * 0.6);
+  const points = [];
+  quarters.forEach((q, i) => {
+    const x = m.l + band * i + (band - bw) / 2;
+    let acc = 0;
+    for (const s of stack.get(q)) {
+      const r = svg("rect", {
+        x, width: bw, y: y(acc + s.units), height: Math.max(0, y(acc) - y(acc + s.units)),
+        fill: s.kind === "firm" ? customerColor(customers, s.c) : `url(#stripe-${customers.indexOf(s.c)})`,
+        "data-customer": s.c, "data-quarter": q, "data-kind": s.kind,
+      });
+      r.append(svg("title", {}, `${s.c} ${q} ${s.kind}: ${fmt.format(s.units)} units`));
+      root.append(r);
+      acc += s.units;
+    }
+    const total = acc;
+    if (total) root.append(svg("text", { x: x + bw / 2, y: y(total) - 4, "text-anchor": "middle" }, short(total)));
+    root.append(svg("text", { x: x + bw / 2, y: H - m.b + 16, "text-anchor": "middle" }, q));
+    if (supplyBy.get(q)) points.push([x + bw / 2, y(supplyBy.get(q)), supplyBy.get(q), q]);
+  });
+  if (points.length) {
+    root.append(svg("polyline", { points: points.map((p) => `${p[0]},${p[1]}`).join(" "), fill: "none", stroke: "#1d2330", "stroke-width": 2, "stroke-dasharray": "5 3" }));
+    for (const [px, py, v, q] of points) {
+      const dot = svg("circle", { cx: px, cy: py, r: 4, fill: "#1d2330" });
+      dot.append(svg("title", {}, `supply ${q}: ${fmt.format(v)} units`));
+      root.append(dot);
+    }
+  }
+  $("chart").replaceChildren(root);
+  const legend = customers.map((c) => {
+    const span = el("span");
+    span.append(el("span", { class: "swatch", style: `background:${customerColor(customers, c)}` }), c);
+    return span;
+  });
+  const firm = el("span");
+  firm.append(el("span", { class: "swatch", style: "background:#888" }), "firm");
+  const plan = el("span");
+  plan.append(el("span", { class: "swatch", style: "background:repeating-linear-gradient(45deg,#888 0 3px,#ddd 3px 6px)" }), "planning");
+  const sup = el("span");
+  sup.append(el("span", { class: "swatch", style: "background:#1d2330;height:3px;vertical-align:3px" }), "supply");
+  $("legend").replaceChildren(...legend, firm, plan, sup);
+}
+
+function renderCoverage(rows, supply) {
+  const quarters = [...new Set([...rows.map((r) => r.quarter), ...supply.map((s) => s.quarter)])].sort();
+  const body = $("coverage").tBodies[0];
+  body.replaceChildren(...quarters.map((q) => {
+    const firm = rows.filter((r) => r.quarter === q).reduce((a, r) => a + r.firm_units, 0);
+    const total = rows.filter((r) => r.quarter === q).reduce((a, r) => a + r.total_units, 0);
+    const sup = supply.filter((s) => s.quarter === q).reduce((a, s) => a + s.available, 0);
+    const tr = el("tr", { "data-quarter": q });
+    tr.append(el("td", {}, q), el("td", { class: "num" }, fmt.format(firm)), el("td", { class: "num" }, fmt.format(total)),
+      el("td", { class: "num" }, fmt.format(sup)), el("td", { class: "num" }, total ? `${Math.round((100 * sup) / total)}%` : "–"));
+    return tr;
+  }));
+}
+
+function renderTable(rows) {
+  const body = $("demand").tBodies[0];
+  body.replaceChildren(...rows.map((r) => {
+    const tr = el("tr", { "data-row": rowKey(r) });
+    if (state.changed.has(rowKey(r))) tr.className = "flash";
+    tr.append(el("td", {}, r.customer_id), el("td", {}, r.sku), el("td", {}, r.quarter),
+      el("td", { class: "num firm" }, fmt.format(r.firm_units)), el("td", { class: "num planning" }, fmt.format(r.planning_units)),
+      el("td", { class: "num total" }, fmt.format(r.total_units)));
+    return tr;
+  }));
+  $("row-count").textContent = `(${rows.length} rows)`;
+}
+
+function renderCards(rows, supply) {
+  const sum = (k) => rows.reduce((a, r) => a + r[k], 0);
+  const total = sum("total_units");
+  const sup = supply.reduce((a, s) => a + s.available, 0);
+  $("total-firm").textContent = fmt.format(sum("firm_units"));
+  $("total-planning").textContent = fmt.format(sum("planning_units"));
+  $("total-units").textContent = fmt.format(total);
+  $("total-supply").textContent = fmt.format(sup);
+  $("total-coverage").textContent = total ? `${Math.round((100 * sup) / total)}%` : "–";
+}
+
+function renderRejections() {
+  const r = state.rejections;
+  if (!r) return;
+  const counts = Object.entries(r.counts).sort((a, b) => b[1] - a[1]);
+  const max = Math.max(1, ...counts.map((c) => c[1]));
+  $("rejection-total").textContent = `(${fmt.format(r.total)} rejected submissions)`;
+  $("rejection-codes").replaceChildren(...counts.map(([code, n]) => {
+    const row = el("div", { class: "bar-row", "data-code": code });
+    const bar = el("div", { class: "bar", style: `width:${(100 * n) / max}%` });
+    row.append(el("span", { class: "code" }, code), el("div", {}, ""), el("span", { class: "num" }, fmt.format(n)));
+    row.children[1].append(bar);
+    return row;
+  }));
+  $("rejections").tBodies[0].replaceChildren(...r.rejections.slice(0, 20).map((v) => {
+    const tr = el("tr");
+    tr.append(el("td", {}, v.decided_at.replace("T", " ").slice(0, 19)), el("td", { class: "code" }, v.document_id ?? "(unreadable)"),
+      el("td", { class: "num" }, v.revision ?? ""), el("td", {}, v.customer_id ?? ""), el("td", {}, v.stage), el("td", { class: "code" }, v.codes.join(" ")));
+    return tr;
+  }));
+}
+
+let scheduled = false;
+function render() {
+  if (scheduled) return;
+  scheduled = true;
+  requestAnimationFrame(() => {
+    scheduled = false;
+    const rows = filteredRows();
+    const supply = filteredSupply();
+    fillSelect("f-customer", allRows().map((r) => r.customer_id));
+    fillSelect("f-sku", [...allRows().map((r) => r.sku), ...state.supply.map((s) => s.sku)]);
+    fillSelect("f-quarter", [...allRows().map((r) => r.quarter), ...state.supply.map((s) => s.quarter)]);
+    renderCards(rows, supply);
+    renderChart(rows, supply);
+    renderCoverage(rows, supply);
+    renderTable(rows);
+    renderRejections();
+    if (state.updatedAt) $("updated").textContent = `updated ${state.updatedAt.toLocaleTimeString()}`;
+    state.changed.clear();
+  });
+}
+
+function follow() {
+  const source = new EventSource("/v1/demand/stream");
+  source.addEventListener("open", () => { $("status").className = "status live"; $("status").textContent = "live"; });
+  source.addEventListener("error", () => { $("status").className = "status connecting"; $("status").textContent = "reconnecting…"; });
+  source.addEventListener("snapshot", (e) => {
+    const d = JSON.parse(e.data);
+    state.byCustomer = new Map();
+    for (const r of d.rows) {
+      if (!state.byCustomer.has(r.customer_id)) state.byCustomer.set(r.customer_id, []);
+      state.byCustomer.get(r.customer_id).push(r);
+    }
+    state.updatedAt = new Date();
+    render();
+  });
+  source.addEventListener("demand", (e) => {
+    const d = JSON.parse(e.data);
+    const before = new Map((state.byCustomer.get(d.customer_id) || []).map((r) => [rowKey(r), r.total_units]));
+    for (const r of d.rows) if (before.get(rowKey(r)) !== r.total_units) state.changed.add(rowKey(r));
+    if (d.rows.length) state.byCustomer.set(d.customer_id, d.rows); else state.byCustomer.delete(d.customer_id);
+    state.updatedAt = new Date();
+    render();
+  });
+}
+
+async function poll(path, apply, every) {
+  try {
+    const res = await fetch(path);
+    if (res.ok) { apply(await res.json()); render(); }
+  } catch (_) { /* the status badge shows the connection state */ }
+  setTimeout(() => poll(path, apply, every), every);
+}
+
+for (const id of ["f-customer", "f-sku", "f-quarter"]) $(id).addEventListener("change", render);
+window.addEventListener("resize", render);
+follow();
+poll("/v1/supply", (d) => { state.supply = d.supply; }, 10000);
+poll("/v1/rejections?limit=20", (d) => { state.rejections = d; }, 5000);

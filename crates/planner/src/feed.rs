@@ -1,0 +1,244 @@
+//! Fills the [`PlannerView`] from the topics: `demand.by-customer`,
+//! `forecasts.audit` and `supply.plan`, each read from its start by a
+//! consumer outside any group, so every instance serving the API sees the
+//! demand of all partitions whichever aggregator applied them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use forecast_model::{Registry, Timestamp, wire};
+use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::kafka::{from_start, reader_config};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, TopicPartitionList};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::supply::{SupplyEntry, parse_record};
+use crate::view::{DemandChange, PlannerView};
+
+/// The shared read model and the stream of demand changes.
+#[derive(Debug)]
+pub struct Planner {
+    view: RwLock<PlannerView>,
+    changes: broadcast::Sender<Arc<DemandChange>>,
+    caught_up: AtomicBool,
+}
+
+/// Changes a slow live-stream client may fall behind before it is sent the
+/// whole demand again.
+const CHANGE_BUFFER: usize = 4096;
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self {
+            view: RwLock::default(),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
+            caught_up: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Planner {
+    /// A planner whose supply plan starts from `supply` (a file's entries).
+    pub fn with_supply(supply: Vec<SupplyEntry>) -> Self {
+        let planner = Self::default();
+        planner.update(|v| {
+            for e in supply {
+                v.on_supply(&e.key(), Some(e));
+            }
+        });
+        planner
+    }
+
+    /// Reads the view. Hold it briefly: the feed waits for readers.
+    pub fn read<T>(&self, f: impl FnOnce(&PlannerView) -> T) -> T {
+        f(&self
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Changes the view.
+    pub fn update<T>(&self, f: impl FnOnce(&mut PlannerView) -> T) -> T {
+        f(&mut self
+            .view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Subscribes to demand changes, and reads the view as of the
+    /// subscription: no change is missed between the two.
+    pub fn subscribe<T>(
+        &self,
+        f: impl FnOnce(&PlannerView) -> T,
+    ) -> (broadcast::Receiver<Arc<DemandChange>>, T) {
+        let view = self
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.changes.subscribe(), f(&view))
+    }
+
+    /// Applies a batch of records under one write lock, then announces the
+    /// demand changes.
+    pub fn apply(&self, batch: Vec<Input>) {
+        let changes: Vec<DemandChange> = self.update(|v| {
+            batch
+                .into_iter()
+                .filter_map(|input| match input {
+                    Input::Demand { key, value, at } => v.on_demand(&key, value.as_deref(), at),
+                    Input::Verdict(verdict) => {
+                        v.on_verdict(*verdict);
+                        None
+                    }
+                    Input::Supply { key, entry } => {
+                        v.on_supply(&key, entry);
+                        None
+                    }
+                })
+                .collect()
+        });
+        for c in changes {
+            // No receiver is fine: nobody follows the stream right now.
+            let _ = self.changes.send(Arc::new(c));
+        }
+    }
+
+    /// Whether the feed has read every topic to the end it saw at start.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+}
+
+/// One record, decoded.
+#[derive(Debug)]
+pub enum Input {
+    Demand {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        at: Option<Timestamp>,
+    },
+    Verdict(Box<forecast_model::Verdict>),
+    Supply {
+        key: String,
+        entry: Option<SupplyEntry>,
+    },
+}
+
+/// Runs [`run`] on a blocking thread.
+pub fn spawn(
+    planner: Arc<Planner>,
+    kafka: KafkaArgs,
+    topics: TopicArgs,
+    token: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::task::spawn_blocking(move || run(&planner, &kafka, &topics, &token))
+}
+
+/// Follows the topics into `planner` until `token` is cancelled.
+pub fn run(
+    planner: &Planner,
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    token: &CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = reader_config(kafka).create()?;
+    let names = [
+        topics.topic_demand.as_str(),
+        topics.topic_audit.as_str(),
+        topics.topic_supply.as_str(),
+    ];
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for name in names {
+        let partitions = loop {
+            if token.is_cancelled() {
+                return Ok(());
+            }
+            match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
+                Ok(md) => {
+                    let ids: Vec<i32> = md
+                        .topics()
+                        .iter()
+                        .filter(|t| t.name() == name)
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect();
+                    if !ids.is_empty() {
+                        break ids;
+                    }
+                    tracing::info!(topic = name, "waiting for the topic to be created");
+                }
+                Err(e) => {
+                    tracing::warn!(topic = name, error = %e, "cannot read metadata; retrying")
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        };
+        for p in partitions {
+            tpl.add_partition_offset(name, p, from_start())?;
+            if let Ok((low, high)) = consumer.fetch_watermarks(name, p, Duration::from_secs(5)) {
+                if high > low {
+                    ends.push((name.to_owned(), p, high));
+                }
+            }
+        }
+    }
+    consumer.assign(&tpl)?;
+    tracing::info!(topics = %names.join(","), "planner view following");
+    let registry = Registry::embedded();
+    while !token.is_cancelled() {
+        let mut batch = Vec::new();
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < 2000 {
+            let Some(m) = consumer.poll(wait) else { break };
+            wait = Duration::ZERO;
+            let m = m?;
+            ends.retain(|(t, p, end)| {
+                !(t == m.topic() && *p == m.partition() && m.offset() + 1 >= *end)
+            });
+            if let Some(input) = decode(&m, topics, registry) {
+                batch.push(input);
+            }
+        }
+        if !batch.is_empty() {
+            planner.apply(batch);
+        }
+        if ends.is_empty() && !planner.caught_up() {
+            planner.caught_up.store(true, Ordering::Relaxed);
+            tracing::info!("planner view caught up");
+        }
+    }
+    Ok(())
+}
+
+fn decode(m: &BorrowedMessage<'_>, topics: &TopicArgs, registry: &Registry) -> Option<Input> {
+    let key = m.key().unwrap_or_default();
+    let topic = m.topic();
+    if topic == topics.topic_demand {
+        Some(Input::Demand {
+            key: key.to_vec(),
+            value: m.payload().map(<[u8]>::to_vec),
+            at: m.timestamp().to_millis().map(Timestamp::from_millis),
+        })
+    } else if topic == topics.topic_audit {
+        match wire::decode_verdict(m.payload().unwrap_or_default(), registry) {
+            Ok(v) => Some(Input::Verdict(Box::new(v))),
+            Err(e) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable verdict skipped");
+                None
+            }
+        }
+    } else {
+        let key = String::from_utf8_lossy(key).into_owned();
+        match parse_record(&key, m.payload()) {
+            Ok(entry) => Some(Input::Supply { key, entry }),
+            Err(e) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "supply record skipped");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The planner's side of the pipeline: a read model built from the
+//! pipeline's topics ([`view`], filled by [`feed`]), served as a JSON API,
+//! a Server-Sent Events stream and a dashboard ([`api`]).
+//!
+//! The aggregator serves it with `--http`; it reads topics only, so it
+//! never slows the aggregator's consumer loop, and any instance shows the
+//! demand of every partition.
+
+pub mod api;
+pub mod feed;
+pub mod supply;
+pub mod view;
+
+pub use feed::Planner;
+
+/// Settings of the planner API.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlannerArgs {
+    /// Supply plan, CSV with the header `sku,quarter,on_hand,ordered`; entries
+    /// of the supply.plan topic replace the file's for their SKU and quarter.
+    #[arg(long, env = "FORECAST_SUPPLY", value_name = "FILE")]
+    pub supply: Option<std::path::PathBuf>,
+}
+
+impl PlannerArgs {
+    /// A planner holding the supply file's entries.
+    pub fn planner(&self) -> Result<Planner, supply::SupplyError> {
+        let entries = match &self.supply {
+            Some(path) => supply::load(path)?,
+            None => Vec::new(),
+        };
+        Ok(Planner::with_supply(entries))
+    }
+}
