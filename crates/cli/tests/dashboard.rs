@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::pipeline::*;
 use common::*;
+use forecastctl::report::thousands;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
@@ -199,18 +200,6 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn with_commas(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn api(addr: &str, path: &str) -> Value {
     serde_json::from_str(&http_get(addr, path).1).unwrap()
 }
@@ -260,7 +249,7 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
     )["rows"][0]["total_units"]
         .as_i64()
         .unwrap();
-    assert_eq!(browser.eval(&read_total), with_commas(before));
+    assert_eq!(browser.eval(&read_total), thousands(before));
     assert!(
         browser.eval("document.querySelectorAll('#chart svg rect[data-kind]').length > 0") == true,
         "the chart has bars"
@@ -296,7 +285,7 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
     std::fs::write(&file, doc.to_string()).unwrap();
     p.submit(&file);
 
-    let expected = with_commas(before + added);
+    let expected = thousands(before + added);
     browser.wait_for(
         &format!("{cell} = {expected}"),
         &format!("{read_total} === '{expected}'"),
@@ -314,7 +303,7 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
         "the new total",
         &format!(
             "document.getElementById('total-units').textContent === '{}'",
-            with_commas(total)
+            thousands(total)
         ),
         Duration::from_secs(10),
     );

@@ -179,10 +179,10 @@ pub fn run(
         };
         for p in partitions {
             tpl.add_partition_offset(name, p, from_start())?;
-            if let Ok((low, high)) = consumer.fetch_watermarks(name, p, Duration::from_secs(5)) {
-                if high > low {
-                    ends.push((name.to_owned(), p, high));
-                }
+            if let Ok((low, high)) = consumer.fetch_watermarks(name, p, Duration::from_secs(5))
+                && high > low
+            {
+                ends.push((name.to_owned(), p, high));
             }
         }
     }

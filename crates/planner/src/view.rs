@@ -305,13 +305,12 @@ impl PlannerView {
 
     /// Takes a verdict of the audit topic; false when it repeats one taken.
     pub fn on_verdict(&mut self, verdict: Verdict) -> bool {
-        if let Some(s) = &verdict.source {
-            if !self
+        if let Some(s) = &verdict.source
+            && !self
                 .seen
                 .insert((verdict.stage, s.partition, s.offset, s.topic.clone()))
-            {
-                return false;
-            }
+        {
+            return false;
         }
         let entry = VerdictEntry::from(verdict);
         if entry.verdict == Outcome::Rejected {
