@@ -36,6 +36,8 @@ struct Browser {
     ws: WebSocket<TcpStream>,
     next_id: u64,
     session: Option<String>,
+    /// Names of the events received so far.
+    events: Vec<String>,
     _profile: Profile,
 }
 
@@ -99,6 +101,7 @@ impl Browser {
             ws,
             next_id: 0,
             session: None,
+            events: Vec::new(),
             _profile: Profile(profile),
         }
     }
@@ -116,6 +119,9 @@ impl Browser {
             let reply = self.ws.read().unwrap();
             let Message::Text(text) = reply else { continue };
             let v: Value = serde_json::from_str(&text).unwrap();
+            if let Some(event) = v["method"].as_str() {
+                self.events.push(event.to_owned());
+            }
             if v["id"] == id {
                 assert!(v["error"].is_null(), "{method}: {}", v["error"]);
                 return v["result"].clone();
@@ -123,15 +129,25 @@ impl Browser {
         }
     }
 
-    /// Opens `url` in a new tab and attaches to it.
+    /// Opens `url` in a new tab, attached, and waits until it has loaded.
     fn open(&mut self, url: &str) {
-        let target = self.call("Target.createTarget", json!({"url": url}));
+        let target = self.call("Target.createTarget", json!({"url": "about:blank"}));
         let attached = self.call(
             "Target.attachToTarget",
             json!({"targetId": target["targetId"], "flatten": true}),
         );
         self.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
         self.call("Page.enable", json!({}));
+        self.events.clear();
+        self.call("Page.navigate", json!({"url": url}));
+        while !self.events.iter().any(|e| e == "Page.loadEventFired") {
+            if let Message::Text(text) = self.ws.read().unwrap() {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if let Some(event) = v["method"].as_str() {
+                    self.events.push(event.to_owned());
+                }
+            }
+        }
     }
 
     /// Evaluates a JavaScript expression in the page; returns its value.
@@ -150,8 +166,11 @@ impl Browser {
 
     fn wait_for(&mut self, what: &str, expr: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
+        // The page may still be loading: an exception means "not yet".
+        let guarded =
+            format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return false; }} }})()");
         loop {
-            let v = self.eval(expr);
+            let v = self.eval(&guarded);
             if v != Value::Null && v != Value::Bool(false) {
                 return v;
             }
