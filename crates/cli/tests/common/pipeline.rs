@@ -1,7 +1,6 @@
 //! A running pipeline for the end-to-end tests: a broker, the topics, a
 //! validator and an aggregator as child processes, and what reads back.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -193,36 +192,6 @@ pub fn replay(stream: &Path) -> Value {
     ]);
     assert!(out.status.success());
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Says which rows differ, not just "mismatch".
-pub fn demand_diff(got: &Value, want: &Value) -> String {
-    let key = |r: &Value| format!("{} {} {}", r["customer_id"], r["sku"], r["quarter"]);
-    let g: HashMap<String, &Value> = got
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (key(r), r))
-        .collect();
-    let w: HashMap<String, &Value> = want
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (key(r), r))
-        .collect();
-    let mut lines = Vec::new();
-    for (k, wv) in &w {
-        match g.get(k) {
-            None => lines.push(format!("missing {k}: want {wv}")),
-            Some(gv) if gv != wv => lines.push(format!("differs {k}: got {gv}, want {wv}")),
-            _ => {}
-        }
-    }
-    for k in g.keys().filter(|k| !w.contains_key(*k)) {
-        lines.push(format!("extra {k}: {}", g[k]));
-    }
-    lines.sort();
-    lines.join("\n")
 }
 
 /// A plain HTTP GET on loopback: status line and body.

@@ -1,0 +1,105 @@
+//! What the suites submit: the conformance sample, repeated with fresh
+//! document ids, and poison pills.
+
+use std::path::{Path, PathBuf};
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The public conformance sample: `FORECAST_CONFORMANCE_DIR` or `../shared/conformance`.
+pub fn conformance() -> PathBuf {
+    std::env::var_os("FORECAST_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/conformance"))
+}
+
+/// The conformance sample repeated `copies` times with fresh document ids
+/// (`<id>-<copy>`): every rule code, every sequencing case, duplicates and
+/// lines that do not decode, in the proportions of a real stream. Written
+/// to `path`; returns the number of lines.
+///
+/// # Panics
+/// When the sample cannot be read or `path` written.
+pub fn generated_stream(copies: usize, path: &Path) -> usize {
+    let text = std::fs::read_to_string(conformance().join("stream.jsonl"))
+        .expect("the conformance sample (see FORECAST_CONFORMANCE_DIR)");
+    let mut out = String::new();
+    let mut n = 0;
+    for k in 0..copies {
+        for line in text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let renamed = match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(mut v)
+                    if v.get("document_id")
+                        .is_some_and(serde_json::Value::is_string) =>
+                {
+                    let id = format!("{}-{k}", v["document_id"].as_str().unwrap_or_default());
+                    v["document_id"] = id.into();
+                    v.to_string()
+                }
+                _ => line.to_owned(),
+            };
+            out.push_str(&renamed);
+            out.push('\n');
+            n += 1;
+        }
+    }
+    std::fs::write(path, out).expect("the stream written");
+    n
+}
+
+/// Splits a JSON Lines file into `parts` files of about equal size in
+/// `dir` (`part-0.jsonl`...), in order.
+///
+/// # Panics
+/// When the files cannot be read or written.
+pub fn split(path: &Path, parts: usize, dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(path).expect("the stream");
+    let lines: Vec<&str> = text.lines().collect();
+    let per = lines.len().div_ceil(parts);
+    lines
+        .chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let p = dir.join(format!("part-{i}.jsonl"));
+            std::fs::write(&p, chunk.join("\n") + "\n").expect("a part written");
+            p
+        })
+        .collect()
+}
+
+/// Poison pills, as (key, value): not Avro, bad magic, unknown schema id,
+/// truncated Avro, a 2 MB record, an empty value, a null value and a null key.
+///
+/// # Panics
+/// When the example document is missing.
+pub fn poison_pills() -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let doc = forecast_model::ForecastDocument::from_json(
+        &std::fs::read(repo().join("examples/tencent-original.json")).expect("the example"),
+    )
+    .expect("the example decodes");
+    let good = forecast_model::wire::encode_document(&doc);
+    let mut unknown_id = good.clone();
+    unknown_id[1..5].copy_from_slice(&77u32.to_be_bytes());
+    let mut bad_magic = good.clone();
+    bad_magic[0] = 9;
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut huge = good;
+    huge.resize(2 << 20, 0);
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    vec![
+        (k("pill-1"), Some(b"this is not avro".to_vec())),
+        (k("pill-2"), Some(bad_magic)),
+        (k("pill-3"), Some(unknown_id)),
+        (k("pill-4"), Some(truncated)),
+        (k("pill-5"), Some(huge)),
+        (k("pill-6"), Some(Vec::new())),
+        (k("pill-7"), None),
+        (None, Some(b"\x00\x00\x00\x00\x02garbage".to_vec())),
+    ]
+}
