@@ -73,12 +73,15 @@ pub fn split(path: &Path, parts: usize, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A key and a value, either possibly null.
+pub type OwnedRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Poison pills, as (key, value): not Avro, bad magic, unknown schema id,
 /// truncated Avro, a 2 MB record, an empty value, a null value and a null key.
 ///
 /// # Panics
 /// When the example document is missing.
-pub fn poison_pills() -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn poison_pills() -> Vec<OwnedRecord> {
     let doc = forecast_model::ForecastDocument::from_json(
         &std::fs::read(repo().join("examples/tencent-original.json")).expect("the example"),
     )
