@@ -116,7 +116,23 @@ pub fn store(
             "record {topic}/{partition}@{offset} not stored; it will be read again"
         ))
     })?;
-    consumer.store_offset(topic, partition, offset)?;
+    match consumer.store_offset(topic, partition, offset) {
+        Ok(()) => {}
+        // The partition was taken away (a rebalance, or a session that
+        // timed out while the broker was unreachable): its new owner reads
+        // the record again from the last committed offset. Its outputs are
+        // already written; readers drop the repeat by source coordinates
+        // and sequencing makes it a DUPLICATE, so nothing counts twice.
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+            tracing::debug!(
+                topic,
+                partition,
+                offset,
+                "partition no longer assigned here; its next owner reads the record again"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
     metrics.latency(received.elapsed());
     Ok(())
 }

@@ -1,0 +1,257 @@
+//! The pipeline as containers (the local images of `deploy/build-images`)
+//! under the faults a deployment sees. Each scenario submits the
+//! conformance sample 37 times over with fresh ids (22,200 lines, of which
+//! 20,091 documents reach the pipeline: every verdict kind, revisions,
+//! duplicates; lines that do not decode are refused by `submit`) in ten
+//! parts, injects its faults between parts, and ends with the same checks:
+//! demand from `demand.by-customer` equals `forecastctl replay` of the same
+//! stream; the audit topic holds one validator verdict per record (after
+//! dropping repeats by source coordinates); final verdicts equal replay's,
+//! document by document; dead letters equal their originals.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Storage, docker};
+use forecast_tests::kafka::{RawRecord, produce_raw};
+use forecast_tests::stream::{generated_stream, poison_pills, split};
+
+const COPIES: usize = 37;
+const PARTS: usize = 10;
+
+/// The stream, written to the test folder, and its parts.
+fn stream(c: &Cluster) -> (PathBuf, Vec<PathBuf>) {
+    let path = c.dir.join("stream.jsonl");
+    generated_stream(COPIES, &path);
+    let parts = split(&path, PARTS, &c.dir);
+    (path, parts)
+}
+
+/// Submits the parts in order, calling `between(cluster, i)` after part `i`.
+fn run(c: &mut Cluster, parts: &[PathBuf], mut between: impl FnMut(&mut Cluster, usize)) -> usize {
+    let mut sent = 0;
+    for (i, part) in parts.iter().enumerate() {
+        sent += c.submit(part);
+        between(c, i);
+    }
+    sent
+}
+
+#[test]
+fn sigkill_of_each_service_three_times_loses_nothing_and_counts_nothing_twice() {
+    let mut c = Cluster::start("kill", Storage::Memory);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator", "validate");
+    c.start_service("aggregator", "aggregate");
+    let sent = run(&mut c, &parts, |c, i| {
+        // Validator at 20%, 40%, 60%; aggregator at 30%, 50%, 70% of the
+        // stream. An instance is killed only once it consumes again after
+        // its last restart (tansu 0.6 can wedge a group whose member dies
+        // while joining: docs/operations.md).
+        let victim = match i {
+            1 | 3 | 5 => "validator",
+            2 | 4 | 6 => "aggregator",
+            _ => return,
+        };
+        c.wait_consuming(victim, 1, Duration::from_secs(90));
+        c.kill_and_restart(victim);
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+/// Ignored: tansu 0.6.0 (the only broker this machine can run) does not
+/// survive it. Stopped with SIGTERM, its group coordinator panics on the
+/// next start (`unreachable!()` in tansu-storage service.rs:337); killed,
+/// it comes back answering metadata in 10 s or more and group heartbeats
+/// not at all, so no consumer makes progress. `cargo test -p forecast-tests
+/// --test faults -- --ignored` runs it (docs/operations.md).
+#[test]
+#[ignore = "tansu 0.6.0 does not recover from a restart with clients attached (docs/operations.md)"]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let mut c = Cluster::start("broker-restart", Storage::Sqlite);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator", "validate");
+    c.start_service("aggregator", "aggregate");
+    let sent = run(&mut c, &parts, |c, i| {
+        if i == 4 {
+            // A crash, with records in flight: tansu 0.6 stopped with
+            // SIGTERM can panic in its group coordinator on the next start
+            // (docs/operations.md).
+            let broker = format!("{}-broker", c.name);
+            docker(&["kill", "--signal", "KILL", &broker]);
+            docker(&["start", &broker]);
+            c.fault("broker killed and restarted (sqlite storage)".into());
+        }
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+/// Ignored: on tansu 0.6.0 the validators' group stalls once two members
+/// join a running one: the first member never rejoins, one new member
+/// consumes part of the stream, and after the new ones leave (SIGTERM) the
+/// first does not take their partitions back, so the rest of the stream is
+/// never judged (seen in every run here; the cause inside the broker is not
+/// pinned down). `--ignored` runs it (docs/operations.md).
+#[test]
+#[ignore = "tansu 0.6.0: the group stalls when members join mid-stream (docs/operations.md)"]
+fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
+    let mut c = Cluster::start("scale", Storage::Memory);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator-1", "validate");
+    c.start_service("aggregator", "aggregate");
+    let sent = run(&mut c, &parts, |c, i| match i {
+        2 => {
+            c.start_service("validator-2", "validate");
+            c.start_service("validator-3", "validate");
+            c.fault("scaled validators 1 -> 3".into());
+        }
+        // Whether the new instances took partitions: on Apache Kafka they
+        // do; tansu 0.6 may never tell the running member to rejoin, and
+        // then it goes on alone (docs/operations.md). Either way nothing
+        // may be lost, which the end of the test checks.
+        3 => {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline
+                && !["validator-2", "validator-3"]
+                    .iter()
+                    .all(|v| c.service(v).records_in().is_some_and(|n| n > 0))
+            {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            let counts: Vec<String> = ["validator-1", "validator-2", "validator-3"]
+                .iter()
+                .map(|v| format!("{v} {:?}", c.service(v).records_in()))
+                .collect();
+            c.fault(format!(
+                "records consumed after scaling up: {}",
+                counts.join(", ")
+            ));
+        }
+        6 => {
+            c.stop_service("validator-2");
+            c.stop_service("validator-3");
+            c.fault("scaled validators 3 -> 1".into());
+        }
+        _ => {}
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+#[test]
+fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
+    let mut c = Cluster::start("pause", Storage::Memory);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator", "validate");
+    c.start_service("aggregator-1", "aggregate");
+    c.start_service("aggregator-2", "aggregate");
+    let mut paused_at = None;
+    let sent = run(&mut c, &parts, |c, i| match i {
+        1 => {
+            for a in ["aggregator-1", "aggregator-2"] {
+                c.wait_consuming(a, 1, Duration::from_secs(90));
+            }
+        }
+        3 => {
+            docker(&["pause", &c.service("aggregator-2").id()]);
+            paused_at = Some(Instant::now());
+            c.fault("paused aggregator-2".into());
+        }
+        5 => {
+            // The session timeout is 10 s: stay paused for 20.
+            let left = Duration::from_secs(20).saturating_sub(paused_at.unwrap().elapsed());
+            std::thread::sleep(left);
+            docker(&["unpause", &c.service("aggregator-2").id()]);
+            c.fault(format!(
+                "unpaused aggregator-2 after {:.0} s",
+                paused_at.unwrap().elapsed().as_secs_f64()
+            ));
+        }
+        _ => {}
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+#[test]
+fn a_validator_cut_off_the_network_for_30_s_loses_nothing() {
+    let mut c = Cluster::start("network", Storage::Memory);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator", "validate");
+    c.start_service("aggregator", "aggregate");
+    let mut cut_at = None;
+    let sent = run(&mut c, &parts, |c, i| match i {
+        3 => {
+            c.wait_consuming("validator", 1, Duration::from_secs(90));
+            docker(&[
+                "network",
+                "disconnect",
+                &c.network,
+                &c.service("validator").id(),
+            ]);
+            cut_at = Some(Instant::now());
+            c.fault("disconnected the validator".into());
+        }
+        5 => {
+            let left = Duration::from_secs(30).saturating_sub(cut_at.unwrap().elapsed());
+            std::thread::sleep(left);
+            docker(&[
+                "network",
+                "connect",
+                &c.network,
+                &c.service("validator").id(),
+            ]);
+            c.fault(format!(
+                "reconnected the validator after {:.0} s",
+                cut_at.unwrap().elapsed().as_secs_f64()
+            ));
+        }
+        _ => {}
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+#[test]
+fn poison_pills_are_dead_lettered_whole_and_do_not_hold_up_good_records() {
+    let mut c = Cluster::start("poison", Storage::Memory);
+    let (stream, parts) = stream(&c);
+    c.start_service("validator", "validate");
+    c.start_service("aggregator", "aggregate");
+    let pills = poison_pills();
+    let mut consumed = 0u64;
+    let mut delays = Vec::new();
+    let sent = run(&mut c, &parts, |c, i| {
+        let part = std::fs::read_to_string(c.dir.join(format!("part-{i}.jsonl"))).unwrap();
+        // What this part put on the topic: its documents that decode.
+        consumed += part
+            .lines()
+            .filter(|l| forecast_model::parse_submission(l.as_bytes()).is_ok())
+            .count() as u64;
+        // The validator has read everything up to and including this part,
+        // past the pill sent before it.
+        let start = Instant::now();
+        c.wait_consuming("validator", consumed, Duration::from_secs(120));
+        if i > 0 && i <= pills.len() {
+            delays.push(start.elapsed());
+        }
+        if let Some((key, value)) = pills.get(i) {
+            let raw: RawRecord<'_> = (key.as_deref(), value.as_deref());
+            produce_raw(&c.brokers, "forecasts.submitted", &[raw]);
+            consumed += 1;
+            c.fault(format!("poison pill {} after part {i}", i + 1));
+        }
+    });
+    delays.sort();
+    eprintln!(
+        "records after a poison pill: every part read by the validator within {:?} of `submit` returning (max {:?})",
+        delays,
+        delays.last()
+    );
+    assert!(
+        delays.last().is_some_and(|d| *d < Duration::from_secs(10)),
+        "good records behind a poison pill waited {delays:?}"
+    );
+    c.assert_agrees_with_replay(&stream, sent, pills.len());
+}
