@@ -31,6 +31,24 @@ fn stream(c: &Cluster) -> (PathBuf, Vec<PathBuf>) {
     (path, parts)
 }
 
+/// A cluster with these validators and aggregators running, and the stream.
+fn pipeline(
+    test: &str,
+    storage: Storage,
+    validators: &[&str],
+    aggregators: &[&str],
+) -> (Cluster, PathBuf, Vec<PathBuf>) {
+    let mut c = Cluster::start(test, storage);
+    let (path, parts) = stream(&c);
+    for v in validators {
+        c.start_service(v, "validate");
+    }
+    for a in aggregators {
+        c.start_service(a, "aggregate");
+    }
+    (c, path, parts)
+}
+
 /// Submits the parts in order, calling `between(cluster, i)` after part `i`.
 fn run(c: &mut Cluster, parts: &[PathBuf], mut between: impl FnMut(&mut Cluster, usize)) -> usize {
     let mut sent = 0;
@@ -43,10 +61,7 @@ fn run(c: &mut Cluster, parts: &[PathBuf], mut between: impl FnMut(&mut Cluster,
 
 #[test]
 fn sigkill_of_each_service_three_times_loses_nothing_and_counts_nothing_twice() {
-    let mut c = Cluster::start("kill", Storage::Memory);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator", "validate");
-    c.start_service("aggregator", "aggregate");
+    let (mut c, stream, parts) = pipeline("kill", Storage::Memory, &["validator"], &["aggregator"]);
     let sent = run(&mut c, &parts, |c, i| {
         // Validator at 20%, 40%, 60%; aggregator at 30%, 50%, 70% of the
         // stream. An instance is killed only once it consumes again after
@@ -72,10 +87,12 @@ fn sigkill_of_each_service_three_times_loses_nothing_and_counts_nothing_twice() 
 #[test]
 #[ignore = "tansu 0.6.0 does not recover from a restart with clients attached (docs/operations.md)"]
 fn a_broker_restart_mid_stream_loses_nothing() {
-    let mut c = Cluster::start("broker-restart", Storage::Sqlite);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator", "validate");
-    c.start_service("aggregator", "aggregate");
+    let (mut c, stream, parts) = pipeline(
+        "broker-restart",
+        Storage::Sqlite,
+        &["validator"],
+        &["aggregator"],
+    );
     let sent = run(&mut c, &parts, |c, i| {
         if i == 4 {
             // A crash, with records in flight: tansu 0.6 stopped with
@@ -99,10 +116,8 @@ fn a_broker_restart_mid_stream_loses_nothing() {
 #[test]
 #[ignore = "tansu 0.6.0: the group stalls when members join mid-stream (docs/operations.md)"]
 fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
-    let mut c = Cluster::start("scale", Storage::Memory);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator-1", "validate");
-    c.start_service("aggregator", "aggregate");
+    let (mut c, stream, parts) =
+        pipeline("scale", Storage::Memory, &["validator-1"], &["aggregator"]);
     let sent = run(&mut c, &parts, |c, i| match i {
         2 => {
             c.start_service("validator-2", "validate");
@@ -143,11 +158,12 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
 
 #[test]
 fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
-    let mut c = Cluster::start("pause", Storage::Memory);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator", "validate");
-    c.start_service("aggregator-1", "aggregate");
-    c.start_service("aggregator-2", "aggregate");
+    let (mut c, stream, parts) = pipeline(
+        "pause",
+        Storage::Memory,
+        &["validator"],
+        &["aggregator-1", "aggregator-2"],
+    );
     let mut paused_at = None;
     let sent = run(&mut c, &parts, |c, i| match i {
         1 => {
@@ -177,10 +193,8 @@ fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
 
 #[test]
 fn a_validator_cut_off_the_network_for_30_s_loses_nothing() {
-    let mut c = Cluster::start("network", Storage::Memory);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator", "validate");
-    c.start_service("aggregator", "aggregate");
+    let (mut c, stream, parts) =
+        pipeline("network", Storage::Memory, &["validator"], &["aggregator"]);
     let mut cut_at = None;
     let sent = run(&mut c, &parts, |c, i| match i {
         3 => {
@@ -215,10 +229,8 @@ fn a_validator_cut_off_the_network_for_30_s_loses_nothing() {
 
 #[test]
 fn poison_pills_are_dead_lettered_whole_and_do_not_hold_up_good_records() {
-    let mut c = Cluster::start("poison", Storage::Memory);
-    let (stream, parts) = stream(&c);
-    c.start_service("validator", "validate");
-    c.start_service("aggregator", "aggregate");
+    let (mut c, stream, parts) =
+        pipeline("poison", Storage::Memory, &["validator"], &["aggregator"]);
     let pills = poison_pills();
     let mut consumed = 0u64;
     let mut delays = Vec::new();

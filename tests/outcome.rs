@@ -21,6 +21,21 @@ pub struct Observed {
     pub rejected: Vec<Record>,
 }
 
+impl Observed {
+    /// Reads the submitted, audit and rejected topics (`topic` maps the
+    /// default name to the run's) of `brokers`, with the demand read already.
+    pub fn read(brokers: &str, topic: impl Fn(&str) -> String, demand: Value) -> Observed {
+        let all =
+            |t: &str| crate::kafka::read_all(brokers, &topic(t), std::time::Duration::from_secs(3));
+        Observed {
+            demand,
+            submitted: all("forecasts.submitted"),
+            audit: all("forecasts.audit"),
+            rejected: all("forecasts.rejected"),
+        }
+    }
+}
+
 /// Which demand rows differ, one line each (empty when equal).
 ///
 /// # Panics

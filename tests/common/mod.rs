@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use forecast_tests::kafka::read_all;
 use forecast_tests::outcome::{Observed, compare};
 use forecast_tests::stream::conformance;
 use serde_json::Value;
@@ -413,13 +412,7 @@ impl Cluster {
             self.name,
             self.logs()
         );
-        let topic = |t: &str| read_all(&self.brokers, t, Duration::from_secs(3));
-        let observed = Observed {
-            demand,
-            submitted: topic("forecasts.submitted"),
-            audit: topic("forecasts.audit"),
-            rejected: topic("forecasts.rejected"),
-        };
+        let observed = Observed::read(&self.brokers, str::to_owned, demand);
         if let Err(report) = compare(&expected, &observed, sent, poison) {
             panic!("{}: {report}\n{}", self.name, self.logs());
         }

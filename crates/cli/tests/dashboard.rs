@@ -225,27 +225,9 @@ fn api(addr: &str, path: &str) -> Value {
 
 #[test]
 fn the_dashboard_shows_new_demand_without_a_reload() {
-    let http = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
-    let p = Pipeline::start_with(
-        "dashboard",
-        &[],
-        &["--http", &http, "--supply", "examples/supply.csv"],
-    );
-    let stream = conformance().join("stream.jsonl");
-    p.submit(&stream);
-    let want = replay(&stream)["demand"].clone();
-    wait_until(
-        Duration::from_secs(90),
-        "the API's demand to equal replay's",
-        || api(&http, "/v1/demand")["rows"] == want,
-    );
+    let http = free_addr();
+    let (p, replayed) = Pipeline::with_planner_api_fed("dashboard", &http);
+    let want = &replayed["demand"];
 
     let mut browser = Browser::start();
     browser.open(&format!("http://{http}/"));
@@ -281,14 +263,7 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
     browser.eval("window.__loaded_once = 'yes'");
 
     // A new TENCENT document with 2026-Q4 H20-96GB units.
-    let line = std::fs::read_to_string(&stream)
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("\"TEN-000001\""))
-        .unwrap()
-        .to_owned();
-    let mut doc: Value = serde_json::from_str(&line).unwrap();
-    doc["document_id"] = "TEN-DASHBOARD-1".into();
+    let doc = Pipeline::sample_document("TEN-DASHBOARD-1");
     let added: i64 = doc["lines"]
         .as_array()
         .unwrap()

@@ -29,13 +29,7 @@ fn assert_pipeline_agrees_with_replay(p: &Pipeline, stream: &Path, sent: usize, 
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    let topic = |t: &str| read_all(&p.broker.brokers, &p.names.topic(t), Duration::from_secs(2));
-    let observed = Observed {
-        demand,
-        submitted: topic("forecasts.submitted"),
-        audit: topic("forecasts.audit"),
-        rejected: topic("forecasts.rejected"),
-    };
+    let observed = Observed::read(&p.broker.brokers, |t| p.names.topic(t), demand);
     if let Err(report) = compare(&expected, &observed, sent, poison) {
         panic!("{report}\n{}", p.logs());
     }
@@ -63,14 +57,7 @@ fn sent_count(summary: &str) -> usize {
 #[test]
 fn a_stream_through_kafka_ends_as_replay_says() {
     // The validator serves its metrics and health.
-    let http = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let http = free_addr();
     let mut p = Pipeline::start_with("e2e", &["--http", &http], &[]);
     let stream = p.dir.join("stream.jsonl");
     let n = generated_stream(4, &stream);

@@ -9,16 +9,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pipeline::*;
 use common::*;
 use serde_json::{Value, json};
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
 
 /// GET returning the status code and the body as JSON.
 fn get_json(addr: &str, path: &str) -> (u16, Value) {
@@ -107,32 +102,12 @@ fn millis(t: &Value) -> i64 {
 #[test]
 fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     let http = free_addr();
-    let p = Pipeline::start_with(
-        "planner",
-        &[],
-        &["--http", &http, "--supply", "examples/supply.csv"],
-    );
-    let stream = conformance().join("stream.jsonl");
-    p.submit(&stream);
-    let replayed = replay(&stream);
+    let (p, replayed) = Pipeline::with_planner_api_fed("planner", &http);
     let want_demand = &replayed["demand"];
 
     // Demand: the rows of `demand --format json`, plus totals.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let demand = loop {
-        let (code, body) = get_json(&http, "/v1/demand");
-        assert_eq!(code, 200);
-        if body["rows"] == *want_demand {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the API's demand never equalled replay's:\n{}\n{}",
-            demand_diff(&body["rows"], want_demand),
-            p.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (code, demand) = get_json(&http, "/v1/demand");
+    assert_eq!(code, 200);
     assert_eq!(
         demand["rows"],
         p.demand(),
@@ -387,16 +362,9 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         first["rows"],
         get_json(&http, "/v1/demand?customer=TENCENT").1["rows"]
     );
-    let line = std::fs::read_to_string(&stream)
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("\"TEN-000001\""))
-        .unwrap()
-        .to_owned();
     let mut delays = Vec::new();
     for k in 0..5 {
-        let mut doc: Value = serde_json::from_str(&line).unwrap();
-        doc["document_id"] = format!("TEN-LIVE-{k}").into();
+        let doc = Pipeline::sample_document(&format!("TEN-LIVE-{k}"));
         let file = p.dir.join(format!("live-{k}.json"));
         std::fs::write(&file, doc.to_string()).unwrap();
         p.submit(&file);

@@ -50,6 +50,11 @@ impl Drop for TempDir {
     }
 }
 
+/// A free `127.0.0.1:port`.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -61,6 +61,49 @@ impl Pipeline {
         }
     }
 
+    /// The pipeline with the aggregator serving the planner API on `http`,
+    /// with the example supply plan.
+    pub fn with_planner_api(test: &str, http: &str) -> Pipeline {
+        Pipeline::start_with(
+            test,
+            &[],
+            &["--http", http, "--supply", "examples/supply.csv"],
+        )
+    }
+
+    /// [`Pipeline::with_planner_api`] fed the conformance sample, once the
+    /// API's demand equals replay's; also returns replay's output.
+    pub fn with_planner_api_fed(test: &str, http: &str) -> (Pipeline, Value) {
+        let p = Pipeline::with_planner_api(test, http);
+        let stream = conformance().join("stream.jsonl");
+        p.submit(&stream);
+        let replayed = replay(&stream);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let body: Value =
+                serde_json::from_str(&http_get(http, "/v1/demand").1).unwrap_or_default();
+            if body["rows"] == replayed["demand"] {
+                return (p, replayed);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API's demand never equalled replay's:\n{}\n{}",
+                demand_diff(&body["rows"], &replayed["demand"]),
+                p.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The sample's accepted TENCENT document TEN-000001 under another id.
+    pub fn sample_document(id: &str) -> Value {
+        let text = std::fs::read_to_string(conformance().join("stream.jsonl")).unwrap();
+        let line = text.lines().find(|l| l.contains("\"TEN-000001\"")).unwrap();
+        let mut doc: Value = serde_json::from_str(line).unwrap();
+        doc["document_id"] = id.into();
+        doc
+    }
+
     /// SIGTERM both services; they must finish in-flight work and exit 0.
     pub fn stop_gracefully(&mut self) {
         for (name, c) in [
