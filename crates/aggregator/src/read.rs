@@ -19,18 +19,25 @@ pub struct DemandView {
 impl DemandView {
     /// Takes a record of the demand topic into account (a tombstone removes the key).
     pub fn update(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
-        match value {
+        match value.map(|v| wire::decode_snapshot(v, Registry::embedded())) {
+            None => self.set(key, None),
+            Some(Ok(s)) => self.set(key, Some(s)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "undecodable demand snapshot skipped");
+                false
+            }
+        }
+    }
+
+    /// Sets the latest snapshot of a key, already decoded (`None`: a
+    /// tombstone). Returns whether the view may have changed.
+    pub fn set(&mut self, key: &[u8], snapshot: Option<DemandSnapshot>) -> bool {
+        match snapshot {
             None => self.latest.remove(key).is_some(),
-            Some(v) => match wire::decode_snapshot(v, Registry::embedded()) {
-                Ok(s) => {
-                    self.latest.insert(key.to_vec(), s);
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "undecodable demand snapshot skipped");
-                    false
-                }
-            },
+            Some(s) => {
+                self.latest.insert(key.to_vec(), s);
+                true
+            }
         }
     }
 

@@ -3,11 +3,10 @@
 //! consumer outside any group, so every instance serving the API sees the
 //! demand of all partitions whichever aggregator applied them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use forecast_model::{Registry, Timestamp, wire};
+use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::kafka::{from_start, reader_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,7 +23,6 @@ use crate::view::{DemandChange, PlannerView};
 pub struct Planner {
     view: RwLock<PlannerView>,
     changes: broadcast::Sender<Arc<DemandChange>>,
-    caught_up: AtomicBool,
 }
 
 /// Changes a slow live-stream client may fall behind before it is sent the
@@ -36,7 +34,6 @@ impl Default for Planner {
         Self {
             view: RwLock::default(),
             changes: broadcast::channel(CHANGE_BUFFER).0,
-            caught_up: AtomicBool::new(false),
         }
     }
 }
@@ -89,7 +86,7 @@ impl Planner {
             batch
                 .into_iter()
                 .filter_map(|input| match input {
-                    Input::Demand { key, value, at } => v.on_demand(&key, value.as_deref(), at),
+                    Input::Demand { key, snapshot, at } => v.on_demand(&key, snapshot, at),
                     Input::Verdict(verdict) => {
                         v.on_verdict(*verdict);
                         None
@@ -106,19 +103,15 @@ impl Planner {
             let _ = self.changes.send(Arc::new(c));
         }
     }
-
-    /// Whether the feed has read every topic to the end it saw at start.
-    pub fn caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Relaxed)
-    }
 }
 
 /// One record, decoded.
 #[derive(Debug)]
 pub enum Input {
+    /// A snapshot (`None`: a tombstone), decoded before the view is locked.
     Demand {
         key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        snapshot: Option<DemandSnapshot>,
         at: Option<Timestamp>,
     },
     Verdict(Box<forecast_model::Verdict>),
@@ -189,6 +182,7 @@ pub fn run(
     consumer.assign(&tpl)?;
     tracing::info!(topics = %names.join(","), "planner view following");
     let registry = Registry::embedded();
+    let mut caught_up = false;
     while !token.is_cancelled() {
         let mut batch = Vec::new();
         let mut wait = Duration::from_millis(100);
@@ -206,8 +200,8 @@ pub fn run(
         if !batch.is_empty() {
             planner.apply(batch);
         }
-        if ends.is_empty() && !planner.caught_up() {
-            planner.caught_up.store(true, Ordering::Relaxed);
+        if ends.is_empty() && !caught_up {
+            caught_up = true;
             tracing::info!("planner view caught up");
         }
     }
@@ -218,9 +212,17 @@ fn decode(m: &BorrowedMessage<'_>, topics: &TopicArgs, registry: &Registry) -> O
     let key = m.key().unwrap_or_default();
     let topic = m.topic();
     if topic == topics.topic_demand {
+        let snapshot = match m.payload().map(|v| wire::decode_snapshot(v, registry)) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable demand snapshot skipped");
+                return None;
+            }
+        };
         Some(Input::Demand {
             key: key.to_vec(),
-            value: m.payload().map(<[u8]>::to_vec),
+            snapshot,
             at: m.timestamp().to_millis().map(Timestamp::from_millis),
         })
     } else if topic == topics.topic_audit {

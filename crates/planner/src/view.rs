@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use forecast_aggregator::read::DemandView;
-use forecast_model::{DemandRow, Outcome, Quarter, RuleCode, Stage, Timestamp, Verdict};
+use forecast_model::{
+    DemandRow, DemandSnapshot, Outcome, Quarter, RuleCode, Stage, Timestamp, Verdict,
+};
 use serde::Serialize;
 
 use crate::supply::{SupplyEntry, SupplyPlan};
@@ -243,17 +245,26 @@ pub struct PlannerView {
 }
 
 impl PlannerView {
-    /// Takes a record of `demand.by-customer`; returns the customer's new
-    /// demand when it changed.
+    /// Takes a record of `demand.by-customer`, decoded (`None`: a
+    /// tombstone); returns the customer's new demand when it changed.
     pub fn on_demand(
         &mut self,
         key: &[u8],
-        value: Option<&[u8]>,
+        snapshot: Option<DemandSnapshot>,
         published: Option<Timestamp>,
     ) -> Option<DemandChange> {
-        let before = self.customer_of(key, value)?;
+        // The snapshot's customer, or for a tombstone the key's part before
+        // the last `/`.
+        let before = match &snapshot {
+            Some(s) => s.customer_id.clone(),
+            None => std::str::from_utf8(key)
+                .ok()?
+                .rsplit_once('/')?
+                .0
+                .to_owned(),
+        };
         let old = self.demand.rows(Some(&before));
-        if !self.demand.update(key, value) {
+        if !self.demand.set(key, snapshot) {
             return None;
         }
         let rows = self.demand.rows(Some(&before));
@@ -268,20 +279,6 @@ impl PlannerView {
             rows,
             applied_at: published,
         })
-    }
-
-    /// The customer a demand record is about: the snapshot's, or for a
-    /// tombstone the key's part before the last `/`.
-    fn customer_of(&self, key: &[u8], value: Option<&[u8]>) -> Option<String> {
-        let key = std::str::from_utf8(key).ok()?;
-        match value {
-            Some(v) => {
-                forecast_model::wire::decode_snapshot(v, forecast_model::Registry::embedded())
-                    .ok()
-                    .map(|s| s.customer_id)
-            }
-            None => key.rsplit_once('/').map(|(c, _)| c.to_owned()),
-        }
     }
 
     /// How many demand changes this view has taken.
@@ -448,10 +445,10 @@ impl PlannerView {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use forecast_model::{DemandSnapshot, SnapshotRow, SourceCoordinates, Units, wire};
+    use forecast_model::{SnapshotRow, SourceCoordinates, Units};
 
-    fn snapshot(customer: &str, sku: &str, q: &str, firm: i64, planning: i64) -> Vec<u8> {
-        wire::encode_snapshot(&DemandSnapshot {
+    fn snapshot(customer: &str, sku: &str, q: &str, firm: i64, planning: i64) -> DemandSnapshot {
+        DemandSnapshot {
             customer_id: customer.into(),
             sequence: 1,
             as_of: Timestamp::from_millis(0),
@@ -463,7 +460,7 @@ mod tests {
                     planning_units: planning,
                 },
             }],
-        })
+        }
     }
 
     fn verdict(
@@ -499,7 +496,7 @@ mod tests {
         let c1 = v
             .on_demand(
                 b"TENCENT/0",
-                Some(&snapshot("TENCENT", "H20", "2026-Q3", 10, 5)),
+                Some(snapshot("TENCENT", "H20", "2026-Q3", 10, 5)),
                 None,
             )
             .unwrap();
@@ -507,7 +504,7 @@ mod tests {
         let c2 = v
             .on_demand(
                 b"TENCENT/1",
-                Some(&snapshot("TENCENT", "H20", "2026-Q3", 1, 0)),
+                Some(snapshot("TENCENT", "H20", "2026-Q3", 1, 0)),
                 None,
             )
             .unwrap();
@@ -516,7 +513,7 @@ mod tests {
         assert!(
             v.on_demand(
                 b"TENCENT/1",
-                Some(&snapshot("TENCENT", "H20", "2026-Q3", 1, 0)),
+                Some(snapshot("TENCENT", "H20", "2026-Q3", 1, 0)),
                 None
             )
             .is_none()
@@ -525,7 +522,7 @@ mod tests {
         let c3 = v
             .on_demand(
                 b"ALIBABA/0",
-                Some(&snapshot("ALIBABA", "H20", "2026-Q4", 0, 7)),
+                Some(snapshot("ALIBABA", "H20", "2026-Q4", 0, 7)),
                 None,
             )
             .unwrap();
@@ -629,12 +626,12 @@ mod tests {
         let mut v = PlannerView::default();
         v.on_demand(
             b"A/0",
-            Some(&snapshot("A", "H20-96GB", "2026-Q3", 300_000, 200_000)),
+            Some(snapshot("A", "H20-96GB", "2026-Q3", 300_000, 200_000)),
             None,
         );
         v.on_demand(
             b"B/0",
-            Some(&snapshot("B", "H20-141GB", "2026-Q3", 0, 100_000)),
+            Some(snapshot("B", "H20-141GB", "2026-Q3", 0, 100_000)),
             None,
         );
         let entry = |sku: &str, q: &str, on_hand, ordered| SupplyEntry {
