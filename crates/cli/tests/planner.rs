@@ -298,6 +298,37 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         json!({"sku": "H20-141GB", "quarter": "2026-Q3", "on_hand": 40000, "ordered": 20000, "available": 60000})
     );
     assert_error(&http, "/v1/supply?sku=X", 400, "unknown parameter");
+    // `supply load` publishes to the topic; its entry replaces the file's.
+    let plan = p.dir.join("supply.csv");
+    std::fs::write(
+        &plan,
+        "sku,quarter,on_hand,ordered\nH20-141GB,2026-Q3,1,2\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "supply".to_owned(),
+        "load".into(),
+        "--brokers".into(),
+        p.broker.brokers.clone(),
+    ];
+    args.extend(p.names.topic_flags());
+    args.push(plan.display().to_string());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "supply load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(15), "the loaded supply entry", || {
+        get_json(&http, "/v1/supply").1["supply"][0]["available"] == 3
+    });
+    assert_eq!(
+        get_json(&http, "/v1/supply").1["supply"]
+            .as_array()
+            .unwrap()
+            .len(),
+        9
+    );
     let (_, cov) = get_json(&http, "/v1/coverage?sku=H20-96GB");
     for q in cov["by_quarter"].as_array().unwrap() {
         let quarter = q["quarter"].as_str().unwrap();
