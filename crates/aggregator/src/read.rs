@@ -79,13 +79,7 @@ pub fn read_to_end(
     timeout: Duration,
 ) -> anyhow::Result<(DemandView, BaseConsumer)> {
     let reader: BaseConsumer = reader_config(kafka).create()?;
-    let metadata = reader.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = forecast_runtime::kafka::partition_ids(reader.client(), topic, timeout)?;
     if partitions.is_empty() {
         anyhow::bail!(
             "topic {topic} does not exist (is the aggregator running against these --brokers?)"

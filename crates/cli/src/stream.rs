@@ -150,13 +150,8 @@ pub async fn load_supply(
     let (p, topic) = (producer.clone(), topics.topic_supply.clone());
     let exists = tokio::task::spawn_blocking(move || {
         use rdkafka::producer::Producer as _;
-        p.client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map(|md| {
-                md.topics()
-                    .iter()
-                    .any(|t| t.name() == topic && !t.partitions().is_empty())
-            })
+        forecast_runtime::kafka::partition_ids(p.client(), &topic, Duration::from_secs(10))
+            .map(|ids| !ids.is_empty())
     })
     .await??;
     anyhow::ensure!(

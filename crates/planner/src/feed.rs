@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
-use forecast_runtime::kafka::{from_start, reader_config};
+use forecast_runtime::kafka::{from_start, partition_ids, reader_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
@@ -151,19 +151,9 @@ pub fn run(
             if token.is_cancelled() {
                 return Ok(());
             }
-            match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
-                Ok(md) => {
-                    let ids: Vec<i32> = md
-                        .topics()
-                        .iter()
-                        .filter(|t| t.name() == name)
-                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                        .collect();
-                    if !ids.is_empty() {
-                        break ids;
-                    }
-                    tracing::info!(topic = name, "waiting for the topic to be created");
-                }
+            match partition_ids(consumer.client(), name, Duration::from_secs(5)) {
+                Ok(ids) if !ids.is_empty() => break ids,
+                Ok(_) => tracing::info!(topic = name, "waiting for the topic to be created"),
                 Err(e) => {
                     tracing::warn!(topic = name, error = %e, "cannot read metadata; retrying")
                 }

@@ -35,6 +35,22 @@ pub fn from_start() -> rdkafka::Offset {
     rdkafka::Offset::Offset(0)
 }
 
+/// The partition ids of `topic` (a consumer's or producer's `client()`);
+/// empty when the topic does not exist.
+pub fn partition_ids<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// An idempotent producer: `acks=all`, retries without reordering or
 /// duplicates, deliveries reported per record.
 pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {

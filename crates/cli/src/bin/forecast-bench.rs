@@ -444,10 +444,13 @@ async fn main() -> anyhow::Result<()> {
         );
         std::thread::spawn(move || -> anyhow::Result<()> {
             let reader: BaseConsumer = reader_config(&kafka).create()?;
-            let md = reader.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
             let mut tpl = rdkafka::TopicPartitionList::new();
-            for p in md.topics().iter().flat_map(|t| t.partitions()) {
-                tpl.add_partition_offset(&topic, p.id(), forecast_runtime::kafka::from_start())?;
+            for p in forecast_runtime::kafka::partition_ids(
+                reader.client(),
+                &topic,
+                Duration::from_secs(10),
+            )? {
+                tpl.add_partition_offset(&topic, p, forecast_runtime::kafka::from_start())?;
             }
             anyhow::ensure!(tpl.count() > 0, "no partitions of {topic}");
             reader.assign(&tpl)?;
