@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use forecast_tests::http_get;
 use forecast_tests::outcome::{Observed, compare};
 use forecast_tests::stream::conformance;
 use serde_json::Value;
@@ -73,26 +74,6 @@ pub fn container_ip(id: &str) -> String {
     ])
     .trim()
     .to_owned()
-}
-
-/// A plain HTTP GET: status line and body, or None when nothing answers.
-pub fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s =
-        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Some((
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    ))
 }
 
 /// A service container.

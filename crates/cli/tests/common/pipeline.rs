@@ -239,18 +239,6 @@ pub fn replay(stream: &Path) -> Value {
 
 /// A plain HTTP GET on loopback: status line and body.
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
+    forecast_tests::http_get(addr, path)
+        .unwrap_or_else(|| panic!("GET {path}: nothing answers at {addr}"))
 }
