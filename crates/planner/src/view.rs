@@ -240,7 +240,8 @@ pub struct PlannerView {
     /// Stage and source of every verdict taken, to drop repeats.
     seen: HashSet<(Stage, i32, i64, String)>,
     rejections: VecDeque<VerdictEntry>,
-    rejection_counts: HashMap<Option<String>, BTreeMap<&'static str, u64>>,
+    /// Per customer (`None`: unknown): rejections, and rejections by code.
+    rejection_counts: HashMap<Option<String>, (u64, BTreeMap<&'static str, u64>)>,
     supply: SupplyPlan,
 }
 
@@ -311,14 +312,14 @@ impl PlannerView {
         }
         let entry = VerdictEntry::from(verdict);
         if entry.verdict == Outcome::Rejected {
-            let counts = self
+            let (total, by_code) = self
                 .rejection_counts
                 .entry(entry.customer_id.clone())
                 .or_default();
+            *total += 1;
             for code in &entry.codes {
-                *counts.entry(code.as_str()).or_default() += 1;
+                *by_code.entry(code.as_str()).or_default() += 1;
             }
-            *counts.entry("").or_default() += 1;
             if self.rejections.len() == RECENT_REJECTIONS {
                 self.rejections.pop_front();
             }
@@ -353,18 +354,19 @@ impl PlannerView {
     /// Rejections matching `filter`, newest first, at most `filter.limit`.
     pub fn rejections(&self, filter: &RejectionFilter) -> Rejections {
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for (customer, by_code) in &self.rejection_counts {
+        let mut total = 0;
+        for (customer, (rejected, by_code)) in &self.rejection_counts {
             if filter
                 .customer
                 .as_ref()
                 .is_none_or(|c| customer.as_ref() == Some(c))
             {
+                total += rejected;
                 for (code, n) in by_code {
                     *counts.entry(code).or_default() += n;
                 }
             }
         }
-        let total = counts.remove("").unwrap_or(0);
         let rejections = self
             .rejections
             .iter()
