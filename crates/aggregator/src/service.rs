@@ -1,7 +1,14 @@
 //! The aggregating service: consumes `forecasts.validated`, sequences each
 //! accepted document with [`DemandState::apply`] (the code `replay` runs),
 //! writes the sequencing verdict to `forecasts.audit`, and publishes the
-//! demand of the customer whose demand changed to `demand.by-customer`.
+//! demand of each customer whose demand changed to `demand.by-customer`.
+//!
+//! Records are handled in batches of those already fetched (see
+//! [`forecast_runtime::inflight`]): a customer whose demand changed several
+//! times in a batch gets one snapshot, its state after the batch, and no
+//! offset of the batch is stored before that snapshot is acknowledged. A
+//! slow stream makes batches of one record, so a snapshot follows each
+//! change as soon as it is applied.
 //!
 //! State is kept per input partition, and is always the result of applying
 //! that partition's records before the next offset this process reads.
@@ -16,7 +23,7 @@
 //! within one partition and is keyed `customer_id/partition`: the demand of
 //! a customer is the sum of its latest snapshots (see [`crate::read`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +33,7 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
+use forecast_runtime::inflight::{Batch, FlightArgs, Handler, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -52,9 +59,8 @@ pub struct AggregatorArgs {
     /// partitions back at once. `none` turns static membership off.
     #[arg(long, env = "FORECAST_INSTANCE_ID", value_name = "ID")]
     pub instance_id: Option<String>,
-    /// Records handled at once, waiting for their outputs to be acknowledged.
-    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: u32,
+    #[command(flatten)]
+    pub flight: FlightArgs,
 }
 
 /// The state of one input partition.
@@ -87,32 +93,29 @@ pub async fn run(
         &metrics,
     )?;
     let producer: FutureProducer = producer_config(kafka).create()?;
-    let registry = Registry::embedded();
-    let mut partitions: HashMap<i32, PartitionState> = HashMap::new();
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
     metrics.set_ready(true);
 
-    let mut flight = InFlight::new(args.max_in_flight as usize);
-    while let Some(m) = flight
-        .next(&consumer, &topics.topic_validated, &metrics, &token)
-        .await
-    {
-        let step = process(
-            &mut partitions,
-            kafka,
-            registry,
-            &m,
+    let mut handler = Aggregate {
+        partitions: HashMap::new(),
+        changed: BTreeMap::new(),
+        kafka,
+        registry: Registry::embedded(),
+        producer: &producer,
+        topics,
+        metrics: &metrics,
+    };
+    let result = args
+        .flight
+        .in_flight()
+        .run(
+            &consumer,
             &producer,
-            topics,
+            &topics.topic_validated,
             &metrics,
+            &token,
+            &mut handler,
         )
-        .await;
-        if !flight.add(step) {
-            break;
-        }
-    }
-    let result = flight
-        .finish(&consumer, &producer, &topics.topic_validated, &metrics)
         .await;
     if result.is_ok() {
         tracing::info!("aggregator stopped");
@@ -120,18 +123,77 @@ pub async fn run(
     result
 }
 
-/// Restores the record's partition state if continuity broke, then
-/// sequences the record and enqueues its outputs.
-async fn process(
-    partitions: &mut HashMap<i32, PartitionState>,
+/// The aggregator's consume loop: the state of each input partition, and
+/// the customers whose demand changed in the batch being handled.
+struct Aggregate<'a> {
+    partitions: HashMap<i32, PartitionState>,
+    /// `(partition, customer)` whose demand changed in this batch, with the
+    /// time of the last change: one snapshot each when the batch ends.
+    changed: BTreeMap<(i32, String), Timestamp>,
+    kafka: &'a KafkaArgs,
+    registry: &'static Registry,
+    producer: &'a FutureProducer,
+    topics: &'a TopicArgs,
+    metrics: &'a Metrics,
+}
+
+impl Handler for Aggregate<'_> {
+    /// Restores the record's partition state if continuity broke, then
+    /// sequences the record and enqueues its audit verdict.
+    async fn handle(&mut self, m: &BorrowedMessage<'_>, batch: &mut Batch) -> anyhow::Result<()> {
+        let (p, o) = (m.partition(), m.offset());
+        let part = restored(&mut self.partitions, self.kafka, self.topics, p, o).await?;
+        let changed = handle(
+            part,
+            self.registry,
+            m,
+            self.producer,
+            self.topics,
+            self.metrics,
+            batch,
+        )
+        .await?;
+        if let Some((customer, at)) = changed {
+            self.changed.insert((p, customer), at);
+        }
+        part.next = o + 1;
+        Ok(())
+    }
+
+    /// Publishes the demand of each customer that changed, once per batch:
+    /// the batch settles only when these are acknowledged too.
+    async fn flush(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
+        for ((p, customer), at) in std::mem::take(&mut self.changed) {
+            let Some(part) = self.partitions.get(&p) else {
+                continue;
+            };
+            let snapshot = part.state.snapshot(&customer, at);
+            let value = wire::encode_snapshot(&snapshot);
+            let key = snapshot_key(&customer, p);
+            batch.output(
+                enqueue(
+                    self.producer,
+                    FutureRecord::to(&self.topics.topic_demand)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice()),
+                )
+                .await?,
+            );
+            self.metrics.record_out(Output::Demand);
+        }
+        Ok(())
+    }
+}
+
+/// The state of partition `p`, ready for the record at offset `o`: rebuilt
+/// from the partition's start when continuity broke.
+async fn restored<'p>(
+    partitions: &'p mut HashMap<i32, PartitionState>,
     kafka: &KafkaArgs,
-    registry: &Registry,
-    m: &BorrowedMessage<'_>,
-    producer: &FutureProducer,
     topics: &TopicArgs,
-    metrics: &Metrics,
-) -> anyhow::Result<Pending> {
-    let (p, o) = (m.partition(), m.offset());
+    p: i32,
+    o: i64,
+) -> anyhow::Result<&'p mut PartitionState> {
     let part = partitions.entry(p).or_default();
     if part.next != o {
         // Outputs of records before `o` were produced by whoever read them.
@@ -151,9 +213,7 @@ async fn process(
         );
         *part = PartitionState { state, next: o };
     }
-    let pending = handle(part, registry, m, producer, topics, metrics).await?;
-    part.next = o + 1;
-    Ok(pending)
+    Ok(part)
 }
 
 /// The state of `partition` after applying its records before `until`.
@@ -220,6 +280,8 @@ fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
     })
 }
 
+/// Sequences one record and enqueues its audit verdict; returns the
+/// customer whose demand it changed, with the time of the change.
 async fn handle(
     part: &mut PartitionState,
     registry: &Registry,
@@ -227,13 +289,12 @@ async fn handle(
     producer: &FutureProducer,
     topics: &TopicArgs,
     metrics: &Metrics,
-) -> anyhow::Result<Pending> {
-    let received = Instant::now();
+    batch: &mut Batch,
+) -> anyhow::Result<Option<(String, Timestamp)>> {
     let decided_at = m
         .timestamp()
         .to_millis()
         .map_or_else(Timestamp::now, Timestamp::from_millis);
-    let mut deliveries = Vec::with_capacity(2);
     let doc = match wire::decode_document(m.payload().unwrap_or_default(), registry) {
         Ok(doc) => doc,
         Err(e) => {
@@ -241,12 +302,7 @@ async fn handle(
             // foreign record. Say so in the log and the audit; go on.
             tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; skipped");
             metrics.dead_letter(Stage::Sequence);
-            return Ok(Pending {
-                partition: m.partition(),
-                offset: m.offset(),
-                received,
-                deliveries,
-            });
+            return Ok(None);
         }
     };
     let outcome = part.state.apply(&doc);
@@ -275,7 +331,7 @@ async fn handle(
         metrics.rejected(&[code]);
     }
     let audit = wire::encode_verdict(&verdict);
-    deliveries.push(
+    batch.output(
         enqueue(
             producer,
             FutureRecord::to(&topics.topic_audit)
@@ -285,31 +341,12 @@ async fn handle(
         .await?,
     );
     metrics.record_out(Output::Audit);
-    if matches!(
+    let changed = matches!(
         outcome,
         Sequenced::Applied {
             demand_changed: true,
             ..
         }
-    ) {
-        let snapshot = part.state.snapshot(&doc.customer_id, decided_at);
-        let value = wire::encode_snapshot(&snapshot);
-        let key = snapshot_key(&doc.customer_id, m.partition());
-        deliveries.push(
-            enqueue(
-                producer,
-                FutureRecord::to(&topics.topic_demand)
-                    .key(key.as_bytes())
-                    .payload(value.as_slice()),
-            )
-            .await?,
-        );
-        metrics.record_out(Output::Demand);
-    }
-    Ok(Pending {
-        partition: m.partition(),
-        offset: m.offset(),
-        received,
-        deliveries,
-    })
+    );
+    Ok(changed.then(|| (doc.customer_id, decided_at)))
 }

@@ -218,7 +218,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             let args = ValidatorArgs {
                 group: "forecast-validator".into(),
                 max_record_bytes: 1 << 20,
-                max_in_flight: 1000,
+                flight: Default::default(),
                 instance_id: None,
             };
             forecast_validator::service::run(
@@ -242,7 +242,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         tasks.spawn(async move {
             let args = AggregatorArgs {
                 group: "forecast-aggregator".into(),
-                max_in_flight: 1000,
+                flight: Default::default(),
                 instance_id: None,
             };
             forecast_aggregator::service::run(&kafka, &topics, &args, metrics, token).await

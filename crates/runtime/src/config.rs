@@ -22,7 +22,8 @@ pub struct KafkaArgs {
     pub properties: Vec<(String, String)>,
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
+/// Parses one `-X key=value` property.
+pub fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!(

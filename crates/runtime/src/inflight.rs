@@ -5,14 +5,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::DeliveryFuture;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaArgs;
 use crate::kafka::{LagContext, consumer_config, default_instance_id};
 use crate::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
 
 /// The consumer the services use.
 pub type GroupConsumer = StreamConsumer<LagContext>;
@@ -41,36 +44,53 @@ pub fn group_consumer(
     Ok(consumer)
 }
 
-/// A consumed record whose outputs are on their way.
-pub struct Pending {
-    pub partition: i32,
-    pub offset: i64,
-    pub received: Instant,
-    pub deliveries: Vec<DeliveryFuture>,
+/// Records consumed together and every record produced for them: they
+/// settle together, and their offsets are stored only once every output is
+/// acknowledged. A batch lets a service write one output for several
+/// records (the aggregator's demand snapshots) without storing an offset
+/// before the output that covers its record is acknowledged.
+#[derive(Default)]
+pub struct Batch {
+    /// Each consumed record, in consumption order.
+    records: Vec<Consumed>,
+    deliveries: Vec<DeliveryFuture>,
 }
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("partition", &self.partition)
-            .field("offset", &self.offset)
+        f.debug_struct("Batch")
+            .field("records", &self.records)
             .field("deliveries", &self.deliveries.len())
             .finish()
     }
 }
 
-/// A record whose outputs are all acknowledged, or the first that failed.
-#[derive(Debug)]
-pub struct Settled {
-    partition: i32,
-    offset: i64,
-    received: Instant,
-    result: anyhow::Result<()>,
-}
+impl Batch {
+    /// Adds a consumed record.
+    fn consumed(&mut self, partition: i32, offset: i64) {
+        self.records.push(Consumed {
+            partition,
+            offset,
+            received: Instant::now(),
+        });
+    }
 
-impl Pending {
-    /// Waits for every delivery of this record.
-    pub async fn settle(self) -> Settled {
+    /// Adds an output that must be acknowledged before the batch settles.
+    pub fn output(&mut self, delivery: DeliveryFuture) {
+        self.deliveries.push(delivery);
+    }
+
+    /// Records consumed.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Waits for every delivery of this batch.
+    async fn settle(self) -> Settled {
         let mut result = Ok(());
         for d in self.deliveries {
             match d.await {
@@ -89,51 +109,83 @@ impl Pending {
             }
         }
         Settled {
-            partition: self.partition,
-            offset: self.offset,
-            received: self.received,
+            records: self.records,
             result,
         }
     }
 }
 
-/// Stores the offset of a settled record (committed in the background),
-/// or says why it must be read again.
-pub fn store(
+/// A batch whose outputs are all acknowledged, or the first that failed.
+#[derive(Debug)]
+struct Settled {
+    records: Vec<Consumed>,
+    result: anyhow::Result<()>,
+}
+
+/// A consumed record: where it was and when it arrived.
+#[derive(Debug, Clone, Copy)]
+struct Consumed {
+    partition: i32,
+    offset: i64,
+    received: Instant,
+}
+
+/// The last record consumed of each partition, in the order partitions
+/// were last seen: storing its offset leaves the consumer where storing
+/// every record's in turn would (after a rebalance mid-batch a partition
+/// may even restart lower, and then the lower offset is the right one).
+fn last_per_partition(records: &[Consumed]) -> Vec<(i32, i64)> {
+    let mut last: Vec<(i32, i64)> = Vec::new();
+    for c in records.iter().rev() {
+        if !last.iter().any(|&(p, _)| p == c.partition) {
+            last.push((c.partition, c.offset));
+        }
+    }
+    last
+}
+
+/// Stores the offsets of a settled batch (committed in the background),
+/// or says why its records must be read again.
+fn store(
     consumer: &GroupConsumer,
     topic: &str,
     s: Settled,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
-    let Settled {
-        partition,
-        offset,
-        received,
-        result,
-    } = s;
+    let Settled { records, result } = s;
     result.map_err(|e| {
+        let at = |c: Option<&Consumed>| {
+            c.map_or(String::new(), |c| format!("{}@{}", c.partition, c.offset))
+        };
         e.context(format!(
-            "record {topic}/{partition}@{offset} not stored; it will be read again"
+            "{} record(s) of {topic} ({} .. {}) not stored; they will be read again",
+            records.len(),
+            at(records.first()),
+            at(records.last())
         ))
     })?;
-    match consumer.store_offset(topic, partition, offset) {
-        Ok(()) => {}
-        // The partition was taken away (a rebalance, or a session that
-        // timed out while the broker was unreachable): its new owner reads
-        // the record again from the last committed offset. Its outputs are
-        // already written; readers drop the repeat by source coordinates
-        // and sequencing makes it a DUPLICATE, so nothing counts twice.
-        Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
-            tracing::debug!(
-                topic,
-                partition,
-                offset,
-                "partition no longer assigned here; its next owner reads the record again"
-            );
+    for (partition, offset) in last_per_partition(&records) {
+        match consumer.store_offset(topic, partition, offset) {
+            Ok(()) => {}
+            // The partition was taken away (a rebalance, or a session that
+            // timed out while the broker was unreachable): its new owner reads
+            // the record again from the last committed offset. Its outputs are
+            // already written; readers drop the repeat by source coordinates
+            // and sequencing makes it a DUPLICATE, so nothing counts twice.
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::debug!(
+                    topic,
+                    partition,
+                    offset,
+                    "partition no longer assigned here; its next owner reads the record again"
+                );
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
-    metrics.latency(received.elapsed());
+    for c in &records {
+        metrics.latency(c.received.elapsed());
+    }
     Ok(())
 }
 
@@ -148,68 +200,167 @@ fn final_commit(consumer: &GroupConsumer) {
     }
 }
 
-/// Records in flight: the consume loop of a service. `next` returns the
-/// next record to handle (storing offsets in order as records settle,
-/// keeping at most `max` waiting), `push` adds the handled record, and
-/// `finish` settles what is left, flushes and commits.
+/// How many records a service handles at once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlightArgs {
+    /// Records handled at once, waiting for their outputs to be acknowledged.
+    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Most records handled as one batch. A batch takes only records already
+    /// fetched (it never waits for more); outputs that cover several records,
+    /// the aggregator's demand snapshots, are written once per batch.
+    #[arg(long, env = "FORECAST_MAX_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: u32,
+}
+
+impl Default for FlightArgs {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1000,
+            max_batch: 500,
+        }
+    }
+}
+
+impl FlightArgs {
+    /// An empty consume loop with these bounds.
+    pub fn in_flight(&self) -> InFlight {
+        InFlight::new(self.max_in_flight as usize, self.max_batch as usize)
+    }
+}
+
+/// What a service does with the records it consumes.
+pub trait Handler {
+    /// Handles one consumed record, adding what it produced for it to
+    /// `batch` (the record itself is already in it). An error stops the
+    /// service; the batch's offsets are not stored.
+    fn handle(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Adds the outputs that cover the whole batch, once its last record is
+    /// handled (the aggregator's demand snapshots). Default: none.
+    fn flush(&mut self, batch: &mut Batch) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = batch;
+        async { Ok(()) }
+    }
+}
+
+/// Records in flight: the consume loop of a service. Records are handled
+/// in order, in batches of those already fetched (at most `max_batch`);
+/// a batch's offsets are stored once all its outputs are acknowledged,
+/// batches in order, with at most `max` records waiting.
 ///
-/// ```ignore
-/// let mut flight = InFlight::new(max_in_flight);
-/// while let Some(m) = flight.next(&consumer, topic, &metrics, &token).await {
-///     if !flight.add(handle(&m).await) {
-///         break;
-///     }
-/// }
-/// flight.finish(&consumer, &producer, topic, &metrics).await
-/// ```
+/// Batches form on their own under load and stay single records when the
+/// stream is slow: a batch never waits for a record, so it adds no latency
+/// of its own.
 pub struct InFlight {
     queue: futures::stream::FuturesOrdered<
         std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>,
     >,
+    /// Records in the queue's batches.
+    records: usize,
     max: usize,
+    max_batch: usize,
     failure: Option<anyhow::Error>,
 }
 
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")
-            .field("len", &self.queue.len())
+            .field("batches", &self.queue.len())
+            .field("records", &self.records)
             .field("max", &self.max)
+            .field("max_batch", &self.max_batch)
             .finish()
     }
 }
 
 impl InFlight {
-    /// At most `max` records waiting for their outputs.
-    pub fn new(max: usize) -> Self {
+    /// At most `max` records waiting for their outputs, in batches of at
+    /// most `max_batch` (both at least 1; a batch at most `max`).
+    pub fn new(max: usize, max_batch: usize) -> Self {
+        let max = max.max(1);
         Self {
             queue: futures::stream::FuturesOrdered::new(),
-            max: max.max(1),
+            records: 0,
+            max,
+            max_batch: max_batch.clamp(1, max),
             failure: None,
         }
     }
 
+    /// Stores the offsets of a settled batch; false (and the failure kept)
+    /// when it failed.
+    fn settled(
+        &mut self,
+        consumer: &GroupConsumer,
+        topic: &str,
+        done: Settled,
+        metrics: &Metrics,
+    ) -> bool {
+        self.records -= done.records.len();
+        match store(consumer, topic, done, metrics) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Runs the consume loop until `token` is cancelled or an output cannot
+    /// be delivered, then settles what is in flight, flushes and commits.
+    pub async fn run<H: Handler>(
+        mut self,
+        consumer: &GroupConsumer,
+        producer: &FutureProducer,
+        topic: &str,
+        metrics: &Metrics,
+        token: &CancellationToken,
+        handler: &mut H,
+    ) -> anyhow::Result<()> {
+        while let Some(mut m) = self.next(consumer, topic, metrics, token).await {
+            let mut batch = Batch::default();
+            let handled = loop {
+                batch.consumed(m.partition(), m.offset());
+                if let Err(e) = handler.handle(&m, &mut batch).await {
+                    break Err(e);
+                }
+                match self.more(consumer, &batch, metrics) {
+                    Some(next) => m = next,
+                    None => break handler.flush(&mut batch).await,
+                }
+            };
+            if !self.add(handled.map(|()| batch)) {
+                break;
+            }
+        }
+        self.finish(consumer, producer, topic, metrics).await
+    }
+
     /// The next record to handle; `None` once `token` is cancelled or an
     /// output could not be delivered (then `finish` returns the error).
-    pub async fn next<'c>(
+    async fn next<'c>(
         &mut self,
         consumer: &'c GroupConsumer,
         topic: &str,
         metrics: &Metrics,
-        token: &tokio_util::sync::CancellationToken,
-    ) -> Option<rdkafka::message::BorrowedMessage<'c>> {
+        token: &CancellationToken,
+    ) -> Option<BorrowedMessage<'c>> {
         use futures::stream::StreamExt;
         loop {
             tokio::select! {
                 biased;
                 _ = token.cancelled() => return None,
                 Some(done) = self.queue.next(), if !self.queue.is_empty() => {
-                    if let Err(e) = store(consumer, topic, done, metrics) {
-                        self.failure = Some(e);
+                    if !self.settled(consumer, topic, done, metrics) {
                         return None;
                     }
                 }
-                message = consumer.recv(), if self.queue.len() < self.max => match message {
+                message = consumer.recv(), if self.records < self.max => match message {
                     Ok(m) => {
                         metrics.record_in();
                         return Some(m);
@@ -220,12 +371,37 @@ impl InFlight {
         }
     }
 
-    /// A handled record, waiting for its outputs; or the error that stops
+    /// The next record for `batch` if one is already fetched and the batch
+    /// and the records in flight are below their bounds; never waits.
+    fn more<'c>(
+        &mut self,
+        consumer: &'c GroupConsumer,
+        batch: &Batch,
+        metrics: &Metrics,
+    ) -> Option<BorrowedMessage<'c>> {
+        use futures::FutureExt;
+        if batch.len() >= self.max_batch || self.records + batch.len() >= self.max {
+            return None;
+        }
+        match consumer.recv().now_or_never()? {
+            Ok(m) => {
+                metrics.record_in();
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error; retrying");
+                None
+            }
+        }
+    }
+
+    /// A handled batch, waiting for its outputs; or the error that stops
     /// the loop (then `next` returns `None`). Returns whether to go on.
-    pub fn add(&mut self, handled: anyhow::Result<Pending>) -> bool {
+    fn add(&mut self, handled: anyhow::Result<Batch>) -> bool {
         match handled {
-            Ok(pending) => {
-                self.queue.push_back(Box::pin(pending.settle()));
+            Ok(batch) => {
+                self.records += batch.len();
+                self.queue.push_back(Box::pin(batch.settle()));
                 true
             }
             Err(e) => {
@@ -237,10 +413,10 @@ impl InFlight {
 
     /// Settles what is in flight, flushes the producer and commits the
     /// stored offsets; returns the first failure, if any.
-    pub async fn finish(
+    async fn finish(
         mut self,
         consumer: &GroupConsumer,
-        producer: &rdkafka::producer::FutureProducer,
+        producer: &FutureProducer,
         topic: &str,
         metrics: &Metrics,
     ) -> anyhow::Result<()> {
@@ -248,8 +424,7 @@ impl InFlight {
         use rdkafka::producer::Producer;
         if self.failure.is_none() {
             while let Some(done) = self.queue.next().await {
-                if let Err(e) = store(consumer, topic, done, metrics) {
-                    self.failure = Some(e);
+                if !self.settled(consumer, topic, done, metrics) {
                     break;
                 }
             }
@@ -260,5 +435,49 @@ impl InFlight {
         final_commit(consumer);
         metrics.set_ready(false);
         self.failure.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumed(records: &[(i32, i64)]) -> Vec<Consumed> {
+        let received = Instant::now();
+        records
+            .iter()
+            .map(|&(partition, offset)| Consumed {
+                partition,
+                offset,
+                received,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stores_the_last_offset_consumed_of_each_partition() {
+        let records = consumed(&[(0, 5), (1, 9), (0, 6), (2, 1), (0, 7), (1, 10)]);
+        assert_eq!(last_per_partition(&records), vec![(1, 10), (0, 7), (2, 1)]);
+    }
+
+    #[test]
+    fn a_partition_rewound_mid_batch_keeps_its_lower_offset() {
+        // Revoked and assigned again: the consumer restarts from the last
+        // commit, so the records after it must be read again.
+        let records = consumed(&[(0, 100), (0, 101), (0, 50)]);
+        assert_eq!(last_per_partition(&records), vec![(0, 50)]);
+    }
+
+    #[test]
+    fn an_empty_batch_stores_nothing() {
+        assert!(last_per_partition(&[]).is_empty());
+    }
+
+    #[test]
+    fn flight_bounds_are_at_least_one_and_a_batch_fits_in_flight() {
+        let f = InFlight::new(0, 0);
+        assert_eq!((f.max, f.max_batch), (1, 1));
+        let f = InFlight::new(100, 500);
+        assert_eq!((f.max, f.max_batch), (100, 100));
     }
 }

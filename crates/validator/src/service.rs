@@ -9,13 +9,12 @@
 //! produce the same outputs (the validator is a pure function).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{InFlight, Pending, group_consumer};
+use forecast_runtime::inflight::{Batch, FlightArgs, Handler, group_consumer};
 use forecast_runtime::kafka::{enqueue, producer_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
@@ -44,9 +43,8 @@ pub struct ValidatorArgs {
     /// partitions back at once. `none` turns static membership off.
     #[arg(long, env = "FORECAST_INSTANCE_ID", value_name = "ID")]
     pub instance_id: Option<String>,
-    /// Records handled at once, waiting for their outputs to be acknowledged.
-    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: u32,
+    #[command(flatten)]
+    pub flight: FlightArgs,
 }
 
 /// Runs until `token` is cancelled or a delivery fails for good.
@@ -71,17 +69,25 @@ pub async fn run(
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
     metrics.set_ready(true);
 
-    let mut flight = InFlight::new(args.max_in_flight as usize);
-    while let Some(m) = flight
-        .next(&consumer, &topics.topic_submitted, &metrics, &token)
-        .await
-    {
-        if !flight.add(handle(&validator, registry, &m, &producer, topics, args, &metrics).await) {
-            break;
-        }
-    }
-    let result = flight
-        .finish(&consumer, &producer, &topics.topic_submitted, &metrics)
+    let mut handler = Validate {
+        validator: &validator,
+        registry,
+        producer: &producer,
+        topics,
+        args,
+        metrics: &metrics,
+    };
+    let result = args
+        .flight
+        .in_flight()
+        .run(
+            &consumer,
+            &producer,
+            &topics.topic_submitted,
+            &metrics,
+            &token,
+            &mut handler,
+        )
         .await;
     if result.is_ok() {
         tracing::info!("validator stopped");
@@ -89,154 +95,159 @@ pub async fn run(
     result
 }
 
-/// Judges one record and enqueues its outputs.
-async fn handle(
-    validator: &Validator,
-    registry: &Registry,
-    m: &BorrowedMessage<'_>,
-    producer: &FutureProducer,
-    topics: &TopicArgs,
-    args: &ValidatorArgs,
-    metrics: &Metrics,
-) -> anyhow::Result<Pending> {
-    let received = Instant::now();
-    let payload = m.payload().unwrap_or_default();
-    let source = SourceCoordinates {
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-    };
-    let decided_at = m
-        .timestamp()
-        .to_millis()
-        .map_or_else(Timestamp::now, Timestamp::from_millis);
-    let judged = validator.judge_framed_limited(payload, registry, args.max_record_bytes);
-    let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
-    let mut deliveries = Vec::with_capacity(2);
-    let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
+/// The validator's consume loop: judges each record and enqueues its outputs.
+struct Validate<'a> {
+    validator: &'a Validator,
+    registry: &'a Registry,
+    producer: &'a FutureProducer,
+    topics: &'a TopicArgs,
+    args: &'a ValidatorArgs,
+    metrics: &'a Metrics,
+}
 
-    match (&judged, verdict.outcome) {
-        (Judged::Checked { document, .. }, Outcome::Accepted) => {
-            let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
-            let headers = copy_headers(m)
-                .insert(Header {
-                    key: headers::POLICY_VERSION,
-                    value: Some(verdict.policy_version.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::WARNINGS,
-                    value: Some(warnings.join(",").as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::SOURCE,
-                    value: Some(source_text.as_bytes()),
-                });
-            let record = FutureRecord::to(&topics.topic_validated)
-                .key(document.document_id.as_bytes())
-                .payload(payload)
-                .headers(headers);
-            deliveries.push(enqueue(producer, record).await?);
-            metrics.record_out(Output::Validated);
-        }
-        (judged, _) => {
-            let stage = if matches!(judged, Judged::Undecodable(_)) {
-                Stage::Deserialize
-            } else {
-                Stage::Validate
-            };
-            let codes: Vec<&str> = verdict.codes.iter().map(|c| c.as_str()).collect();
-            let message = match judged {
-                Judged::Undecodable(e) => format!("{} ({})", e, e.kind()),
-                Judged::Checked { .. } => verdict
-                    .violations
-                    .iter()
-                    .map(|v| format!("{} at {}: {}", v.code, v.field, v.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            };
-            let partition = source.partition.to_string();
-            let offset = source.offset.to_string();
-            let stage_name = stage.as_str().to_ascii_lowercase();
-            let headers = copy_headers(m)
-                .insert(Header {
-                    key: headers::ERR_TOPIC,
-                    value: Some(source.topic.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ERR_PARTITION,
-                    value: Some(partition.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ERR_OFFSET,
-                    value: Some(offset.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ERR_STAGE,
-                    value: Some(stage_name.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ERR_CODES,
-                    value: Some(codes.join(",").as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ERR_MESSAGE,
-                    value: Some(message.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::POLICY_VERSION,
-                    value: Some(verdict.policy_version.as_bytes()),
-                });
-            // A record too large even for the dead-letter topic goes there
-            // without its value, saying so; the audit verdict still names it.
-            let omitted = payload.len() > forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES;
-            // A null value stays null, an empty one empty.
-            let original = m.payload();
-            let note = format!(
-                "{} bytes, over the {} bytes the dead-letter topic takes",
-                payload.len(),
-                forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES
-            );
-            let headers = if omitted {
-                headers.insert(Header {
-                    key: headers::VALUE_OMITTED,
-                    value: Some(note.as_bytes()),
-                })
-            } else {
-                headers
-            };
-            let mut record = FutureRecord::to(&topics.topic_rejected).headers(headers);
-            if let Some(value) = original.filter(|_| !omitted) {
-                record = record.payload(value);
-            }
-            if let Some(key) = m.key() {
-                record = record.key(key);
-            }
-            deliveries.push(enqueue(producer, record).await?);
-            metrics.record_out(Output::Rejected);
-            metrics.rejected(&verdict.codes);
-            metrics.dead_letter(stage);
-            tracing::debug!(offset = source.offset, partition = source.partition, codes = %codes.join(","), "rejected");
-        }
-    }
+impl Handler for Validate<'_> {
+    /// Judges one record and enqueues its outputs.
+    async fn handle(&mut self, m: &BorrowedMessage<'_>, batch: &mut Batch) -> anyhow::Result<()> {
+        let Validate {
+            validator,
+            registry,
+            producer,
+            topics,
+            args,
+            metrics,
+        } = *self;
+        let payload = m.payload().unwrap_or_default();
+        let source = SourceCoordinates {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        let decided_at = m
+            .timestamp()
+            .to_millis()
+            .map_or_else(Timestamp::now, Timestamp::from_millis);
+        let judged = validator.judge_framed_limited(payload, registry, args.max_record_bytes);
+        let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
+        let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
 
-    let audit = wire::encode_verdict(&verdict);
-    let mut record = FutureRecord::to(&topics.topic_audit).payload(audit.as_slice());
-    let key = verdict
-        .document_id
-        .as_deref()
-        .map(str::as_bytes)
-        .or(m.key());
-    if let Some(key) = key {
-        record = record.key(key);
+        match (&judged, verdict.outcome) {
+            (Judged::Checked { document, .. }, Outcome::Accepted) => {
+                let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
+                let headers = copy_headers(m)
+                    .insert(Header {
+                        key: headers::POLICY_VERSION,
+                        value: Some(verdict.policy_version.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::WARNINGS,
+                        value: Some(warnings.join(",").as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::SOURCE,
+                        value: Some(source_text.as_bytes()),
+                    });
+                let record = FutureRecord::to(&topics.topic_validated)
+                    .key(document.document_id.as_bytes())
+                    .payload(payload)
+                    .headers(headers);
+                batch.output(enqueue(producer, record).await?);
+                metrics.record_out(Output::Validated);
+            }
+            (judged, _) => {
+                let stage = if matches!(judged, Judged::Undecodable(_)) {
+                    Stage::Deserialize
+                } else {
+                    Stage::Validate
+                };
+                let codes: Vec<&str> = verdict.codes.iter().map(|c| c.as_str()).collect();
+                let message = match judged {
+                    Judged::Undecodable(e) => format!("{} ({})", e, e.kind()),
+                    Judged::Checked { .. } => verdict
+                        .violations
+                        .iter()
+                        .map(|v| format!("{} at {}: {}", v.code, v.field, v.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                let partition = source.partition.to_string();
+                let offset = source.offset.to_string();
+                let stage_name = stage.as_str().to_ascii_lowercase();
+                let headers = copy_headers(m)
+                    .insert(Header {
+                        key: headers::ERR_TOPIC,
+                        value: Some(source.topic.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::ERR_PARTITION,
+                        value: Some(partition.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::ERR_OFFSET,
+                        value: Some(offset.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::ERR_STAGE,
+                        value: Some(stage_name.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::ERR_CODES,
+                        value: Some(codes.join(",").as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::ERR_MESSAGE,
+                        value: Some(message.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: headers::POLICY_VERSION,
+                        value: Some(verdict.policy_version.as_bytes()),
+                    });
+                // A record too large even for the dead-letter topic goes there
+                // without its value, saying so; the audit verdict still names it.
+                let omitted = payload.len() > forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES;
+                // A null value stays null, an empty one empty.
+                let original = m.payload();
+                let note = format!(
+                    "{} bytes, over the {} bytes the dead-letter topic takes",
+                    payload.len(),
+                    forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES
+                );
+                let headers = if omitted {
+                    headers.insert(Header {
+                        key: headers::VALUE_OMITTED,
+                        value: Some(note.as_bytes()),
+                    })
+                } else {
+                    headers
+                };
+                let mut record = FutureRecord::to(&topics.topic_rejected).headers(headers);
+                if let Some(value) = original.filter(|_| !omitted) {
+                    record = record.payload(value);
+                }
+                if let Some(key) = m.key() {
+                    record = record.key(key);
+                }
+                batch.output(enqueue(producer, record).await?);
+                metrics.record_out(Output::Rejected);
+                metrics.rejected(&verdict.codes);
+                metrics.dead_letter(stage);
+                tracing::debug!(offset = source.offset, partition = source.partition, codes = %codes.join(","), "rejected");
+            }
+        }
+
+        let audit = wire::encode_verdict(&verdict);
+        let mut record = FutureRecord::to(&topics.topic_audit).payload(audit.as_slice());
+        let key = verdict
+            .document_id
+            .as_deref()
+            .map(str::as_bytes)
+            .or(m.key());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        batch.output(enqueue(producer, record).await?);
+        metrics.record_out(Output::Audit);
+        Ok(())
     }
-    deliveries.push(enqueue(producer, record).await?);
-    metrics.record_out(Output::Audit);
-    Ok(Pending {
-        partition: source.partition,
-        offset: source.offset,
-        received,
-        deliveries,
-    })
 }
 
 /// The record's own headers, to be passed on byte for byte.
