@@ -88,14 +88,24 @@ fn topics(run: &str) -> TopicArgs {
     }
 }
 
+/// The customers of the generated documents.
+const CUSTOMERS: [&str; 3] = ["TENCENT", "BYTEDANCE", "ALIBABA"];
+
+/// A 12-line document (a copy of one parsed once).
 fn twelve_lines(id: String, customer: &str) -> ForecastDocument {
-    forecast_model::fixtures::twelve_line_document(&id, customer)
+    static TEMPLATE: std::sync::OnceLock<ForecastDocument> = std::sync::OnceLock::new();
+    let mut doc = TEMPLATE
+        .get_or_init(|| forecast_model::fixtures::twelve_line_document("TEMPLATE", "TENCENT"))
+        .clone();
+    doc.document_id = id;
+    doc.customer_id = customer.to_owned();
+    doc
 }
 
 /// The mix of a real stream: mostly accepted originals, some replaces,
 /// duplicates and rejections.
 fn stream(n: usize, prefix: &str) -> Vec<ForecastDocument> {
-    let customers = ["TENCENT", "BYTEDANCE", "ALIBABA"];
+    let customers = CUSTOMERS;
     let mut out: Vec<ForecastDocument> = Vec::with_capacity(n);
     for i in 0..n {
         let doc = match i % 20 {
@@ -365,6 +375,19 @@ async fn passthrough(kafka: &KafkaArgs, from: &str, to: &str, n: usize) -> anyho
     elapsed
 }
 
+/// End-to-end latency at an offered load.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    /// Submit to the first demand snapshot that includes the document.
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Documents whose snapshot was seen.
+    seen: usize,
+    /// Submit to the broker's acknowledgement (the first hop).
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+}
+
 /// One run of the throughput figures (a) to (d), documents/s.
 #[derive(Debug, Clone, Copy)]
 struct Throughput {
@@ -477,6 +500,174 @@ impl Bench<'_> {
     }
 }
 
+impl Bench<'_> {
+    /// Offers `count` documents at `rate` per second, through a validator
+    /// and an aggregator on fresh topics named after `run`; returns the
+    /// latency of each document seen (ms, sorted) and how many were seen.
+    ///
+    /// A document is seen when a demand snapshot of its customer and
+    /// partition first includes it. Every latency document adds the same
+    /// units, and a partition's documents are applied in order, so the
+    /// k-th document of a customer in a partition is included once that
+    /// snapshot's units reach k times a document's.
+    async fn latency(&self, run: &str, rate: f64, count: usize) -> anyhow::Result<Latency> {
+        let kafka = self.kafka;
+        let tl = topics(run);
+        create_topics(kafka, &tl, self.layout).await?;
+        let vl = Service::start("validator", kafka, &tl, &format!("lv-{run}"), self.policy)?;
+        let al = Service::start("aggregator", kafka, &tl, &format!("la-{run}"), self.policy)?;
+        // A warm-up document, of a customer the measured ones do not use,
+        // through the submitter the measured ones use (its producer id and
+        // metadata are then in place, as in a running system).
+        let submitter = forecast_producer::Submitter::new(kafka, &tl.topic_submitted)?;
+        let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
+        submitter.submit(&warm).await?;
+        al.time_until_processed(1, Duration::from_secs(120))?;
+
+        let measured = &CUSTOMERS[1..];
+        let template = twelve_lines(String::new(), measured[0]);
+        let units_per_doc: i64 = template.lines.iter().map(|l| l.quantity).sum();
+        type Counts = HashMap<(String, i32), Vec<(Instant, i64)>>;
+        let counts: Arc<Mutex<Counts>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (counts, stop, kafka, topic) = (
+                counts.clone(),
+                stop.clone(),
+                kafka.clone(),
+                tl.topic_demand.clone(),
+            );
+            std::thread::spawn(move || watch_demand(&kafka, &topic, units_per_doc, &counts, &stop))
+        };
+        std::thread::sleep(Duration::from_secs(2)); // the watcher is assigned
+
+        let mut sent = Vec::with_capacity(count);
+        let begin = Instant::now();
+        for i in 0..count {
+            let due = begin + Duration::from_secs_f64(i as f64 / rate);
+            // Paced in steps of at least a millisecond: a timer per
+            // document would cost the harness more than the document.
+            if let Some(wait) = due.checked_duration_since(Instant::now())
+                && wait >= Duration::from_millis(1)
+            {
+                tokio::time::sleep(wait).await;
+            }
+            let mut doc = template.clone();
+            doc.document_id = format!("LAT-{run}-{i:07}");
+            doc.customer_id = measured[i % measured.len()].to_owned();
+            let at = Instant::now();
+            let pending = submitter.enqueue(&doc).await?;
+            // When the broker acknowledged it: the first hop's share.
+            let acked = tokio::spawn(async move {
+                let receipt = pending.receipt().await;
+                (Instant::now(), receipt)
+            });
+            sent.push((at, doc.customer_id, acked));
+        }
+        // The rank of each document among its customer's in its partition.
+        let mut ranks: HashMap<(String, i32), i64> = HashMap::new();
+        let mut expected = Vec::with_capacity(count);
+        let mut acks = Vec::with_capacity(count);
+        for (at, customer, acked) in sent {
+            let (acked_at, receipt) = acked.await?;
+            let partition = receipt?.partition;
+            acks.push(acked_at.duration_since(at).as_secs_f64() * 1000.0);
+            let rank = ranks.entry((customer.clone(), partition)).or_default();
+            *rank += 1;
+            expected.push((at, (customer, partition), *rank));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all_seen = |counts: &Counts| {
+            ranks.iter().all(|(key, n)| {
+                counts
+                    .get(key)
+                    .and_then(|c| c.last())
+                    .is_some_and(|&(_, seen)| seen >= *n)
+            })
+        };
+        while Instant::now() < deadline
+            && !all_seen(&*counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+        drop((vl, al));
+        let counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut lat: Vec<f64> = expected
+            .iter()
+            .filter_map(|(at, key, rank)| {
+                let changes = counts.get(key)?;
+                let first = changes.partition_point(|&(_, n)| n < *rank);
+                changes
+                    .get(first)
+                    .map(|(t, _)| t.duration_since(*at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        acks.sort_by(f64::total_cmp);
+        Ok(Latency {
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            seen: lat.len(),
+            ack_p50_ms: percentile(&acks, 0.50),
+            ack_p99_ms: percentile(&acks, 0.99),
+        })
+    }
+}
+
+/// Reads `topic` (demand snapshots) until `stop`, recording when the
+/// number of documents in each customer/partition snapshot changed.
+fn watch_demand(
+    kafka: &KafkaArgs,
+    topic: &str,
+    units_per_doc: i64,
+    counts: &Mutex<HashMap<(String, i32), Vec<(Instant, i64)>>>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let reader: BaseConsumer = reader_config(kafka).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in
+        forecast_runtime::kafka::partition_ids(reader.client(), topic, Duration::from_secs(10))?
+    {
+        tpl.add_partition_offset(topic, p, forecast_runtime::kafka::from_start())?;
+    }
+    anyhow::ensure!(tpl.count() > 0, "no partitions of {topic}");
+    reader.assign(&tpl)?;
+    let registry = forecast_model::Registry::embedded();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(m) = reader.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let m = m?;
+        let now = Instant::now();
+        let Some(snapshot) = m
+            .payload()
+            .and_then(|v| wire::decode_snapshot(v, registry).ok())
+        else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        let Some(partition) = key.rsplit_once('/').and_then(|(_, p)| p.parse().ok()) else {
+            continue;
+        };
+        let units: i64 = snapshot.rows.iter().map(|r| r.units.total()).sum();
+        anyhow::ensure!(
+            units % units_per_doc == 0,
+            "snapshot {key} holds {units} units, not a whole number of documents of {units_per_doc}"
+        );
+        let docs = units / units_per_doc;
+        let mut counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let changes = counts.entry((snapshot.customer_id, partition)).or_default();
+        if changes.last().is_none_or(|&(_, n)| n < docs) {
+            changes.push((now, docs));
+        }
+    }
+    Ok(())
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     percentile(&values, 0.5)
@@ -514,11 +705,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let n = args.documents;
 
-    // Latency documents name customers of their own (L000000, ...), so the
-    // first snapshot of a customer marks its document's arrival.
-    let max_latency_docs = 60_000usize;
-    let mut customers: Vec<String> = vec!["TENCENT".into(), "BYTEDANCE".into(), "ALIBABA".into()];
-    customers.extend((0..max_latency_docs).map(|i| format!("L{i:06}")));
+    let customers = CUSTOMERS;
     let policy = dir.join("policy.toml");
     std::fs::write(
         &policy,
@@ -566,97 +753,18 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| f.aggregator_rss_mib)
         .fold(0.0, f64::max);
-    let warm = twelve_lines(format!("WARM-{run}"), "TENCENT");
-
     // Latency at half the passthrough rate.
     let rate = args.latency_rate.unwrap_or(rate_a / 2.0);
-    let count = ((rate * args.latency_seconds as f64) as usize).clamp(1, max_latency_docs);
-    let tl = topics(&format!("{run}-l"));
-    create_topics(&kafka, &tl, layout).await?;
-    let vl = Service::start("validator", &kafka, &tl, &format!("lv-{run}"), &policy)?;
-    let al = Service::start("aggregator", &kafka, &tl, &format!("la-{run}"), &policy)?;
-    produce_all(&producer, &tl.topic_submitted, std::slice::from_ref(&warm)).await?;
-    al.time_until_processed(1, Duration::from_secs(120))?;
-    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (arrivals, stop, kafka, topic) = (
-            arrivals.clone(),
-            stop.clone(),
-            kafka.clone(),
-            tl.topic_demand.clone(),
-        );
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let reader: BaseConsumer = reader_config(&kafka).create()?;
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            for p in forecast_runtime::kafka::partition_ids(
-                reader.client(),
-                &topic,
-                Duration::from_secs(10),
-            )? {
-                tpl.add_partition_offset(&topic, p, forecast_runtime::kafka::from_start())?;
-            }
-            anyhow::ensure!(tpl.count() > 0, "no partitions of {topic}");
-            reader.assign(&tpl)?;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
-                    let now = Instant::now();
-                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                    let customer = key.split('/').next().unwrap_or_default().to_owned();
-                    arrivals
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .entry(customer)
-                        .or_insert(now);
-                }
-            }
-            Ok(())
-        })
-    };
-    std::thread::sleep(Duration::from_secs(2)); // the watcher is assigned
-    let submitter = forecast_producer::Submitter::new(&kafka, &tl.topic_submitted)?;
-    let mut sent_at = Vec::with_capacity(count);
-    let mut pending = Vec::with_capacity(count);
-    let begin = Instant::now();
-    for i in 0..count {
-        let due = begin + Duration::from_secs_f64(i as f64 / rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
-        let doc = twelve_lines(format!("LAT-{i:06}"), &format!("L{i:06}"));
-        sent_at.push(Instant::now());
-        pending.push(submitter.enqueue(&doc).await?);
-    }
-    for p in pending {
-        p.receipt().await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while arrivals
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .len()
-        < count
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    watcher
-        .join()
-        .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
-    let got = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let mut lat: Vec<f64> = (0..count)
-        .filter_map(|i| {
-            got.get(&format!("L{i:06}"))
-                .map(|t| t.duration_since(sent_at[i]).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
-    drop((vl, al));
+    let count = ((rate * args.latency_seconds as f64) as usize).max(1);
+    let Latency {
+        p50_ms: p50,
+        p99_ms: p99,
+        seen,
+        ack_p50_ms,
+        ack_p99_ms,
+    } = bench.latency(&format!("{run}-l"), rate, count).await?;
     eprintln!(
-        "latency at {rate:.0} docs/s: p50 {p50:.1} ms, p99 {p99:.1} ms ({} of {count} seen)",
-        lat.len()
+        "latency at {rate:.0} docs/s: p50 {p50:.1} ms, p99 {p99:.1} ms ({seen} of {count} seen); submit acknowledged: p50 {ack_p50_ms:.1} ms, p99 {ack_p99_ms:.1} ms"
     );
 
     let results = serde_json::json!({
@@ -673,9 +781,11 @@ async fn main() -> anyhow::Result<()> {
         "end_to_end_over_passthrough": ratio_d,
         "latency_offered_docs_per_s": rate,
         "latency_documents": count,
-        "latency_seen": lat.len(),
+        "latency_seen": seen,
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
+        "submit_ack_p50_ms": ack_p50_ms,
+        "submit_ack_p99_ms": ack_p99_ms,
         "validator_peak_rss_mib": rss_v,
         "aggregator_peak_rss_mib": rss_a,
     });
@@ -692,8 +802,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough |");
     println!(
-        "| latency at {rate:.0} docs/s | p50 {p50:.1} ms, p99 {p99:.1} ms ({} documents) |",
-        lat.len()
+        "| latency at {rate:.0} docs/s | p50 {p50:.1} ms, p99 {p99:.1} ms ({seen} of {count} documents) |"
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
