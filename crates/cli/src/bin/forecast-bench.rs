@@ -129,23 +129,47 @@ fn stream(n: usize, prefix: &str) -> Vec<ForecastDocument> {
     out
 }
 
+/// A submitted record: the document id and the document as on the wire.
+/// Encoded before any clock starts, so the figures are the pipeline's and
+/// not the harness's.
+struct Encoded {
+    key: String,
+    value: Vec<u8>,
+}
+
+impl Encoded {
+    fn of(doc: &ForecastDocument) -> Self {
+        Encoded {
+            key: doc.document_id.clone(),
+            value: wire::encode_document(doc),
+        }
+    }
+
+    /// Hands the record to `producer` (what the producer library's
+    /// `Submitter::enqueue` does once it has encoded a document).
+    async fn send(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+    ) -> anyhow::Result<rdkafka::producer::DeliveryFuture> {
+        Ok(enqueue(
+            producer,
+            FutureRecord::to(topic)
+                .key(self.key.as_bytes())
+                .payload(self.value.as_slice()),
+        )
+        .await?)
+    }
+}
+
 async fn produce_all(
     producer: &FutureProducer,
     topic: &str,
-    docs: &[ForecastDocument],
+    records: &[Encoded],
 ) -> anyhow::Result<()> {
-    let mut deliveries = Vec::with_capacity(docs.len());
-    for d in docs {
-        let value = wire::encode_document(d);
-        deliveries.push(
-            enqueue(
-                producer,
-                FutureRecord::to(topic)
-                    .key(d.document_id.as_bytes())
-                    .payload(value.as_slice()),
-            )
-            .await?,
-        );
+    let mut deliveries = Vec::with_capacity(records.len());
+    for r in records {
+        deliveries.push(r.send(producer, topic).await?);
     }
     for d in deliveries {
         d.await
@@ -418,7 +442,7 @@ struct Bench<'a> {
     layout: TopicLayout,
     policy: &'a Path,
     producer: &'a FutureProducer,
-    docs: &'a [ForecastDocument],
+    records: &'a [Encoded],
 }
 
 impl Bench<'_> {
@@ -429,7 +453,7 @@ impl Bench<'_> {
             self.layout,
             self.policy,
             self.producer,
-            self.docs,
+            self.records,
         );
         let n = docs.len();
         let t = topics(&format!("{run}-b"));
@@ -471,17 +495,10 @@ impl Bench<'_> {
         let ve = Service::start("validator", kafka, &te, &format!("ev-{run}"), policy)?;
         let ae = Service::start("aggregator", kafka, &te, &format!("ea-{run}"), policy)?;
         let warm = twelve_lines(format!("WARM-{run}"), "TENCENT");
-        produce_all(producer, &te.topic_submitted, std::slice::from_ref(&warm)).await?;
+        produce_all(producer, &te.topic_submitted, &[Encoded::of(&warm)]).await?;
         ae.time_until_processed(1, Duration::from_secs(120))?;
         let start = Instant::now();
-        let submitter = forecast_producer::Submitter::new(kafka, &te.topic_submitted)?;
-        let mut pending = Vec::with_capacity(n);
-        for d in docs {
-            pending.push(submitter.enqueue(d).await?);
-        }
-        for p in pending {
-            p.receipt().await?;
-        }
+        produce_all(producer, &te.topic_submitted, docs).await?;
         let deadline = Instant::now() + Duration::from_secs(600);
         while ae.processed() < 1 + accepted {
             anyhow::ensure!(Instant::now() < deadline, "end to end did not finish");
@@ -517,11 +534,11 @@ impl Bench<'_> {
         let vl = Service::start("validator", kafka, &tl, &format!("lv-{run}"), self.policy)?;
         let al = Service::start("aggregator", kafka, &tl, &format!("la-{run}"), self.policy)?;
         // A warm-up document, of a customer the measured ones do not use,
-        // through the submitter the measured ones use (its producer id and
+        // through the producer the measured ones use (its producer id and
         // metadata are then in place, as in a running system).
-        let submitter = forecast_producer::Submitter::new(kafka, &tl.topic_submitted)?;
+        let producer: FutureProducer = producer_config(kafka).create()?;
         let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
-        submitter.submit(&warm).await?;
+        produce_all(&producer, &tl.topic_submitted, &[Encoded::of(&warm)]).await?;
         al.time_until_processed(1, Duration::from_secs(120))?;
 
         let measured = &CUSTOMERS[1..];
@@ -541,6 +558,15 @@ impl Bench<'_> {
         };
         std::thread::sleep(Duration::from_secs(2)); // the watcher is assigned
 
+        let records: Vec<(&str, Encoded)> = (0..count)
+            .map(|i| {
+                let mut doc = template.clone();
+                doc.document_id = format!("LAT-{run}-{i:07}");
+                let customer = measured[i % measured.len()];
+                doc.customer_id = customer.to_owned();
+                (customer, Encoded::of(&doc))
+            })
+            .collect();
         let mut sent = Vec::with_capacity(count);
         let begin = Instant::now();
         for i in 0..count {
@@ -552,25 +578,26 @@ impl Bench<'_> {
             {
                 tokio::time::sleep(wait).await;
             }
-            let mut doc = template.clone();
-            doc.document_id = format!("LAT-{run}-{i:07}");
-            doc.customer_id = measured[i % measured.len()].to_owned();
+            let (customer, record) = &records[i];
             let at = Instant::now();
-            let pending = submitter.enqueue(&doc).await?;
+            let delivery = record.send(&producer, &tl.topic_submitted).await?;
             // When the broker acknowledged it: the first hop's share.
             let acked = tokio::spawn(async move {
-                let receipt = pending.receipt().await;
-                (Instant::now(), receipt)
+                let delivered = delivery.await;
+                (Instant::now(), delivered)
             });
-            sent.push((at, doc.customer_id, acked));
+            sent.push((at, customer.to_string(), acked));
         }
         // The rank of each document among its customer's in its partition.
         let mut ranks: HashMap<(String, i32), i64> = HashMap::new();
         let mut expected = Vec::with_capacity(count);
         let mut acks = Vec::with_capacity(count);
         for (at, customer, acked) in sent {
-            let (acked_at, receipt) = acked.await?;
-            let partition = receipt?.partition;
+            let (acked_at, delivered) = acked.await?;
+            let partition = delivered
+                .map_err(|_| anyhow::anyhow!("the producer dropped a delivery"))?
+                .map_err(|(e, _)| e)?
+                .partition;
             acks.push(acked_at.duration_since(at).as_secs_f64() * 1000.0);
             let rank = ranks.entry((customer.clone(), partition)).or_default();
             *rank += 1;
@@ -722,7 +749,7 @@ async fn main() -> anyhow::Result<()> {
         layout,
         policy: &policy,
         producer: &producer,
-        docs: &docs,
+        records: &docs.iter().map(Encoded::of).collect::<Vec<_>>(),
     };
     let mut runs = Vec::new();
     for r in 0..args.repeat {
