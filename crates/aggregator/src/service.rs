@@ -33,7 +33,7 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, FlightArgs, Handler, group_consumer};
+use forecast_runtime::inflight::{Batch, FlightArgs, Handler};
 use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -84,18 +84,8 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = group_consumer(
-        kafka,
-        &topics.topic_validated,
-        &args.group,
-        args.instance_id.as_deref(),
-        "aggregator",
-        &metrics,
-    )?;
     let producer: FutureProducer = producer_config(kafka).create()?;
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
-    metrics.set_ready(true);
-
     let mut handler = Aggregate {
         partitions: HashMap::new(),
         changed: BTreeMap::new(),
@@ -105,22 +95,19 @@ pub async fn run(
         topics,
         metrics: &metrics,
     };
-    let result = args
-        .flight
-        .in_flight()
-        .run(
-            &consumer,
-            &producer,
+    args.flight
+        .serve(
+            kafka,
             &topics.topic_validated,
+            &args.group,
+            args.instance_id.as_deref(),
+            "aggregator",
+            &producer,
             &metrics,
             &token,
             &mut handler,
         )
-        .await;
-    if result.is_ok() {
-        tracing::info!("aggregator stopped");
-    }
-    result
+        .await
 }
 
 /// The aggregator's consume loop: the state of each input partition, and
@@ -348,5 +335,5 @@ async fn handle(
             ..
         }
     );
-    Ok(changed.then(|| (doc.customer_id, decided_at)))
+    Ok(changed.then_some((doc.customer_id, decided_at)))
 }

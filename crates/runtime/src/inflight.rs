@@ -204,7 +204,7 @@ fn final_commit(consumer: &GroupConsumer) {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlightArgs {
     /// Records handled at once, waiting for their outputs to be acknowledged.
-    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// Most records handled as one batch. A batch takes only records already
     /// fetched (it never waits for more); outputs that cover several records,
@@ -216,7 +216,7 @@ pub struct FlightArgs {
 impl Default for FlightArgs {
     fn default() -> Self {
         Self {
-            max_in_flight: 1000,
+            max_in_flight: 5000,
             max_batch: 500,
         }
     }
@@ -226,6 +226,35 @@ impl FlightArgs {
     /// An empty consume loop with these bounds.
     pub fn in_flight(&self) -> InFlight {
         InFlight::new(self.max_in_flight as usize, self.max_batch as usize)
+    }
+
+    /// Runs a service: joins `group` on `topic` (as `instance`, see
+    /// [`group_consumer`]), says it is ready, and hands every record to
+    /// `handler` until `token` is cancelled or an output cannot be
+    /// delivered.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve<H: Handler>(
+        &self,
+        kafka: &KafkaArgs,
+        topic: &str,
+        group: &str,
+        instance: Option<&str>,
+        service: &'static str,
+        producer: &FutureProducer,
+        metrics: &Arc<Metrics>,
+        token: &CancellationToken,
+        handler: &mut H,
+    ) -> anyhow::Result<()> {
+        let consumer = group_consumer(kafka, topic, group, instance, service, metrics)?;
+        metrics.set_ready(true);
+        let result = self
+            .in_flight()
+            .run(&consumer, producer, topic, metrics, token, handler)
+            .await;
+        if result.is_ok() {
+            tracing::info!(service, "stopped");
+        }
+        result
     }
 }
 

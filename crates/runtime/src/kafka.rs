@@ -57,7 +57,11 @@ pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
     let mut c = base(kafka);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // Batches of up to 10 ms: under load, fewer and larger produce
+        // requests cost the broker less per record (tansu 0.6 serializes
+        // its producer state on every idempotent batch); at low load it
+        // adds at most 10 ms per hop.
+        .set("linger.ms", "10")
         .set("compression.type", "none")
         // Dead letters carry oversized records byte for byte (up to this).
         .set("message.max.bytes", MAX_DEAD_LETTER_BYTES.to_string());

@@ -14,7 +14,7 @@ use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, FlightArgs, Handler, group_consumer};
+use forecast_runtime::inflight::{Batch, FlightArgs, Handler};
 use forecast_runtime::kafka::{enqueue, producer_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
@@ -56,43 +56,29 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = group_consumer(
-        kafka,
-        &topics.topic_submitted,
-        &args.group,
-        args.instance_id.as_deref(),
-        "validator",
-        &metrics,
-    )?;
     let producer: FutureProducer = producer_config(kafka).create()?;
-    let registry = Registry::embedded();
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
-    metrics.set_ready(true);
-
     let mut handler = Validate {
         validator: &validator,
-        registry,
+        registry: Registry::embedded(),
         producer: &producer,
         topics,
         args,
         metrics: &metrics,
     };
-    let result = args
-        .flight
-        .in_flight()
-        .run(
-            &consumer,
-            &producer,
+    args.flight
+        .serve(
+            kafka,
             &topics.topic_submitted,
+            &args.group,
+            args.instance_id.as_deref(),
+            "validator",
+            &producer,
             &metrics,
             &token,
             &mut handler,
         )
-        .await;
-    if result.is_ok() {
-        tracing::info!("validator stopped");
-    }
-    result
+        .await
 }
 
 /// The validator's consume loop: judges each record and enqueues its outputs.

@@ -3,13 +3,15 @@
 //! Against one broker (tansu on memory storage started here, or
 //! `--brokers`), on fresh topics for each figure, it measures:
 //! (a) a bare consume -> produce passthrough with the services' own client
-//! settings, (b) the validator alone, (c) the aggregator alone on
-//! pre-validated input, (d) end to end from submit to demand; then
-//! end-to-end latency (submit -> the demand snapshot that includes the
-//! document) at half the passthrough rate. The services run as
+//! settings and consume loop, (b) the validator alone, (c) the aggregator
+//! alone on pre-validated input, (d) end to end from submit to demand;
+//! `--repeat` times, reporting medians. Then end-to-end latency (submit ->
+//! the demand snapshot that includes the document) at half the
+//! passthrough rate, or `--latency-rate`. The services run as
 //! `forecastctl` child processes, so each has its own peak RSS.
 //! Throughput is timed from the first record consumed to the last one
-//! settled (group joins are not counted).
+//! settled, from the same counters for all three (group joins are not
+//! counted). Submitted records are encoded before any clock starts.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -544,7 +546,6 @@ impl Bench<'_> {
         let measured = &CUSTOMERS[1..];
         let template = twelve_lines(String::new(), measured[0]);
         let units_per_doc: i64 = template.lines.iter().map(|l| l.quantity).sum();
-        type Counts = HashMap<(String, i32), Vec<(Instant, i64)>>;
         let counts: Arc<Mutex<Counts>> = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watcher = {
@@ -569,7 +570,7 @@ impl Bench<'_> {
             .collect();
         let mut sent = Vec::with_capacity(count);
         let begin = Instant::now();
-        for i in 0..count {
+        for (i, (customer, record)) in records.iter().enumerate() {
             let due = begin + Duration::from_secs_f64(i as f64 / rate);
             // Paced in steps of at least a millisecond: a timer per
             // document would cost the harness more than the document.
@@ -578,7 +579,6 @@ impl Bench<'_> {
             {
                 tokio::time::sleep(wait).await;
             }
-            let (customer, record) = &records[i];
             let at = Instant::now();
             let delivery = record.send(&producer, &tl.topic_submitted).await?;
             // When the broker acknowledged it: the first hop's share.
@@ -645,13 +645,16 @@ impl Bench<'_> {
     }
 }
 
+/// When the number of documents in each customer/partition snapshot rose.
+type Counts = HashMap<(String, i32), Vec<(Instant, i64)>>;
+
 /// Reads `topic` (demand snapshots) until `stop`, recording when the
 /// number of documents in each customer/partition snapshot changed.
 fn watch_demand(
     kafka: &KafkaArgs,
     topic: &str,
     units_per_doc: i64,
-    counts: &Mutex<HashMap<(String, i32), Vec<(Instant, i64)>>>,
+    counts: &Mutex<Counts>,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
     let reader: BaseConsumer = reader_config(kafka).create()?;
