@@ -43,13 +43,11 @@ impl DemandView {
             None => self.customer_of.remove(key),
         };
         let removed = previous.is_some_and(|customer| {
-            let group = self.by_customer.get_mut(&customer);
-            let removed = group.and_then(|g| g.remove(key)).is_some();
-            if self
-                .by_customer
-                .get(&customer)
-                .is_some_and(HashMap::is_empty)
-            {
+            let Some(group) = self.by_customer.get_mut(&customer) else {
+                return false;
+            };
+            let removed = group.remove(key).is_some();
+            if group.is_empty() {
                 self.by_customer.remove(&customer);
             }
             removed

@@ -81,12 +81,8 @@ impl Batch {
     }
 
     /// Records consumed.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 
     /// Waits for every delivery of this batch.
@@ -204,25 +200,30 @@ fn final_commit(consumer: &GroupConsumer) {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlightArgs {
     /// Records handled at once, waiting for their outputs to be acknowledged.
-    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "FORECAST_MAX_IN_FLIGHT", default_value_t = FlightArgs::MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// Most records handled as one batch. A batch takes only records already
     /// fetched (it never waits for more); outputs that cover several records,
     /// the aggregator's demand snapshots, are written once per batch.
-    #[arg(long, env = "FORECAST_MAX_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "FORECAST_MAX_BATCH", default_value_t = FlightArgs::MAX_BATCH, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch: u32,
 }
 
 impl Default for FlightArgs {
     fn default() -> Self {
         Self {
-            max_in_flight: 5000,
-            max_batch: 500,
+            max_in_flight: Self::MAX_IN_FLIGHT,
+            max_batch: Self::MAX_BATCH,
         }
     }
 }
 
 impl FlightArgs {
+    /// Default of `--max-in-flight`.
+    pub const MAX_IN_FLIGHT: u32 = 5000;
+    /// Default of `--max-batch`.
+    pub const MAX_BATCH: u32 = 500;
+
     /// An empty consume loop with these bounds.
     pub fn in_flight(&self) -> InFlight {
         InFlight::new(self.max_in_flight as usize, self.max_batch as usize)

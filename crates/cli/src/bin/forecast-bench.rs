@@ -107,7 +107,6 @@ fn twelve_lines(id: String, customer: &str) -> ForecastDocument {
 /// The mix of a real stream: mostly accepted originals, some replaces,
 /// duplicates and rejections.
 fn stream(n: usize, prefix: &str) -> Vec<ForecastDocument> {
-    let customers = CUSTOMERS;
     let mut out: Vec<ForecastDocument> = Vec::with_capacity(n);
     for i in 0..n {
         let doc = match i % 20 {
@@ -120,11 +119,11 @@ fn stream(n: usize, prefix: &str) -> Vec<ForecastDocument> {
             }
             18 if i >= 1 => out[i - 1].clone(),
             19 => {
-                let mut d = twelve_lines(format!("{prefix}-{i:07}"), customers[i % 3]);
+                let mut d = twelve_lines(format!("{prefix}-{i:07}"), CUSTOMERS[i % 3]);
                 d.lines[3].sku = "A100".into();
                 d
             }
-            _ => twelve_lines(format!("{prefix}-{i:07}"), customers[i % 3]),
+            _ => twelve_lines(format!("{prefix}-{i:07}"), CUSTOMERS[i % 3]),
         };
         out.push(doc);
     }
@@ -490,15 +489,9 @@ impl Bench<'_> {
         let aggregator_rss_mib = ag.peak_rss_mib();
         drop(ag);
 
-        // (d) end to end: submit through the producer library, until the
+        // (d) end to end: submit (as the producer library does), until the
         // aggregator settled all
-        let te = topics(&format!("{run}-e"));
-        create_topics(kafka, &te, layout).await?;
-        let ve = Service::start("validator", kafka, &te, &format!("ev-{run}"), policy)?;
-        let ae = Service::start("aggregator", kafka, &te, &format!("ea-{run}"), policy)?;
-        let warm = twelve_lines(format!("WARM-{run}"), "TENCENT");
-        produce_all(producer, &te.topic_submitted, &[Encoded::of(&warm)]).await?;
-        ae.time_until_processed(1, Duration::from_secs(120))?;
+        let (te, ve, ae) = self.pipeline(&format!("{run}-e"), producer).await?;
         let start = Instant::now();
         produce_all(producer, &te.topic_submitted, docs).await?;
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -517,9 +510,37 @@ impl Bench<'_> {
             aggregator_rss_mib,
         })
     }
-}
 
-impl Bench<'_> {
+    /// A validator and an aggregator on fresh topics named after `run`,
+    /// warmed up with one document of a customer the measured ones do not
+    /// use, sent through `producer` (its producer id and metadata are then
+    /// in place, as in a running system).
+    async fn pipeline(
+        &self,
+        run: &str,
+        producer: &FutureProducer,
+    ) -> anyhow::Result<(TopicArgs, Service, Service)> {
+        let t = topics(run);
+        create_topics(self.kafka, &t, self.layout).await?;
+        let v = Service::start(
+            "validator",
+            self.kafka,
+            &t,
+            &format!("v-{run}"),
+            self.policy,
+        )?;
+        let a = Service::start(
+            "aggregator",
+            self.kafka,
+            &t,
+            &format!("a-{run}"),
+            self.policy,
+        )?;
+        let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
+        produce_all(producer, &t.topic_submitted, &[Encoded::of(&warm)]).await?;
+        a.time_until_processed(1, Duration::from_secs(120))?;
+        Ok((t, v, a))
+    }
     /// Offers `count` documents at `rate` per second, through a validator
     /// and an aggregator on fresh topics named after `run`; returns the
     /// latency of each document seen (ms, sorted) and how many were seen.
@@ -531,17 +552,8 @@ impl Bench<'_> {
     /// snapshot's units reach k times a document's.
     async fn latency(&self, run: &str, rate: f64, count: usize) -> anyhow::Result<Latency> {
         let kafka = self.kafka;
-        let tl = topics(run);
-        create_topics(kafka, &tl, self.layout).await?;
-        let vl = Service::start("validator", kafka, &tl, &format!("lv-{run}"), self.policy)?;
-        let al = Service::start("aggregator", kafka, &tl, &format!("la-{run}"), self.policy)?;
-        // A warm-up document, of a customer the measured ones do not use,
-        // through the producer the measured ones use (its producer id and
-        // metadata are then in place, as in a running system).
         let producer: FutureProducer = producer_config(kafka).create()?;
-        let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
-        produce_all(&producer, &tl.topic_submitted, &[Encoded::of(&warm)]).await?;
-        al.time_until_processed(1, Duration::from_secs(120))?;
+        let (tl, vl, al) = self.pipeline(run, &producer).await?;
 
         let measured = &CUSTOMERS[1..];
         let template = twelve_lines(String::new(), measured[0]);
