@@ -305,13 +305,7 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         "sku,quarter,on_hand,ordered\nH20-141GB,2026-Q3,1,2\n",
     )
     .unwrap();
-    let mut args = vec![
-        "supply".to_owned(),
-        "load".into(),
-        "--brokers".into(),
-        p.broker.brokers.clone(),
-    ];
-    args.extend(p.names.topic_flags());
+    let mut args = p.names.command(&["supply", "load"], &p.broker.brokers);
     args.push(plan.display().to_string());
     let out = run(&args);
     assert!(

@@ -104,9 +104,12 @@ impl Names {
     pub fn topic(&self, base: &str) -> String {
         format!("{base}.{}", self.suffix)
     }
-    /// The `--topic-*` flags of every command.
-    pub fn topic_flags(&self) -> Vec<String> {
-        let mut v = Vec::new();
+    /// A `forecastctl` command line: `words`, then `--brokers` and this
+    /// test's `--topic-*` flags.
+    pub fn command(&self, words: &[&str], brokers: &str) -> Vec<String> {
+        let mut v: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        v.push("--brokers".into());
+        v.push(brokers.to_owned());
         for (flag, base) in [
             ("--topic-submitted", "forecasts.submitted"),
             ("--topic-validated", "forecasts.validated"),
@@ -140,12 +143,7 @@ pub fn spawn_service(
     extra: &[&str],
     log: &Path,
 ) -> Child {
-    let mut args = vec![
-        service.to_owned(),
-        "--brokers".to_owned(),
-        broker.brokers.clone(),
-    ];
-    args.extend(names.topic_flags());
+    let mut args = names.command(&[service], &broker.brokers);
     args.push("--group".into());
     args.push(format!("{service}-{}", names.suffix));
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -29,15 +29,8 @@ impl Pipeline {
         let names = Names::new(test);
         let dir = std::env::temp_dir().join(format!("forecast-e2e-{}", names.suffix));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut args = vec![
-            "topics".to_owned(),
-            "create".into(),
-            "--brokers".into(),
-            broker.brokers.clone(),
-            "--partitions".into(),
-            "3".into(),
-        ];
-        args.extend(names.topic_flags());
+        let mut args = names.command(&["topics", "create"], &broker.brokers);
+        args.extend(["--partitions".into(), "3".into()]);
         let out = run(&args);
         assert!(
             out.status.success(),
@@ -148,12 +141,7 @@ impl Pipeline {
     }
 
     pub fn submit(&self, file: &Path) -> String {
-        let mut args = vec![
-            "submit".to_owned(),
-            "--brokers".into(),
-            self.broker.brokers.clone(),
-        ];
-        args.extend(self.names.topic_flags());
+        let mut args = self.names.command(&["submit"], &self.broker.brokers);
         args.push(file.display().to_string());
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -162,14 +150,9 @@ impl Pipeline {
     }
 
     pub fn demand(&self) -> Value {
-        let mut args = vec![
-            "demand".to_owned(),
-            "--format".into(),
-            "json".into(),
-            "--brokers".into(),
-            self.broker.brokers.clone(),
-        ];
-        args.extend(self.names.topic_flags());
+        let args = self
+            .names
+            .command(&["demand", "--format", "json"], &self.broker.brokers);
         let out = run(&args);
         assert!(
             out.status.success(),
