@@ -73,16 +73,29 @@ impl Metrics {
     }
 
     /// Time from receiving a record to all its outputs acknowledged.
-    pub fn latency(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.latency_buckets[i].fetch_add(1, Relaxed);
+    /// Records the processing times of a batch's records: counted locally,
+    /// then one atomic add per histogram bucket (not per record and bucket).
+    pub fn latencies(&self, times: impl IntoIterator<Item = Duration>) {
+        let mut first_fit = [0u64; BUCKETS.len()];
+        let (mut count, mut micros) = (0u64, 0u64);
+        for d in times {
+            let s = d.as_secs_f64();
+            if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
+                first_fit[i] += 1;
+            }
+            count += 1;
+            micros += d.as_micros() as u64;
+        }
+        // Buckets are cumulative: one that fits in `le` fits every larger.
+        let mut cumulative = 0;
+        for (bucket, n) in self.latency_buckets.iter().zip(first_fit) {
+            cumulative += n;
+            if cumulative > 0 {
+                bucket.fetch_add(cumulative, Relaxed);
             }
         }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Relaxed);
+        self.latency_count.fetch_add(count, Relaxed);
+        self.latency_sum_micros.fetch_add(micros, Relaxed);
     }
 
     pub fn set_lag(&self, lag: i64) {
@@ -188,5 +201,38 @@ impl Metrics {
             self.consumer_lag.load(Relaxed)
         );
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(rendered: &str, le: &str) -> u64 {
+        let prefix = format!("forecast_processing_seconds_bucket{{service=\"t\",le=\"{le}\"}} ");
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no bucket le={le} in\n{rendered}"))
+    }
+
+    #[test]
+    fn batch_latencies_fill_cumulative_buckets() {
+        let m = Metrics::new("t");
+        let ms = Duration::from_millis;
+        m.latencies([Duration::from_micros(500), ms(3), ms(2_000), ms(10_000)]);
+        m.latencies([ms(1)]);
+        let r = m.render();
+        assert_eq!(bucket(&r, "0.001"), 2, "0.5 ms and the 1 ms on the bound");
+        assert_eq!(bucket(&r, "0.0025"), 2);
+        assert_eq!(bucket(&r, "0.005"), 3);
+        assert_eq!(bucket(&r, "1"), 3);
+        assert_eq!(bucket(&r, "5"), 4, "10 s is above every bound");
+        assert_eq!(m.processed_total(), 5);
+        assert!(
+            r.contains("forecast_processing_seconds_sum{service=\"t\"} 12.0045"),
+            "{r}"
+        );
     }
 }
