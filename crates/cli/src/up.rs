@@ -124,6 +124,11 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `binary` on `port` and waits (30 s at most) until it accepts
     /// connections. Its output goes to `log`, or nowhere.
     pub fn start(binary: &Path, port: u16, log: Option<&Path>) -> anyhow::Result<Tansu> {

@@ -113,16 +113,17 @@ impl Default for TopicArgs {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,
 }
 
 /// Logging: format by flag, level by `RUST_LOG` (default `info`).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct LogArgs {
     /// Log format.
     #[arg(long, env = "FORECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
