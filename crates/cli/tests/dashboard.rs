@@ -255,9 +255,12 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
         browser.eval("document.querySelectorAll('#chart svg rect[data-kind]').length > 0") == true,
         "the chart has bars"
     );
-    assert!(
-        browser.eval("document.querySelector('#chart svg polyline') !== null") == true,
-        "supply is drawn"
+    // Supply is polled apart from the demand stream, so it may be drawn a
+    // moment after the rows (or at the next poll, 10 s later).
+    browser.wait_for(
+        "supply drawn",
+        "document.querySelector('#chart svg polyline') !== null",
+        Duration::from_secs(30),
     );
     // Marks this page load: a reload would lose it.
     browser.eval("window.__loaded_once = 'yes'");

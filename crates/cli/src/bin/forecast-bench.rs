@@ -7,7 +7,8 @@
 //! alone on pre-validated input, (d) end to end from submit to demand;
 //! `--repeat` times, reporting medians. Then end-to-end latency (submit ->
 //! the demand snapshot that includes the document) at half the
-//! passthrough rate, or `--latency-rate`. The services run as
+//! passthrough rate and at half of what end to end sustained, or at each
+//! `--latency-rate`. The services run as
 //! `forecastctl` child processes, so each has its own peak RSS.
 //! Throughput is timed from the first record consumed to the last one
 //! settled, from the same counters for all three (group joins are not
@@ -52,13 +53,14 @@ struct Args {
     /// Documents per figure.
     #[arg(long, default_value_t = 50_000)]
     documents: usize,
-    /// Seconds of offered load for the latency figure.
+    /// Seconds of offered load for each latency figure.
     #[arg(long, default_value_t = 10)]
     latency_seconds: u64,
-    /// Offered load of the latency figure, documents/s (default: half the
-    /// passthrough rate).
+    /// Offered load of a latency figure, documents/s; repeatable (default:
+    /// half the passthrough rate, the target's load, and half of what end
+    /// to end sustains, a load below saturation).
     #[arg(long)]
-    latency_rate: Option<f64>,
+    latency_rate: Vec<f64>,
     /// Runs of (a) to (d), each on fresh topics; figures are their medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
@@ -886,19 +888,23 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| f.aggregator_rss_mib)
         .fold(0.0, f64::max);
-    // Latency at half the passthrough rate.
-    let rate = args.latency_rate.unwrap_or(rate_a / 2.0);
-    let count = ((rate * args.latency_seconds as f64) as usize).max(1);
-    let Latency {
-        p50_ms: p50,
-        p99_ms: p99,
-        seen,
-        ack_p50_ms,
-        ack_p99_ms,
-    } = bench.latency(&format!("{run}-l"), rate, count).await?;
-    eprintln!(
-        "latency at {rate:.0} docs/s: p50 {p50:.1} ms, p99 {p99:.1} ms ({seen} of {count} seen); submit acknowledged: p50 {ack_p50_ms:.1} ms, p99 {ack_p99_ms:.1} ms"
-    );
+    // Latency at half the passthrough rate (the target's load) and at half
+    // of what end to end sustained (below saturation).
+    let rates = if args.latency_rate.is_empty() {
+        vec![rate_a / 2.0, rate_d / 2.0]
+    } else {
+        args.latency_rate.clone()
+    };
+    let mut latencies = Vec::new();
+    for (i, &rate) in rates.iter().enumerate() {
+        let count = ((rate * args.latency_seconds as f64) as usize).max(1);
+        let l = bench.latency(&format!("{run}-l{i}"), rate, count).await?;
+        eprintln!(
+            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms",
+            l.p50_ms, l.p99_ms, l.seen, l.ack_p50_ms, l.ack_p99_ms
+        );
+        latencies.push((rate, count, l));
+    }
 
     let results = serde_json::json!({
         "documents": n,
@@ -912,13 +918,15 @@ async fn main() -> anyhow::Result<()> {
         "validator_over_passthrough": ratio_b,
         "aggregator_over_passthrough": ratio_c,
         "end_to_end_over_passthrough": ratio_d,
-        "latency_offered_docs_per_s": rate,
-        "latency_documents": count,
-        "latency_seen": seen,
-        "latency_p50_ms": p50,
-        "latency_p99_ms": p99,
-        "submit_ack_p50_ms": ack_p50_ms,
-        "submit_ack_p99_ms": ack_p99_ms,
+        "latency": latencies.iter().map(|(rate, count, l)| serde_json::json!({
+            "offered_docs_per_s": rate,
+            "documents": count,
+            "seen": l.seen,
+            "p50_ms": l.p50_ms,
+            "p99_ms": l.p99_ms,
+            "submit_ack_p50_ms": l.ack_p50_ms,
+            "submit_ack_p99_ms": l.ack_p99_ms,
+        })).collect::<Vec<_>>(),
         "validator_peak_rss_mib": rss_v,
         "aggregator_peak_rss_mib": rss_a,
         "passthrough_cpu_us_per_doc": cpu_a,
@@ -946,9 +954,12 @@ async fn main() -> anyhow::Result<()> {
         "| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough; us CPU/doc: broker {:.1}, validator {:.1}, aggregator {:.1}, harness {:.1} |",
         cpu_d[0], cpu_d[1], cpu_d[2], cpu_d[3]
     );
-    println!(
-        "| latency at {rate:.0} docs/s | p50 {p50:.1} ms, p99 {p99:.1} ms ({seen} of {count} documents) |"
-    );
+    for (rate, count, l) in &latencies {
+        println!(
+            "| latency at {rate:.0} docs/s | p50 {:.1} ms, p99 {:.1} ms ({} of {count} documents) |",
+            l.p50_ms, l.p99_ms, l.seen
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }
