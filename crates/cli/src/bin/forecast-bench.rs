@@ -59,7 +59,7 @@ struct Args {
     /// Offered load of a latency figure, documents/s; repeatable (default:
     /// half the passthrough rate, the target's load, and half of what end
     /// to end sustains, a load below saturation).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_rate)]
     latency_rate: Vec<f64>,
     /// Runs of (a) to (d), each on fresh topics; figures are their medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
@@ -77,6 +77,14 @@ fn forecastctl() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("forecastctl")))
         .unwrap_or_else(|| "forecastctl".into())
+}
+
+/// A `--latency-rate`: documents/s above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate above zero (documents/s)")),
+    }
 }
 
 fn free_port() -> u16 {
@@ -491,13 +499,40 @@ impl Throughput {
             "passthrough_cpu_us_per_doc": self.passthrough_cpu_us,
             "validator_cpu_us_per_doc": self.validator_cpu_us,
             "aggregator_cpu_us_per_doc": self.aggregator_cpu_us,
-            "end_to_end_cpu_us_per_doc": {
-                "broker": self.end_to_end_cpu_us[0],
-                "validator": self.end_to_end_cpu_us[1],
-                "aggregator": self.end_to_end_cpu_us[2],
-                "harness": self.end_to_end_cpu_us[3],
-            },
+            "end_to_end_cpu_us_per_doc": EndToEndCpu(self.end_to_end_cpu_us).json(),
         })
+    }
+}
+
+/// CPU microseconds per document in (d), by process: broker (NaN when
+/// not started by the harness), validator, aggregator, harness.
+struct EndToEndCpu([f64; 4]);
+
+impl EndToEndCpu {
+    const PROCESSES: [&str; 4] = ["broker", "validator", "aggregator", "harness"];
+
+    /// By process name; an unmeasured one is null.
+    fn json(&self) -> serde_json::Value {
+        Self::PROCESSES
+            .iter()
+            .zip(self.0)
+            .map(|(name, us)| (name.to_string(), serde_json::json!(us)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+impl std::fmt::Display for EndToEndCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, us)) in Self::PROCESSES.iter().zip(self.0).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            if us.is_nan() {
+                write!(f, "{sep}{name} not measured")?;
+            } else {
+                write!(f, "{sep}{name} {us:.1}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -562,7 +597,8 @@ impl Bench<'_> {
         // validator, aggregator, harness (the submitter).
         let cpu = || {
             [
-                self.broker_pid.map_or(0.0, cpu_seconds),
+                // Not measured when the broker is not ours (`--brokers`).
+                self.broker_pid.map_or(f64::NAN, cpu_seconds),
                 cpu_seconds(ve.child.id()),
                 cpu_seconds(ae.child.id()),
                 cpu_seconds(std::process::id()),
@@ -932,12 +968,7 @@ async fn main() -> anyhow::Result<()> {
         "passthrough_cpu_us_per_doc": cpu_a,
         "validator_cpu_us_per_doc": cpu_b,
         "aggregator_cpu_us_per_doc": cpu_c,
-        "end_to_end_cpu_us_per_doc": {
-            "broker": cpu_d[0],
-            "validator": cpu_d[1],
-            "aggregator": cpu_d[2],
-            "harness": cpu_d[3],
-        },
+        "end_to_end_cpu_us_per_doc": EndToEndCpu(cpu_d).json(),
     });
     println!(
         "| figure (median of {} runs) | result |\n| --- | --- |",
@@ -951,8 +982,8 @@ async fn main() -> anyhow::Result<()> {
         "| (c) aggregator | {rate_c:.0} docs/s, {ratio_c:.2} of passthrough, {cpu_c:.1} us CPU/doc, peak RSS {rss_a:.0} MiB |"
     );
     println!(
-        "| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough; us CPU/doc: broker {:.1}, validator {:.1}, aggregator {:.1}, harness {:.1} |",
-        cpu_d[0], cpu_d[1], cpu_d[2], cpu_d[3]
+        "| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough; us CPU/doc: {} |",
+        EndToEndCpu(cpu_d)
     );
     for (rate, count, l) in &latencies {
         println!(
