@@ -132,7 +132,33 @@ impl rdkafka::ClientContext for LagContext {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for LagContext {}
+impl rdkafka::consumer::ConsumerContext for LagContext {
+    /// Says which partitions this instance now owns: when an instance is
+    /// added or removed, this line tells that the group has rebalanced.
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Rebalance;
+        let partitions = |tpl: &rdkafka::TopicPartitionList| {
+            tpl.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = %partitions(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = %partitions(tpl), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
 
 /// A consumer outside any group, for reading a topic from its start.
 pub fn reader_config(kafka: &KafkaArgs) -> ClientConfig {
