@@ -274,6 +274,27 @@ impl Cluster {
         }
     }
 
+    /// Waits until `name` has logged a line containing `text`.
+    pub fn wait_log(&self, name: &str, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = Command::new("docker")
+                .args(["logs", &self.service(name).id()])
+                .output()
+                .unwrap();
+            let logged = |b: &[u8]| String::from_utf8_lossy(b).contains(text);
+            if logged(&out.stdout) || logged(&out.stderr) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not log {text:?} within {timeout:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Waits until the services' consumed counts stop moving for 2 s.
     pub fn wait_idle(&self, names: &[&str], timeout: Duration) {
         let deadline = Instant::now() + timeout;
