@@ -107,6 +107,14 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     c.assert_agrees_with_replay(&stream, sent, 0);
 }
 
+/// Starts validator `name` to be scaled away later (dynamic membership)
+/// and waits until the group has given it partitions.
+fn add_validator(c: &mut Cluster, name: &str, fault: &str) {
+    c.start_service_with(name, "validate", &["--instance-id", "none"]);
+    c.wait_log(name, "partitions assigned", Duration::from_secs(90));
+    c.fault(fault.into());
+}
+
 #[test]
 fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
     let (mut c, stream, parts) =
@@ -125,25 +133,11 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
         // dynamic membership: a static member does not leave its group on
         // shutdown (KIP-345), and tansu 0.6 never evicts it
         // (docs/operations.md).
-        2 => {
-            c.start_service_with("validator-2", "validate", &["--instance-id", "none"]);
-            c.wait_log(
-                "validator-2",
-                "partitions assigned",
-                Duration::from_secs(90),
-            );
-            c.fault("scaled validators 1 -> 2".into());
-        }
+        2 => add_validator(c, "validator-2", "scaled validators 1 -> 2"),
         // Each new instance consumes the part submitted since it joined.
         3 => {
             c.wait_consuming("validator-2", 1, Duration::from_secs(90));
-            c.start_service_with("validator-3", "validate", &["--instance-id", "none"]);
-            c.wait_log(
-                "validator-3",
-                "partitions assigned",
-                Duration::from_secs(90),
-            );
-            c.fault("scaled validators 2 -> 3".into());
+            add_validator(c, "validator-3", "scaled validators 2 -> 3");
         }
         4 => c.wait_consuming("validator-3", 1, Duration::from_secs(90)),
         6 => {

@@ -260,35 +260,33 @@ impl Cluster {
 
     /// Waits until the service's /metrics show it consuming (at least `n` records).
     pub fn wait_consuming(&self, name: &str, n: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.service(name).records_in().is_some_and(|r| r >= n) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not consume {n} records within {timeout:?}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        self.wait_until(
+            &format!("{name} did not consume {n} records"),
+            timeout,
+            || self.service(name).records_in().is_some_and(|r| r >= n),
+        );
     }
 
     /// Waits until `name` has logged a line containing `text`.
     pub fn wait_log(&self, name: &str, text: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        self.wait_until(&format!("{name} did not log {text:?}"), timeout, || {
             let out = Command::new("docker")
                 .args(["logs", &self.service(name).id()])
                 .output()
                 .unwrap();
             let logged = |b: &[u8]| String::from_utf8_lossy(b).contains(text);
-            if logged(&out.stdout) || logged(&out.stderr) {
-                return;
-            }
+            logged(&out.stdout) || logged(&out.stderr)
+        });
+    }
+
+    /// Checks `done` every 250 ms; fails saying `failure` (and where the
+    /// logs are) when it is still false after `timeout`.
+    fn wait_until(&self, failure: &str, timeout: Duration, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "{name} did not log {text:?} within {timeout:?}\n{}",
+                "{failure} within {timeout:?}\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(250));
