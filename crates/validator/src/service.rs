@@ -119,19 +119,15 @@ impl Handler for Validate<'_> {
         match (&judged, verdict.outcome) {
             (Judged::Checked { document, .. }, Outcome::Accepted) => {
                 let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
-                let headers = copy_headers(m)
-                    .insert(Header {
-                        key: headers::POLICY_VERSION,
-                        value: Some(verdict.policy_version.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::WARNINGS,
-                        value: Some(warnings.join(",").as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::SOURCE,
-                        value: Some(source_text.as_bytes()),
-                    });
+                let warnings = warnings.join(",");
+                let headers = headers_with(
+                    m,
+                    &[
+                        (headers::POLICY_VERSION, verdict.policy_version.as_bytes()),
+                        (headers::WARNINGS, warnings.as_bytes()),
+                        (headers::SOURCE, source_text.as_bytes()),
+                    ],
+                );
                 let record = FutureRecord::to(&topics.topic_validated)
                     .key(document.document_id.as_bytes())
                     .payload(payload)
@@ -158,35 +154,7 @@ impl Handler for Validate<'_> {
                 let partition = source.partition.to_string();
                 let offset = source.offset.to_string();
                 let stage_name = stage.as_str().to_ascii_lowercase();
-                let headers = copy_headers(m)
-                    .insert(Header {
-                        key: headers::ERR_TOPIC,
-                        value: Some(source.topic.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERR_PARTITION,
-                        value: Some(partition.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERR_OFFSET,
-                        value: Some(offset.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERR_STAGE,
-                        value: Some(stage_name.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERR_CODES,
-                        value: Some(codes.join(",").as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERR_MESSAGE,
-                        value: Some(message.as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::POLICY_VERSION,
-                        value: Some(verdict.policy_version.as_bytes()),
-                    });
+                let codes_text = codes.join(",");
                 // A record too large even for the dead-letter topic goes there
                 // without its value, saying so; the audit verdict still names it.
                 let omitted = payload.len() > forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES;
@@ -197,14 +165,19 @@ impl Handler for Validate<'_> {
                     payload.len(),
                     forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES
                 );
-                let headers = if omitted {
-                    headers.insert(Header {
-                        key: headers::VALUE_OMITTED,
-                        value: Some(note.as_bytes()),
-                    })
-                } else {
-                    headers
-                };
+                let mut added = vec![
+                    (headers::ERR_TOPIC, source.topic.as_bytes()),
+                    (headers::ERR_PARTITION, partition.as_bytes()),
+                    (headers::ERR_OFFSET, offset.as_bytes()),
+                    (headers::ERR_STAGE, stage_name.as_bytes()),
+                    (headers::ERR_CODES, codes_text.as_bytes()),
+                    (headers::ERR_MESSAGE, message.as_bytes()),
+                    (headers::POLICY_VERSION, verdict.policy_version.as_bytes()),
+                ];
+                if omitted {
+                    added.push((headers::VALUE_OMITTED, note.as_bytes()));
+                }
+                let headers = headers_with(m, &added);
                 let mut record = FutureRecord::to(&topics.topic_rejected).headers(headers);
                 if let Some(value) = original.filter(|_| !omitted) {
                     record = record.payload(value);
@@ -236,13 +209,20 @@ impl Handler for Validate<'_> {
     }
 }
 
-/// The record's own headers, to be passed on byte for byte.
-fn copy_headers(m: &BorrowedMessage<'_>) -> OwnedHeaders {
+/// The record's own headers, passed on byte for byte, followed by `added`
+/// (key, value) in order.
+fn headers_with(m: &BorrowedMessage<'_>, added: &[(&str, &[u8])]) -> OwnedHeaders {
     let mut out = OwnedHeaders::new();
     if let Some(h) = m.headers() {
         for header in h.iter() {
             out = out.insert(header);
         }
+    }
+    for &(key, value) in added {
+        out = out.insert(Header {
+            key,
+            value: Some(value),
+        });
     }
     out
 }
