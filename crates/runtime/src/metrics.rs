@@ -72,9 +72,9 @@ impl Metrics {
         self.dead_letters[stage.index()].fetch_add(1, Relaxed);
     }
 
-    /// Time from receiving a record to all its outputs acknowledged.
-    /// Records the processing times of a batch's records: counted locally,
-    /// then one atomic add per histogram bucket (not per record and bucket).
+    /// Records the processing times (from receiving a record to all its
+    /// outputs acknowledged) of a batch's records: counted locally, then
+    /// one atomic add per histogram bucket (not per record and bucket).
     pub fn latencies(&self, times: impl IntoIterator<Item = Duration>) {
         let mut first_fit = [0u64; BUCKETS.len()];
         let (mut count, mut micros) = (0u64, 0u64);

@@ -613,8 +613,9 @@ impl Bench<'_> {
             std::thread::sleep(POLL);
         }
         let d = start.elapsed().as_secs_f64();
+        let cpu_after = cpu();
         let end_to_end_cpu_us =
-            std::array::from_fn(|i| (cpu()[i] - cpu_before[i]) * 1e6 / n as f64);
+            std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / n as f64);
         drop((ve, ae));
         let per_doc = |t: Timed, docs: u64| t.cpu_seconds * 1e6 / docs as f64;
         Ok(Throughput {
