@@ -33,12 +33,12 @@ use forecast_model::{
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, FlightArgs, Handler};
-use forecast_runtime::kafka::{enqueue, producer_config, reader_config};
+use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
+use forecast_runtime::kafka::reader_config;
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let producer: FutureProducer = producer_config(kafka).create()?;
+    let producer = batch_producer(kafka)?;
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
     let mut handler = Aggregate {
         partitions: HashMap::new(),
@@ -119,7 +119,7 @@ struct Aggregate<'a> {
     changed: BTreeMap<(i32, String), Timestamp>,
     kafka: &'a KafkaArgs,
     registry: &'static Registry,
-    producer: &'a FutureProducer,
+    producer: &'a BatchProducer,
     topics: &'a TopicArgs,
     metrics: &'a Metrics,
 }
@@ -157,15 +157,14 @@ impl Handler for Aggregate<'_> {
             let snapshot = part.state.snapshot(&customer, at);
             let value = wire::encode_snapshot(&snapshot);
             let key = snapshot_key(&customer, p);
-            batch.output(
-                enqueue(
+            batch
+                .send(
                     self.producer,
                     FutureRecord::to(&self.topics.topic_demand)
                         .key(key.as_bytes())
                         .payload(value.as_slice()),
                 )
-                .await?,
-            );
+                .await?;
             self.metrics.record_out(Output::Demand);
         }
         Ok(())
@@ -273,7 +272,7 @@ async fn handle(
     part: &mut PartitionState,
     registry: &Registry,
     m: &BorrowedMessage<'_>,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     topics: &TopicArgs,
     metrics: &Metrics,
     batch: &mut Batch,
@@ -318,15 +317,14 @@ async fn handle(
         metrics.rejected(&[code]);
     }
     let audit = wire::encode_verdict(&verdict);
-    batch.output(
-        enqueue(
+    batch
+        .send(
             producer,
             FutureRecord::to(&topics.topic_audit)
                 .key(doc.document_id.as_bytes())
                 .payload(audit.as_slice()),
         )
-        .await?,
-    );
+        .await?;
     metrics.record_out(Output::Audit);
     let changed = matches!(
         outcome,

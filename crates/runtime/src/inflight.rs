@@ -2,14 +2,18 @@
 //! with the lag gauge, records in flight until every output is
 //! acknowledged, and offsets stored only then.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::task::AtomicWaker;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaArgs;
@@ -44,25 +48,101 @@ pub fn group_consumer(
     Ok(consumer)
 }
 
+/// The services' producer: idempotent ([`crate::kafka::producer_config`]),
+/// its deliveries counted per [`Batch`] rather than reported by a future
+/// per record (one allocation, channel and wake-up per output saved).
+pub type BatchProducer = ThreadedProducer<AckContext>;
+
+/// A producer for [`Batch::send`].
+pub fn batch_producer(kafka: &KafkaArgs) -> Result<BatchProducer, KafkaError> {
+    crate::kafka::producer_config(kafka).create_with_context(AckContext)
+}
+
+/// Producer context of [`BatchProducer`]: each delivery report counts
+/// against the batch its record was sent for.
+#[derive(Debug, Clone, Copy)]
+pub struct AckContext;
+
+impl rdkafka::ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Arc<Acks>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        if let Err((e, m)) = result {
+            acks.fail(format!("delivery to {} failed: {e}", m.topic()));
+        }
+        acks.ack();
+    }
+}
+
+/// The acknowledgements a batch waits for: one count per output sent and
+/// not yet reported, plus one while the batch is still open for outputs,
+/// so the count reaches zero only once the batch is complete and every
+/// output is reported. The first failure is kept.
+#[derive(Debug)]
+pub struct Acks {
+    pending: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    waker: AtomicWaker,
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self {
+            pending: AtomicUsize::new(1),
+            failure: Mutex::new(None),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
+impl Acks {
+    /// One output more to wait for.
+    fn expect(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One output reported (or the batch closed): wakes the waiter at zero.
+    fn ack(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
+    }
+
+    fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(message);
+    }
+
+    /// Closes the batch and waits until every output is reported; the first
+    /// failure, if any.
+    async fn settled(&self) -> Result<(), String> {
+        self.ack();
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.pending.load(Ordering::Acquire) == 0 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.clone().map_or(Ok(()), Err)
+    }
+}
+
 /// Records consumed together and every record produced for them: they
 /// settle together, and their offsets are stored only once every output is
 /// acknowledged. A batch lets a service write one output for several
 /// records (the aggregator's demand snapshots) without storing an offset
 /// before the output that covers its record is acknowledged.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Batch {
     /// Each consumed record, in consumption order.
     records: Vec<Consumed>,
-    deliveries: Vec<DeliveryFuture>,
-}
-
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
-            .field("records", &self.records)
-            .field("deliveries", &self.deliveries.len())
-            .finish()
-    }
+    acks: Arc<Acks>,
 }
 
 impl Batch {
@@ -75,9 +155,36 @@ impl Batch {
         });
     }
 
-    /// Adds an output that must be acknowledged before the batch settles.
-    pub fn output(&mut self, delivery: DeliveryFuture) {
-        self.deliveries.push(delivery);
+    /// Sends an output that must be acknowledged before the batch settles,
+    /// waiting while the producer's local queue is full.
+    pub async fn send(
+        &mut self,
+        producer: &BatchProducer,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<(), KafkaError> {
+        let mut record = BaseRecord {
+            topic: record.topic,
+            partition: record.partition,
+            payload: record.payload,
+            key: record.key,
+            timestamp: record.timestamp,
+            headers: record.headers,
+            delivery_opaque: self.acks.clone(),
+        };
+        self.acks.expect();
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    self.acks.ack();
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// Records consumed.
@@ -87,23 +194,7 @@ impl Batch {
 
     /// Waits for every delivery of this batch.
     async fn settle(self) -> Settled {
-        let mut result = Ok(());
-        for d in self.deliveries {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, m))) => {
-                    result = Err(anyhow::anyhow!(
-                        "delivery to {} failed: {e}",
-                        rdkafka::Message::topic(&m)
-                    ));
-                    break;
-                }
-                Err(_) => {
-                    result = Err(anyhow::anyhow!("the producer dropped a delivery"));
-                    break;
-                }
-            }
-        }
+        let result = self.acks.settled().await.map_err(anyhow::Error::msg);
         Settled {
             records: self.records,
             result,
@@ -245,7 +336,7 @@ impl FlightArgs {
         group: &str,
         instance: Option<&str>,
         service: &'static str,
-        producer: &FutureProducer,
+        producer: &BatchProducer,
         metrics: &Arc<Metrics>,
         token: &CancellationToken,
         handler: &mut H,
@@ -350,7 +441,7 @@ impl InFlight {
     pub async fn run<H: Handler>(
         mut self,
         consumer: &GroupConsumer,
-        producer: &FutureProducer,
+        producer: &BatchProducer,
         topic: &str,
         metrics: &Metrics,
         token: &CancellationToken,
@@ -450,12 +541,11 @@ impl InFlight {
     async fn finish(
         mut self,
         consumer: &GroupConsumer,
-        producer: &FutureProducer,
+        producer: &BatchProducer,
         topic: &str,
         metrics: &Metrics,
     ) -> anyhow::Result<()> {
         use futures::stream::StreamExt;
-        use rdkafka::producer::Producer;
         if self.failure.is_none() {
             while let Some(done) = self.queue.next().await {
                 if !self.settled(consumer, topic, done, metrics) {
@@ -505,6 +595,83 @@ mod tests {
     #[test]
     fn an_empty_batch_stores_nothing() {
         assert!(last_per_partition(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_batch_settles_once_closed_and_every_output_is_reported() {
+        use futures::FutureExt;
+        let acks = Arc::new(Acks::default());
+        acks.expect();
+        acks.expect();
+        acks.ack();
+        let mut settled = Box::pin(acks.settled());
+        // One output is still unreported.
+        assert!((&mut settled).now_or_never().is_none());
+        acks.ack();
+        assert_eq!(settled.now_or_never(), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_batch_reports_its_first_failure_after_every_output() {
+        use futures::FutureExt;
+        let acks = Arc::new(Acks::default());
+        for _ in 0..3 {
+            acks.expect();
+        }
+        acks.fail("delivery to a failed: first".into());
+        acks.ack();
+        acks.fail("delivery to b failed: second".into());
+        acks.ack();
+        let mut settled = Box::pin(acks.settled());
+        assert!((&mut settled).now_or_never().is_none());
+        acks.ack();
+        assert_eq!(
+            settled.now_or_never(),
+            Some(Err("delivery to a failed: first".to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_batch_is_woken_by_the_last_report_from_another_thread() {
+        let acks = Arc::new(Acks::default());
+        for _ in 0..100 {
+            acks.expect();
+        }
+        let reporter = {
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    acks.ack();
+                }
+            })
+        };
+        let settled = tokio::time::timeout(Duration::from_secs(10), acks.settled()).await;
+        reporter.join().unwrap();
+        assert_eq!(settled.expect("not woken"), Ok(()));
+        assert_eq!(acks.pending.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn an_output_that_cannot_be_delivered_fails_its_batch() {
+        // Nothing listens on the discard port of loopback: the record times
+        // out in the producer and its delivery report is an error.
+        let kafka = KafkaArgs {
+            brokers: "127.0.0.1:9".into(),
+            properties: vec![("message.timeout.ms".into(), "300".into())],
+        };
+        let producer = batch_producer(&kafka).unwrap();
+        let mut batch = Batch::default();
+        batch.consumed(0, 41);
+        batch
+            .send(&producer, FutureRecord::to("t").payload(&b"x"[..]))
+            .await
+            .unwrap();
+        let settled = tokio::time::timeout(Duration::from_secs(30), batch.settle())
+            .await
+            .expect("the delivery report never came");
+        let error = settled.result.unwrap_err().to_string();
+        assert!(error.starts_with("delivery to t failed:"), "{error}");
+        assert_eq!(settled.records.len(), 1);
     }
 
     #[test]

@@ -14,13 +14,12 @@ use clap::Args;
 use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, FlightArgs, Handler};
-use forecast_runtime::kafka::{enqueue, producer_config};
+use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{Judged, Validator};
@@ -56,7 +55,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let producer: FutureProducer = producer_config(kafka).create()?;
+    let producer = batch_producer(kafka)?;
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
     let mut handler = Validate {
         validator: &validator,
@@ -85,7 +84,7 @@ pub async fn run(
 struct Validate<'a> {
     validator: &'a Validator,
     registry: &'a Registry,
-    producer: &'a FutureProducer,
+    producer: &'a BatchProducer,
     topics: &'a TopicArgs,
     args: &'a ValidatorArgs,
     metrics: &'a Metrics,
@@ -132,7 +131,7 @@ impl Handler for Validate<'_> {
                     .key(document.document_id.as_bytes())
                     .payload(payload)
                     .headers(headers);
-                batch.output(enqueue(producer, record).await?);
+                batch.send(producer, record).await?;
                 metrics.record_out(Output::Validated);
             }
             (judged, _) => {
@@ -185,7 +184,7 @@ impl Handler for Validate<'_> {
                 if let Some(key) = m.key() {
                     record = record.key(key);
                 }
-                batch.output(enqueue(producer, record).await?);
+                batch.send(producer, record).await?;
                 metrics.record_out(Output::Rejected);
                 metrics.rejected(&verdict.codes);
                 metrics.dead_letter(stage);
@@ -203,7 +202,7 @@ impl Handler for Validate<'_> {
         if let Some(key) = key {
             record = record.key(key);
         }
-        batch.output(enqueue(producer, record).await?);
+        batch.send(producer, record).await?;
         metrics.record_out(Output::Audit);
         Ok(())
     }

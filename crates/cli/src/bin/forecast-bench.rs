@@ -25,7 +25,9 @@ use anyhow::Context;
 use clap::Parser;
 use forecast_model::{ForecastDocument, Purpose, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
-use forecast_runtime::inflight::{Batch, FlightArgs, Handler, group_consumer};
+use forecast_runtime::inflight::{
+    Batch, BatchProducer, FlightArgs, Handler, batch_producer, group_consumer,
+};
 use forecast_runtime::kafka::{
     TopicLayout, create_topics, enqueue, producer_config, reader_config,
 };
@@ -326,7 +328,7 @@ impl Drop for Service {
 
 /// (a)'s loop: every record produced unchanged to `to`.
 struct Passthrough<'a> {
-    producer: &'a FutureProducer,
+    producer: &'a BatchProducer,
     to: &'a str,
 }
 
@@ -336,7 +338,7 @@ impl Handler for Passthrough<'_> {
         if let Some(k) = m.key() {
             record = record.key(k);
         }
-        batch.output(enqueue(self.producer, record).await?);
+        batch.send(self.producer, record).await?;
         Ok(())
     }
 }
@@ -409,9 +411,13 @@ async fn passthrough(kafka: &KafkaArgs, from: &str, to: &str, n: usize) -> anyho
     // time they have joined their group: a new idempotent producer's first
     // send waits for its producer id (0.8 s on tansu), which the clock
     // would otherwise count as throughput.
-    let producer: FutureProducer = producer_config(kafka).create()?;
-    let warm = twelve_lines("WARM-passthrough".into(), CUSTOMERS[0]);
-    produce_all(&producer, to, &[Encoded::of(&warm)]).await?;
+    let producer = batch_producer(kafka)?;
+    let warm = Encoded::of(&twelve_lines("WARM-passthrough".into(), CUSTOMERS[0]));
+    let record = FutureRecord::to(to)
+        .key(warm.key.as_bytes())
+        .payload(warm.value.as_slice());
+    Batch::default().send(&producer, record).await?;
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30))?;
     let metrics = Arc::new(Metrics::new("passthrough"));
     let consumer = group_consumer(
         kafka,
