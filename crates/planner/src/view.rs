@@ -8,6 +8,7 @@
 //! judge: a service that crashed and judged a record again adds nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use forecast_aggregator::read::DemandView;
 use forecast_model::{
@@ -84,15 +85,15 @@ pub struct DemandChange {
 /// One verdict as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerdictEntry {
-    pub document_id: Option<String>,
+    pub document_id: Option<Arc<str>>,
     pub revision: Option<i32>,
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Arc<str>>,
     pub verdict: Outcome,
     pub stage: Stage,
     pub codes: Vec<RuleCode>,
     pub warnings: Vec<forecast_model::WarningCode>,
     pub violations: Vec<ViolationEntry>,
-    pub policy_version: String,
+    pub policy_version: Arc<str>,
     pub decided_at: Timestamp,
     pub source: Option<Source>,
 }
@@ -108,17 +109,19 @@ pub struct ViolationEntry {
 /// The record a verdict judged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Source {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
 
-impl From<Verdict> for VerdictEntry {
-    fn from(v: Verdict) -> Self {
+impl VerdictEntry {
+    /// The entry of `v`, its repeated strings (customer, policy version,
+    /// topic) shared through `strings`.
+    fn new(v: Verdict, strings: &mut Strings) -> Self {
         Self {
-            document_id: v.document_id,
+            document_id: v.document_id.map(Arc::from),
             revision: v.revision,
-            customer_id: v.customer_id,
+            customer_id: v.customer_id.map(|c| strings.get(c)),
             verdict: v.outcome,
             stage: v.stage,
             codes: v.codes,
@@ -132,10 +135,10 @@ impl From<Verdict> for VerdictEntry {
                     message: x.message,
                 })
                 .collect(),
-            policy_version: v.policy_version,
+            policy_version: strings.get(v.policy_version),
             decided_at: v.decided_at,
             source: v.source.map(|s| Source {
-                topic: s.topic,
+                topic: strings.get(s.topic),
                 partition: s.partition,
                 offset: s.offset,
             }),
@@ -143,11 +146,29 @@ impl From<Verdict> for VerdictEntry {
     }
 }
 
+/// Rejections of one customer: all, and by code.
+type RejectionCount = (u64, BTreeMap<&'static str, u64>);
+
+/// Strings kept once however often they are taken.
+#[derive(Debug, Default)]
+struct Strings(HashSet<Arc<str>>);
+
+impl Strings {
+    fn get(&mut self, s: String) -> Arc<str> {
+        if let Some(a) = self.0.get(s.as_str()) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
 /// A document's current state and its verdict history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DocumentHistory {
-    pub document_id: String,
-    pub customer_id: Option<String>,
+    pub document_id: Arc<str>,
+    pub customer_id: Option<Arc<str>>,
     /// The revision the aggregator applied last (`null` when none was).
     pub applied_revision: Option<i32>,
     /// Every verdict on every revision, oldest first.
@@ -236,12 +257,16 @@ pub struct Coverage {
 pub struct PlannerView {
     demand: DemandView,
     changes: u64,
-    documents: HashMap<String, DocumentHistory>,
-    /// Stage and source of every verdict taken, to drop repeats.
-    seen: HashSet<(Stage, i32, i64, String)>,
+    documents: HashMap<Arc<str>, DocumentHistory>,
+    /// Customer ids, policy versions and topics: a few values that every
+    /// verdict repeats, kept once.
+    strings: Strings,
+    /// Stage and source of each verdict taken that names no document, to
+    /// drop repeats (a document's own history says which it has).
+    seen_anonymous: HashSet<(Stage, i32, i64, String)>,
     rejections: VecDeque<VerdictEntry>,
     /// Per customer (`None`: unknown): rejections, and rejections by code.
-    rejection_counts: HashMap<Option<String>, (u64, BTreeMap<&'static str, u64>)>,
+    rejection_counts: HashMap<Option<Arc<str>>, RejectionCount>,
     supply: SupplyPlan,
 }
 
@@ -303,14 +328,31 @@ impl PlannerView {
 
     /// Takes a verdict of the audit topic; false when it repeats one taken.
     pub fn on_verdict(&mut self, verdict: Verdict) -> bool {
-        if let Some(s) = &verdict.source
-            && !self
-                .seen
-                .insert((verdict.stage, s.partition, s.offset, s.topic.clone()))
-        {
-            return false;
+        if let Some(s) = &verdict.source {
+            let repeat = match &verdict.document_id {
+                // A record names one document: a repeat is in its history.
+                Some(id) => self.documents.get(id.as_str()).is_some_and(|d| {
+                    d.history.iter().any(|e| {
+                        e.stage == verdict.stage
+                            && e.source.as_ref().is_some_and(|e| {
+                                e.offset == s.offset
+                                    && e.partition == s.partition
+                                    && *e.topic == *s.topic
+                            })
+                    })
+                }),
+                None => !self.seen_anonymous.insert((
+                    verdict.stage,
+                    s.partition,
+                    s.offset,
+                    s.topic.clone(),
+                )),
+            };
+            if repeat {
+                return false;
+            }
         }
-        let entry = VerdictEntry::from(verdict);
+        let entry = VerdictEntry::new(verdict, &mut self.strings);
         if entry.verdict == Outcome::Rejected {
             let (total, by_code) = self
                 .rejection_counts
@@ -333,7 +375,8 @@ impl PlannerView {
                     document_id: id,
                     customer_id: None,
                     applied_revision: None,
-                    history: Vec::new(),
+                    // Most documents get two verdicts (validator, aggregator).
+                    history: Vec::with_capacity(2),
                 });
             if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
                 doc.applied_revision = doc.applied_revision.max(entry.revision);
@@ -359,7 +402,7 @@ impl PlannerView {
             if filter
                 .customer
                 .as_ref()
-                .is_none_or(|c| customer.as_ref() == Some(c))
+                .is_none_or(|c| customer.as_deref() == Some(c.as_str()))
             {
                 total += rejected;
                 for (code, n) in by_code {
@@ -375,7 +418,7 @@ impl PlannerView {
                 filter
                     .customer
                     .as_ref()
-                    .is_none_or(|c| r.customer_id.as_ref() == Some(c))
+                    .is_none_or(|c| r.customer_id.as_deref() == Some(c.as_str()))
                     && filter.code.is_none_or(|c| r.codes.contains(&c))
             })
             .take(filter.limit)
@@ -573,6 +616,34 @@ mod tests {
             ..RejectionFilter::default()
         });
         assert_eq!((none.total, none.rejections.len()), (0, 0));
+    }
+
+    #[test]
+    fn verdicts_naming_no_document_are_taken_once_per_stage_and_source() {
+        let mut v = PlannerView::default();
+        let undecodable = |offset| Verdict {
+            document_id: None,
+            revision: None,
+            customer_id: None,
+            ..verdict(
+                "-",
+                0,
+                Outcome::Rejected,
+                Stage::Deserialize,
+                &[RuleCode::SchemaInvalid],
+                offset,
+            )
+        };
+        assert!(v.on_verdict(undecodable(7)));
+        assert!(!v.on_verdict(undecodable(7)));
+        assert!(v.on_verdict(undecodable(8)));
+        // The same offset of another document is not a repeat.
+        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 7)));
+        let r = v.rejections(&RejectionFilter {
+            limit: 10,
+            ..RejectionFilter::default()
+        });
+        assert_eq!((r.total, r.counts.get("SCHEMA_INVALID")), (2, Some(&2)));
     }
 
     #[test]
