@@ -6,8 +6,8 @@
 //! aggregator's.
 
 use forecast_model::{
-    Bucket, Confidence, ForecastDocument, LicenseStatus, Purpose, Quarter, RuleCode, Violation,
-    Warning, WarningCode,
+    Bucket, Confidence, ForecastDocument, LicenseStatus, Line, Purpose, Quarter, RuleCode,
+    Violation, Warning, WarningCode,
 };
 
 use crate::policy::Policy;
@@ -150,26 +150,40 @@ fn check_horizon(
             format!("{start} to {end} spans {span} quarter(s); the minimum is {minimum}"),
         );
     }
-    // Quarters of the horizon covered by some line (whatever else is wrong with it).
-    let mut covered: Vec<i64> = doc
-        .lines
-        .iter()
-        .map(|l| l.period_start.quarter().index())
-        .filter(|q| (start.index()..=end.index()).contains(q))
-        .collect();
-    covered.sort_unstable();
-    covered.dedup();
-    if (covered.len() as i64) < span {
+    // Quarters of the horizon covered by some line (whatever else is wrong
+    // with it): a bit per quarter when the horizon spans at most 64 (no
+    // allocation), else a sorted list.
+    let first = start.index();
+    let quarters = || {
+        doc.lines
+            .iter()
+            .map(|l| l.period_start.quarter().index())
+            .filter(|q| (first..=end.index()).contains(q))
+    };
+    let bits = (span <= 64).then(|| quarters().fold(0u64, |bits, q| bits | 1 << (q - first)));
+    let list: Vec<i64> = match bits {
+        Some(_) => Vec::new(),
+        None => {
+            let mut list: Vec<i64> = quarters().collect();
+            list.sort_unstable();
+            list.dedup();
+            list
+        }
+    };
+    let covered = |q: i64| match bits {
+        Some(bits) => bits & 1 << (q - first) != 0,
+        None => list.binary_search(&q).is_ok(),
+    };
+    let gaps = (start.index()..=end.index())
+        .filter(|&q| !covered(q))
+        .count() as i64;
+    if gaps > 0 {
         let missing: Vec<String> = (start.index()..=end.index())
-            .filter(|q| covered.binary_search(q).is_err())
+            .filter(|&q| !covered(q))
             .take(4)
             .map(|q| Quarter::from_index(q).to_string())
             .collect();
-        let more = if span - covered.len() as i64 > 4 {
-            ", ..."
-        } else {
-            ""
-        };
+        let more = if gaps > 4 { ", ..." } else { "" };
         r.violation(
             RuleCode::HorizonGap,
             "lines",
@@ -190,10 +204,9 @@ fn check_lines(
 ) {
     let settings = policy.settings();
     for (i, line) in doc.lines.iter().enumerate() {
-        let aligned = match doc.bucket {
-            Bucket::Quarter => line.period_start.is_first_of_quarter(),
-            Bucket::Month => line.period_start.is_first_of_month(),
-        };
+        // One calendar conversion for the alignment and the quarter.
+        let (year, month, day) = line.period_start.ymd();
+        let aligned = day == 1 && (doc.bucket == Bucket::Month || (month - 1) % 3 == 0);
         if !aligned {
             let bucket = if doc.bucket == Bucket::Quarter {
                 "quarter"
@@ -207,7 +220,7 @@ fn check_lines(
             );
         }
         if let Some((start, end)) = horizon {
-            let q = line.period_start.quarter();
+            let q = Quarter::from_index(i64::from(year) * 4 + i64::from((month - 1) / 3));
             if q < start || q > end {
                 r.violation(
                     RuleCode::PeriodOutsideHorizon,
@@ -243,20 +256,7 @@ fn check_lines(
             );
         }
     }
-    // Duplicates: sort line indexes by key, compare neighbours.
-    let key = |i: usize| {
-        let l = &doc.lines[i];
-        (l.sku.as_str(), l.period_start, l.confidence)
-    };
-    let mut order: Vec<usize> = (0..doc.lines.len()).collect();
-    order.sort_by_key(|&i| key(i));
-    let mut dups: Vec<(usize, usize)> = order
-        .windows(2)
-        .filter(|w| key(w[0]) == key(w[1]))
-        .map(|w| (w[0].min(w[1]), w[0].max(w[1])))
-        .collect();
-    dups.sort_unstable_by_key(|&(_, later)| later);
-    for (first, later) in dups {
+    for (first, later) in duplicate_lines(&doc.lines) {
         let l = &doc.lines[later];
         r.violation(
             RuleCode::DuplicateLine,
@@ -267,6 +267,52 @@ fn check_lines(
             ),
         );
     }
+}
+
+/// Lines with the key (SKU, period start, confidence) of an earlier line:
+/// `(earlier, later)` for each later line, with the nearest earlier line of
+/// that key, ordered by the later line.
+fn duplicate_lines(lines: &[Line]) -> Vec<(usize, usize)> {
+    // A short document compares each line with the earlier ones (no
+    // allocation unless there is a duplicate); a long one sorts.
+    if lines.len() <= 32 {
+        duplicates_pairwise(lines)
+    } else {
+        duplicates_sorted(lines)
+    }
+}
+
+fn same_key(a: &Line, b: &Line) -> bool {
+    a.period_start == b.period_start && a.confidence == b.confidence && a.sku == b.sku
+}
+
+fn duplicates_pairwise(lines: &[Line]) -> Vec<(usize, usize)> {
+    (1..lines.len())
+        .filter_map(|later| {
+            (0..later)
+                .rev()
+                .find(|&i| same_key(&lines[i], &lines[later]))
+                .map(|earlier| (earlier, later))
+        })
+        .collect()
+}
+
+/// Sorts line indexes by key (stable: equal keys in line order) and
+/// compares neighbours.
+fn duplicates_sorted(lines: &[Line]) -> Vec<(usize, usize)> {
+    let key = |i: usize| {
+        let l = &lines[i];
+        (l.sku.as_str(), l.period_start, l.confidence)
+    };
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| key(i));
+    let mut dups: Vec<(usize, usize)> = order
+        .windows(2)
+        .filter(|w| same_key(&lines[w[0]], &lines[w[1]]))
+        .map(|w| (w[0], w[1]))
+        .collect();
+    dups.sort_unstable_by_key(|&(_, later)| later);
+    dups
 }
 
 fn check_documents(
@@ -430,5 +476,58 @@ fn check_license(doc: &ForecastDocument, r: &mut Report) {
             "export_license.application_number",
             format!("a {} licence needs its application number", license.status),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forecast_model::Date;
+
+    /// Lines drawn from a few SKUs, periods and confidences, so that
+    /// duplicates (pairs, triples) are common.
+    fn lines(n: usize, seed: u64) -> Vec<Line> {
+        let mut x = seed;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        (0..n)
+            .map(|_| Line {
+                sku: ["H20-96G", "H20-141G", "H20E"][next(3) as usize].into(),
+                period_start: Date::from_days(20_000 + 91 * next(3) as i32),
+                quantity: 1,
+                confidence: if next(2) == 0 {
+                    Confidence::Firm
+                } else {
+                    Confidence::Planning
+                },
+                ship_to: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_duplicate_searches_pair_each_line_with_its_nearest_earlier_twin() {
+        for n in 0..70 {
+            for seed in 0..20 {
+                let l = lines(n, seed);
+                assert_eq!(
+                    duplicates_pairwise(&l),
+                    duplicates_sorted(&l),
+                    "{n} lines, seed {seed}"
+                );
+            }
+        }
+        let l = lines(6, 0);
+        let mut triple = vec![l[0].clone(), l[0].clone(), l[0].clone()];
+        triple[1].confidence = match triple[0].confidence {
+            Confidence::Firm => Confidence::Planning,
+            Confidence::Planning => Confidence::Firm,
+        };
+        triple.push(l[0].clone());
+        assert_eq!(duplicate_lines(&triple), vec![(0, 2), (2, 3)]);
     }
 }
