@@ -7,8 +7,11 @@
 //! de-duplicated by the stage and source coordinates of the record they
 //! judge: a service that crashed and judged a record again adds nothing.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+// Keyed like SipHash, faster on short keys (see forecast-aggregator state).
+use ahash::{HashMap, HashSet};
 
 use forecast_aggregator::read::DemandView;
 use forecast_model::{
