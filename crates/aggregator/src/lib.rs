@@ -10,4 +10,4 @@ pub mod read;
 pub mod service;
 pub mod state;
 
-pub use state::{DemandState, Sequenced, sequenced_verdict};
+pub use state::{DemandState, Interner, Sequenced, sequenced_verdict};

@@ -69,22 +69,31 @@ pub struct DemandState {
     documents: HashMap<Box<str>, Applied>,
     customers: BTreeMap<Arc<str>, CustomerDemand>,
     /// Interned customer ids and SKUs: a few distinct values shared by all documents.
-    interned: HashSet<Arc<str>>,
+    interned: Interner,
+}
+
+/// Strings kept once however often they are taken: for the few distinct
+/// values (customer ids, SKUs, policy versions, topics) that every
+/// document or verdict repeats.
+#[derive(Debug, Clone, Default)]
+pub struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    /// The kept copy of `s`, kept now if it is new.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
 }
 
 impl DemandState {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.interned.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.interned.insert(a.clone());
-        a
     }
 
     /// What [`apply`](Self::apply) would decide, without changing anything.
@@ -136,7 +145,7 @@ impl DemandState {
         let Sequenced::Applied { previous, .. } = outcome else {
             return outcome;
         };
-        let customer_id = self.intern(&doc.customer_id);
+        let customer_id = self.interned.get(&doc.customer_id);
         let contributions = self.contributions(doc);
         let old = self.documents.insert(
             doc.document_id.as_str().into(),
@@ -191,7 +200,7 @@ impl DemandState {
             .collect();
         sums.into_iter()
             .map(|((sku, quarter), units)| Contribution {
-                sku: self.intern(sku),
+                sku: self.interned.get(sku),
                 quarter,
                 units,
             })

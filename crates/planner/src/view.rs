@@ -13,6 +13,7 @@ use std::sync::Arc;
 // Keyed like SipHash, faster on short keys (see forecast-aggregator state).
 use ahash::{HashMap, HashSet};
 
+use forecast_aggregator::Interner;
 use forecast_aggregator::read::DemandView;
 use forecast_model::{
     DemandRow, DemandSnapshot, Outcome, Quarter, RuleCode, Stage, Timestamp, Verdict,
@@ -120,11 +121,11 @@ pub struct Source {
 impl VerdictEntry {
     /// The entry of `v`, its repeated strings (customer, policy version,
     /// topic) shared through `strings`.
-    fn new(v: Verdict, strings: &mut Strings) -> Self {
+    fn new(v: Verdict, strings: &mut Interner) -> Self {
         Self {
             document_id: v.document_id.map(Arc::from),
             revision: v.revision,
-            customer_id: v.customer_id.map(|c| strings.get(c)),
+            customer_id: v.customer_id.map(|c| strings.get(&c)),
             verdict: v.outcome,
             stage: v.stage,
             codes: v.codes,
@@ -138,10 +139,10 @@ impl VerdictEntry {
                     message: x.message,
                 })
                 .collect(),
-            policy_version: strings.get(v.policy_version),
+            policy_version: strings.get(&v.policy_version),
             decided_at: v.decided_at,
             source: v.source.map(|s| Source {
-                topic: strings.get(s.topic),
+                topic: strings.get(&s.topic),
                 partition: s.partition,
                 offset: s.offset,
             }),
@@ -151,21 +152,6 @@ impl VerdictEntry {
 
 /// Rejections of one customer: all, and by code.
 type RejectionCount = (u64, BTreeMap<&'static str, u64>);
-
-/// Strings kept once however often they are taken.
-#[derive(Debug, Default)]
-struct Strings(HashSet<Arc<str>>);
-
-impl Strings {
-    fn get(&mut self, s: String) -> Arc<str> {
-        if let Some(a) = self.0.get(s.as_str()) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.0.insert(a.clone());
-        a
-    }
-}
 
 /// A document's current state and its verdict history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -263,7 +249,7 @@ pub struct PlannerView {
     documents: HashMap<Arc<str>, DocumentHistory>,
     /// Customer ids, policy versions and topics: a few values that every
     /// verdict repeats, kept once.
-    strings: Strings,
+    strings: Interner,
     /// Stage and source of each verdict taken that names no document, to
     /// drop repeats (a document's own history says which it has).
     seen_anonymous: HashSet<(Stage, i32, i64, String)>,
