@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::task::AtomicWaker;
 use rdkafka::Message;
@@ -162,7 +162,7 @@ impl Batch {
         producer: &BatchProducer,
         record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<(), KafkaError> {
-        let mut record = BaseRecord {
+        let record = BaseRecord {
             topic: record.topic,
             partition: record.partition,
             payload: record.payload,
@@ -172,19 +172,14 @@ impl Batch {
             delivery_opaque: self.acks.clone(),
         };
         self.acks.expect();
-        loop {
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    self.acks.ack();
-                    return Err(e);
-                }
-            }
+        // rdkafka's send gives the record back inside its error.
+        #[allow(clippy::result_large_err)]
+        let sent = crate::kafka::send_waiting(record, |r| producer.send(r)).await;
+        if sent.is_err() {
+            // Never handed over: no report will count it.
+            self.acks.ack();
         }
+        sent
     }
 
     /// Records consumed.
@@ -565,6 +560,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn consumed(records: &[(i32, i64)]) -> Vec<Consumed> {
         let received = Instant::now();

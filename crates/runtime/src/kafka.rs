@@ -176,11 +176,24 @@ pub fn reader_config(kafka: &KafkaArgs) -> ClientConfig {
 /// Enqueues a record, waiting while the local queue is full.
 pub async fn enqueue(
     producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], [u8]>,
+    record: FutureRecord<'_, [u8], [u8]>,
 ) -> Result<DeliveryFuture, KafkaError> {
+    // rdkafka's send gives the record back inside its error.
+    #[allow(clippy::result_large_err)]
+    let sent = send_waiting(record, |r| producer.send_result(r)).await;
+    sent
+}
+
+/// Hands `record` to `send` (a producer's non-blocking send, which gives
+/// the record back when it fails), again every 5 ms while the producer's
+/// local queue is full; any other error is returned.
+pub(crate) async fn send_waiting<R, T>(
+    mut record: R,
+    send: impl Fn(R) -> Result<T, (KafkaError, R)>,
+) -> Result<T, KafkaError> {
     loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
+        match send(record) {
+            Ok(sent) => return Ok(sent),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 tokio::time::sleep(Duration::from_millis(5)).await;
