@@ -64,7 +64,7 @@ impl Date {
     /// The quarter that contains this date.
     pub fn quarter(self) -> Quarter {
         let (year, month, _) = self.ymd();
-        Quarter::from_index(i64::from(year) * 4 + i64::from((month - 1) / 3))
+        Quarter::of_month(year, month)
     }
 
     /// True when this is the first day of a month.
@@ -256,6 +256,14 @@ impl Quarter {
         (1..=4).contains(&q).then_some(Self { year, q })
     }
 
+    /// The quarter that contains `month` (1-12) of `year`.
+    pub fn of_month(year: i32, month: u32) -> Self {
+        Self {
+            year,
+            q: ((month - 1) / 3) as u8 + 1,
+        }
+    }
+
     /// A running number of quarters (`year * 4 + q - 1`): consecutive
     /// quarters have consecutive indexes.
     pub fn index(self) -> i64 {
@@ -403,6 +411,14 @@ mod tests {
 
     #[test]
     fn quarters() {
+        for (month, q) in [
+            (1, "2026-Q1"),
+            (3, "2026-Q1"),
+            (4, "2026-Q2"),
+            (12, "2026-Q4"),
+        ] {
+            assert_eq!(Quarter::of_month(2026, month).to_string(), q);
+        }
         let q: Quarter = "2026-Q3".parse().unwrap();
         assert_eq!(q.last_day().to_string(), "2026-09-30");
         assert_eq!(

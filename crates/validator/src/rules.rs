@@ -220,7 +220,7 @@ fn check_lines(
             );
         }
         if let Some((start, end)) = horizon {
-            let q = Quarter::from_index(i64::from(year) * 4 + i64::from((month - 1) / 3));
+            let q = Quarter::of_month(year, month);
             if q < start || q > end {
                 r.violation(
                     RuleCode::PeriodOutsideHorizon,
