@@ -40,7 +40,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 /// The same allocator as `forecastctl`, so the passthrough and the
 /// services are measured alike.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Measure the pipeline against the broker's own limit.
 #[derive(Debug, Parser)]
