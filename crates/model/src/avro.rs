@@ -135,6 +135,18 @@ impl<'a> Reader<'a> {
         self.str(what).map(str::to_owned)
     }
 
+    /// A string read into `s`, reusing its allocation.
+    pub(crate) fn string_into(
+        &mut self,
+        what: &'static str,
+        s: &mut String,
+    ) -> Result<(), DecodeError> {
+        let v = self.str(what)?;
+        s.clear();
+        s.push_str(v);
+        Ok(())
+    }
+
     /// An enum index, checked against the number of symbols.
     pub(crate) fn enum_value<T>(
         &mut self,
@@ -148,30 +160,59 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.invalid(what, format!("enum index {i} out of range")))
     }
 
+    /// The branch of a `["null", T]` union: whether a `T` follows.
+    fn present(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        match self.long(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            i => Err(self.invalid(what, format!("union index {i} out of range"))),
+        }
+    }
+
     /// A `["null", T]` union.
     pub(crate) fn optional<T>(
         &mut self,
         what: &'static str,
         read: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
-        match self.long(what)? {
-            0 => Ok(None),
-            1 => read(self).map(Some),
-            i => Err(self.invalid(what, format!("union index {i} out of range"))),
+        if self.present(what)? {
+            read(self).map(Some)
+        } else {
+            Ok(None)
         }
     }
 
-    /// An array in any block layout (negative block counts carry a byte size).
-    pub(crate) fn array<T>(
+    /// A `["null", T]` union read into `slot`, reusing the `T` it holds
+    /// (`new` makes one when it holds none).
+    pub(crate) fn optional_into<T>(
         &mut self,
         what: &'static str,
-        mut read: impl FnMut(&mut Self) -> Result<T, DecodeError>,
-    ) -> Result<Vec<T>, DecodeError> {
-        let mut items = Vec::new();
+        slot: &mut Option<T>,
+        new: impl FnOnce() -> T,
+        read: impl FnOnce(&mut Self, &mut T) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        if self.present(what)? {
+            read(self, slot.get_or_insert_with(new))
+        } else {
+            *slot = None;
+            Ok(())
+        }
+    }
+
+    /// Calls `item(self, index, left)` for each item of an array in any
+    /// block layout (negative block counts carry a byte size), `left` being
+    /// the items of the current block from this one on; returns the number
+    /// of items.
+    fn items(
+        &mut self,
+        what: &'static str,
+        mut item: impl FnMut(&mut Self, usize, usize) -> Result<(), DecodeError>,
+    ) -> Result<usize, DecodeError> {
+        let mut n = 0;
         loop {
             let count = self.long(what)?;
             if count == 0 {
-                return Ok(items);
+                return Ok(n);
             }
             if count < 0 {
                 self.long(what)?; // block size in bytes; not needed
@@ -183,11 +224,46 @@ impl<'a> Reader<'a> {
                     self.truncated(what, (count - (self.buf.len() - self.pos) as u64) as usize)
                 );
             }
-            items.reserve(count as usize);
-            for _ in 0..count {
-                items.push(read(self)?);
+            for k in 0..count {
+                item(self, n, (count - k) as usize)?;
+                n += 1;
             }
         }
+    }
+
+    /// An array.
+    pub(crate) fn array<T>(
+        &mut self,
+        what: &'static str,
+        mut read: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let mut items = Vec::new();
+        self.items(what, |r, _, left| {
+            items.reserve(left);
+            items.push(read(r)?);
+            Ok(())
+        })?;
+        Ok(items)
+    }
+
+    /// An array read into `items`, reusing the items (and their
+    /// allocations) it holds; `new` makes the ones it lacks.
+    pub(crate) fn array_into<T>(
+        &mut self,
+        what: &'static str,
+        items: &mut Vec<T>,
+        new: impl Fn() -> T,
+        mut read: impl FnMut(&mut Self, &mut T) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let n = self.items(what, |r, i, left| {
+            if i == items.len() {
+                items.reserve(left);
+                items.push(new());
+            }
+            read(r, &mut items[i])
+        })?;
+        items.truncate(n);
+        Ok(())
     }
 
     /// Fails unless every byte was consumed.

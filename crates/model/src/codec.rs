@@ -55,66 +55,80 @@ pub fn encode_document(doc: &ForecastDocument, buf: &mut Vec<u8>) {
 
 /// Decodes an Avro datum written with schema `forecast-document.v2`.
 pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
-    let mut r = Reader::new(datum);
-    let doc = ForecastDocument {
-        document_id: r.string("document_id")?,
-        revision: r.int("revision")?,
-        purpose: r.enum_value("purpose", Purpose::from_index)?,
-        customer_id: r.string("customer_id")?,
-        submitted_at: {
-            let at = Timestamp::from_millis(r.long("submitted_at")?);
-            at.with_offset_minutes(r.int("submitted_at_offset_minutes")?)
-        },
-        horizon: Horizon {
-            start: r.string("horizon.start")?,
-            end: r.string("horizon.end")?,
-        },
-        bucket: r.enum_value("bucket", Bucket::from_index)?,
-        lines: r.array("lines", |r| {
-            Ok(Line {
-                sku: r.string("lines[].sku")?,
-                period_start: Date::from_days(r.int("lines[].period_start")?),
-                quantity: r.long("lines[].quantity")?,
-                confidence: r.enum_value("lines[].confidence", Confidence::from_index)?,
-                ship_to: r.optional("lines[].ship_to", |r| {
-                    Ok(ShipTo {
-                        site: r.string("lines[].ship_to.site")?,
-                        country: r.string("lines[].ship_to.country")?,
-                    })
-                })?,
-            })
-        })?,
-        end_use: EndUse {
-            category: r.enum_value("end_use.category", EndUseCategory::from_index)?,
-            description: r.string("end_use.description")?,
-            end_users: r.array("end_use.end_users", |r| {
-                Ok(EndUser {
-                    name: r.string("end_use.end_users[].name")?,
-                    country: r.string("end_use.end_users[].country")?,
-                })
-            })?,
-        },
-        documents: r.array("documents", |r| {
-            Ok(SupportingDocument {
-                kind: r.enum_value("documents[].kind", DocumentKind::from_index)?,
-                reference: r.string("documents[].reference")?,
-                issued_on: Date::from_days(r.int("documents[].issued_on")?),
-                expires_on: Date::from_days(r.int("documents[].expires_on")?),
-                sha256: r.string("documents[].sha256")?,
-                signed_by: r.optional("documents[].signed_by", |r| {
-                    r.string("documents[].signed_by")
-                })?,
-            })
-        })?,
-        export_license: ExportLicense {
-            status: r.enum_value("export_license.status", LicenseStatus::from_index)?,
-            application_number: r.optional("export_license.application_number", |r| {
-                r.string("export_license.application_number")
-            })?,
-        },
-    };
-    r.finish()?;
+    let mut doc = ForecastDocument::default();
+    decode_document_into(datum, &mut doc)?;
     Ok(doc)
+}
+
+/// Decodes an Avro datum written with schema `forecast-document.v2` into
+/// `doc`, reusing its strings and vectors: a service decoding record after
+/// record into one document allocates only where a record is larger than
+/// every one before. On an error `doc` holds part of the record.
+pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<(), DecodeError> {
+    let mut r = Reader::new(datum);
+    r.string_into("document_id", &mut doc.document_id)?;
+    doc.revision = r.int("revision")?;
+    doc.purpose = r.enum_value("purpose", Purpose::from_index)?;
+    r.string_into("customer_id", &mut doc.customer_id)?;
+    let at = Timestamp::from_millis(r.long("submitted_at")?);
+    doc.submitted_at = at.with_offset_minutes(r.int("submitted_at_offset_minutes")?);
+    r.string_into("horizon.start", &mut doc.horizon.start)?;
+    r.string_into("horizon.end", &mut doc.horizon.end)?;
+    doc.bucket = r.enum_value("bucket", Bucket::from_index)?;
+    r.array_into("lines", &mut doc.lines, Line::default, |r, l| {
+        r.string_into("lines[].sku", &mut l.sku)?;
+        l.period_start = Date::from_days(r.int("lines[].period_start")?);
+        l.quantity = r.long("lines[].quantity")?;
+        l.confidence = r.enum_value("lines[].confidence", Confidence::from_index)?;
+        r.optional_into(
+            "lines[].ship_to",
+            &mut l.ship_to,
+            ShipTo::default,
+            |r, s| {
+                r.string_into("lines[].ship_to.site", &mut s.site)?;
+                r.string_into("lines[].ship_to.country", &mut s.country)
+            },
+        )
+    })?;
+    let end_use = &mut doc.end_use;
+    end_use.category = r.enum_value("end_use.category", EndUseCategory::from_index)?;
+    r.string_into("end_use.description", &mut end_use.description)?;
+    r.array_into(
+        "end_use.end_users",
+        &mut end_use.end_users,
+        EndUser::default,
+        |r, u| {
+            r.string_into("end_use.end_users[].name", &mut u.name)?;
+            r.string_into("end_use.end_users[].country", &mut u.country)
+        },
+    )?;
+    r.array_into(
+        "documents",
+        &mut doc.documents,
+        SupportingDocument::default,
+        |r, d| {
+            d.kind = r.enum_value("documents[].kind", DocumentKind::from_index)?;
+            r.string_into("documents[].reference", &mut d.reference)?;
+            d.issued_on = Date::from_days(r.int("documents[].issued_on")?);
+            d.expires_on = Date::from_days(r.int("documents[].expires_on")?);
+            r.string_into("documents[].sha256", &mut d.sha256)?;
+            r.optional_into(
+                "documents[].signed_by",
+                &mut d.signed_by,
+                String::new,
+                |r, s| r.string_into("documents[].signed_by", s),
+            )
+        },
+    )?;
+    let licence = &mut doc.export_license;
+    licence.status = r.enum_value("export_license.status", LicenseStatus::from_index)?;
+    r.optional_into(
+        "export_license.application_number",
+        &mut licence.application_number,
+        String::new,
+        |r, s| r.string_into("export_license.application_number", s),
+    )?;
+    r.finish()
 }
 
 /// Digest of a document's content: SHA-256 of its Avro datum in the current

@@ -153,7 +153,7 @@ pub struct ForecastDocument {
 ///
 /// Kept as text: a malformed quarter is the rule `HORIZON_INVALID`, not a
 /// decoding failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Horizon {
     pub start: String,
     pub end: String,
@@ -172,7 +172,7 @@ pub struct Line {
 }
 
 /// Delivery site of a line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipTo {
     pub site: String,
     pub country: String,
@@ -187,7 +187,7 @@ pub struct EndUse {
 }
 
 /// A declared end user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndUser {
     pub name: String,
     pub country: String,
@@ -212,6 +212,60 @@ pub struct ExportLicense {
     pub status: LicenseStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_number: Option<String>,
+}
+
+// Empty values of the types with enum fields: buffers the Avro decoder
+// fills in place (`codec::decode_document_into`), not anything a customer
+// sent; the enums take their first symbol.
+
+impl Default for ForecastDocument {
+    fn default() -> Self {
+        Self {
+            document_id: String::new(),
+            revision: 0,
+            purpose: Purpose::Original,
+            customer_id: String::new(),
+            submitted_at: Timestamp::from_millis(0),
+            horizon: Horizon::default(),
+            bucket: Bucket::Quarter,
+            lines: Vec::new(),
+            end_use: EndUse {
+                category: EndUseCategory::AiInference,
+                description: String::new(),
+                end_users: Vec::new(),
+            },
+            documents: Vec::new(),
+            export_license: ExportLicense {
+                status: LicenseStatus::NotFiled,
+                application_number: None,
+            },
+        }
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self {
+            sku: String::new(),
+            period_start: Date::from_days(0),
+            quantity: 0,
+            confidence: Confidence::Firm,
+            ship_to: None,
+        }
+    }
+}
+
+impl Default for SupportingDocument {
+    fn default() -> Self {
+        Self {
+            kind: DocumentKind::EndUseStatement,
+            reference: String::new(),
+            issued_on: Date::from_days(0),
+            expires_on: Date::from_days(0),
+            sha256: String::new(),
+            signed_by: None,
+        }
+    }
 }
 
 impl ForecastDocument {

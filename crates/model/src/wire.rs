@@ -41,7 +41,7 @@ fn decode<T>(
     record: &[u8],
     registry: &Registry,
     subject: Subject,
-    current: fn(&[u8]) -> Result<T, DecodeError>,
+    current: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
 ) -> Result<T, DecodeError> {
     let (id, datum) = split(record)?;
     let writer = registry
@@ -93,6 +93,19 @@ pub fn decode_document(
         Subject::ForecastDocument,
         codec::decode_document,
     )
+}
+
+/// Decodes a framed document of any registered version into `doc`, reusing
+/// its strings and vectors ([`codec::decode_document_into`]); on an error
+/// `doc` holds part of the record.
+pub fn decode_document_into(
+    record: &[u8],
+    registry: &Registry,
+    doc: &mut ForecastDocument,
+) -> Result<(), DecodeError> {
+    decode(record, registry, Subject::ForecastDocument, |datum| {
+        codec::decode_document_into(datum, doc)
+    })
 }
 
 /// Frames a verdict with the current verdict schema.

@@ -41,6 +41,28 @@ proptest! {
         prop_assert_eq!(wire::decode_document(&wire::encode_document(&doc), Registry::embedded()).unwrap(), doc);
     }
 
+    /// Decoding into a document that held another one (and then part of a
+    /// record that failed to decode) leaves nothing of either behind: every
+    /// field, optional and array is overwritten, arrays shrink and grow.
+    #[test]
+    fn decoding_into_a_used_document_equals_decoding_afresh(
+        first in testing::document(),
+        broken in testing::document(),
+        cut in 0.0..1.0f64,
+        doc in testing::document(),
+    ) {
+        let mut buf = codec::decode_document(&{
+            let mut b = Vec::new();
+            codec::encode_document(&first, &mut b);
+            b
+        }).unwrap();
+        let broken = wire::encode_document(&broken);
+        let cut = wire::HEADER_LEN + ((broken.len() - wire::HEADER_LEN) as f64 * cut) as usize;
+        prop_assert!(wire::decode_document_into(&broken[..cut], Registry::embedded(), &mut buf).is_err());
+        wire::decode_document_into(&wire::encode_document(&doc), Registry::embedded(), &mut buf).unwrap();
+        prop_assert_eq!(buf, doc);
+    }
+
     #[test]
     fn verdict_codec_matches_the_schema_file(v in testing::verdict()) {
         let mut ours = Vec::new();

@@ -37,6 +37,28 @@ fn bench(c: &mut Criterion) {
     g.bench_function("avro_decode_and_rules_12_lines", |b| {
         b.iter(|| validator.judge_framed(black_box(&record), Registry::embedded()))
     });
+    // What the validating service does: each record decoded into the
+    // document the one before it was decoded into.
+    g.bench_function("avro_decode_reusing_12_lines", |b| {
+        let mut buf = forecast_model::ForecastDocument::default();
+        b.iter(|| {
+            wire::decode_document_into(black_box(&record), Registry::embedded(), &mut buf)
+                .expect("decodes")
+        })
+    });
+    g.bench_function("avro_decode_reusing_and_rules_12_lines", |b| {
+        let mut spare = None;
+        b.iter(|| {
+            validator
+                .judge_framed_reusing(
+                    black_box(&record),
+                    Registry::embedded(),
+                    usize::MAX,
+                    &mut spare,
+                )
+                .recycle(&mut spare)
+        })
+    });
     g.bench_function("json_decode_and_rules_12_lines", |b| {
         b.iter(|| validator.judge_json(black_box(json.as_bytes())))
     });

@@ -68,6 +68,14 @@ impl Judged {
         matches!(self, Judged::Checked { report, .. } if report.passed())
     }
 
+    /// Gives the decoded document back to `spare` for the next
+    /// [`Validator::judge_framed_reusing`].
+    pub fn recycle(self, spare: &mut Option<Box<ForecastDocument>>) {
+        if let Judged::Checked { document, .. } = self {
+            *spare = Some(document);
+        }
+    }
+
     /// Warnings, sorted and unique (none for an undecodable submission).
     pub fn warning_codes(&self) -> Vec<WarningCode> {
         match self {
@@ -104,30 +112,49 @@ impl Validator {
 
     /// Judges one framed Avro record of at most `limit` bytes.
     pub fn judge_framed_limited(&self, record: &[u8], registry: &Registry, limit: usize) -> Judged {
+        self.judge_framed_reusing(record, registry, limit, &mut None)
+    }
+
+    /// Judges one framed Avro record.
+    pub fn judge_framed(&self, record: &[u8], registry: &Registry) -> Judged {
+        self.judge_framed_limited(record, registry, usize::MAX)
+    }
+
+    /// [`Self::judge_framed_limited`], decoding into the document `spare`
+    /// holds, if any, and taking it: a service that gives each decoded
+    /// document back ([`Judged::recycle`]) decodes record after record into
+    /// the same strings and vectors instead of allocating them anew.
+    pub fn judge_framed_reusing(
+        &self,
+        record: &[u8],
+        registry: &Registry,
+        limit: usize,
+        spare: &mut Option<Box<ForecastDocument>>,
+    ) -> Judged {
         if record.len() > limit {
             return Judged::Undecodable(Undecodable::TooLarge {
                 size: record.len(),
                 limit,
             });
         }
-        self.judge_framed(record, registry)
-    }
-
-    /// Judges one framed Avro record.
-    pub fn judge_framed(&self, record: &[u8], registry: &Registry) -> Judged {
-        match forecast_model::wire::decode_document(record, registry) {
-            Ok(doc) => self.judge_document(doc),
-            Err(e) => Judged::Undecodable(e.into()),
+        let mut document = spare.take().unwrap_or_default();
+        match forecast_model::wire::decode_document_into(record, registry, &mut document) {
+            Ok(()) => self.judge_boxed(document),
+            Err(e) => {
+                *spare = Some(document);
+                Judged::Undecodable(e.into())
+            }
         }
     }
 
     /// Runs the rules over a decoded document.
     pub fn judge_document(&self, document: ForecastDocument) -> Judged {
+        self.judge_boxed(Box::new(document))
+    }
+
+    fn judge_boxed(&self, document: Box<ForecastDocument>) -> Judged {
         let report = check(&document, &self.policy);
-        Judged::Checked {
-            document: Box::new(document),
-            report,
-        }
+        Judged::Checked { document, report }
     }
 
     /// The validator's verdict: `REJECTED` at stage `DESERIALIZE` or

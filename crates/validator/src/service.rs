@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use clap::Args;
-use forecast_model::{Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire};
+use forecast_model::{
+    ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire,
+};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
@@ -64,6 +66,7 @@ pub async fn run(
         topics,
         args,
         metrics: &metrics,
+        spare: None,
     };
     args.flight
         .serve(
@@ -88,6 +91,8 @@ struct Validate<'a> {
     topics: &'a TopicArgs,
     args: &'a ValidatorArgs,
     metrics: &'a Metrics,
+    /// The last decoded document, decoded into again by the next record.
+    spare: Option<Box<ForecastDocument>>,
 }
 
 impl Handler for Validate<'_> {
@@ -100,6 +105,7 @@ impl Handler for Validate<'_> {
             topics,
             args,
             metrics,
+            ref mut spare,
         } = *self;
         let payload = m.payload().unwrap_or_default();
         let source = SourceCoordinates {
@@ -111,7 +117,8 @@ impl Handler for Validate<'_> {
             .timestamp()
             .to_millis()
             .map_or_else(Timestamp::now, Timestamp::from_millis);
-        let judged = validator.judge_framed_limited(payload, registry, args.max_record_bytes);
+        let judged =
+            validator.judge_framed_reusing(payload, registry, args.max_record_bytes, spare);
         let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
         let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
 
@@ -204,6 +211,7 @@ impl Handler for Validate<'_> {
         }
         batch.send(producer, record).await?;
         metrics.record_out(Output::Audit);
+        judged.recycle(spare);
         Ok(())
     }
 }
