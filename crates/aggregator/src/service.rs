@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use forecast_model::{
-    Outcome, Registry, SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode, wire,
+    DecodeError, ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, Verdict,
+    Violation, WarningCode, wire,
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::headers;
@@ -90,10 +91,10 @@ pub async fn run(
         partitions: HashMap::new(),
         changed: BTreeMap::new(),
         kafka,
-        registry: Registry::embedded(),
         producer: &producer,
         topics,
         metrics: &metrics,
+        decoder: Decoder::default(),
     };
     args.flight
         .serve(
@@ -117,8 +118,8 @@ struct Aggregate<'a> {
     /// `(partition, customer)` whose demand changed in this batch, with the
     /// time of the last change: one snapshot each when the batch ends.
     changed: BTreeMap<(i32, String), Timestamp>,
+    decoder: Decoder,
     kafka: &'a KafkaArgs,
-    registry: &'static Registry,
     producer: &'a BatchProducer,
     topics: &'a TopicArgs,
     metrics: &'a Metrics,
@@ -132,7 +133,7 @@ impl Handler for Aggregate<'_> {
         let part = restored(&mut self.partitions, self.kafka, self.topics, p, o).await?;
         let changed = handle(
             part,
-            self.registry,
+            &mut self.decoder,
             m,
             self.producer,
             self.topics,
@@ -218,7 +219,7 @@ async fn restore(
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, partition, forecast_runtime::kafka::from_start())?;
         reader.assign(&tpl)?;
-        let registry = Registry::embedded();
+        let mut decoder = Decoder::default();
         let mut idle = Instant::now();
         loop {
             match reader.poll(Duration::from_millis(500)) {
@@ -226,8 +227,8 @@ async fn restore(
                     if m.offset() >= until {
                         break;
                     }
-                    if let Ok(doc) = wire::decode_document(m.payload().unwrap_or_default(), registry) {
-                        state.apply(&doc);
+                    if let Ok(doc) = decoder.decode(m.payload().unwrap_or_default()) {
+                        state.apply(doc);
                     }
                     if m.offset() + 1 >= until {
                         break;
@@ -244,6 +245,20 @@ async fn restore(
         Ok(state)
     })
     .await?
+}
+
+/// Decodes validated records, each into the document the one before it
+/// was decoded into, so that its strings and vectors are reused.
+#[derive(Debug, Default)]
+struct Decoder {
+    document: ForecastDocument,
+}
+
+impl Decoder {
+    fn decode(&mut self, record: &[u8]) -> Result<&ForecastDocument, DecodeError> {
+        wire::decode_document_into(record, Registry::embedded(), &mut self.document)?;
+        Ok(&self.document)
+    }
 }
 
 fn header<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
@@ -270,7 +285,7 @@ fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
 /// customer whose demand it changed, with the time of the change.
 async fn handle(
     part: &mut PartitionState,
-    registry: &Registry,
+    decoder: &mut Decoder,
     m: &BorrowedMessage<'_>,
     producer: &BatchProducer,
     topics: &TopicArgs,
@@ -281,7 +296,7 @@ async fn handle(
         .timestamp()
         .to_millis()
         .map_or_else(Timestamp::now, Timestamp::from_millis);
-    let doc = match wire::decode_document(m.payload().unwrap_or_default(), registry) {
+    let doc = match decoder.decode(m.payload().unwrap_or_default()) {
         Ok(doc) => doc,
         Err(e) => {
             // The validator only passes documents it decoded: this is a
@@ -291,7 +306,7 @@ async fn handle(
             return Ok(None);
         }
     };
-    let outcome = part.state.apply(&doc);
+    let outcome = part.state.apply(doc);
     let warnings = header(m, headers::WARNINGS)
         .unwrap_or_default()
         .split(',')
@@ -333,5 +348,5 @@ async fn handle(
             ..
         }
     );
-    Ok(changed.then_some((doc.customer_id, decided_at)))
+    Ok(changed.then(|| (doc.customer_id.clone(), decided_at)))
 }
