@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forecast_aggregator::DemandState;
+use forecast_model::testing::resident_bytes;
 use forecast_model::{ForecastDocument, Purpose};
 
 const LIVE: usize = 100_000;
@@ -25,21 +26,14 @@ fn document(id: usize, revision: i32) -> ForecastDocument {
     doc
 }
 
-/// Resident memory of this process, in bytes (Linux).
-fn rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 fn bench(c: &mut Criterion) {
     let docs: Vec<ForecastDocument> = (0..LIVE).map(|i| document(i, 1)).collect();
-    let before = rss();
+    let before = resident_bytes();
     let mut state = DemandState::new();
     for d in &docs {
         state.apply(d);
     }
-    if let (Some(b), Some(a)) = (before, rss()) {
+    if let (Some(b), Some(a)) = (before, resident_bytes()) {
         println!(
             "memory per live document: {:.0} bytes ({} documents, RSS +{:.1} MiB)",
             a.saturating_sub(b) as f64 / LIVE as f64,

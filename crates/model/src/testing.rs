@@ -1,4 +1,5 @@
-//! Proptest strategies for the domain types (feature `testing`).
+//! Proptest strategies for the domain types, and what the benchmarks
+//! share (feature `testing`).
 
 use proptest::collection::vec;
 use proptest::option;
@@ -195,4 +196,12 @@ pub fn snapshot() -> impl Strategy<Value = DemandSnapshot> {
                 })
                 .collect(),
         })
+}
+
+/// Resident memory of this process, in bytes (Linux; `None` elsewhere):
+/// the memory benchmarks compare it before and after filling a structure.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

@@ -5,6 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use forecast_model::testing::resident_bytes;
 use forecast_model::{Outcome, SourceCoordinates, Stage, Timestamp, Verdict};
 use forecast_planner::view::PlannerView;
 
@@ -32,13 +33,6 @@ fn verdicts(id: usize) -> [Verdict; 2] {
     [verdict(Stage::Validate), verdict(Stage::Sequence)]
 }
 
-/// Resident memory of this process, in bytes (Linux).
-fn rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 fn bench(c: &mut Criterion) {
     // Filled from empty three times (the state grows, as a live view's
     // does); the fastest fill is reported, and the first fill's memory.
@@ -46,14 +40,14 @@ fn bench(c: &mut Criterion) {
     let mut view = PlannerView::default();
     for _ in 0..3 {
         drop(view);
-        let before = rss();
+        let before = resident_bytes();
         view = PlannerView::default();
         let started = std::time::Instant::now();
         // Made one by one: what the view keeps is all that stays allocated.
         for v in (0..DOCUMENTS).flat_map(verdicts) {
             assert!(view.on_verdict(v));
         }
-        fills.push((started.elapsed(), before, rss()));
+        fills.push((started.elapsed(), before, resident_bytes()));
     }
     // Memory from the first fill: later ones reuse the pages freed before.
     let (_, before, after) = fills[0];
