@@ -1,5 +1,5 @@
 //! `deploy/compose.yaml` as a user runs it: up (broker, two validators, the
-//! aggregator with the planner API), submit the examples with the `cli`
+//! aggregator, the planner API), submit the examples with the `cli`
 //! service, read the demand from the API until it equals `replay` of the
 //! same file, and tear everything down, volumes included.
 
@@ -47,6 +47,13 @@ impl Compose {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Whether the planner answers `/readyz` with 200: its view holds what
+    /// the topics held when it started, so the services have created them.
+    fn ready(&self) -> bool {
+        http_get(&format!("127.0.0.1:{}", self.port), "/readyz")
+            .is_some_and(|(status, _)| status.contains(" 200 "))
+    }
+
     fn api(&self, path: &str) -> Option<Value> {
         let (status, body) = http_get(&format!("127.0.0.1:{}", self.port), path)?;
         status
@@ -80,12 +87,13 @@ fn compose_runs_the_pipeline_and_serves_the_demand_replay_gives() {
     let validators = compose.ok(&["ps", "-q", "validator"]);
     assert_eq!(validators.lines().count(), 2, "two validator replicas");
 
-    // The API answers once the aggregator has created the topics and joined.
+    // The planner is ready once the services have created the topics and
+    // it has read them.
     let deadline = Instant::now() + Duration::from_secs(90);
-    while compose.api("/v1/demand").is_none() {
+    while !compose.ready() || compose.api("/v1/demand").is_none() {
         assert!(
             Instant::now() < deadline,
-            "the API never answered\n{}",
+            "the planner never became ready\n{}",
             compose.logs()
         );
         std::thread::sleep(Duration::from_millis(500));

@@ -4,7 +4,8 @@
 //! subcommand is a module over the library crates:
 //! - [`check`]: stateless rules, one verdict per document;
 //! - [`replay`]: validator and aggregator cores in order over a stream;
-//! - [`stream`]: `submit`, `validate`, `aggregate`, `demand`, `topics`;
+//! - [`stream`]: `submit`, `validate`, `aggregate`, `planner`, `demand`,
+//!   `topics`, `supply`;
 //! - [`up`]: everything on one machine with an embedded broker;
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
@@ -61,6 +62,11 @@ pub enum Command {
     /// Run the aggregating service: forecasts.validated -> demand.by-customer
     /// and audit (sequencing verdicts). Stops cleanly on SIGINT/SIGTERM.
     Aggregate(stream::AggregateArgs),
+    /// Serve the planner API and dashboard: demand, coverage against the
+    /// supply plan, rejections, a live stream. Reads demand.by-customer,
+    /// forecasts.audit and supply.plan from their start (no consumer group:
+    /// every instance sees all). Stops cleanly on SIGINT/SIGTERM.
+    Planner(stream::PlannerServiceArgs),
     /// Print the demand read from demand.by-customer.
     Demand(stream::DemandArgs),
     /// Manage the pipeline's topics.
@@ -151,6 +157,7 @@ fn run_async(command: Command) -> ExitCode {
         Command::Submit(a) => a.log.clone(),
         Command::Validate(a) => a.service.log.clone(),
         Command::Aggregate(a) => a.service.log.clone(),
+        Command::Planner(a) => a.log.clone(),
         _ => forecast_runtime::config::LogArgs {
             log_format: forecast_runtime::config::LogFormat::Text,
         },
@@ -180,6 +187,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Aggregate(a) => stream::aggregate(&a, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Planner(a) => stream::planner(&a, token).await.map(|()| ExitCode::SUCCESS),
             Command::Demand(a) => stream::demand(&a, token).await.map(|()| ExitCode::SUCCESS),
             Command::Topics(stream::TopicsCommand::Create {
                 kafka,

@@ -1,5 +1,5 @@
 //! The commands that talk to Kafka: `submit`, `validate`, `aggregate`,
-//! `demand` and `topics create`.
+//! `planner`, `demand`, `topics create` and `supply load`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -48,8 +48,7 @@ pub struct ServiceArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub layout: LayoutArgs,
-    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464);
-    /// the aggregator serves the planner API and dashboard there too.
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "FORECAST_HTTP", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
 }
@@ -92,6 +91,26 @@ pub struct AggregateArgs {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub aggregator: AggregatorArgs,
+}
+
+/// Arguments of `planner`.
+#[derive(Debug, Args)]
+pub struct PlannerServiceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Serve the planner API, the dashboard, /metrics, /healthz and /readyz
+    /// (ready once the view holds what the topics held at start) here.
+    #[arg(
+        long,
+        env = "FORECAST_HTTP",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http: std::net::SocketAddr,
     #[command(flatten)]
     pub planner: forecast_planner::PlannerArgs,
 }
@@ -367,28 +386,14 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
     .await
 }
 
-/// Runs the aggregating service until SIGINT/SIGTERM; with `--http`, also
-/// the planner API and dashboard.
+/// Runs the aggregating service until SIGINT/SIGTERM.
 pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow::Result<()> {
     let service = &args.service;
-    let (routes, feed) = match service.http {
-        Some(_) => {
-            let planner = Arc::new(args.planner.planner()?);
-            let feed = forecast_planner::feed::spawn(
-                planner.clone(),
-                service.kafka.clone(),
-                service.topics.clone(),
-                token.clone(),
-            );
-            (forecast_planner::api::routes(planner), Some(feed))
-        }
-        None => (axum::Router::new(), None),
-    };
-    let result = run_service(
+    run_service(
         service,
         "aggregator",
-        token.clone(),
-        routes,
+        token,
+        axum::Router::new(),
         |metrics, token| {
             forecast_aggregator::service::run(
                 &service.kafka,
@@ -399,12 +404,39 @@ pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow
             )
         },
     )
-    .await;
-    token.cancel();
-    if let Some(feed) = feed {
-        feed.await??;
-    }
-    result
+    .await
+}
+
+/// Runs the planner API and dashboard until SIGINT/SIGTERM, or until its
+/// feed or its listener fails.
+pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let planner = Arc::new(
+        args.planner
+            .planner()
+            .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?,
+    );
+    let metrics = Arc::new(Metrics::new("planner"));
+    let mut feed = forecast_planner::feed::spawn(
+        planner.clone(),
+        args.kafka.clone(),
+        args.topics.clone(),
+        metrics.clone(),
+        token.clone(),
+    );
+    let router =
+        forecast_runtime::http::routes(metrics).merge(forecast_planner::api::routes(planner));
+    let mut http = tokio::spawn(forecast_runtime::http::serve(
+        args.http,
+        router,
+        token.clone(),
+    ));
+    // Whichever ends first stops the other.
+    let (fed, served) = tokio::select! {
+        fed = &mut feed => { token.cancel(); (fed, http.await) }
+        served = &mut http => { token.cancel(); (feed.await, served) }
+    };
+    served??;
+    fed?
 }
 
 /// Prints the demand read from the compacted topic.

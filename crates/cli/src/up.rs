@@ -259,10 +259,12 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         }
         .planner()?;
         let planner = Arc::new(planner);
+        let planner_metrics = Arc::new(Metrics::new("planner"));
         let feed = forecast_planner::feed::spawn(
             planner.clone(),
             kafka.clone(),
             topics.clone(),
+            planner_metrics.clone(),
             token.clone(),
         );
         tasks.spawn(async move { feed.await? });
@@ -271,6 +273,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
                 "/aggregator",
                 forecast_runtime::http::routes(aggregator_metrics.clone()),
             )
+            .nest("/planner", forecast_runtime::http::routes(planner_metrics))
             .merge(forecast_planner::api::routes(planner));
         tasks.spawn(forecast_runtime::http::serve(
             args.http,

@@ -1,6 +1,7 @@
-//! The planner API served by a real aggregator fed through a real broker:
-//! every endpoint, every error case, and the live stream (with the delay
-//! from the aggregator publishing a change to the stream delivering it).
+//! The planner API served by `forecastctl planner`, reading what a real
+//! validator and aggregator wrote to a real broker: every endpoint, every
+//! error case, readiness, and the live stream (with the delay from the
+//! aggregator publishing a change to the stream delivering it).
 
 #![allow(clippy::unwrap_used)]
 
@@ -104,6 +105,29 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     let http = free_addr();
     let (p, replayed) = Pipeline::with_planner_api_fed("planner", &http);
     let want_demand = &replayed["demand"];
+
+    // Ready: its view holds what the topics held when it started; it
+    // counts the records it read (two audit verdicts per accepted document,
+    // the validator's and the aggregator's, besides the snapshots).
+    let (status, _) = http_get(&http, "/readyz");
+    assert!(status.contains(" 200 "), "/readyz: {status}");
+    let read: f64 = http_get(&http, "/metrics")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("forecast_records_in_total{service=\"planner\"} "))
+        .expect("the planner's records-in counter")
+        .parse()
+        .unwrap();
+    let accepted = replayed["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["verdict"] == "ACCEPTED")
+        .count();
+    assert!(
+        accepted > 0 && read >= 2.0 * accepted as f64,
+        "{read} records read, {accepted} documents accepted"
+    );
 
     // Demand: the rows of `demand --format json`, plus totals.
     let (code, demand) = get_json(&http, "/v1/demand");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
 use forecast_runtime::kafka::{from_start, partition_ids, reader_config};
+use forecast_runtime::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
@@ -126,16 +127,20 @@ pub fn spawn(
     planner: Arc<Planner>,
     kafka: KafkaArgs,
     topics: TopicArgs,
+    metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::task::spawn_blocking(move || run(&planner, &kafka, &topics, &token))
+    tokio::task::spawn_blocking(move || run(&planner, &kafka, &topics, &metrics, &token))
 }
 
-/// Follows the topics into `planner` until `token` is cancelled.
+/// Follows the topics into `planner` until `token` is cancelled. `metrics`
+/// counts the records read, and is ready once the view holds every record
+/// the topics held when the feed started (what `/readyz` reports).
 pub fn run(
     planner: &Planner,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
+    metrics: &Metrics,
     token: &CancellationToken,
 ) -> anyhow::Result<()> {
     let consumer: BaseConsumer = reader_config(kafka).create()?;
@@ -180,6 +185,7 @@ pub fn run(
             let Some(m) = consumer.poll(wait) else { break };
             wait = Duration::ZERO;
             let m = m?;
+            metrics.record_in();
             ends.retain(|(t, p, end)| {
                 !(t == m.topic() && *p == m.partition() && m.offset() + 1 >= *end)
             });
@@ -192,6 +198,7 @@ pub fn run(
         }
         if ends.is_empty() && !caught_up {
             caught_up = true;
+            metrics.set_ready(true);
             tracing::info!("planner view caught up");
         }
     }

@@ -2,9 +2,9 @@
 //! pipeline's topics ([`view`], filled by [`feed`]), served as a JSON API,
 //! a Server-Sent Events stream and a dashboard ([`api`]).
 //!
-//! The aggregator serves it with `--http`; it reads topics only, so it
-//! never slows the aggregator's consumer loop, and any instance shows the
-//! demand of every partition.
+//! `forecastctl planner` serves it, a process of its own; it reads topics
+//! only, outside any consumer group, so it never slows the aggregators,
+//! and any instance shows the demand of every partition.
 
 pub mod api;
 pub mod feed;

@@ -147,13 +147,18 @@ pub fn spawn_service(
     args.push("--group".into());
     args.push(format!("{service}-{}", names.suffix));
     args.extend(extra.iter().map(|s| s.to_string()));
+    spawn_logged(&args, log)
+}
+
+/// Starts `forecastctl args`, its output appended to `log`.
+pub fn spawn_logged(args: &[String], log: &Path) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     Command::new(forecastctl())
-        .args(&args)
+        .args(args)
         .current_dir(repo())
         .env("RUST_LOG", "info,rdkafka=warn")
         .stdin(Stdio::null())

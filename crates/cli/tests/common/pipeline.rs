@@ -1,5 +1,6 @@
 //! A running pipeline for the end-to-end tests: a broker, the topics, a
-//! validator and an aggregator as child processes, and what reads back.
+//! validator and an aggregator (and, for the API's tests, the planner) as
+//! child processes, and what reads back.
 
 use std::path::Path;
 use std::process::Child;
@@ -18,6 +19,8 @@ pub struct Pipeline {
     pub dir: std::path::PathBuf,
     pub validator: Child,
     pub aggregator: Child,
+    /// `forecastctl planner`, when the test serves the API.
+    pub planner: Option<Child>,
 }
 
 impl Pipeline {
@@ -51,17 +54,18 @@ impl Pipeline {
             dir,
             validator,
             aggregator,
+            planner: None,
         }
     }
 
-    /// The pipeline with the aggregator serving the planner API on `http`,
+    /// The pipeline with `forecastctl planner` serving the API on `http`,
     /// with the example supply plan.
     pub fn with_planner_api(test: &str, http: &str) -> Pipeline {
-        Pipeline::start_with(
-            test,
-            &[],
-            &["--http", http, "--supply", "examples/supply.csv"],
-        )
+        let mut p = Pipeline::start_with(test, &[], &[]);
+        let mut args = p.names.command(&["planner"], &p.broker.brokers);
+        args.extend(["--http", http, "--supply", "examples/supply.csv"].map(String::from));
+        p.planner = Some(spawn_logged(&args, &p.dir.join("planner.log")));
+        p
     }
 
     /// [`Pipeline::with_planner_api`] fed the conformance sample, once the
@@ -180,7 +184,7 @@ impl Pipeline {
     }
 
     pub fn logs(&self) -> String {
-        ["validator.log", "aggregator.log"]
+        ["validator.log", "aggregator.log", "planner.log"]
             .iter()
             .map(|f| {
                 format!(
@@ -194,7 +198,10 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        for c in [&mut self.validator, &mut self.aggregator] {
+        for c in [&mut self.validator, &mut self.aggregator]
+            .into_iter()
+            .chain(self.planner.as_mut())
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
