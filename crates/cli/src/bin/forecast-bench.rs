@@ -4,7 +4,8 @@
 //! `--brokers`), on fresh topics for each figure, it measures:
 //! (a) a bare consume -> produce passthrough with the services' own client
 //! settings and consume loop, (b) the validator alone, (c) the aggregator
-//! alone on pre-validated input, (d) end to end from submit to demand;
+//! alone on pre-validated input, (d) end to end from submit to demand,
+//! (e) the planner view reading (d)'s output from its start;
 //! `--repeat` times, reporting medians. Then end-to-end latency (submit ->
 //! the demand snapshot that includes the document) at half the
 //! passthrough rate and at half of what end to end sustained, or at each
@@ -13,6 +14,8 @@
 //! Throughput is timed from the first record consumed to the last one
 //! settled, from the same counters for all three (group joins are not
 //! counted). Submitted records are encoded before any clock starts.
+//! The planner (the API's read model) is not part of (d): it is a reader
+//! of the output topics, in a process of its own, as it is deployed.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -205,50 +208,56 @@ struct Service {
 }
 
 impl Service {
-    fn start(
-        name: &'static str,
+    fn validator(
         kafka: &KafkaArgs,
         t: &TopicArgs,
         group: &str,
         policy: &Path,
     ) -> anyhow::Result<Service> {
+        let mut args = member_of(group);
+        args.extend(["--policy".into(), policy.display().to_string()]);
+        Service::start("validator", "validate", kafka, t, &args)
+    }
+
+    fn aggregator(kafka: &KafkaArgs, t: &TopicArgs, group: &str) -> anyhow::Result<Service> {
+        Service::start("aggregator", "aggregate", kafka, t, &member_of(group))
+    }
+
+    fn planner(kafka: &KafkaArgs, t: &TopicArgs) -> anyhow::Result<Service> {
+        Service::start("planner", "planner", kafka, t, &[])
+    }
+
+    /// `forecastctl <command>` on topics `t`, serving `--http` on a free
+    /// port, with the run's `-X` properties and `args`.
+    fn start(
+        name: &'static str,
+        command: &str,
+        kafka: &KafkaArgs,
+        t: &TopicArgs,
+        args: &[String],
+    ) -> anyhow::Result<Service> {
         let http = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(forecastctl());
-        cmd.arg(if name == "validator" {
-            "validate"
-        } else {
-            "aggregate"
-        })
-        .args([
-            "--brokers",
-            &kafka.brokers,
-            "--group",
-            group,
-            "--instance-id",
-            group,
-            "--http",
-            &http,
-        ])
-        .args([
-            "--topic-submitted",
-            &t.topic_submitted,
-            "--topic-validated",
-            &t.topic_validated,
-        ])
-        .args([
-            "--topic-rejected",
-            &t.topic_rejected,
-            "--topic-audit",
-            &t.topic_audit,
-            "--topic-demand",
-            &t.topic_demand,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-        if name == "validator" {
-            cmd.arg("--policy").arg(policy);
-        }
+        cmd.arg(command)
+            .args(["--brokers", &kafka.brokers, "--http", &http])
+            .args(args)
+            .args([
+                "--topic-submitted",
+                &t.topic_submitted,
+                "--topic-validated",
+                &t.topic_validated,
+            ])
+            .args([
+                "--topic-rejected",
+                &t.topic_rejected,
+                "--topic-audit",
+                &t.topic_audit,
+                "--topic-demand",
+                &t.topic_demand,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         for (k, v) in &kafka.properties {
             cmd.arg("-X").arg(format!("{k}={v}"));
         }
@@ -304,6 +313,19 @@ impl Service {
         )
     }
 
+    /// From the first record read to `target` records read (the planner
+    /// takes each record into its view as it reads it).
+    fn time_until_read(&self, target: u64, timeout: Duration) -> anyhow::Result<Timed> {
+        time_until_processed(
+            self.name,
+            || self.records_in(),
+            || self.records_in(),
+            || cpu_seconds(self.child.id()),
+            target,
+            timeout,
+        )
+    }
+
     /// Peak resident memory (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -324,6 +346,28 @@ impl Drop for Service {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// `--group` and `--instance-id` of a service.
+fn member_of(group: &str) -> Vec<String> {
+    ["--group", group, "--instance-id", group]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The records `topics` hold, from their partitions' watermarks.
+fn records_in_topics(kafka: &KafkaArgs, topics: &[&str]) -> anyhow::Result<u64> {
+    let reader: BaseConsumer = reader_config(kafka).create()?;
+    let mut n = 0;
+    for &topic in topics {
+        for p in
+            forecast_runtime::kafka::partition_ids(reader.client(), topic, Duration::from_secs(10))?
+        {
+            let (low, high) = reader.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            n += u64::try_from(high - low).unwrap_or(0);
+        }
+    }
+    Ok(n)
 }
 
 /// (a)'s loop: every record produced unchanged to `to`.
@@ -481,13 +525,17 @@ struct Throughput {
     validator: f64,
     aggregator: f64,
     end_to_end: f64,
+    /// (e): documents of (d) per second the planner view catches up on.
+    planner: f64,
     validator_rss_mib: f64,
     aggregator_rss_mib: f64,
+    planner_rss_mib: f64,
     /// CPU microseconds per document of the process doing (a), (b), (c):
     /// the harness for (a), the service for the others.
     passthrough_cpu_us: f64,
     validator_cpu_us: f64,
     aggregator_cpu_us: f64,
+    planner_cpu_us: f64,
     /// CPU microseconds per document in (d): broker, validator,
     /// aggregator, harness.
     end_to_end_cpu_us: [f64; 4],
@@ -500,11 +548,14 @@ impl Throughput {
             "validator_docs_per_s": self.validator,
             "aggregator_docs_per_s": self.aggregator,
             "end_to_end_docs_per_s": self.end_to_end,
+            "planner_docs_per_s": self.planner,
             "validator_peak_rss_mib": self.validator_rss_mib,
             "aggregator_peak_rss_mib": self.aggregator_rss_mib,
+            "planner_peak_rss_mib": self.planner_rss_mib,
             "passthrough_cpu_us_per_doc": self.passthrough_cpu_us,
             "validator_cpu_us_per_doc": self.validator_cpu_us,
             "aggregator_cpu_us_per_doc": self.aggregator_cpu_us,
+            "planner_cpu_us_per_doc": self.planner_cpu_us,
             "end_to_end_cpu_us_per_doc": EndToEndCpu(self.end_to_end_cpu_us).json(),
         })
     }
@@ -554,7 +605,7 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// (a) to (d) on fresh topics named after `run`.
+    /// (a) to (e) on fresh topics named after `run`.
     async fn throughput(&self, run: &str) -> anyhow::Result<Throughput> {
         let (kafka, layout, policy, producer, docs) = (
             self.kafka,
@@ -582,7 +633,7 @@ impl Bench<'_> {
         let a = passthrough(kafka, &t.topic_submitted, &pass_to, n).await?;
 
         // (b) validator alone
-        let v = Service::start("validator", kafka, &t, &format!("bv-{run}"), policy)?;
+        let v = Service::validator(kafka, &t, &format!("bv-{run}"), policy)?;
         let b = v.time_until_processed(n as u64, Duration::from_secs(600))?;
         let accepted = v
             .metric("forecast_records_out_total{service=\"validator\",output=\"validated\"}")
@@ -591,7 +642,7 @@ impl Bench<'_> {
         drop(v);
 
         // (c) aggregator alone, on the validated topic (b) wrote
-        let ag = Service::start("aggregator", kafka, &t, &format!("ba-{run}"), policy)?;
+        let ag = Service::aggregator(kafka, &t, &format!("ba-{run}"))?;
         let c = ag.time_until_processed(accepted, Duration::from_secs(600))?;
         let aggregator_rss_mib = ag.peak_rss_mib();
         drop(ag);
@@ -623,17 +674,28 @@ impl Bench<'_> {
         let end_to_end_cpu_us =
             std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / n as f64);
         drop((ve, ae));
+
+        // (e) the planner view, reading what (d) wrote from its start
+        let records = records_in_topics(kafka, &[&te.topic_audit, &te.topic_demand])?;
+        let pl = Service::planner(kafka, &te)?;
+        let e = pl.time_until_read(records, Duration::from_secs(600))?;
+        let planner_rss_mib = pl.peak_rss_mib();
+        drop(pl);
+
         let per_doc = |t: Timed, docs: u64| t.cpu_seconds * 1e6 / docs as f64;
         Ok(Throughput {
             passthrough: n as f64 / a.seconds,
             validator: n as f64 / b.seconds,
             aggregator: accepted as f64 / c.seconds,
             end_to_end: n as f64 / d,
+            planner: n as f64 / e.seconds,
             validator_rss_mib,
             aggregator_rss_mib,
+            planner_rss_mib,
             passthrough_cpu_us: per_doc(a, n as u64),
             validator_cpu_us: per_doc(b, n as u64),
             aggregator_cpu_us: per_doc(c, accepted),
+            planner_cpu_us: per_doc(e, n as u64),
             end_to_end_cpu_us,
         })
     }
@@ -649,20 +711,8 @@ impl Bench<'_> {
     ) -> anyhow::Result<(TopicArgs, Service, Service)> {
         let t = topics(run);
         create_topics(self.kafka, &t, self.layout).await?;
-        let v = Service::start(
-            "validator",
-            self.kafka,
-            &t,
-            &format!("v-{run}"),
-            self.policy,
-        )?;
-        let a = Service::start(
-            "aggregator",
-            self.kafka,
-            &t,
-            &format!("a-{run}"),
-            self.policy,
-        )?;
+        let v = Service::validator(self.kafka, &t, &format!("v-{run}"), self.policy)?;
+        let a = Service::aggregator(self.kafka, &t, &format!("a-{run}"))?;
         let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
         produce_all(producer, &t.topic_submitted, &[Encoded::of(&warm)]).await?;
         a.time_until_processed(1, Duration::from_secs(120))?;
@@ -899,18 +949,20 @@ async fn main() -> anyhow::Result<()> {
     for r in 0..args.repeat {
         let f = bench.throughput(&format!("{run}-{r}")).await?;
         eprintln!(
-            "run {}: (a) {:.0} (b) {:.0} (c) {:.0} (d) {:.0} docs/s; b/a {:.2} c/a {:.2} d/a {:.2}; CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} us",
+            "run {}: (a) {:.0} (b) {:.0} (c) {:.0} (d) {:.0} (e) {:.0} docs/s; b/a {:.2} c/a {:.2} d/a {:.2}; CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} (e) {:.1} us",
             r + 1,
             f.passthrough,
             f.validator,
             f.aggregator,
             f.end_to_end,
+            f.planner,
             f.validator / f.passthrough,
             f.aggregator / f.passthrough,
             f.end_to_end / f.passthrough,
             f.passthrough_cpu_us,
             f.validator_cpu_us,
             f.aggregator_cpu_us,
+            f.planner_cpu_us,
         );
         runs.push(f);
     }
@@ -919,18 +971,21 @@ async fn main() -> anyhow::Result<()> {
     let rate_b = median(&|f| f.validator);
     let rate_c = median(&|f| f.aggregator);
     let rate_d = median(&|f| f.end_to_end);
+    let rate_e = median(&|f| f.planner);
     let ratio_b = median(&|f| f.validator / f.passthrough);
     let ratio_c = median(&|f| f.aggregator / f.passthrough);
     let ratio_d = median(&|f| f.end_to_end / f.passthrough);
     let cpu_a = median(&|f| f.passthrough_cpu_us);
     let cpu_b = median(&|f| f.validator_cpu_us);
     let cpu_c = median(&|f| f.aggregator_cpu_us);
+    let cpu_e = median(&|f| f.planner_cpu_us);
     let cpu_d: [f64; 4] = std::array::from_fn(|i| median(&|f| f.end_to_end_cpu_us[i]));
     let rss_v = runs.iter().map(|f| f.validator_rss_mib).fold(0.0, f64::max);
     let rss_a = runs
         .iter()
         .map(|f| f.aggregator_rss_mib)
         .fold(0.0, f64::max);
+    let rss_e = runs.iter().map(|f| f.planner_rss_mib).fold(0.0, f64::max);
     // Latency at half the passthrough rate (the target's load) and at half
     // of what end to end sustained (below saturation).
     let rates = if args.latency_rate.is_empty() {
@@ -958,6 +1013,7 @@ async fn main() -> anyhow::Result<()> {
         "validator_docs_per_s": rate_b,
         "aggregator_docs_per_s": rate_c,
         "end_to_end_docs_per_s": rate_d,
+        "planner_docs_per_s": rate_e,
         "validator_over_passthrough": ratio_b,
         "aggregator_over_passthrough": ratio_c,
         "end_to_end_over_passthrough": ratio_d,
@@ -972,9 +1028,11 @@ async fn main() -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "validator_peak_rss_mib": rss_v,
         "aggregator_peak_rss_mib": rss_a,
+        "planner_peak_rss_mib": rss_e,
         "passthrough_cpu_us_per_doc": cpu_a,
         "validator_cpu_us_per_doc": cpu_b,
         "aggregator_cpu_us_per_doc": cpu_c,
+        "planner_cpu_us_per_doc": cpu_e,
         "end_to_end_cpu_us_per_doc": EndToEndCpu(cpu_d).json(),
     });
     println!(
@@ -991,6 +1049,9 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough; us CPU/doc: {} |",
         EndToEndCpu(cpu_d)
+    );
+    println!(
+        "| (e) planner view, reading (d)'s output | {rate_e:.0} docs/s, {cpu_e:.1} us CPU/doc, peak RSS {rss_e:.0} MiB |"
     );
     for (rate, count, l) in &latencies {
         println!(
