@@ -187,7 +187,7 @@ pub async fn enqueue(
 /// Hands `record` to `send` (a producer's non-blocking send, which gives
 /// the record back when it fails), again every 5 ms while the producer's
 /// local queue is full; any other error is returned.
-pub(crate) async fn send_waiting<R, T>(
+pub async fn send_waiting<R, T>(
     mut record: R,
     send: impl Fn(R) -> Result<T, (KafkaError, R)>,
 ) -> Result<T, KafkaError> {

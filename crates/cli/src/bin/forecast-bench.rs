@@ -32,13 +32,16 @@ use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, batch_producer, group_consumer,
 };
 use forecast_runtime::kafka::{
-    TopicLayout, create_topics, enqueue, producer_config, reader_config,
+    TopicLayout, create_topics, enqueue, producer_config, reader_config, send_waiting,
 };
 use forecast_runtime::metrics::Metrics;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer as _, ProducerContext,
+    ThreadedProducer,
+};
 
 /// The same allocator as `forecastctl`, so the passthrough and the
 /// services are measured alike.
@@ -180,6 +183,65 @@ impl Encoded {
                 .payload(self.value.as_slice()),
         )
         .await?)
+    }
+}
+
+/// The latency runs' submitter: each delivery report writes when the
+/// broker acknowledged a document, and its partition, into that document's
+/// own slot. No future, task or channel per document: the harness shares
+/// the two cores with what it measures, and at 100k documents/s a task per
+/// document would cost it a good part of one.
+struct AckClock {
+    acks: Vec<std::sync::OnceLock<(Instant, Result<i32, String>)>>,
+    reported: std::sync::atomic::AtomicUsize,
+}
+
+impl AckClock {
+    fn new(slots: usize) -> Self {
+        AckClock {
+            acks: (0..slots).map(|_| std::sync::OnceLock::new()).collect(),
+            reported: Default::default(),
+        }
+    }
+
+    fn reported(&self) -> usize {
+        self.reported.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl rdkafka::ClientContext for AckClock {}
+
+impl ProducerContext for AckClock {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        let partition = match result {
+            Ok(m) => Ok(m.partition()),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        if let Some(ack) = self.acks.get(slot) {
+            let _ = ack.set((Instant::now(), partition));
+        }
+        self.reported
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Encoded {
+    /// Hands the record to `producer`; its report goes to `slot`.
+    async fn send_clocked(
+        &self,
+        producer: &ThreadedProducer<AckClock>,
+        topic: &str,
+        slot: usize,
+    ) -> anyhow::Result<()> {
+        let record = BaseRecord::with_opaque_to(topic, slot)
+            .key(self.key.as_bytes())
+            .payload(self.value.as_slice());
+        // rdkafka's send gives the record back inside its error.
+        #[allow(clippy::result_large_err)]
+        let sent = send_waiting(record, |r| producer.send(r)).await;
+        Ok(sent?)
     }
 }
 
@@ -346,6 +408,17 @@ impl Drop for Service {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// CPU microseconds per document of each process between two readings.
+fn per_document(before: [f64; 4], after: [f64; 4], documents: usize) -> [f64; 4] {
+    std::array::from_fn(|i| (after[i] - before[i]) * 1e6 / documents as f64)
+}
+
+/// The document that warms up a run's pipeline and its submitter, of a
+/// customer the measured documents do not use.
+fn warm(run: &str) -> Encoded {
+    Encoded::of(&twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]))
 }
 
 /// `--group` and `--instance-id` of a service.
@@ -516,6 +589,9 @@ struct Latency {
     /// Submit to the broker's acknowledgement (the first hop).
     ack_p50_ms: f64,
     ack_p99_ms: f64,
+    /// CPU microseconds per document by process, as in (d), from the
+    /// first submit until every document was seen.
+    cpu_us: [f64; 4],
 }
 
 /// One run of the throughput figures (a) to (d), documents/s.
@@ -649,18 +725,10 @@ impl Bench<'_> {
 
         // (d) end to end: submit (as the producer library does), until the
         // aggregator settled all
-        let (te, ve, ae) = self.pipeline(&format!("{run}-e"), producer).await?;
-        // CPU of each process of (d): broker (when started here),
-        // validator, aggregator, harness (the submitter).
-        let cpu = || {
-            [
-                // Not measured when the broker is not ours (`--brokers`).
-                self.broker_pid.map_or(f64::NAN, cpu_seconds),
-                cpu_seconds(ve.child.id()),
-                cpu_seconds(ae.child.id()),
-                cpu_seconds(std::process::id()),
-            ]
-        };
+        let (te, ve, ae) = self.pipeline(&format!("{run}-e")).await?;
+        produce_all(producer, &te.topic_submitted, &[warm(run)]).await?;
+        ae.time_until_processed(1, Duration::from_secs(120))?;
+        let cpu = || self.cpu_seconds(&ve, &ae);
         let cpu_before = cpu();
         let start = Instant::now();
         produce_all(producer, &te.topic_submitted, docs).await?;
@@ -671,8 +739,7 @@ impl Bench<'_> {
         }
         let d = start.elapsed().as_secs_f64();
         let cpu_after = cpu();
-        let end_to_end_cpu_us =
-            std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / n as f64);
+        let end_to_end_cpu_us = per_document(cpu_before, cpu_after, n);
         drop((ve, ae));
 
         // (e) the planner view, reading what (d) wrote from its start
@@ -700,22 +767,26 @@ impl Bench<'_> {
         })
     }
 
-    /// A validator and an aggregator on fresh topics named after `run`,
-    /// warmed up with one document of a customer the measured ones do not
-    /// use, sent through `producer` (its producer id and metadata are then
-    /// in place, as in a running system).
-    async fn pipeline(
-        &self,
-        run: &str,
-        producer: &FutureProducer,
-    ) -> anyhow::Result<(TopicArgs, Service, Service)> {
+    /// CPU seconds so far of each process of a pipeline: broker (NaN when
+    /// not started here, `--brokers`), validator, aggregator, harness.
+    fn cpu_seconds(&self, validator: &Service, aggregator: &Service) -> [f64; 4] {
+        [
+            self.broker_pid.map_or(f64::NAN, cpu_seconds),
+            cpu_seconds(validator.child.id()),
+            cpu_seconds(aggregator.child.id()),
+            cpu_seconds(std::process::id()),
+        ]
+    }
+
+    /// A validator and an aggregator on fresh topics named after `run`.
+    /// The caller warms them up with [`warm`] through the producer it
+    /// measures with (its producer id and metadata are then in place, as in
+    /// a running system) and waits for the aggregator to have handled it.
+    async fn pipeline(&self, run: &str) -> anyhow::Result<(TopicArgs, Service, Service)> {
         let t = topics(run);
         create_topics(self.kafka, &t, self.layout).await?;
         let v = Service::validator(self.kafka, &t, &format!("v-{run}"), self.policy)?;
         let a = Service::aggregator(self.kafka, &t, &format!("a-{run}"))?;
-        let warm = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
-        produce_all(producer, &t.topic_submitted, &[Encoded::of(&warm)]).await?;
-        a.time_until_processed(1, Duration::from_secs(120))?;
         Ok((t, v, a))
     }
     /// Offers `count` documents at `rate` per second, through a validator
@@ -729,8 +800,14 @@ impl Bench<'_> {
     /// snapshot's units reach k times a document's.
     async fn latency(&self, run: &str, rate: f64, count: usize) -> anyhow::Result<Latency> {
         let kafka = self.kafka;
-        let producer: FutureProducer = producer_config(kafka).create()?;
-        let (tl, vl, al) = self.pipeline(run, &producer).await?;
+        // Slot `count` is the warm-up document's.
+        let producer: ThreadedProducer<AckClock> =
+            producer_config(kafka).create_with_context(AckClock::new(count + 1))?;
+        let (tl, vl, al) = self.pipeline(run).await?;
+        warm(run)
+            .send_clocked(&producer, &tl.topic_submitted, count)
+            .await?;
+        al.time_until_processed(1, Duration::from_secs(120))?;
 
         let measured = &CUSTOMERS[1..];
         let template = twelve_lines(String::new(), measured[0]);
@@ -757,9 +834,10 @@ impl Bench<'_> {
                 (customer, Encoded::of(&doc))
             })
             .collect();
-        let mut sent = Vec::with_capacity(count);
+        let mut sent_at = Vec::with_capacity(count);
+        let cpu_before = self.cpu_seconds(&vl, &al);
         let begin = Instant::now();
-        for (i, (customer, record)) in records.iter().enumerate() {
+        for (i, (_, record)) in records.iter().enumerate() {
             let due = begin + Duration::from_secs_f64(i as f64 / rate);
             // Paced in steps of at least a millisecond: a timer per
             // document would cost the harness more than the document.
@@ -768,29 +846,35 @@ impl Bench<'_> {
             {
                 tokio::time::sleep(wait).await;
             }
-            let at = Instant::now();
-            let delivery = record.send(&producer, &tl.topic_submitted).await?;
-            // When the broker acknowledged it: the first hop's share.
-            let acked = tokio::spawn(async move {
-                let delivered = delivery.await;
-                (Instant::now(), delivered)
-            });
-            sent.push((at, customer.to_string(), acked));
+            sent_at.push(Instant::now());
+            record
+                .send_clocked(&producer, &tl.topic_submitted, i)
+                .await?;
+        }
+        let clock = producer.context();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while clock.reported() < count + 1 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} of {count} submits acknowledged in 60 s",
+                clock.reported()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The rank of each document among its customer's in its partition.
         let mut ranks: HashMap<(String, i32), i64> = HashMap::new();
         let mut expected = Vec::with_capacity(count);
         let mut acks = Vec::with_capacity(count);
-        for (at, customer, acked) in sent {
-            let (acked_at, delivered) = acked.await?;
-            let partition = delivered
-                .map_err(|_| anyhow::anyhow!("the producer dropped a delivery"))?
-                .map_err(|(e, _)| e)?
-                .partition;
+        for ((at, (customer, _)), ack) in sent_at.into_iter().zip(&records).zip(&clock.acks) {
+            let (acked_at, partition) = ack.get().context("a submit was never reported")?;
+            let partition = *partition
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("a submit failed: {e}"))?;
+            // When the broker acknowledged it: the first hop's share.
             acks.push(acked_at.duration_since(at).as_secs_f64() * 1000.0);
-            let rank = ranks.entry((customer.clone(), partition)).or_default();
+            let rank = ranks.entry((customer.to_string(), partition)).or_default();
             *rank += 1;
-            expected.push((at, (customer, partition), *rank));
+            expected.push((at, (customer.to_string(), partition), *rank));
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         let all_seen = |counts: &Counts| {
@@ -810,6 +894,7 @@ impl Bench<'_> {
         watcher
             .join()
             .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+        let cpu_us = per_document(cpu_before, self.cpu_seconds(&vl, &al), count);
         drop((vl, al));
         let counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let mut lat: Vec<f64> = expected
@@ -830,6 +915,7 @@ impl Bench<'_> {
             seen: lat.len(),
             ack_p50_ms: percentile(&acks, 0.50),
             ack_p99_ms: percentile(&acks, 0.99),
+            cpu_us,
         })
     }
 }
@@ -998,8 +1084,13 @@ async fn main() -> anyhow::Result<()> {
         let count = ((rate * args.latency_seconds as f64) as usize).max(1);
         let l = bench.latency(&format!("{run}-l{i}"), rate, count).await?;
         eprintln!(
-            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms",
-            l.p50_ms, l.p99_ms, l.seen, l.ack_p50_ms, l.ack_p99_ms
+            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; us CPU/doc: {}",
+            l.p50_ms,
+            l.p99_ms,
+            l.seen,
+            l.ack_p50_ms,
+            l.ack_p99_ms,
+            EndToEndCpu(l.cpu_us)
         );
         latencies.push((rate, count, l));
     }
@@ -1025,6 +1116,7 @@ async fn main() -> anyhow::Result<()> {
             "p99_ms": l.p99_ms,
             "submit_ack_p50_ms": l.ack_p50_ms,
             "submit_ack_p99_ms": l.ack_p99_ms,
+            "cpu_us_per_doc": EndToEndCpu(l.cpu_us).json(),
         })).collect::<Vec<_>>(),
         "validator_peak_rss_mib": rss_v,
         "aggregator_peak_rss_mib": rss_a,
