@@ -1,4 +1,5 @@
-//! `forecastctl check` and `replay` as a user runs them: output formats,
+//! `forecastctl check` and `replay` as a user runs them (and the usage
+//! errors of the services): output formats,
 //! exit codes, and the public conformance sample reproduced exactly.
 
 #![allow(clippy::unwrap_used)]
@@ -318,4 +319,28 @@ fn every_subcommand_has_help() {
     ] {
         assert!(text.contains(flag), "replay --help lacks {flag}: {text}");
     }
+}
+
+#[test]
+fn planner_refuses_an_unreadable_supply_plan_before_it_serves() {
+    // No broker is needed to find that out: the plan is read first.
+    let out = forecastctl(&[
+        "planner",
+        "--brokers",
+        "127.0.0.1:9",
+        "--http",
+        "127.0.0.1:0",
+        "--supply",
+        "no-such-supply.csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no-such-supply.csv") && stderr.contains("--supply"),
+        "{stderr}"
+    );
+    // The aggregator no longer serves the API: its supply flag is gone.
+    let out = forecastctl(&["aggregate", "--supply", "examples/supply.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--supply"));
 }
