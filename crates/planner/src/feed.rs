@@ -184,7 +184,15 @@ pub fn run(
         while batch.len() < 2000 {
             let Some(m) = consumer.poll(wait) else { break };
             wait = Duration::ZERO;
-            let m = m?;
+            // librdkafka reports a broker it cannot reach, and recovers by
+            // itself: go on (a restart would read every topic again).
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    break;
+                }
+            };
             metrics.record_in();
             ends.retain(|(t, p, end)| {
                 !(t == m.topic() && *p == m.partition() && m.offset() + 1 >= *end)
