@@ -103,7 +103,7 @@ fn millis(t: &Value) -> i64 {
 #[test]
 fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     let http = free_addr();
-    let (p, replayed) = Pipeline::with_planner_api_fed("planner", &http);
+    let (mut p, replayed) = Pipeline::with_planner_api_fed("planner", &http);
     let want_demand = &replayed["demand"];
 
     // Ready: its view holds what the topics held when it started; it
@@ -439,4 +439,26 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         delays,
         delays.last().unwrap()
     );
+
+    // SIGTERM with a client still following the stream: the stream ends
+    // and the planner exits cleanly, without waiting for the client.
+    let mut planner = p.planner.take().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &planner.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = planner.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the planner did not stop within 10 s of SIGTERM with a stream open\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "planner exited with {exit}\n{}", p.logs());
 }

@@ -241,6 +241,7 @@ async fn demand_stream(
         return Err(ApiError::bad_request("the stream filters by customer only"));
     }
     let (rx, first) = p.subscribe(|v| snapshot_event(v, &filter));
+    let closed = p.closed();
     let state = (Some(first), rx, p, filter);
     let stream = futures::stream::unfold(state, |(first, mut rx, p, filter)| async move {
         if let Some(event) = first {
@@ -281,6 +282,7 @@ async fn demand_stream(
             }
         }
     });
+    let stream = futures::StreamExt::take_until(stream, closed);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -24,6 +24,8 @@ use crate::view::{DemandChange, PlannerView};
 pub struct Planner {
     view: RwLock<PlannerView>,
     changes: broadcast::Sender<Arc<DemandChange>>,
+    /// Cancelled when the feed stops: live streams end with it.
+    closed: CancellationToken,
 }
 
 /// Changes a slow live-stream client may fall behind before it is sent the
@@ -35,6 +37,7 @@ impl Default for Planner {
         Self {
             view: RwLock::default(),
             changes: broadcast::channel(CHANGE_BUFFER).0,
+            closed: CancellationToken::new(),
         }
     }
 }
@@ -65,6 +68,18 @@ impl Planner {
             .view
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Ends every live stream: the view no longer follows the topics (and
+    /// a server shutting down gracefully does not wait for the streams'
+    /// clients to leave).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves once [`Planner::close`] was called.
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.closed.clone().cancelled_owned()
     }
 
     /// Subscribes to demand changes, and reads the view as of the
@@ -122,7 +137,8 @@ pub enum Input {
     },
 }
 
-/// Runs [`run`] on a blocking thread.
+/// Runs [`run`] on a blocking thread, and closes `planner`'s live streams
+/// when it ends.
 pub fn spawn(
     planner: Arc<Planner>,
     kafka: KafkaArgs,
@@ -130,7 +146,11 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::task::spawn_blocking(move || run(&planner, &kafka, &topics, &metrics, &token))
+    tokio::task::spawn_blocking(move || {
+        let result = run(&planner, &kafka, &topics, &metrics, &token);
+        planner.close();
+        result
+    })
 }
 
 /// Follows the topics into `planner` until `token` is cancelled. `metrics`
