@@ -47,7 +47,8 @@ pub struct UpArgs {
     #[arg(long, default_value = "examples/stream.jsonl", value_name = "FILE")]
     pub examples: PathBuf,
     /// Serve the dashboard, the planner API, and /metrics, /healthz and
-    /// /readyz of both services here.
+    /// /readyz of the validator here (the aggregator's under /aggregator,
+    /// the planner's under /planner).
     #[arg(
         long,
         env = "FORECAST_HTTP",
@@ -333,7 +334,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     eprintln!(
         "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
          dashboard: http://{0}/   API: http://{0}/v1/demand (described at /openapi.json)\n\
-         metrics: http://{0}/metrics  http://{0}/aggregator/metrics   health: /healthz /readyz\n\
+         metrics: http://{0}/metrics  http://{0}/aggregator/metrics  http://{0}/planner/metrics   health: /healthz /readyz\n\
          {1}",
         args.http,
         if args.once {

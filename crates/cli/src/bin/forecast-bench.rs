@@ -316,6 +316,8 @@ impl Service {
                 &t.topic_audit,
                 "--topic-demand",
                 &t.topic_demand,
+                "--topic-supply",
+                &t.topic_supply,
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
