@@ -443,22 +443,6 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     // SIGTERM with a client still following the stream: the stream ends
     // and the planner exits cleanly, without waiting for the client.
     let mut planner = p.planner.take().unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &planner.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = planner.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the planner did not stop within 10 s of SIGTERM with a stream open\n{}",
-            p.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(exit.success(), "planner exited with {exit}\n{}", p.logs());
+    stop_with_sigterm(&mut planner, "planner", &p.dir, Duration::from_secs(10));
+    drop(events);
 }

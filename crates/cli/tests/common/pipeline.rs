@@ -107,28 +107,7 @@ impl Pipeline {
             ("validator", &mut self.validator),
             ("aggregator", &mut self.aggregator),
         ] {
-            let status = std::process::Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let exit = loop {
-                if let Some(s) = c.try_wait().unwrap() {
-                    break s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{name} did not stop within 30 s of SIGTERM"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            };
-            let logs =
-                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
-            assert!(
-                exit.success(),
-                "{name} exited with {exit} after SIGTERM\n{logs}"
-            );
+            stop_with_sigterm(c, name, &self.dir, Duration::from_secs(30));
         }
     }
 
@@ -211,6 +190,34 @@ impl Drop for Pipeline {
             eprintln!("service logs kept in {}", self.dir.display());
         }
     }
+}
+
+/// Sends SIGTERM to `child`, the process `name` logging to
+/// `dir/<name>.log`, and requires it to exit 0 within `within`.
+pub fn stop_with_sigterm(child: &mut Child, name: &str, dir: &Path, within: Duration) {
+    let logs = || std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + within;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not stop within {within:?} of SIGTERM\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        exit.success(),
+        "{name} exited with {exit} after SIGTERM\n{}",
+        logs()
+    );
 }
 
 pub fn replay(stream: &Path) -> Value {
