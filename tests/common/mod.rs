@@ -115,6 +115,8 @@ pub struct Cluster {
     pub services: BTreeMap<String, Service>,
     /// Faults injected, in order, for the summary.
     pub faults: Vec<String>,
+    /// Logs of the services stopped so far, saved when they stopped.
+    stopped_logs: Vec<String>,
     started: Instant,
 }
 
@@ -167,6 +169,7 @@ impl Cluster {
             broker,
             services: BTreeMap::new(),
             faults: Vec::new(),
+            stopped_logs: Vec::new(),
             started: Instant::now(),
         };
         let out = cluster.run(&["topics", "create", "--partitions", "3"]);
@@ -338,10 +341,13 @@ impl Cluster {
         self.fault(format!("SIGKILL {name}, restarted"));
     }
 
-    /// SIGTERM (the service leaves its group cleanly), then removes it.
+    /// SIGTERM (the service leaves its group cleanly), then removes it;
+    /// its log is saved first, for the report of a failure after it.
     pub fn stop_service(&mut self, name: &str) {
         let svc = self.services.remove(name).unwrap();
         docker(&["stop", "--time", "30", svc.container.id()]);
+        let log = self.save_log(name, svc.container.id());
+        self.stopped_logs.push(log);
         let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", svc.container.id()]);
         assert_eq!(code.trim(), "0", "{name} exited with {code} after SIGTERM");
         self.fault(format!("SIGTERM {name} (scaled down)"));
@@ -425,9 +431,20 @@ impl Cluster {
         );
     }
 
-    /// Every container's log, saved in the test folder; the text says where.
+    /// Container `id`'s log, saved in the test folder as `name.log`.
+    fn save_log(&self, name: &str, id: &str) -> String {
+        let out = Command::new("docker").args(["logs", id]).output().unwrap();
+        let path = self.dir.join(format!("{name}.log"));
+        let mut text = out.stdout;
+        text.extend_from_slice(&out.stderr);
+        std::fs::write(&path, &text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Every container's log, saved in the test folder (those of services
+    /// stopped earlier were saved then); the text says where.
     pub fn logs(&self) -> String {
-        let mut saved = Vec::new();
+        let mut saved = self.stopped_logs.clone();
         let mut ids: Vec<(String, String)> = self
             .services
             .iter()
@@ -437,12 +454,7 @@ impl Cluster {
             ids.push(("broker".into(), b.id().to_owned()));
         }
         for (name, id) in ids {
-            let out = Command::new("docker").args(["logs", &id]).output().unwrap();
-            let path = self.dir.join(format!("{name}.log"));
-            let mut text = out.stdout;
-            text.extend_from_slice(&out.stderr);
-            std::fs::write(&path, &text).unwrap();
-            saved.push(path.display().to_string());
+            saved.push(self.save_log(&name, &id));
         }
         format!("container logs: {}", saved.join(" "))
     }
