@@ -102,3 +102,22 @@ pub fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord<'_>]) {
     }
     p.flush(Duration::from_secs(30)).expect("delivered");
 }
+
+/// Commits `offset` (the next record to read) for `group` on `topic`
+/// partition `partition`, as a member of the group that stopped there would.
+///
+/// # Panics
+/// When the broker does not take the commit.
+pub fn commit_offset(brokers: &str, group: &str, topic: &str, partition: i32, offset: i64) {
+    use rdkafka::consumer::CommitMode;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .expect("a partition");
+    c.commit(&tpl, CommitMode::Sync).expect("committed");
+}

@@ -89,6 +89,31 @@ fn strings(a: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Documents listed at most in a report (the count says how many differ).
+const SHOWN: usize = 30;
+
+/// Sorted (partition, offset) pairs as runs of consecutive offsets, one
+/// line each: `0: 4588..=4752 (165)`.
+fn ranges(at: &[(i32, i64)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < at.len() {
+        let (p, first) = at[i];
+        let mut j = i;
+        while j + 1 < at.len() && at[j + 1] == (p, at[j].1 + 1) {
+            j += 1;
+        }
+        let last = at[j].1;
+        lines.push(if first == last {
+            format!("{p}: {first}")
+        } else {
+            format!("{p}: {first}..={last} ({})", last - first + 1)
+        });
+        i = j + 1;
+    }
+    lines
+}
+
 /// Compares a run with replay's output for the same stream (`expected`:
 /// `{"verdicts", "demand"}`), given how many documents were sent and how
 /// many poison pills. Lines that do not decode are refused by `submit` and
@@ -109,7 +134,12 @@ pub fn compare(
     let mut report = Vec::new();
     let diff = demand_diff(&observed.demand, &expected["demand"]);
     if !diff.is_empty() {
-        report.push(format!("demand differs from replay:\n{diff}"));
+        let rows: Vec<&str> = diff.lines().collect();
+        report.push(format!(
+            "demand differs from replay ({} rows):\n{}",
+            rows.len(),
+            rows[..rows.len().min(SHOWN)].join("\n")
+        ));
     }
 
     let verdicts: Vec<Verdict> = observed
@@ -156,29 +186,24 @@ pub fn compare(
             &warnings,
         ));
     }
-    let missing: Vec<String> = observed
+    let mut unjudged: Vec<(i32, i64)> = observed
         .submitted
         .iter()
-        .filter(|r| !per_source.contains_key(&(r.partition, r.offset)))
-        .map(|r| {
-            format!(
-                "{}@{} key {:?} ({} bytes)",
-                r.partition,
-                r.offset,
-                r.key.as_deref().map(String::from_utf8_lossy),
-                r.value.as_ref().map_or(0, Vec::len)
-            )
-        })
+        .map(|r| (r.partition, r.offset))
+        .filter(|at| !per_source.contains_key(at))
         .collect();
-    if !missing.is_empty()
+    unjudged.sort_unstable();
+    let missing = ranges(&unjudged);
+    if !unjudged.is_empty()
         || per_source.len() != sent + poison
         || observed.submitted.len() != sent + poison
     {
         report.push(format!(
-            "{} records submitted ({} expected), {} with a validator verdict; without one:\n{}",
+            "{} records submitted ({} expected), {} with a validator verdict; {} without one (partition: offsets):\n{}",
             observed.submitted.len(),
             sent + poison,
             per_source.len(),
+            unjudged.len(),
             missing.join("\n")
         ));
     }
@@ -221,10 +246,16 @@ pub fn compare(
                 .map(|(k, n)| format!("unexpected: {n} x {k}")),
         );
         diff.sort();
+        let shown = diff.len().min(SHOWN);
         report.push(format!(
-            "verdicts differ from replay ({} documents):\n{}",
+            "verdicts differ from replay ({} documents{}):\n{}",
             diff.len(),
-            diff.join("\n")
+            if shown < diff.len() {
+                format!(", the first {shown}")
+            } else {
+                String::new()
+            },
+            diff[..shown].join("\n")
         ));
     }
 
@@ -283,5 +314,20 @@ pub fn compare(
         Ok(())
     } else {
         Err(report.join("\n\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn unjudged_records_are_reported_as_runs_per_partition() {
+        let at = [(0, 4), (0, 5), (0, 6), (0, 9), (1, 10), (1, 11), (2, 0)];
+        assert_eq!(
+            ranges(&at),
+            ["0: 4..=6 (3)", "0: 9", "1: 10..=11 (2)", "2: 0"]
+        );
+        assert!(ranges(&[]).is_empty());
     }
 }

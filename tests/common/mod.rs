@@ -289,8 +289,7 @@ impl Cluster {
         while !done() {
             assert!(
                 Instant::now() < deadline,
-                "{failure} within {timeout:?}\n{}",
-                self.logs()
+                "{failure} within {timeout:?} (the logs follow)"
             );
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -310,8 +309,7 @@ impl Cluster {
         while since.elapsed() < Duration::from_secs(2) {
             assert!(
                 Instant::now() < deadline,
-                "{names:?} never went idle\n{}",
-                self.logs()
+                "{names:?} never went idle (the logs follow)"
             );
             std::thread::sleep(Duration::from_millis(250));
             let now = counts();
@@ -414,13 +412,12 @@ impl Cluster {
         }
         assert!(
             !demand.is_null(),
-            "{}: the demand could never be read\n{}",
-            self.name,
-            self.logs()
+            "{}: the demand could never be read (the logs follow)",
+            self.name
         );
         let observed = Observed::read(&self.brokers, str::to_owned, demand);
         if let Err(report) = compare(&expected, &observed, sent, poison) {
-            panic!("{}: {report}\n{}", self.name, self.logs());
+            panic!("{}: {report}\n(the logs follow)", self.name);
         }
         eprintln!(
             "[{}] passed: {sent} documents + {poison} poison pills ({} records), faults: [{}], {:.1} s",
@@ -442,7 +439,9 @@ impl Cluster {
     }
 
     /// Every container's log, saved in the test folder (those of services
-    /// stopped earlier were saved then); the text says where.
+    /// stopped earlier were saved then): where, and the lines of each that
+    /// tell what the group and the services did (the folder may be gone by
+    /// the time someone reads a CI failure).
     pub fn logs(&self) -> String {
         let mut saved = self.stopped_logs.clone();
         let mut ids: Vec<(String, String)> = self
@@ -456,8 +455,38 @@ impl Cluster {
         for (name, id) in ids {
             saved.push(self.save_log(&name, &id));
         }
-        format!("container logs: {}", saved.join(" "))
+        let digests: String = saved.iter().map(|path| digest(path)).collect();
+        format!("{digests}container logs: {}", saved.join(" "))
     }
+}
+
+/// The last lines of a saved log about the group (assignments,
+/// revocations), re-reads, warnings and errors.
+fn digest(path: &str) -> String {
+    const LINES: usize = 25;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "partitions",
+                "passed over",
+                "WARN",
+                "ERROR",
+                "stopped",
+                "rebalance",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    let shown = &lines[lines.len().saturating_sub(LINES)..];
+    format!(
+        "--- {path}: {} of {} such lines\n{}\n",
+        shown.len(),
+        lines.len(),
+        shown.join("\n")
+    )
 }
 
 impl Drop for Cluster {

@@ -17,12 +17,13 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaArgs;
-use crate::kafka::{LagContext, consumer_config, default_instance_id};
+use crate::continuity::{Admit, Positions};
+use crate::kafka::{GroupContext, consumer_config, default_instance_id};
 use crate::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
 /// The consumer the services use.
-pub type GroupConsumer = StreamConsumer<LagContext>;
+pub type GroupConsumer = StreamConsumer<GroupContext>;
 
 /// A consumer of `topic` in `group`. `instance`: the static membership id
 /// (`none` turns it off; default `<service>-<hostname>`).
@@ -39,8 +40,9 @@ pub fn group_consumer(
         Some(id) => Some(id.to_owned()),
         None => default_instance_id(service),
     };
-    let context = LagContext {
+    let context = GroupContext {
         metrics: metrics.clone(),
+        changes: Arc::default(),
     };
     let consumer: GroupConsumer =
         consumer_config(kafka, group, instance.as_deref()).create_with_context(context)?;
@@ -384,6 +386,9 @@ pub struct InFlight {
     records: usize,
     max: usize,
     max_batch: usize,
+    /// Where each assigned partition goes on: records the broker passed
+    /// over are read again.
+    positions: Positions,
     failure: Option<anyhow::Error>,
 }
 
@@ -408,6 +413,7 @@ impl InFlight {
             records: 0,
             max,
             max_batch: max_batch.clamp(1, max),
+            positions: Positions::default(),
             failure: None,
         }
     }
@@ -449,7 +455,7 @@ impl InFlight {
                 if let Err(e) = handler.handle(&m, &mut batch).await {
                     break Err(e);
                 }
-                match self.more(consumer, &batch, metrics) {
+                match self.more(consumer, topic, &batch, metrics) {
                     Some(next) => m = next,
                     None => break handler.flush(&mut batch).await,
                 }
@@ -471,6 +477,9 @@ impl InFlight {
         token: &CancellationToken,
     ) -> Option<BorrowedMessage<'c>> {
         use futures::stream::StreamExt;
+        if self.failure.is_some() {
+            return None;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -481,14 +490,83 @@ impl InFlight {
                     }
                 }
                 message = consumer.recv(), if self.records < self.max => match message {
-                    Ok(m) => {
-                        metrics.record_in();
-                        return Some(m);
-                    }
+                    Ok(m) => match self.admit(consumer, topic, &m, metrics) {
+                        Ok(true) => return Some(m),
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.failure = Some(e);
+                            return None;
+                        }
+                    },
                     Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
                 },
             }
         }
+    }
+
+    /// Whether to hand `m` on: not when it was handed on already, or when
+    /// the broker passed over records before it (the partition is then
+    /// sought back to read them; see [`crate::continuity`]).
+    fn admit(
+        &mut self,
+        consumer: &GroupConsumer,
+        topic: &str,
+        m: &BorrowedMessage<'_>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<bool> {
+        consumer.context().changes.apply_to(&mut self.positions);
+        let (partition, offset) = (m.partition(), m.offset());
+        let expected = self.positions.expected(partition);
+        match self.positions.admit(partition, offset) {
+            Admit::Handle => {}
+            Admit::Skip => return Ok(false),
+            Admit::AfterGap(gap) => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    from = gap.from,
+                    to = gap.to,
+                    "offsets with no record the broker can return ({}); going on after them",
+                    if gap.empty {
+                        "read twice around them"
+                    } else {
+                        "the partition now starts after them: deleted"
+                    }
+                );
+                metrics.offsets_passed(gap.to - gap.from);
+            }
+            Admit::Rewind(to) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    expected,
+                    received = offset,
+                    from = to,
+                    "the broker passed over records; reading the partition again from an earlier offset"
+                );
+                metrics.reread();
+                let seek = consumer.seek(
+                    topic,
+                    partition,
+                    rdkafka::Offset::Offset(to),
+                    std::time::Duration::from_secs(10),
+                );
+                if let Err(e) = seek {
+                    let assigned = consumer
+                        .assignment()
+                        .is_ok_and(|a| a.find_partition(topic, partition).is_some());
+                    if assigned {
+                        anyhow::bail!(
+                            "cannot seek {topic}/{partition} back to offset {to} to read records the broker passed over: {e}; the records after the last commit are read again on restart"
+                        );
+                    }
+                    // Revoked meanwhile: its next owner reads from the last commit.
+                }
+                return Ok(false);
+            }
+        }
+        metrics.record_in();
+        Ok(true)
     }
 
     /// The next record for `batch` if one is already fetched and the batch
@@ -496,6 +574,7 @@ impl InFlight {
     fn more<'c>(
         &mut self,
         consumer: &'c GroupConsumer,
+        topic: &str,
         batch: &Batch,
         metrics: &Metrics,
     ) -> Option<BorrowedMessage<'c>> {
@@ -503,14 +582,21 @@ impl InFlight {
         if batch.len() >= self.max_batch || self.records + batch.len() >= self.max {
             return None;
         }
-        match consumer.recv().now_or_never()? {
-            Ok(m) => {
-                metrics.record_in();
-                Some(m)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error; retrying");
-                None
+        loop {
+            match consumer.recv().now_or_never()? {
+                Ok(m) => match self.admit(consumer, topic, &m, metrics) {
+                    Ok(true) => return Some(m),
+                    Ok(false) => {}
+                    Err(e) => {
+                        // `next` returns `None` once this batch is added.
+                        self.failure = Some(e);
+                        return None;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    return None;
+                }
             }
         }
     }

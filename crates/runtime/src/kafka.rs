@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{KafkaArgs, TopicArgs};
+use crate::continuity::{Change, Changes};
 use crate::metrics::Metrics;
 
 fn base(kafka: &KafkaArgs) -> ClientConfig {
@@ -99,7 +100,7 @@ pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.max.bytes", "67108864")
         .set("receive.message.max.bytes", "67109376")
-        // Statistics every 5 s feed the consumer-lag gauge (LagContext).
+        // Statistics every 5 s feed the consumer-lag gauge (GroupContext).
         .set("statistics.interval.ms", "5000")
         // A fetch returns after at most 20 ms when little data is waiting
         // (default 500 ms): each hop of submit -> validator -> aggregator ->
@@ -108,13 +109,70 @@ pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -
     finish(c, kafka)
 }
 
-/// Consumer context that publishes librdkafka's consumer lag as a metric.
+/// Context of the services' group consumers: publishes librdkafka's
+/// consumer lag as a metric, logs rebalances, and notes where each assigned
+/// partition resumes (see [`crate::continuity`]).
 #[derive(Debug, Clone)]
-pub struct LagContext {
+pub struct GroupContext {
     pub metrics: std::sync::Arc<Metrics>,
+    pub changes: std::sync::Arc<Changes>,
 }
 
-impl rdkafka::ClientContext for LagContext {
+/// Where the partitions of `tpl` resume (their committed offsets), noted
+/// as changes; each partition with one is set to start reading a window
+/// before it ([`crate::continuity::read_from`]). A partition without one
+/// (or when the broker does not answer) keeps librdkafka's start.
+fn resume_points<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    tpl: &mut rdkafka::TopicPartitionList,
+) -> Vec<Change> {
+    use rdkafka::consumer::Consumer;
+    let committed = consumer
+        .committed_offsets(tpl.clone(), Duration::from_secs(10))
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "committed offsets not read; the assigned partitions resume where librdkafka finds them")
+        })
+        .ok();
+    let partitions: Vec<(String, i32)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let mut changes = Vec::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        let from =
+            committed
+                .as_ref()
+                .and_then(|c| match c.find_partition(&topic, partition)?.offset() {
+                    rdkafka::Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+        if let Some(from) = from {
+            let start = rdkafka::Offset::Offset(crate::continuity::read_from(from));
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
+                tracing::warn!(topic, partition, error = %e, "start offset not set");
+                changes.push(Change::Assigned {
+                    partition,
+                    from: None,
+                });
+                continue;
+            }
+        }
+        changes.push(Change::Assigned { partition, from });
+    }
+    changes
+}
+
+/// `topic/partition` of each element, comma-separated.
+fn describe(tpl: &rdkafka::TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl rdkafka::ClientContext for GroupContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         // Lag of the partitions this instance consumes (-1: unknown yet).
         let lags = statistics
@@ -132,30 +190,64 @@ impl rdkafka::ClientContext for LagContext {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for LagContext {
-    /// Says which partitions this instance now owns: when an instance is
-    /// added or removed, this line tells that the group has rebalanced.
-    fn post_rebalance(
+impl rdkafka::consumer::ConsumerContext for GroupContext {
+    /// Applies a rebalance as rdkafka's default does, except that each
+    /// assigned partition with a committed offset starts at an explicit
+    /// offset a window before it ([`resume_points`]). Logs the partitions
+    /// assigned or revoked: when an instance is added or removed, these
+    /// lines tell that the group has rebalanced.
+    fn rebalance(
         &self,
-        _: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &rdkafka::consumer::Rebalance<'_>,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut rdkafka::TopicPartitionList,
     ) {
-        use rdkafka::consumer::Rebalance;
-        let partitions = |tpl: &rdkafka::TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .map(|e| format!("{}/{}", e.topic(), e.partition()))
-                .collect::<Vec<_>>()
-                .join(",")
+        use rdkafka::consumer::{Consumer, RebalanceProtocol};
+        use rdkafka::types::RDKafkaRespErr;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let changes = resume_points(consumer, tpl);
+                let resume: Vec<String> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Assigned {
+                            partition,
+                            from: Some(o),
+                        } => Some(format!("{partition}@{o}")),
+                        _ => None,
+                    })
+                    .collect();
+                tracing::info!(partitions = %describe(tpl), committed = %resume.join(","), "partitions assigned");
+                self.changes.push(changes);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = %describe(tpl), "partitions revoked");
+                self.changes
+                    .push(tpl.elements().iter().map(|e| Change::Revoked {
+                        partition: e.partition(),
+                    }));
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!(error = %RDKafkaErrorCode::from(other), "rebalance failed");
+                consumer.unassign()
+            }
         };
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = %partitions(tpl), "partitions assigned")
-            }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = %partitions(tpl), "partitions revoked")
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        if let Err(e) = applied {
+            tracing::error!(error = %e, "the rebalance could not be applied");
         }
     }
 }

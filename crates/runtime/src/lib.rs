@@ -5,9 +5,11 @@
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
 //! - [`inflight`]: records in flight until their outputs are acknowledged;
+//! - [`continuity`]: no record passed over when a partition resumes;
 //! - [`headers`]: dead-letter and metadata header names.
 
 pub mod config;
+pub mod continuity;
 pub mod headers;
 pub mod http;
 pub mod inflight;

@@ -22,6 +22,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     consumer_lag: AtomicI64,
+    rereads: AtomicU64,
+    offsets_passed: AtomicU64,
     ready: AtomicBool,
 }
 
@@ -50,6 +52,8 @@ impl Metrics {
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
             consumer_lag: AtomicI64::new(-1),
+            rereads: AtomicU64::new(0),
+            offsets_passed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
         }
     }
@@ -96,6 +100,17 @@ impl Metrics {
         }
         self.latency_count.fetch_add(count, Relaxed);
         self.latency_sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// A seek back to read records the broker passed over
+    /// ([`crate::continuity`]).
+    pub fn reread(&self) {
+        self.rereads.fetch_add(1, Relaxed);
+    }
+
+    /// Offsets with no record the broker can return, passed over.
+    pub fn offsets_passed(&self, n: i64) {
+        self.offsets_passed.fetch_add(n.max(0) as u64, Relaxed);
     }
 
     pub fn set_lag(&self, lag: i64) {
@@ -199,6 +214,24 @@ impl Metrics {
             o,
             "forecast_consumer_lag{{service=\"{svc}\"}} {}",
             self.consumer_lag.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP forecast_consumer_rereads_total Seeks back to read records the broker passed over (a fetch that skipped part of a batch).\n# TYPE forecast_consumer_rereads_total counter"
+        );
+        let _ = writeln!(
+            o,
+            "forecast_consumer_rereads_total{{service=\"{svc}\"}} {}",
+            self.rereads.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP forecast_consumer_offsets_passed_total Input offsets with no record the broker could return (deleted, or transaction markers), passed over.\n# TYPE forecast_consumer_offsets_passed_total counter"
+        );
+        let _ = writeln!(
+            o,
+            "forecast_consumer_offsets_passed_total{{service=\"{svc}\"}} {}",
+            self.offsets_passed.load(Relaxed)
         );
         o
     }

@@ -1,0 +1,504 @@
+//! Continuity of what a group consumer hands on: each assigned partition
+//! continues from the offset it resumed at, with no offset passed over.
+//!
+//! Why a consumer checks this itself: tansu 0.6 (the broker the suites run
+//! on) answers a fetch from an offset inside a record batch with the batches
+//! that *start* after it, so a consumer resuming from a committed offset in
+//! the middle of a batch never sees the rest of that batch; and a fetch can
+//! pass over a batch another producer has been given offsets for but not yet
+//! written. Either way records are lost without an error. Apache Kafka
+//! returns the batch holding the offset asked for; there an offset with no
+//! record (a transaction marker, compaction, retention) is the only gap.
+//!
+//! So a partition resuming at a committed offset is read from
+//! [`WINDOWS`]`[0]` records before it ([`read_from`]), far enough back to
+//! take in the batch holding it, and the records before it are dropped.
+//! When a record arrives past the offset expected all the same, the
+//! partition is sought back before that offset, further each time (the next
+//! window, then the partition's start). The gap is accepted, and said, once
+//! two re-reads in a row showed a record before it followed by one after it
+//! (nothing is stored there), or a re-read from the partition's start still
+//! passed over it (deleted).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How far back successive re-reads start, in records before the offset
+/// expected; after the last, the partition's start. A batch of librdkafka's
+/// producer holds at most 10,000 records (`batch.num.messages`).
+pub const WINDOWS: [i64; 3] = [10_000, 100_000, 1_000_000];
+
+/// Where a partition resuming at offset `from` is read from: far enough
+/// back to take in the batch holding `from`.
+pub fn read_from(from: i64) -> i64 {
+    (from - WINDOWS[0]).max(0)
+}
+
+/// Re-reads that must each show the gap between two records before it is
+/// taken for offsets with nothing stored (the second one rules out a batch
+/// that was still being written during the first).
+const CONFIRMATIONS: u32 = 2;
+
+/// What to do with a consumed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// The next record of its partition: hand it on.
+    Handle,
+    /// Handed on already, or before where the partition resumed: drop it.
+    Skip,
+    /// Records before it were passed over: drop it, seek the partition to
+    /// this offset and read on from there.
+    Rewind(i64),
+    /// Hand it on; the offsets before it, down to the one expected, hold no
+    /// record the broker can return ([`Gap`]).
+    AfterGap(Gap),
+}
+
+/// Offsets `from..to` of a partition that the consumer could not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub from: i64,
+    pub to: i64,
+    /// Whether re-reads showed records on both sides (offsets with nothing
+    /// stored), rather than the start of the partition being past them
+    /// (deleted).
+    pub empty: bool,
+}
+
+/// A re-read under way.
+#[derive(Debug, Clone, Copy)]
+struct Reread {
+    /// Index into [`WINDOWS`] (past its end: the partition's start).
+    step: usize,
+    /// The offset sought to.
+    to: i64,
+    /// A record before the one expected came again since the seek.
+    saw_before: bool,
+    /// Earlier re-reads that saw the gap between two records.
+    confirmed: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Partition {
+    /// The next offset to hand on; `None` until known (the first record
+    /// read then sets it).
+    next: Option<i64>,
+    reread: Option<Reread>,
+}
+
+/// The positions of a consumer's assigned partitions.
+#[derive(Debug, Default)]
+pub struct Positions {
+    partitions: HashMap<i32, Partition>,
+}
+
+impl Positions {
+    /// `partition` was assigned; it resumes at `from` and is read from
+    /// [`read_from`]`(from)` (`None`: unknown, such as no committed offset:
+    /// the first record read is the start).
+    pub fn assigned(&mut self, partition: i32, from: Option<i64>) {
+        let reread = from
+            .map(read_from)
+            .filter(|to| Some(*to) < from)
+            .map(|to| Reread {
+                step: 0,
+                to,
+                saw_before: false,
+                confirmed: 0,
+            });
+        self.partitions
+            .insert(partition, Partition { next: from, reread });
+    }
+
+    /// `partition` was revoked.
+    pub fn revoked(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The next offset `partition` hands on, when known.
+    pub fn expected(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.next)
+    }
+
+    /// Decides about the record at `offset` of `partition`.
+    pub fn admit(&mut self, partition: i32, offset: i64) -> Admit {
+        let p = self.partitions.entry(partition).or_default();
+        let Some(next) = p.next else {
+            p.next = Some(offset + 1);
+            return Admit::Handle;
+        };
+        if offset < next {
+            if let Some(r) = &mut p.reread {
+                r.saw_before = true;
+            }
+            return Admit::Skip;
+        }
+        if offset == next {
+            p.next = Some(offset + 1);
+            p.reread = None;
+            return Admit::Handle;
+        }
+        let (step, confirmed) = match p.reread {
+            None => (0, 0),
+            Some(r) if r.saw_before => {
+                if r.confirmed + 1 >= CONFIRMATIONS {
+                    return p.accept(next, offset, true);
+                }
+                // The window reached before the gap: keep it.
+                (r.step, r.confirmed + 1)
+            }
+            // Read again from the start, and the start is past the gap.
+            Some(r) if r.to == 0 => return p.accept(next, offset, false),
+            Some(r) => (r.step + 1, 0),
+        };
+        let to = WINDOWS.get(step).map_or(0, |w| (next - w).max(0));
+        p.reread = Some(Reread {
+            step,
+            to,
+            saw_before: false,
+            confirmed,
+        });
+        Admit::Rewind(to)
+    }
+}
+
+/// A change of a consumer's assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Resuming at `from` (`None`: unknown).
+    Assigned {
+        partition: i32,
+        from: Option<i64>,
+    },
+    Revoked {
+        partition: i32,
+    },
+}
+
+/// Assignment changes the rebalance callback notes, for the consume loop
+/// to apply to its [`Positions`] before it admits the next record.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pending: AtomicBool,
+    list: Mutex<Vec<Change>>,
+}
+
+impl Changes {
+    pub fn push(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.extend(changes);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Applies the changes noted since the last call, in order (one atomic
+    /// load when there are none).
+    pub fn apply_to(&self, positions: &mut Positions) {
+        if !self.pending.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let list = std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()));
+        for change in list {
+            match change {
+                Change::Assigned { partition, from } => positions.assigned(partition, from),
+                Change::Revoked { partition } => positions.revoked(partition),
+            }
+        }
+    }
+}
+
+impl Partition {
+    fn accept(&mut self, from: i64, to: i64, empty: bool) -> Admit {
+        self.next = Some(to + 1);
+        self.reread = None;
+        Admit::AfterGap(Gap { from, to, empty })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn records_in_order_are_handled() {
+        let mut p = Positions::default();
+        p.assigned(0, Some(0));
+        assert_eq!(p.admit(0, 0), Admit::Handle);
+        assert_eq!(p.admit(0, 1), Admit::Handle);
+    }
+
+    #[test]
+    fn a_resumed_partition_is_read_from_a_window_before() {
+        assert_eq!(read_from(0), 0);
+        assert_eq!(read_from(4_588), 0);
+        assert_eq!(read_from(14_588), 4_588);
+    }
+
+    #[test]
+    fn an_unknown_start_is_the_first_record_read() {
+        let mut p = Positions::default();
+        p.assigned(3, None);
+        assert_eq!(p.admit(3, 40), Admit::Handle);
+        assert_eq!(p.admit(3, 41), Admit::Handle);
+        // A partition never announced (no rebalance callback) likewise.
+        assert_eq!(p.admit(4, 7), Admit::Handle);
+    }
+
+    #[test]
+    fn records_before_the_resume_offset_are_skipped() {
+        // Committed 14,588 inside a batch 14,500..14,753: read from 4,588,
+        // the broker returns that batch among others.
+        let mut p = Positions::default();
+        p.assigned(0, Some(14_588));
+        assert_eq!(p.admit(0, 4_600), Admit::Skip);
+        assert_eq!(p.admit(0, 14_500), Admit::Skip);
+        assert_eq!(p.admit(0, 14_587), Admit::Skip);
+        assert_eq!(p.admit(0, 14_588), Admit::Handle);
+        assert_eq!(p.admit(0, 14_589), Admit::Handle);
+    }
+
+    #[test]
+    fn a_batch_starting_before_the_window_is_read_from_further_back() {
+        // Committed 20,000 inside a batch 5,000..25,000: read from 10,000,
+        // the broker answers with the batch after it.
+        let mut p = Positions::default();
+        p.assigned(0, Some(20_000));
+        assert_eq!(p.admit(0, 25_000), Admit::Rewind(0));
+        assert_eq!(p.admit(0, 5_000), Admit::Skip);
+        assert_eq!(p.admit(0, 20_000), Admit::Handle);
+    }
+
+    #[test]
+    fn a_gap_in_the_middle_is_read_again() {
+        // A batch given offsets 300..400 but written after the next one.
+        let mut p = Positions::default();
+        p.assigned(0, None);
+        assert_eq!(p.admit(0, 299), Admit::Handle);
+        assert_eq!(p.admit(0, 400), Admit::Rewind(0));
+        assert_eq!(p.admit(0, 299), Admit::Skip);
+        assert_eq!(p.admit(0, 300), Admit::Handle);
+    }
+
+    #[test]
+    fn a_window_too_short_is_widened_then_the_start_is_read() {
+        let mut p = Positions::default();
+        p.assigned(1, Some(2_500_000));
+        // Read from 2,490,000: nothing before 2,600,000 came.
+        assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(2_400_000));
+        assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(1_500_000));
+        assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(0));
+        // From the start, still nothing before 2,600,000: deleted.
+        assert_eq!(
+            p.admit(1, 2_600_000),
+            Admit::AfterGap(Gap {
+                from: 2_500_000,
+                to: 2_600_000,
+                empty: false
+            })
+        );
+        assert_eq!(p.admit(1, 2_600_001), Admit::Handle);
+    }
+
+    #[test]
+    fn offsets_with_nothing_stored_are_accepted_after_two_rereads() {
+        // A transaction marker at 20 on Apache Kafka; read from 0.
+        let mut p = Positions::default();
+        p.assigned(0, Some(20));
+        assert_eq!(p.admit(0, 19), Admit::Skip);
+        assert_eq!(p.admit(0, 21), Admit::Rewind(0));
+        assert_eq!(p.admit(0, 19), Admit::Skip);
+        assert_eq!(
+            p.admit(0, 21),
+            Admit::AfterGap(Gap {
+                from: 20,
+                to: 21,
+                empty: true
+            })
+        );
+        assert_eq!(p.admit(0, 22), Admit::Handle);
+    }
+
+    #[test]
+    fn noted_changes_apply_in_order_once() {
+        let changes = Changes::default();
+        let mut p = Positions::default();
+        changes.push([
+            Change::Assigned {
+                partition: 0,
+                from: Some(7),
+            },
+            Change::Revoked { partition: 0 },
+            Change::Assigned {
+                partition: 0,
+                from: Some(3),
+            },
+        ]);
+        changes.apply_to(&mut p);
+        assert_eq!(p.admit(0, 3), Admit::Handle);
+        // Applied once: the position moves on.
+        changes.apply_to(&mut p);
+        assert_eq!(p.admit(0, 3), Admit::Skip);
+    }
+
+    #[test]
+    fn an_assignment_starts_afresh() {
+        let mut p = Positions::default();
+        p.assigned(0, Some(100));
+        assert_eq!(p.admit(0, 100), Admit::Handle);
+        p.revoked(0);
+        // Back with a lower committed offset: its records are read again.
+        p.assigned(0, Some(90));
+        assert_eq!(p.admit(0, 90), Admit::Handle);
+    }
+
+    /// A partition as tansu 0.6 serves it: batches of the given sizes from
+    /// offset 0, of which those in `holes` hold no record (markers), and
+    /// the first `deleted` offsets gone; a fetch from an offset returns the
+    /// records of the batches starting at or after it (or, below the first
+    /// record kept, from that record).
+    struct Log {
+        batches: Vec<(i64, i64)>,
+        holes: Vec<usize>,
+        deleted: i64,
+    }
+
+    impl Log {
+        fn new(sizes: &[i64], holes: Vec<usize>, deleted: i64) -> Self {
+            let mut base = 0;
+            let batches = sizes
+                .iter()
+                .map(|n| {
+                    let b = (base, base + n);
+                    base += n;
+                    b
+                })
+                .collect();
+            Log {
+                batches,
+                holes,
+                deleted,
+            }
+        }
+
+        fn end(&self) -> i64 {
+            self.batches.last().map_or(0, |b| b.1)
+        }
+
+        /// Whether a consumer resuming at `offset` sees a record after it
+        /// even when read from too late: not when the offset is inside the
+        /// last batch, and that batch is longer than the first window (then
+        /// the records after `offset` come once another batch is written).
+        fn resumable(&self, offset: i64) -> bool {
+            self.batches
+                .last()
+                .is_none_or(|&(base, end)| offset <= base || end - base <= WINDOWS[0])
+        }
+
+        fn stored(&self) -> impl Iterator<Item = i64> + '_ {
+            self.batches
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.holes.contains(i))
+                .flat_map(|(_, &(a, b))| a..b)
+                .filter(|o| *o >= self.deleted)
+        }
+
+        fn fetch_from(&self, offset: i64) -> Vec<i64> {
+            let offset = offset.max(self.deleted);
+            let mut records = Vec::new();
+            for (i, &(base, end)) in self.batches.iter().enumerate() {
+                if self.holes.contains(&i) {
+                    continue;
+                }
+                if base >= offset {
+                    records.extend(base..end);
+                } else if offset == self.deleted && end > offset {
+                    // Reset to the first record kept.
+                    records.extend(offset..end);
+                }
+            }
+            records
+        }
+    }
+
+    /// Consumes `log` from `committed` as the services do; returns the
+    /// offsets handed on, the gaps accepted and the seeks made.
+    fn consume(log: &Log, committed: i64) -> (Vec<i64>, Vec<Gap>, usize) {
+        let mut p = Positions::default();
+        p.assigned(0, Some(committed));
+        let (mut handled, mut gaps, mut seeks) = (Vec::new(), Vec::new(), 0);
+        let mut queue = log.fetch_from(read_from(committed)).into_iter();
+        while let Some(o) = queue.next() {
+            match p.admit(0, o) {
+                Admit::Handle => handled.push(o),
+                Admit::Skip => {}
+                Admit::AfterGap(g) => {
+                    gaps.push(g);
+                    handled.push(o);
+                }
+                Admit::Rewind(to) => {
+                    seeks += 1;
+                    assert!(seeks < 100, "seeks without end");
+                    queue = log.fetch_from(to).into_iter();
+                }
+            }
+        }
+        (handled, gaps, seeks)
+    }
+
+    /// Batch sizes, now and then larger than the first window.
+    fn sizes() -> impl Strategy<Value = Vec<i64>> {
+        proptest::collection::vec(prop_oneof![9 => 1i64..3_000, 1 => 10_000i64..12_000], 1..20)
+    }
+
+    proptest! {
+        #[test]
+        fn every_stored_record_from_the_committed_offset_is_handled_once(
+            sizes in sizes(),
+            at in 0.0f64..1.0,
+        ) {
+            let log = Log::new(&sizes, Vec::new(), 0);
+            let committed = (log.end() as f64 * at) as i64;
+            prop_assume!(log.resumable(committed));
+            let (handled, gaps, _) = consume(&log, committed);
+            let want: Vec<i64> = (committed..log.end()).collect();
+            prop_assert_eq!(handled, want);
+            prop_assert!(gaps.is_empty());
+        }
+
+        #[test]
+        fn offsets_without_records_are_passed_once_confirmed(
+            sizes in sizes(),
+            holes in proptest::collection::vec(0usize..20, 0..5),
+            at in 0.0f64..1.0,
+        ) {
+            let log = Log::new(&sizes, holes, 0);
+            let committed = (log.end() as f64 * at) as i64;
+            prop_assume!(log.resumable(committed));
+            let (handled, gaps, _) = consume(&log, committed);
+            let want: Vec<i64> = log.stored().filter(|o| *o >= committed).collect();
+            prop_assert_eq!(handled, want);
+            prop_assert!(gaps.iter().all(|g| g.empty || g.from == committed));
+        }
+
+        #[test]
+        fn records_deleted_before_the_committed_offset_are_a_gap(
+            sizes in sizes(),
+            at in 0.0f64..1.0,
+            deleted_at in 0.0f64..1.0,
+        ) {
+            let log0 = Log::new(&sizes, Vec::new(), 0);
+            let committed = (log0.end() as f64 * at) as i64;
+            let deleted = committed + ((log0.end() - committed) as f64 * deleted_at) as i64;
+            let log = Log::new(&sizes, Vec::new(), deleted);
+            prop_assume!(log.resumable(committed));
+            let (handled, gaps, _) = consume(&log, committed);
+            let want: Vec<i64> = (deleted..log.end()).collect();
+            prop_assert_eq!(handled, want);
+            if deleted > committed && deleted < log.end() {
+                prop_assert_eq!(gaps, vec![Gap { from: committed, to: deleted, empty: false }]);
+            }
+        }
+    }
+}
