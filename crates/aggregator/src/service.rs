@@ -33,9 +33,10 @@ use forecast_model::{
     Violation, WarningCode, wire,
 };
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::continuity::Positions;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
-use forecast_runtime::kafka::reader_config;
+use forecast_runtime::kafka::{follow, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -221,9 +222,15 @@ async fn restore(
         reader.assign(&tpl)?;
         let mut decoder = Decoder::default();
         let mut idle = Instant::now();
+        // Offsets must follow one another up to `until`: records the broker
+        // passed over are read again (forecast_runtime::continuity).
+        let mut positions = Positions::default();
         loop {
             match reader.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
+                    if !follow(&mut positions, &reader, &topic, partition, m.offset(), None)? {
+                        continue;
+                    }
                     if m.offset() >= until {
                         break;
                     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::{KafkaArgs, TopicArgs};
-use forecast_runtime::kafka::{from_start, partition_ids, reader_config};
+use forecast_runtime::continuity::Positions;
+use forecast_runtime::kafka::{follow, from_start, partition_ids, reader_config};
 use forecast_runtime::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
@@ -198,6 +199,11 @@ pub fn run(
     tracing::info!(topics = %names.join(","), "planner view following");
     let registry = Registry::embedded();
     let mut caught_up = false;
+    // Offsets of the audit topic must follow one another: a record past
+    // the one expected means the broker passed records over, which are
+    // then read again (forecast_runtime::continuity). Not the demand and
+    // supply topics: compacted, their offsets have gaps.
+    let mut audit = Positions::default();
     while !token.is_cancelled() {
         let mut batch = Vec::new();
         let mut wait = Duration::from_millis(100);
@@ -213,6 +219,18 @@ pub fn run(
                     break;
                 }
             };
+            if m.topic() == topics.topic_audit
+                && !follow(
+                    &mut audit,
+                    &consumer,
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    Some(metrics),
+                )?
+            {
+                continue;
+            }
             metrics.record_in();
             ends.retain(|(t, p, end)| {
                 !(t == m.topic() && *p == m.partition() && m.offset() + 1 >= *end)

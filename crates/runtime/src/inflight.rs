@@ -17,8 +17,8 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaArgs;
-use crate::continuity::{Admit, Positions};
-use crate::kafka::{GroupContext, consumer_config, default_instance_id};
+use crate::continuity::Positions;
+use crate::kafka::{GroupContext, consumer_config, default_instance_id, follow};
 use crate::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -516,52 +516,25 @@ impl InFlight {
     ) -> anyhow::Result<bool> {
         consumer.context().changes.apply_to(&mut self.positions);
         let (partition, offset) = (m.partition(), m.offset());
-        let expected = self.positions.expected(partition);
-        match self.positions.admit(partition, offset) {
-            Admit::Handle => {}
-            Admit::Skip => return Ok(false),
-            Admit::AfterGap(gap) => {
-                tracing::warn!(
-                    topic,
-                    partition,
-                    from = gap.from,
-                    to = gap.to,
-                    "offsets with no record the broker can return ({}); going on after them",
-                    if gap.empty {
-                        "read twice around them"
-                    } else {
-                        "the partition now starts after them: deleted"
-                    }
-                );
-                metrics.offsets_passed(gap.to - gap.from);
-            }
-            Admit::Rewind(to) => {
-                tracing::info!(
-                    topic,
-                    partition,
-                    expected,
-                    received = offset,
-                    from = to,
-                    "the broker passed over records; reading the partition again from an earlier offset"
-                );
-                metrics.reread();
-                let seek = consumer.seek(
-                    topic,
-                    partition,
-                    rdkafka::Offset::Offset(to),
-                    std::time::Duration::from_secs(10),
-                );
-                if let Err(e) = seek {
-                    let assigned = consumer
-                        .assignment()
-                        .is_ok_and(|a| a.find_partition(topic, partition).is_some());
-                    if assigned {
-                        anyhow::bail!(
-                            "cannot seek {topic}/{partition} back to offset {to} to read records the broker passed over: {e}; the records after the last commit are read again on restart"
-                        );
-                    }
-                    // Revoked meanwhile: its next owner reads from the last commit.
+        match follow(
+            &mut self.positions,
+            consumer,
+            topic,
+            partition,
+            offset,
+            Some(metrics),
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
+                let assigned = consumer
+                    .assignment()
+                    .is_ok_and(|a| a.find_partition(topic, partition).is_some());
+                if assigned {
+                    return Err(anyhow::Error::new(e)
+                        .context("the records after the last commit are read again on restart"));
                 }
+                // Revoked meanwhile: its next owner reads from the last commit.
                 return Ok(false);
             }
         }

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{KafkaArgs, TopicArgs};
-use crate::continuity::{Change, Changes};
+use crate::continuity::{Admit, Change, Changes, Positions};
 use crate::metrics::Metrics;
 
 fn base(kafka: &KafkaArgs) -> ClientConfig {
@@ -248,6 +248,74 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
         };
         if let Err(e) = applied {
             tracing::error!(error = %e, "the rebalance could not be applied");
+        }
+    }
+}
+
+/// Decides about the record at `offset` of `topic`/`partition` with
+/// `positions` ([`crate::continuity`]) and acts on it: seeks `consumer`
+/// back when the broker passed records over, logs and counts re-reads and
+/// gaps. Returns whether to hand the record on; an error when the seek
+/// failed (the record is then dropped, and the records it was to re-read
+/// are not read).
+pub fn follow<C, K>(
+    positions: &mut Positions,
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    metrics: Option<&Metrics>,
+) -> Result<bool, KafkaError>
+where
+    C: rdkafka::consumer::ConsumerContext,
+    K: rdkafka::consumer::Consumer<C>,
+{
+    let expected = positions.expected(partition);
+    match positions.admit(partition, offset) {
+        Admit::Handle => Ok(true),
+        Admit::Skip => Ok(false),
+        Admit::AfterGap(gap) => {
+            tracing::warn!(
+                topic,
+                partition,
+                from = gap.from,
+                to = gap.to,
+                "offsets with no record the broker can return ({}); going on after them",
+                if gap.empty {
+                    "read twice around them"
+                } else {
+                    "the partition now starts after them: deleted"
+                }
+            );
+            if let Some(m) = metrics {
+                m.offsets_passed(gap.to - gap.from);
+            }
+            Ok(true)
+        }
+        Admit::Rewind(to) => {
+            tracing::info!(
+                topic,
+                partition,
+                expected,
+                received = offset,
+                from = to,
+                "the broker passed over records; reading the partition again from an earlier offset"
+            );
+            if let Some(m) = metrics {
+                m.reread();
+            }
+            consumer
+                .seek(
+                    topic,
+                    partition,
+                    rdkafka::Offset::Offset(to),
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| {
+                    tracing::error!(topic, partition, to, error = %e, "cannot seek back to read records the broker passed over");
+                    e
+                })?;
+            Ok(false)
         }
     }
 }
