@@ -194,7 +194,8 @@ impl Changes {
     /// Applies the changes noted since the last call, in order (one atomic
     /// load when there are none).
     pub fn apply_to(&self, positions: &mut Positions) {
-        if !self.pending.swap(false, Ordering::Acquire) {
+        // A plain load first: this runs for every record consumed.
+        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::Acquire) {
             return;
         }
         let list = std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()));
