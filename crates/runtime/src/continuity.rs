@@ -20,7 +20,6 @@
 //! (nothing is stored there), or a re-read from the partition's start still
 //! passed over it (deleted).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,10 +86,11 @@ struct Partition {
     reread: Option<Reread>,
 }
 
-/// The positions of a consumer's assigned partitions.
+/// The positions of a consumer's assigned partitions, indexed by partition
+/// id (a lookup per record; an unknown partition holds the default).
 #[derive(Debug, Default)]
 pub struct Positions {
-    partitions: HashMap<i32, Partition>,
+    partitions: Vec<Partition>,
 }
 
 impl Positions {
@@ -107,23 +107,39 @@ impl Positions {
                 saw_before: false,
                 confirmed: 0,
             });
-        self.partitions
-            .insert(partition, Partition { next: from, reread });
+        if let Some(p) = self.slot(partition) {
+            *p = Partition { next: from, reread };
+        }
     }
 
     /// `partition` was revoked.
     pub fn revoked(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
+        if let Some(p) = self.slot(partition) {
+            *p = Partition::default();
+        }
     }
 
     /// The next offset `partition` hands on, when known.
     pub fn expected(&self, partition: i32) -> Option<i64> {
-        self.partitions.get(&partition).and_then(|p| p.next)
+        let i = usize::try_from(partition).ok()?;
+        self.partitions.get(i).and_then(|p| p.next)
+    }
+
+    /// The state of `partition` (`None` for a negative id, which no record
+    /// has).
+    fn slot(&mut self, partition: i32) -> Option<&mut Partition> {
+        let i = usize::try_from(partition).ok()?;
+        if i >= self.partitions.len() {
+            self.partitions.resize(i + 1, Partition::default());
+        }
+        self.partitions.get_mut(i)
     }
 
     /// Decides about the record at `offset` of `partition`.
     pub fn admit(&mut self, partition: i32, offset: i64) -> Admit {
-        let p = self.partitions.entry(partition).or_default();
+        let Some(p) = self.slot(partition) else {
+            return Admit::Handle;
+        };
         let Some(next) = p.next else {
             p.next = Some(offset + 1);
             return Admit::Handle;
