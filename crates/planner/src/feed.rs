@@ -219,11 +219,12 @@ pub fn run(
                     break;
                 }
             };
-            if m.topic() == topics.topic_audit
+            let topic = m.topic();
+            if topic == topics.topic_audit
                 && !follow(
                     &mut audit,
                     &consumer,
-                    m.topic(),
+                    topic,
                     m.partition(),
                     m.offset(),
                     Some(metrics),
@@ -232,10 +233,12 @@ pub fn run(
                 continue;
             }
             metrics.record_in();
-            ends.retain(|(t, p, end)| {
-                !(t == m.topic() && *p == m.partition() && m.offset() + 1 >= *end)
-            });
-            if let Some(input) = decode(&m, topics, registry) {
+            if !ends.is_empty() {
+                ends.retain(|(t, p, end)| {
+                    !(t == topic && *p == m.partition() && m.offset() + 1 >= *end)
+                });
+            }
+            if let Some(input) = decode(&m, topic, topics, registry) {
                 batch.push(input);
             }
         }
@@ -251,9 +254,13 @@ pub fn run(
     Ok(())
 }
 
-fn decode(m: &BorrowedMessage<'_>, topics: &TopicArgs, registry: &Registry) -> Option<Input> {
+fn decode(
+    m: &BorrowedMessage<'_>,
+    topic: &str,
+    topics: &TopicArgs,
+    registry: &Registry,
+) -> Option<Input> {
     let key = m.key().unwrap_or_default();
-    let topic = m.topic();
     if topic == topics.topic_demand {
         let snapshot = match m.payload().map(|v| wire::decode_snapshot(v, registry)) {
             None => None,
