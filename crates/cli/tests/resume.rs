@@ -33,18 +33,7 @@ struct Resume {
 
 impl Resume {
     fn new(test: &str) -> Resume {
-        let broker = Broker::start();
-        let names = Names::new(test);
-        let dir = std::env::temp_dir().join(format!("forecast-resume-{}", names.suffix));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut args = names.command(&["topics", "create"], &broker.brokers);
-        args.extend(["--partitions".into(), "1".into()]);
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (broker, names, dir) = broker_with_topics(test, "resume", 1);
         Resume { broker, names, dir }
     }
 

@@ -2,6 +2,7 @@
 //! with the lag gauge, records in flight until every output is
 //! acknowledged, and offsets stored only then.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -490,16 +491,33 @@ impl InFlight {
                     }
                 }
                 message = consumer.recv(), if self.records < self.max => match message {
-                    Ok(m) => match self.admit(consumer, topic, &m, metrics) {
-                        Ok(true) => return Some(m),
-                        Ok(false) => {}
-                        Err(e) => {
-                            self.failure = Some(e);
-                            return None;
+                    Ok(m) => {
+                        if let ControlFlow::Break(m) = self.admitted(consumer, topic, m, metrics) {
+                            return m;
                         }
-                    },
+                    }
                     Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),
                 },
+            }
+        }
+    }
+
+    /// [`InFlight::admit`] as the loops use it: `Break(Some(m))` to hand
+    /// `m` on, `Break(None)` to stop (the failure kept), `Continue` to read
+    /// on.
+    fn admitted<'c>(
+        &mut self,
+        consumer: &GroupConsumer,
+        topic: &str,
+        m: BorrowedMessage<'c>,
+        metrics: &Metrics,
+    ) -> ControlFlow<Option<BorrowedMessage<'c>>> {
+        match self.admit(consumer, topic, &m, metrics) {
+            Ok(true) => ControlFlow::Break(Some(m)),
+            Ok(false) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.failure = Some(e);
+                ControlFlow::Break(None)
             }
         }
     }
@@ -557,15 +575,13 @@ impl InFlight {
         }
         loop {
             match consumer.recv().now_or_never()? {
-                Ok(m) => match self.admit(consumer, topic, &m, metrics) {
-                    Ok(true) => return Some(m),
-                    Ok(false) => {}
-                    Err(e) => {
-                        // `next` returns `None` once this batch is added.
-                        self.failure = Some(e);
-                        return None;
+                Ok(m) => {
+                    // After a failure, `next` returns `None` once this
+                    // batch is added.
+                    if let ControlFlow::Break(m) = self.admitted(consumer, topic, m, metrics) {
+                        return m;
                     }
-                },
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error; retrying");
                     return None;

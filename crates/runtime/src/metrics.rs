@@ -138,14 +138,13 @@ impl Metrics {
     pub fn render(&self) -> String {
         let svc = self.service;
         let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP forecast_records_in_total Records consumed.\n# TYPE forecast_records_in_total counter"
-        );
-        let _ = writeln!(
-            o,
-            "forecast_records_in_total{{service=\"{svc}\"}} {}",
-            self.records_in.load(Relaxed)
+        single(
+            &mut o,
+            svc,
+            "forecast_records_in_total",
+            "Records consumed.",
+            "counter",
+            self.records_in.load(Relaxed),
         );
         let _ = writeln!(
             o,
@@ -206,35 +205,46 @@ impl Metrics {
             o,
             "forecast_processing_seconds_count{{service=\"{svc}\"}} {count}"
         );
-        let _ = writeln!(
-            o,
-            "# HELP forecast_consumer_lag Records behind the end of the input topic (-1: unknown).\n# TYPE forecast_consumer_lag gauge"
+        single(
+            &mut o,
+            svc,
+            "forecast_consumer_lag",
+            "Records behind the end of the input topic (-1: unknown).",
+            "gauge",
+            self.consumer_lag.load(Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "forecast_consumer_lag{{service=\"{svc}\"}} {}",
-            self.consumer_lag.load(Relaxed)
+        single(
+            &mut o,
+            svc,
+            "forecast_consumer_rereads_total",
+            "Seeks back to read records the broker passed over (a fetch that skipped part of a batch).",
+            "counter",
+            self.rereads.load(Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "# HELP forecast_consumer_rereads_total Seeks back to read records the broker passed over (a fetch that skipped part of a batch).\n# TYPE forecast_consumer_rereads_total counter"
-        );
-        let _ = writeln!(
-            o,
-            "forecast_consumer_rereads_total{{service=\"{svc}\"}} {}",
-            self.rereads.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "# HELP forecast_consumer_offsets_passed_total Input offsets with no record the broker could return (deleted, or transaction markers), passed over.\n# TYPE forecast_consumer_offsets_passed_total counter"
-        );
-        let _ = writeln!(
-            o,
-            "forecast_consumer_offsets_passed_total{{service=\"{svc}\"}} {}",
-            self.offsets_passed.load(Relaxed)
+        single(
+            &mut o,
+            svc,
+            "forecast_consumer_offsets_passed_total",
+            "Input offsets with no record the broker could return (deleted, or transaction markers), passed over.",
+            "counter",
+            self.offsets_passed.load(Relaxed),
         );
         o
     }
+}
+
+/// Writes a metric of one value, labelled with the service, with its help
+/// and type lines.
+fn single(
+    o: &mut String,
+    svc: &str,
+    name: &str,
+    help: &str,
+    kind: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let _ = writeln!(o, "{name}{{service=\"{svc}\"}} {value}");
 }
 
 #[cfg(test)]

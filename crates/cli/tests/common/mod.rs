@@ -125,6 +125,25 @@ impl Names {
     }
 }
 
+/// A broker, the names of test `test`, a folder `forecast-<kind>-<suffix>`
+/// in the temporary directory, and the topics, created with `partitions`
+/// partitions each.
+pub fn broker_with_topics(test: &str, kind: &str, partitions: u32) -> (Broker, Names, PathBuf) {
+    let broker = Broker::start();
+    let names = Names::new(test);
+    let dir = std::env::temp_dir().join(format!("forecast-{kind}-{}", names.suffix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = names.command(&["topics", "create"], &broker.brokers);
+    args.extend(["--partitions".into(), partitions.to_string()]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "topics create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (broker, names, dir)
+}
+
 /// Runs `forecastctl` to completion.
 pub fn run(args: &[String]) -> std::process::Output {
     Command::new(forecastctl())

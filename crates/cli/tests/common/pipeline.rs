@@ -28,18 +28,7 @@ impl Pipeline {
     /// may still be joining its group: tansu 0.6 can then leave the group
     /// waiting forever).
     pub fn start_with(test: &str, validator_extra: &[&str], aggregator_extra: &[&str]) -> Pipeline {
-        let broker = Broker::start();
-        let names = Names::new(test);
-        let dir = std::env::temp_dir().join(format!("forecast-e2e-{}", names.suffix));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut args = names.command(&["topics", "create"], &broker.brokers);
-        args.extend(["--partitions".into(), "3".into()]);
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "topics create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (broker, names, dir) = broker_with_topics(test, "e2e", 3);
         let validator = Pipeline::spawn_validator_with(&broker, &names, &dir, validator_extra);
         let aggregator = spawn_service(
             "aggregate",
