@@ -120,8 +120,8 @@ pub struct GroupContext {
 
 /// Where the partitions of `tpl` resume (their committed offsets), noted
 /// as changes; each partition with one is set to start reading a window
-/// before it ([`crate::continuity::read_from`]). A partition without one
-/// (or when the broker does not answer) keeps librdkafka's start.
+/// before it ([`crate::continuity::read_from`]), one without at its start.
+/// When the broker does not answer, librdkafka finds the starts itself.
 fn resume_points<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
     tpl: &mut rdkafka::TopicPartitionList,
@@ -147,16 +147,23 @@ fn resume_points<C: rdkafka::consumer::ConsumerContext>(
                     rdkafka::Offset::Offset(o) => Some(o),
                     _ => None,
                 });
-        if let Some(from) = from {
-            let start = rdkafka::Offset::Offset(crate::continuity::read_from(from));
-            if let Err(e) = tpl.set_partition_offset(&topic, partition, start) {
-                tracing::warn!(topic, partition, error = %e, "start offset not set");
-                changes.push(Change::Assigned {
-                    partition,
-                    from: None,
-                });
-                continue;
-            }
+        // With the committed offsets read, every start is explicit (a
+        // partition never committed starts at 0, as `auto.offset.reset =
+        // earliest` would), so librdkafka does not ask the broker again.
+        let start = match from {
+            Some(from) => Some(rdkafka::Offset::Offset(crate::continuity::read_from(from))),
+            None if committed.is_some() => Some(from_start()),
+            None => None,
+        };
+        if let Some(start) = start
+            && let Err(e) = tpl.set_partition_offset(&topic, partition, start)
+        {
+            tracing::warn!(topic, partition, error = %e, "start offset not set");
+            changes.push(Change::Assigned {
+                partition,
+                from: None,
+            });
+            continue;
         }
         changes.push(Change::Assigned { partition, from });
     }
