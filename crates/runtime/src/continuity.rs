@@ -31,7 +31,14 @@ pub const WINDOWS: [i64; 3] = [10_000, 100_000, 1_000_000];
 /// Where a partition resuming at offset `from` is read from: far enough
 /// back to take in the batch holding `from`.
 pub fn read_from(from: i64) -> i64 {
-    (from - WINDOWS[0]).max(0)
+    window_start(from, 0)
+}
+
+/// Where the re-read of step `step` starts when `next` is expected: the
+/// window [`WINDOWS`]`[step]` before it, past the last window the
+/// partition's start.
+fn window_start(next: i64, step: usize) -> i64 {
+    WINDOWS.get(step).map_or(0, |w| (next - w).max(0))
 }
 
 /// Re-reads that must each show the gap between two records before it is
@@ -168,7 +175,7 @@ impl Positions {
             Some(r) if r.to == 0 => return p.accept(next, offset, false),
             Some(r) => (r.step + 1, 0),
         };
-        let to = WINDOWS.get(step).map_or(0, |w| (next - w).max(0));
+        let to = window_start(next, step);
         p.reread = Some(Reread {
             step,
             to,

@@ -549,10 +549,12 @@ impl InFlight {
                     .assignment()
                     .is_ok_and(|a| a.find_partition(topic, partition).is_some());
                 if assigned {
-                    return Err(anyhow::Error::new(e)
-                        .context("the records after the last commit are read again on restart"));
+                    return Err(
+                        e.context("the records after the last commit are read again on restart")
+                    );
                 }
                 // Revoked meanwhile: its next owner reads from the last commit.
+                tracing::debug!(topic, partition, error = %e, "seek on a partition revoked meanwhile");
                 return Ok(false);
             }
         }

@@ -155,16 +155,14 @@ fn resume_points<C: rdkafka::consumer::ConsumerContext>(
             None if committed.is_some() => Some(from_start()),
             None => None,
         };
-        if let Some(start) = start
-            && let Err(e) = tpl.set_partition_offset(&topic, partition, start)
-        {
-            tracing::warn!(topic, partition, error = %e, "start offset not set");
-            changes.push(Change::Assigned {
-                partition,
-                from: None,
-            });
-            continue;
-        }
+        // A start that could not be set leaves the resume point unknown.
+        let from = match start.map(|s| tpl.set_partition_offset(&topic, partition, s)) {
+            Some(Err(e)) => {
+                tracing::warn!(topic, partition, error = %e, "start offset not set");
+                None
+            }
+            _ => from,
+        };
         changes.push(Change::Assigned { partition, from });
     }
     changes
@@ -262,9 +260,10 @@ impl rdkafka::consumer::ConsumerContext for GroupContext {
 /// Decides about the record at `offset` of `topic`/`partition` with
 /// `positions` ([`crate::continuity`]) and acts on it: seeks `consumer`
 /// back when the broker passed records over, logs and counts re-reads and
-/// gaps. Returns whether to hand the record on; an error when the seek
-/// failed (the record is then dropped, and the records it was to re-read
-/// are not read).
+/// gaps. Returns whether to hand the record on; an error naming the
+/// partition when the seek failed (the record is then dropped, and the
+/// records it was to re-read are not read): the caller decides whether
+/// that matters.
 pub fn follow<C, K>(
     positions: &mut Positions,
     consumer: &K,
@@ -272,12 +271,11 @@ pub fn follow<C, K>(
     partition: i32,
     offset: i64,
     metrics: Option<&Metrics>,
-) -> Result<bool, KafkaError>
+) -> anyhow::Result<bool>
 where
     C: rdkafka::consumer::ConsumerContext,
     K: rdkafka::consumer::Consumer<C>,
 {
-    let expected = positions.expected(partition);
     match positions.admit(partition, offset) {
         Admit::Handle => Ok(true),
         Admit::Skip => Ok(false),
@@ -303,7 +301,8 @@ where
             tracing::info!(
                 topic,
                 partition,
-                expected,
+                // A rewind leaves the offset expected as it was.
+                expected = positions.expected(partition),
                 received = offset,
                 from = to,
                 "the broker passed over records; reading the partition again from an earlier offset"
@@ -319,8 +318,9 @@ where
                     Duration::from_secs(10),
                 )
                 .map_err(|e| {
-                    tracing::error!(topic, partition, to, error = %e, "cannot seek back to read records the broker passed over");
-                    e
+                    anyhow::anyhow!(
+                        "cannot seek {topic}/{partition} back to offset {to} to read records the broker passed over: {e}"
+                    )
                 })?;
             Ok(false)
         }
