@@ -591,6 +591,11 @@ struct Latency {
     /// Submit to the broker's acknowledgement (the first hop).
     ack_p50_ms: f64,
     ack_p99_ms: f64,
+    /// Submit to the aggregator producing that snapshot (the record's
+    /// create time, ms resolution): the rest is the snapshot's way to the
+    /// reader (a producer batch, the broker, a fetch).
+    produced_p50_ms: f64,
+    produced_p99_ms: f64,
     /// CPU microseconds per document by process, as in (d), from the
     /// first submit until every document was seen.
     cpu_us: [f64; 4],
@@ -839,6 +844,11 @@ impl Bench<'_> {
         let mut sent_at = Vec::with_capacity(count);
         let cpu_before = self.cpu_seconds(&vl, &al);
         let begin = Instant::now();
+        // Record create times are wall-clock milliseconds.
+        let begin_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64()
+            * 1000.0;
         for (i, (_, record)) in records.iter().enumerate() {
             let due = begin + Duration::from_secs_f64(i as f64 / rate);
             // Paced in steps of at least a millisecond: a timer per
@@ -884,7 +894,7 @@ impl Bench<'_> {
                 counts
                     .get(key)
                     .and_then(|c| c.last())
-                    .is_some_and(|&(_, seen)| seen >= *n)
+                    .is_some_and(|c| c.documents >= *n)
             })
         };
         while Instant::now() < deadline
@@ -899,17 +909,21 @@ impl Bench<'_> {
         let cpu_us = per_document(cpu_before, self.cpu_seconds(&vl, &al), count);
         drop((vl, al));
         let counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        let mut lat: Vec<f64> = expected
+        let (mut lat, mut produced): (Vec<f64>, Vec<f64>) = expected
             .iter()
             .filter_map(|(at, key, rank)| {
                 let changes = counts.get(key)?;
-                let first = changes.partition_point(|&(_, n)| n < *rank);
-                changes
-                    .get(first)
-                    .map(|(t, _)| t.duration_since(*at).as_secs_f64() * 1000.0)
+                let first = changes.partition_point(|c| c.documents < *rank);
+                let change = changes.get(first)?;
+                let sent_ms = begin_ms + at.duration_since(begin).as_secs_f64() * 1000.0;
+                Some((
+                    change.seen.duration_since(*at).as_secs_f64() * 1000.0,
+                    change.produced_ms - sent_ms,
+                ))
             })
-            .collect();
+            .unzip();
         lat.sort_by(f64::total_cmp);
+        produced.sort_by(f64::total_cmp);
         acks.sort_by(f64::total_cmp);
         Ok(Latency {
             p50_ms: percentile(&lat, 0.50),
@@ -917,13 +931,24 @@ impl Bench<'_> {
             seen: lat.len(),
             ack_p50_ms: percentile(&acks, 0.50),
             ack_p99_ms: percentile(&acks, 0.99),
+            produced_p50_ms: percentile(&produced, 0.50),
+            produced_p99_ms: percentile(&produced, 0.99),
             cpu_us,
         })
     }
 }
 
-/// When the number of documents in each customer/partition snapshot rose.
-type Counts = HashMap<(String, i32), Vec<(Instant, i64)>>;
+/// A rise of the number of documents in a customer/partition snapshot.
+struct Change {
+    /// When the reader got the snapshot.
+    seen: Instant,
+    /// The snapshot record's create time, ms since the epoch.
+    produced_ms: f64,
+    documents: i64,
+}
+
+/// The rises of each customer/partition snapshot, in order.
+type Counts = HashMap<(String, i32), Vec<Change>>;
 
 /// Reads `topic` (demand snapshots) until `stop`, recording when the
 /// number of documents in each customer/partition snapshot changed.
@@ -968,8 +993,12 @@ fn watch_demand(
         let docs = units / units_per_doc;
         let mut counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let changes = counts.entry((snapshot.customer_id, partition)).or_default();
-        if changes.last().is_none_or(|&(_, n)| n < docs) {
-            changes.push((now, docs));
+        if changes.last().is_none_or(|c| c.documents < docs) {
+            changes.push(Change {
+                seen: now,
+                produced_ms: m.timestamp().to_millis().unwrap_or(0) as f64,
+                documents: docs,
+            });
         }
     }
     Ok(())
@@ -1086,12 +1115,14 @@ async fn main() -> anyhow::Result<()> {
         let count = ((rate * args.latency_seconds as f64) as usize).max(1);
         let l = bench.latency(&format!("{run}-l{i}"), rate, count).await?;
         eprintln!(
-            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; us CPU/doc: {}",
+            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; snapshot produced: p50 {:.0} ms, p99 {:.0} ms; us CPU/doc: {}",
             l.p50_ms,
             l.p99_ms,
             l.seen,
             l.ack_p50_ms,
             l.ack_p99_ms,
+            l.produced_p50_ms,
+            l.produced_p99_ms,
             EndToEndCpu(l.cpu_us)
         );
         latencies.push((rate, count, l));
@@ -1118,6 +1149,8 @@ async fn main() -> anyhow::Result<()> {
             "p99_ms": l.p99_ms,
             "submit_ack_p50_ms": l.ack_p50_ms,
             "submit_ack_p99_ms": l.ack_p99_ms,
+            "snapshot_produced_p50_ms": l.produced_p50_ms,
+            "snapshot_produced_p99_ms": l.produced_p99_ms,
             "cpu_us_per_doc": EndToEndCpu(l.cpu_us).json(),
         })).collect::<Vec<_>>(),
         "validator_peak_rss_mib": rss_v,
