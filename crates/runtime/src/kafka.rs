@@ -125,6 +125,11 @@ pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -
 /// before, 5 MiB per fetch. On Apache Kafka, which answers as soon as
 /// `fetch.min.bytes` are waiting, `-X fetch.min.bytes=1` gives the
 /// earliest answer instead.
+///
+/// Keep it well below tansu's 5 MiB per fetch: its second read gets only
+/// what the first left of that budget, so near 5 MiB a backlog's fetch
+/// (a first read just under `fetch.min.bytes`) would answer with little
+/// more than one batch.
 fn fetch_timing(c: &mut ClientConfig) {
     c.set("fetch.wait.max.ms", "20")
         .set("fetch.min.bytes", "1048576");
