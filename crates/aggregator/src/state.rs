@@ -50,7 +50,7 @@ struct Contribution {
 struct Applied {
     revision: i32,
     customer_id: Arc<str>,
-    digest: [u8; 32],
+    digest: [u8; 16],
     contributions: Box<[Contribution]>,
 }
 
@@ -105,7 +105,7 @@ impl DemandState {
     fn decide(
         &self,
         doc: &ForecastDocument,
-        digest: impl FnOnce() -> [u8; 32],
+        digest: impl FnOnce() -> [u8; 16],
     ) -> (Sequenced, Option<&Applied>) {
         let Some(last) = self.documents.get(doc.document_id.as_str()) else {
             let outcome = if doc.purpose == Purpose::Original {

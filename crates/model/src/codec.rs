@@ -2,8 +2,6 @@
 //! [`crate::avro`] (field order = the `.avsc` files), plus the content
 //! digest. Framing and older versions: [`crate::wire`].
 
-use sha2::{Digest, Sha256};
-
 use crate::DecodeError;
 use crate::avro::{Reader, Writer};
 use crate::demand::{DemandSnapshot, SnapshotRow, Units};
@@ -131,13 +129,20 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
     r.finish()
 }
 
-/// Digest of a document's content: SHA-256 of its Avro datum in the current
-/// schema. Every field the schema knows counts, an absent optional field
-/// equals null, and fields the schema does not know (dropped when the JSON
-/// was decoded) do not count: the spec's notion of "same content".
-/// `submitted_at` counts as an instant: the offset it was written with
-/// does not (`10:30+08:00` and `02:30Z` are the same content).
-pub fn content_digest(doc: &ForecastDocument) -> [u8; 32] {
+/// Digest of a document's content: a 128-bit keyed hash of its Avro datum
+/// in the current schema. Every field the schema knows counts, an absent
+/// optional field equals null, and fields the schema does not know
+/// (dropped when the JSON was decoded) do not count: the spec's notion of
+/// "same content". `submitted_at` counts as an instant: the offset it was
+/// written with does not (`10:30+08:00` and `02:30Z` are the same content).
+///
+/// Digests are compared only within the process that made them (the
+/// aggregator's state lives in memory and is rebuilt from its topic), so
+/// the keys are drawn at random once per process: unknown outside it, they
+/// make two contents as unlikely to collide when crafted as by chance.
+/// Two aHash hashers rather than SHA-256: the aggregator digests every
+/// document it applies, and SHA-256 was an eighth of its main thread.
+pub fn content_digest(doc: &ForecastDocument) -> [u8; 16] {
     let mut buf = Vec::with_capacity(1024);
     if doc.submitted_at.offset_minutes() == 0 {
         encode_document(doc, &mut buf);
@@ -146,7 +151,11 @@ pub fn content_digest(doc: &ForecastDocument) -> [u8; 32] {
         utc.submitted_at = Timestamp::from_millis(doc.submitted_at.millis());
         encode_document(&utc, &mut buf);
     }
-    Sha256::digest(&buf).into()
+    static KEYS: std::sync::OnceLock<[ahash::RandomState; 2]> = std::sync::OnceLock::new();
+    let [high, low] = KEYS.get_or_init(|| [ahash::RandomState::new(), ahash::RandomState::new()]);
+    let digest =
+        u128::from(high.hash_one(buf.as_slice())) << 64 | u128::from(low.hash_one(buf.as_slice()));
+    digest.to_be_bytes()
 }
 
 /// Appends the Avro datum of `v` (schema `verdict.v2`) to `buf`.
