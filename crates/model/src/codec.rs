@@ -141,7 +141,7 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
 /// the keys are drawn at random once per process: unknown outside it, they
 /// make two contents as unlikely to collide when crafted as by chance.
 /// Two aHash hashers rather than SHA-256: the aggregator digests every
-/// document it applies, and SHA-256 was an eighth of its main thread.
+/// document it applies, and SHA-256 alone was a tenth of its main thread.
 pub fn content_digest(doc: &ForecastDocument) -> [u8; 16] {
     let mut buf = Vec::with_capacity(1024);
     if doc.submitted_at.offset_minutes() == 0 {
