@@ -229,6 +229,9 @@ impl Cluster {
         let mut cmd = vec![kind.to_owned()];
         cmd.extend(self.common_flags());
         cmd.extend(["--http".into(), format!("0.0.0.0:{HTTP_PORT}")]);
+        // librdkafka's group state changes, for the log digest of a failed
+        // scenario: where a member that stopped consuming was waiting.
+        cmd.extend(["-X".into(), "debug=cgrp".into()]);
         if kind == "validate" {
             cmd.extend([
                 "--restricted-parties".into(),
@@ -246,7 +249,7 @@ impl Cluster {
             .with_cmd(cmd)
             .with_network(&self.network)
             .with_container_name(format!("{}-{name}", self.name))
-            .with_env_var("RUST_LOG", "info,rdkafka=warn")
+            .with_env_var("RUST_LOG", "info,rdkafka=warn,librdkafka=debug")
             .with_env_var("FORECAST_LOG_FORMAT", "text")
             .with_mount(Mount::bind_mount(self.dir.display().to_string(), DATA))
             .start()
@@ -467,6 +470,7 @@ fn digest(path: &str) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
+        .filter(|l| !l.contains("librdkafka:"))
         .filter(|l| {
             [
                 "partitions",
@@ -481,11 +485,15 @@ fn digest(path: &str) -> String {
         })
         .collect();
     let shown = &lines[lines.len().saturating_sub(LINES)..];
+    // The member's last group states (librdkafka `debug=cgrp`).
+    let joins: Vec<&str> = text.lines().filter(|l| l.contains("join state")).collect();
+    let last_joins = &joins[joins.len().saturating_sub(6)..];
     format!(
-        "--- {path}: {} of {} such lines\n{}\n",
+        "--- {path}: {} of {} such lines\n{}\n--- its last group join states:\n{}\n",
         shown.len(),
         lines.len(),
-        shown.join("\n")
+        shown.join("\n"),
+        last_joins.join("\n")
     )
 }
 
