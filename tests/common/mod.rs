@@ -151,6 +151,15 @@ impl Cluster {
                     .with_network(&network)
                     .with_container_name(format!("{name}-broker"))
                     .with_env_var("STORAGE", storage_url)
+                    // Its group coordinator's evictions and leader choices
+                    // (info) for the digest of a failed scenario;
+                    // FORECAST_TEST_BROKER_LOG overrides (e.g. `debug`).
+                    .with_env_var(
+                        "RUST_LOG",
+                        std::env::var("FORECAST_TEST_BROKER_LOG").unwrap_or_else(|_| {
+                            "warn,tansu_broker::coordinator::group=info".into()
+                        }),
+                    )
                     .with_mount(Mount::bind_mount(
                         dir.join("broker").display().to_string(),
                         "/var/lib/tansu",
@@ -485,11 +494,28 @@ fn digest(path: &str) -> String {
         })
         .collect();
     let shown = &lines[lines.len().saturating_sub(LINES)..];
-    // The member's last group states (librdkafka `debug=cgrp`).
-    let joins: Vec<&str> = text.lines().filter(|l| l.contains("join state")).collect();
-    let last_joins = &joins[joins.len().saturating_sub(6)..];
+    // The member's last group states and the responses behind them
+    // (librdkafka `debug=cgrp`: the leader and member ids of each join, the
+    // sync's outcome, a session that timed out), or the broker's
+    // coordinator (evictions, leaders chosen).
+    let joins: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "join state",
+                "JoinGroup response",
+                "SyncGroup response",
+                "session timed out",
+                "missed heartbeat",
+                "tansu_broker::coordinator",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    let last_joins = &joins[joins.len().saturating_sub(12)..];
     format!(
-        "--- {path}: {} of {} such lines\n{}\n--- its last group join states:\n{}\n",
+        "--- {path}: {} of {} such lines\n{}\n--- its last group events:\n{}\n",
         shown.len(),
         lines.len(),
         shown.join("\n"),
@@ -499,8 +525,13 @@ fn digest(path: &str) -> String {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // FORECAST_TEST_KEEP=1 keeps a passing scenario's folder and logs
+        // too (to compare with a failing one).
+        let keep = std::thread::panicking() || std::env::var_os("FORECAST_TEST_KEEP").is_some();
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+        } else if keep {
+            eprintln!("[{}] kept: {}", self.name, self.logs());
         }
         // Containers first (testcontainers removes them), then the network.
         self.services.clear();
@@ -508,7 +539,7 @@ impl Drop for Cluster {
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
-        if !std::thread::panicking() {
+        if !keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
