@@ -481,16 +481,17 @@ fn digest(path: &str) -> String {
         .lines()
         .filter(|l| !l.contains("librdkafka:"))
         .filter(|l| {
-            [
-                "partitions",
-                "passed over",
-                "WARN",
-                "ERROR",
-                "stopped",
-                "rebalance",
-            ]
-            .iter()
-            .any(|w| l.contains(w))
+            mentions(
+                l,
+                &[
+                    "partitions",
+                    "passed over",
+                    "WARN",
+                    "ERROR",
+                    "stopped",
+                    "rebalance",
+                ],
+            )
         })
         .collect();
     let shown = &lines[lines.len().saturating_sub(LINES)..];
@@ -501,16 +502,17 @@ fn digest(path: &str) -> String {
     let joins: Vec<&str> = text
         .lines()
         .filter(|l| {
-            [
-                "join state",
-                "JoinGroup response",
-                "SyncGroup response",
-                "session timed out",
-                "missed heartbeat",
-                "tansu_broker::coordinator",
-            ]
-            .iter()
-            .any(|w| l.contains(w))
+            mentions(
+                l,
+                &[
+                    "join state",
+                    "JoinGroup response",
+                    "SyncGroup response",
+                    "session timed out",
+                    "missed heartbeat",
+                    "tansu_broker::coordinator",
+                ],
+            )
         })
         .collect();
     let last_joins = &joins[joins.len().saturating_sub(12)..];
@@ -521,6 +523,11 @@ fn digest(path: &str) -> String {
         shown.join("\n"),
         last_joins.join("\n")
     )
+}
+
+/// Whether `line` contains any of `words`.
+fn mentions(line: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| line.contains(w))
 }
 
 impl Drop for Cluster {
