@@ -54,6 +54,15 @@ struct Args {
     /// Use this broker instead of starting tansu.
     #[arg(long, env = "FORECAST_BROKERS")]
     brokers: Option<String>,
+    /// tansu binary to start (default: as `forecastctl up` finds it, in
+    /// /var/cache/forecast or on PATH, installed there when missing).
+    #[arg(
+        long,
+        env = "FORECAST_TANSU",
+        value_name = "PATH",
+        conflicts_with = "brokers"
+    )]
+    tansu: Option<PathBuf>,
     /// A librdkafka property for every client of the run (the passthrough's
     /// and the services'), `-X key=value`, repeatable: to try a setting.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = forecast_runtime::config::parse_property)]
@@ -469,21 +478,39 @@ struct Timed {
     cpu_seconds: f64,
 }
 
-/// CPU seconds (user + system) process `pid` has used so far, from
-/// `/proc/PID/stat` (in ticks of 10 ms, Linux's USER_HZ); 0 if unreadable.
-fn cpu_seconds(pid: u32) -> f64 {
+/// The numeric fields of `/proc/PID/stat` after the command name (which
+/// may hold spaces), from the state on (the state itself reads as NaN);
+/// empty if unreadable.
+fn proc_stat(pid: u32) -> Vec<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which may hold spaces: state is the
-    // first, utime and stime the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
+    stat.rsplit_once(')')
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    ticks(11)
-        .zip(ticks(12))
+        .map(|f| f.parse().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// `/proc/PID/stat` (utime and stime, in ticks of 10 ms, Linux's USER_HZ);
+/// 0 if unreadable.
+fn cpu_seconds(pid: u32) -> f64 {
+    let fields = proc_stat(pid);
+    fields
+        .get(11)
+        .zip(fields.get(12))
         .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// Memory process `pid` has taken so far: its resident bytes and the pages
+/// it touched for the first time (minor faults), from `/proc/PID/stat`;
+/// NaN if unreadable.
+fn memory_taken(pid: u32) -> [f64; 2] {
+    let fields = proc_stat(pid);
+    let page = 4096.0;
+    [
+        fields.get(21).map_or(f64::NAN, |pages| pages * page),
+        fields.get(7).copied().unwrap_or(f64::NAN),
+    ]
 }
 
 /// From the first record consumed to `target` records settled, as the
@@ -599,6 +626,11 @@ struct Latency {
     /// CPU microseconds per document by process, as in (d), from the
     /// first submit until every document was seen.
     cpu_us: [f64; 4],
+    /// What the broker took meanwhile, per document: resident bytes, and
+    /// pages touched for the first time (a memory-storage broker keeps
+    /// every record; on a VM each fresh page costs microseconds).
+    broker_bytes: f64,
+    broker_faults: f64,
 }
 
 /// One run of the throughput figures (a) to (d), documents/s.
@@ -843,6 +875,7 @@ impl Bench<'_> {
             .collect();
         let mut sent_at = Vec::with_capacity(count);
         let cpu_before = self.cpu_seconds(&vl, &al);
+        let broker_before = self.broker_pid.map_or([f64::NAN; 2], memory_taken);
         let begin = Instant::now();
         // Record create times are wall-clock milliseconds.
         let begin_ms = std::time::SystemTime::now()
@@ -907,6 +940,9 @@ impl Bench<'_> {
             .join()
             .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
         let cpu_us = per_document(cpu_before, self.cpu_seconds(&vl, &al), count);
+        let broker_after = self.broker_pid.map_or([f64::NAN; 2], memory_taken);
+        let [broker_bytes, broker_faults] =
+            std::array::from_fn(|i| (broker_after[i] - broker_before[i]) / count as f64);
         drop((vl, al));
         let counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let (mut lat, mut produced): (Vec<f64>, Vec<f64>) = expected
@@ -934,6 +970,8 @@ impl Bench<'_> {
             produced_p50_ms: percentile(&produced, 0.50),
             produced_p99_ms: percentile(&produced, 0.99),
             cpu_us,
+            broker_bytes,
+            broker_faults,
         })
     }
 }
@@ -1021,12 +1059,16 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The harness's own clients log as the services do (`RUST_LOG`).
     forecast_runtime::telemetry::init(&forecast_runtime::config::LogArgs::default());
-    let (brokers, broker) = match &args.brokers {
-        Some(b) => (b.clone(), None),
+    let (brokers, broker, binary) = match &args.brokers {
+        Some(b) => (b.clone(), None, None),
         None => {
-            let tansu = forecastctl::up::tansu_path(None, Path::new("/var/cache/forecast"))?;
+            let tansu = forecastctl::up::tansu_path(
+                args.tansu.as_deref(),
+                Path::new("/var/cache/forecast"),
+            )?;
+            eprintln!("broker: {}", tansu.display());
             let t = forecastctl::up::Tansu::start(&tansu, free_port(), None)?;
-            (t.brokers.clone(), Some(t))
+            (t.brokers.clone(), Some(t), Some(tansu))
         }
     };
     let kafka = KafkaArgs {
@@ -1115,7 +1157,7 @@ async fn main() -> anyhow::Result<()> {
         let count = ((rate * args.latency_seconds as f64) as usize).max(1);
         let l = bench.latency(&format!("{run}-l{i}"), rate, count).await?;
         eprintln!(
-            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; snapshot produced: p50 {:.0} ms, p99 {:.0} ms; us CPU/doc: {}",
+            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; snapshot produced: p50 {:.0} ms, p99 {:.0} ms; us CPU/doc: {}; per doc the broker kept {:.0} bytes more, touching {:.2} fresh pages",
             l.p50_ms,
             l.p99_ms,
             l.seen,
@@ -1123,13 +1165,16 @@ async fn main() -> anyhow::Result<()> {
             l.ack_p99_ms,
             l.produced_p50_ms,
             l.produced_p99_ms,
-            EndToEndCpu(l.cpu_us)
+            EndToEndCpu(l.cpu_us),
+            l.broker_bytes,
+            l.broker_faults,
         );
         latencies.push((rate, count, l));
     }
 
     let results = serde_json::json!({
         "documents": n,
+        "tansu": binary.as_ref().map(|b| b.display().to_string()),
         "partitions": args.partitions,
         "repeat": args.repeat,
         "runs": runs.iter().map(Throughput::json).collect::<Vec<_>>(),
@@ -1152,6 +1197,8 @@ async fn main() -> anyhow::Result<()> {
             "snapshot_produced_p50_ms": l.produced_p50_ms,
             "snapshot_produced_p99_ms": l.produced_p99_ms,
             "cpu_us_per_doc": EndToEndCpu(l.cpu_us).json(),
+            "broker_rss_bytes_per_doc": l.broker_bytes,
+            "broker_minor_faults_per_doc": l.broker_faults,
         })).collect::<Vec<_>>(),
         "validator_peak_rss_mib": rss_v,
         "aggregator_peak_rss_mib": rss_a,
