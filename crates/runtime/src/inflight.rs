@@ -51,14 +51,15 @@ pub fn group_consumer(
     Ok(consumer)
 }
 
-/// The services' producer: idempotent ([`crate::kafka::producer_config`]),
+/// The services' producer: idempotent, lz4
+/// ([`crate::kafka::service_producer_config`]),
 /// its deliveries counted per [`Batch`] rather than reported by a future
 /// per record (one allocation, channel and wake-up per output saved).
 pub type BatchProducer = ThreadedProducer<AckContext>;
 
 /// A producer for [`Batch::send`].
 pub fn batch_producer(kafka: &KafkaArgs) -> Result<BatchProducer, KafkaError> {
-    crate::kafka::producer_config(kafka).create_with_context(AckContext)
+    crate::kafka::service_producer_config(kafka).create_with_context(AckContext)
 }
 
 /// Producer context of [`BatchProducer`]: each delivery report counts

@@ -53,8 +53,22 @@ pub fn partition_ids<C: rdkafka::ClientContext>(
 }
 
 /// An idempotent producer: `acks=all`, retries without reordering or
-/// duplicates, deliveries reported per record.
+/// duplicates, deliveries reported per record. Uncompressed: what the
+/// producer library and `forecastctl submit` use, for documents sent a few
+/// at a time (`-X compression.type=lz4` for bulk submitters).
 pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
+    idempotent_producer(kafka, "none")
+}
+
+/// The services' producer: [`producer_config`] with lz4 batches. Their
+/// outputs are many similar records per batch (a document's copy, its
+/// verdicts, snapshots), which lz4 shrinks about twelvefold: the broker
+/// keeps, copies and sends that much less (docs/performance.md).
+pub fn service_producer_config(kafka: &KafkaArgs) -> ClientConfig {
+    idempotent_producer(kafka, "lz4")
+}
+
+fn idempotent_producer(kafka: &KafkaArgs, compression: &str) -> ClientConfig {
     let mut c = base(kafka);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
@@ -63,7 +77,7 @@ pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
         // its producer state on every idempotent batch); at low load it
         // adds at most 10 ms per hop.
         .set("linger.ms", "10")
-        .set("compression.type", "none")
+        .set("compression.type", compression)
         // Dead letters carry oversized records byte for byte (up to this).
         .set("message.max.bytes", MAX_DEAD_LETTER_BYTES.to_string());
     finish(c, kafka)
@@ -465,4 +479,42 @@ pub fn default_instance_id(service: &str) -> Option<String> {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())?;
     Some(format!("{service}-{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(properties: &[(&str, &str)]) -> KafkaArgs {
+        KafkaArgs {
+            brokers: "localhost:9092".into(),
+            properties: properties
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn services_compress_and_submitters_do_not() {
+        let k = kafka(&[]);
+        assert_eq!(
+            service_producer_config(&k).get("compression.type"),
+            Some("lz4")
+        );
+        assert_eq!(producer_config(&k).get("compression.type"), Some("none"));
+        for c in [producer_config(&k), service_producer_config(&k)] {
+            assert_eq!(c.get("enable.idempotence"), Some("true"));
+            assert_eq!(c.get("acks"), Some("all"));
+        }
+    }
+
+    #[test]
+    fn a_property_given_with_x_overrides_the_pipelines_own() {
+        let k = kafka(&[("compression.type", "zstd"), ("linger.ms", "3")]);
+        for c in [producer_config(&k), service_producer_config(&k)] {
+            assert_eq!(c.get("compression.type"), Some("zstd"));
+            assert_eq!(c.get("linger.ms"), Some("3"));
+        }
+    }
 }
