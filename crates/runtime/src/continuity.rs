@@ -411,12 +411,16 @@ mod tests {
 
         /// Whether a consumer resuming at `offset` sees a record after it
         /// even when read from too late: not when the offset is inside the
-        /// last batch, and that batch is longer than the first window (then
-        /// the records after `offset` come once another batch is written).
+        /// last batch that holds records (holes after it hold none), and
+        /// that batch is longer than the first window (then the records
+        /// after `offset` come once another batch is written).
         fn resumable(&self, offset: i64) -> bool {
             self.batches
-                .last()
-                .is_none_or(|&(base, end)| offset <= base || end - base <= WINDOWS[0])
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(i, _)| !self.holes.contains(i))
+                .is_none_or(|(_, &(base, end))| offset <= base || end - base <= WINDOWS[0])
         }
 
         fn stored(&self) -> impl Iterator<Item = i64> + '_ {
