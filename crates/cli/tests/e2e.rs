@@ -153,12 +153,18 @@ fn sigkill_of_both_services_mid_stream_loses_nothing_and_counts_nothing_twice() 
         if i == chunks.len() - 1 {
             break;
         }
-        // Kill them hard once they are into the stream.
+        // Kill them hard once they are into the stream: both consuming
+        // before either is killed (the aggregator consumes only what the
+        // validator produced, and a validator killed between its first
+        // record in and its first batch out leaves it nothing to consume).
         consuming(&validator_http, "validator");
+        let kill_aggregator = i % 2 == 0;
+        if kill_aggregator {
+            consuming(&aggregator_http, "aggregator");
+        }
         unsafe_kill(&mut p.validator);
         validator_kills += 1;
-        if i % 2 == 0 {
-            consuming(&aggregator_http, "aggregator");
+        if kill_aggregator {
             unsafe_kill(&mut p.aggregator);
             aggregator_kills += 1;
             aggregator_http = restart_aggregator(&mut p);
