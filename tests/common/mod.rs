@@ -534,8 +534,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // FORECAST_TEST_KEEP=1 keeps a passing scenario's folder and logs
         // too (to compare with a failing one).
-        let keep = std::thread::panicking() || std::env::var_os("FORECAST_TEST_KEEP").is_some();
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        let keep = panicking || std::env::var_os("FORECAST_TEST_KEEP").is_some();
+        if panicking {
             eprintln!("{}", self.logs());
         } else if keep {
             eprintln!("[{}] kept: {}", self.name, self.logs());

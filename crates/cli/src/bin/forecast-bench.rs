@@ -401,14 +401,7 @@ impl Service {
 
     /// Peak resident memory (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            })
-            .map_or(0.0, |kb| kb / 1024.0)
+        status_bytes(self.child.id(), "VmHWM:").map_or(0.0, |b| b / (1024.0 * 1024.0))
     }
 }
 
@@ -501,15 +494,27 @@ fn cpu_seconds(pid: u32) -> f64 {
         .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
-/// Memory process `pid` has taken so far: its resident bytes and the pages
-/// it touched for the first time (minor faults), from `/proc/PID/stat`;
-/// NaN if unreadable.
+/// A field of `/proc/PID/status` given in kB (`VmRSS:`, `VmHWM:`), in
+/// bytes; `None` if unreadable.
+fn status_bytes(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0)
+}
+
+/// Memory process `pid` has taken so far: its resident bytes (`VmRSS`) and
+/// the pages it touched for the first time (minor faults, from
+/// `/proc/PID/stat`); NaN if unreadable.
 fn memory_taken(pid: u32) -> [f64; 2] {
-    let fields = proc_stat(pid);
-    let page = 4096.0;
     [
-        fields.get(21).map_or(f64::NAN, |pages| pages * page),
-        fields.get(7).copied().unwrap_or(f64::NAN),
+        status_bytes(pid, "VmRSS:").unwrap_or(f64::NAN),
+        proc_stat(pid).get(7).copied().unwrap_or(f64::NAN),
     ]
 }
 
