@@ -53,30 +53,40 @@ pub fn partition_ids<C: rdkafka::ClientContext>(
 }
 
 /// An idempotent producer: `acks=all`, retries without reordering or
-/// duplicates, deliveries reported per record. Uncompressed: what the
-/// producer library and `forecastctl submit` use, for documents sent a few
-/// at a time (`-X compression.type=lz4` for bulk submitters).
+/// duplicates, deliveries reported per record. Uncompressed, batches of up
+/// to 10 ms: what the producer library and `forecastctl submit` use, for
+/// documents sent a few at a time, where a submit waiting for its receipt
+/// waits out the batch (`-X compression.type=lz4 -X linger.ms=25` for bulk
+/// submitters; a flush sends at once whatever the linger).
 pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
-    idempotent_producer(kafka, "none")
+    idempotent_producer(kafka, "none", SUBMIT_LINGER_MS)
 }
 
-/// The services' producer: [`producer_config`] with lz4 batches. Their
-/// outputs are many similar records per batch (a document's copy, its
-/// verdicts, snapshots), which lz4 shrinks about twelvefold: the broker
-/// keeps, copies and sends that much less (docs/performance.md).
+/// The services' producer: lz4 batches of up to 25 ms. Their outputs are
+/// many similar records per batch (a document's copy, its verdicts,
+/// snapshots), which lz4 shrinks about twelvefold: the broker keeps,
+/// copies and sends that much less. The longer batches are fewer produce
+/// requests under load, each of which costs tansu 0.6 as much as hundreds
+/// of records (it serializes its producer state on every idempotent
+/// batch): at a steady 55,000 documents/s on two cores the pipeline kept
+/// up with 25 ms and fell behind with 10 (docs/performance.md). At low
+/// load each of the two service hops waits up to 25 ms.
 pub fn service_producer_config(kafka: &KafkaArgs) -> ClientConfig {
-    idempotent_producer(kafka, "lz4")
+    idempotent_producer(kafka, "lz4", SERVICE_LINGER_MS)
 }
 
-fn idempotent_producer(kafka: &KafkaArgs, compression: &str) -> ClientConfig {
+/// `linger.ms` of [`producer_config`].
+pub const SUBMIT_LINGER_MS: u32 = 10;
+/// `linger.ms` of [`service_producer_config`]; the consume loop's
+/// default window (`--max-in-flight`) covers this much of a stage's
+/// throughput with room for the produce round trip.
+pub const SERVICE_LINGER_MS: u32 = 25;
+
+fn idempotent_producer(kafka: &KafkaArgs, compression: &str, linger_ms: u32) -> ClientConfig {
     let mut c = base(kafka);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        // Batches of up to 10 ms: under load, fewer and larger produce
-        // requests cost the broker less per record (tansu 0.6 serializes
-        // its producer state on every idempotent batch); at low load it
-        // adds at most 10 ms per hop.
-        .set("linger.ms", "10")
+        .set("linger.ms", linger_ms.to_string())
         .set("compression.type", compression)
         // Dead letters carry oversized records byte for byte (up to this).
         .set("message.max.bytes", MAX_DEAD_LETTER_BYTES.to_string());
@@ -496,13 +506,15 @@ mod tests {
     }
 
     #[test]
-    fn services_compress_and_submitters_do_not() {
+    fn services_compress_and_batch_longer_than_submitters() {
         let k = kafka(&[]);
         assert_eq!(
             service_producer_config(&k).get("compression.type"),
             Some("lz4")
         );
         assert_eq!(producer_config(&k).get("compression.type"), Some("none"));
+        assert_eq!(producer_config(&k).get("linger.ms"), Some("10"));
+        assert_eq!(service_producer_config(&k).get("linger.ms"), Some("25"));
         for c in [producer_config(&k), service_producer_config(&k)] {
             assert_eq!(c.get("enable.idempotence"), Some("true"));
             assert_eq!(c.get("acks"), Some("all"));
