@@ -234,8 +234,8 @@ async fn restore(
                     if m.offset() >= until {
                         break;
                     }
-                    if let Ok(doc) = decoder.decode(m.payload().unwrap_or_default()) {
-                        state.apply(doc);
+                    if let Ok((doc, digest)) = decoder.decode(m.payload().unwrap_or_default()) {
+                        state.apply_digested(doc, digest);
                     }
                     if m.offset() + 1 >= until {
                         break;
@@ -255,16 +255,18 @@ async fn restore(
 }
 
 /// Decodes validated records, each into the document the one before it
-/// was decoded into, so that its strings and vectors are reused.
+/// was decoded into, so that its strings and vectors are reused; with
+/// each its content digest, read off the record.
 #[derive(Debug, Default)]
 struct Decoder {
     document: ForecastDocument,
 }
 
 impl Decoder {
-    fn decode(&mut self, record: &[u8]) -> Result<&ForecastDocument, DecodeError> {
-        wire::decode_document_into(record, Registry::embedded(), &mut self.document)?;
-        Ok(&self.document)
+    fn decode(&mut self, record: &[u8]) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
+        let digest =
+            wire::decode_document_digest(record, Registry::embedded(), &mut self.document)?;
+        Ok((&self.document, digest))
     }
 }
 
@@ -303,8 +305,8 @@ async fn handle(
         .timestamp()
         .to_millis()
         .map_or_else(Timestamp::now, Timestamp::from_millis);
-    let doc = match decoder.decode(m.payload().unwrap_or_default()) {
-        Ok(doc) => doc,
+    let (doc, digest) = match decoder.decode(m.payload().unwrap_or_default()) {
+        Ok(decoded) => decoded,
         Err(e) => {
             // The validator only passes documents it decoded: this is a
             // foreign record. Say so in the log and the audit; go on.
@@ -313,7 +315,7 @@ async fn handle(
             return Ok(None);
         }
     };
-    let outcome = part.state.apply(doc);
+    let outcome = part.state.apply_digested(doc, digest);
     let warnings = header(m, headers::WARNINGS)
         .unwrap_or_default()
         .split(',')

@@ -107,7 +107,13 @@ impl DemandState {
     /// Sequences a document that passed every rule and, when it is applied,
     /// swaps its lines for those of the revision it replaces in one step.
     pub fn apply(&mut self, doc: &ForecastDocument) -> Sequenced {
-        let digest = content_digest(doc);
+        self.apply_digested(doc, content_digest(doc))
+    }
+
+    /// [`apply`](Self::apply) of a document whose
+    /// [`content_digest`] is known, as decoding a record gives it
+    /// (`wire::decode_document_digest`) without encoding the document again.
+    pub fn apply_digested(&mut self, doc: &ForecastDocument, digest: [u8; 16]) -> Sequenced {
         // One lookup serves the decision and the swap.
         let last = self.documents.get_mut(doc.document_id.as_str());
         let outcome = decide(last.as_deref(), doc, || digest);

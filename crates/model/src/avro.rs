@@ -70,11 +70,30 @@ impl<'a> Writer<'a> {
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// No value read so far could have been written in other bytes: every
+    /// variable-length integer was minimal and every array was one block
+    /// of a positive count (what [`Writer`] writes).
+    canonical: bool,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            buf,
+            pos: 0,
+            canonical: true,
+        }
+    }
+
+    /// True when the bytes read so far are the only encoding of the values
+    /// read: [`Writer`] writing them again gives the same bytes.
+    pub(crate) fn canonical(&self) -> bool {
+        self.canonical
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     fn truncated(&self, what: &'static str, needed: usize) -> DecodeError {
@@ -102,6 +121,8 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             z |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
+                // A last byte of zero after others pads the value.
+                self.canonical &= byte != 0 || shift == 0;
                 return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
             }
         }
@@ -214,6 +235,8 @@ impl<'a> Reader<'a> {
             if count == 0 {
                 return Ok(n);
             }
+            // One block of a positive count is how Writer writes an array.
+            self.canonical &= count > 0 && n == 0;
             if count < 0 {
                 self.long(what)?; // block size in bytes; not needed
             }
@@ -267,7 +290,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless every byte was consumed.
-    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         match self.buf.len() - self.pos {
             0 => Ok(()),
             extra => Err(DecodeError::TrailingBytes { count: extra }),
@@ -288,6 +311,7 @@ mod tests {
             let mut r = Reader::new(&buf);
             prop_assert_eq!(r.long("v").unwrap(), v);
             r.finish().unwrap();
+            prop_assert!(r.canonical());
         }
 
         #[test]
@@ -295,6 +319,27 @@ mod tests {
             let mut r = Reader::new(&bytes);
             let _ = r.array("a", |r| r.str("s").map(str::len));
         }
+    }
+
+    #[test]
+    fn other_encodings_of_the_same_values_are_told_apart() {
+        let read = |bytes: &[u8]| {
+            let mut r = Reader::new(bytes);
+            let items = r.array("a", |r| r.long("x")).unwrap();
+            r.finish().unwrap();
+            (items, r.canonical())
+        };
+        // What Writer writes: one block of a positive count, minimal integers.
+        assert_eq!(read(&[4, 2, 4, 0]), (vec![1, 2], true));
+        assert_eq!(read(&[0]), (vec![], true));
+        // A padded integer, two blocks, a negative count with its byte size.
+        assert_eq!(read(&[4, 0x82, 0x00, 4, 0]), (vec![1, 2], false));
+        assert_eq!(read(&[2, 2, 2, 4, 0]), (vec![1, 2], false));
+        assert_eq!(read(&[3, 4, 2, 4, 0]), (vec![1, 2], false));
+        // Zero itself is one byte.
+        let mut r = Reader::new(&[0x80, 0x00]);
+        assert_eq!(r.long("x").unwrap(), 0);
+        assert!(!r.canonical());
     }
 
     #[test]

@@ -69,13 +69,44 @@ pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
 /// record into one document allocates only where a record is larger than
 /// every one before. On an error `doc` holds part of the record.
 pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<(), DecodeError> {
+    read_document(&mut Reader::new(datum), doc).map(drop)
+}
+
+/// [`decode_document_into`], returning the document's [`content_digest`].
+/// The digest is taken from the datum's own bytes where they are the only
+/// encoding of its values (what this codec, and Avro writers as usually
+/// configured, write): no second encoding of the document.
+pub fn decode_document_digest(
+    datum: &[u8],
+    doc: &mut ForecastDocument,
+) -> Result<[u8; 16], DecodeError> {
     let mut r = Reader::new(datum);
+    let offset = read_document(&mut r, doc)?;
+    if !r.canonical() {
+        return Ok(content_digest(doc));
+    }
+    // What content_digest encodes: these bytes with the offset written as 0.
+    Ok(digest_with(|buf| {
+        buf.extend_from_slice(&datum[..offset.start]);
+        Writer::new(buf).int(0);
+        buf.extend_from_slice(&datum[offset.end..]);
+    }))
+}
+
+/// Reads a whole `forecast-document.v2` datum into `doc`; returns where
+/// `submitted_at_offset_minutes` is in it.
+fn read_document(
+    r: &mut Reader<'_>,
+    doc: &mut ForecastDocument,
+) -> Result<std::ops::Range<usize>, DecodeError> {
     r.string_into("document_id", &mut doc.document_id)?;
     doc.revision = r.int("revision")?;
     doc.purpose = r.enum_value("purpose", Purpose::from_index)?;
     r.string_into("customer_id", &mut doc.customer_id)?;
     let at = Timestamp::from_millis(r.long("submitted_at")?);
+    let offset_start = r.position();
     doc.submitted_at = at.with_offset_minutes(r.int("submitted_at_offset_minutes")?);
+    let offset = offset_start..r.position();
     r.string_into("horizon.start", &mut doc.horizon.start)?;
     r.string_into("horizon.end", &mut doc.horizon.end)?;
     doc.bucket = r.enum_value("bucket", Bucket::from_index)?;
@@ -132,7 +163,7 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
         String::new,
         |r, s| r.string_into("export_license.application_number", s),
     )?;
-    r.finish()
+    r.finish().map(|()| offset)
 }
 
 /// Digest of a document's content: a 128-bit keyed hash of its Avro datum
@@ -149,17 +180,21 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
 /// Two aHash hashers rather than SHA-256: the aggregator digests every
 /// document it applies, and SHA-256 alone was a tenth of its main thread.
 pub fn content_digest(doc: &ForecastDocument) -> [u8; 16] {
+    // The datum is written with offset 0: the instant alone counts.
+    digest_with(|buf| encode_document_with_offset(doc, 0, buf))
+}
+
+/// The keyed hash of the bytes `fill` writes into an empty buffer (one per
+/// thread, kept between calls).
+fn digest_with(fill: impl FnOnce(&mut Vec<u8>)) -> [u8; 16] {
     static KEYS: std::sync::OnceLock<[ahash::RandomState; 2]> = std::sync::OnceLock::new();
-    // One encoding buffer per thread, kept between calls: the datum is
-    // written with offset 0 (the instant alone counts), without copying
-    // the document.
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let [high, low] = KEYS.get_or_init(|| [ahash::RandomState::new(), ahash::RandomState::new()]);
     BUF.with_borrow_mut(|buf| {
         buf.clear();
-        encode_document_with_offset(doc, 0, buf);
+        fill(buf);
         let digest = u128::from(high.hash_one(buf.as_slice())) << 64
             | u128::from(low.hash_one(buf.as_slice()));
         digest.to_be_bytes()

@@ -108,6 +108,18 @@ pub fn decode_document_into(
     })
 }
 
+/// [`decode_document_into`], returning the document's
+/// [`codec::content_digest`] ([`codec::decode_document_digest`]).
+pub fn decode_document_digest(
+    record: &[u8],
+    registry: &Registry,
+    doc: &mut ForecastDocument,
+) -> Result<[u8; 16], DecodeError> {
+    decode(record, registry, Subject::ForecastDocument, |datum| {
+        codec::decode_document_digest(datum, doc)
+    })
+}
+
 /// Frames a verdict with the current verdict schema.
 pub fn encode_verdict(v: &Verdict) -> Vec<u8> {
     frame(Subject::Verdict.current_id(), |b| {

@@ -63,6 +63,50 @@ proptest! {
         prop_assert_eq!(buf, doc);
     }
 
+    /// The digest read off a datum is the content digest of the document it
+    /// holds: from the datum's own bytes as this codec writes them, with the
+    /// same instant written at another offset, and from other bytes for the
+    /// same values (a padded integer), where it is taken by encoding again.
+    #[test]
+    fn the_digest_read_off_a_datum_is_the_content_digest(
+        doc in testing::document(),
+        offset in -1439i32..=1439,
+    ) {
+        let want = codec::content_digest(&doc);
+        let digest_of = |datum: &[u8]| {
+            let mut read = ForecastDocument::default();
+            let digest = codec::decode_document_digest(datum, &mut read).unwrap();
+            (read, digest)
+        };
+        let mut datum = Vec::new();
+        codec::encode_document(&doc, &mut datum);
+        prop_assert_eq!(digest_of(&datum), (doc.clone(), want));
+
+        let mut shifted = doc.clone();
+        shifted.submitted_at = doc.submitted_at.with_offset_minutes(offset);
+        let mut other = Vec::new();
+        codec::encode_document(&shifted, &mut other);
+        prop_assert_eq!(digest_of(&other), (shifted, want));
+
+        // The revision (after the id's length and bytes) with a zero byte
+        // of padding: the same document in one byte more.
+        let id = doc.document_id.len();
+        let at = id + if id < 64 { 1 } else if id < 8192 { 2 } else { 3 };
+        let zigzag = ((doc.revision << 1) ^ (doc.revision >> 31)) as u32;
+        let mut varint = Vec::new();
+        let mut z = zigzag;
+        while z >= 0x80 {
+            varint.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        varint.extend([(z as u8) | 0x80, 0]);
+        let minimal = varint.len() - 1;
+        let mut padded = datum[..at].to_vec();
+        padded.extend(&varint);
+        padded.extend(&datum[at + minimal..]);
+        prop_assert_eq!(digest_of(&padded), (doc, want));
+    }
+
     #[test]
     fn verdict_codec_matches_the_schema_file(v in testing::verdict()) {
         let mut ours = Vec::new();
@@ -217,8 +261,14 @@ fn a_record_of_the_older_schema_is_read_by_the_current_one() {
                 datum_v1.len() < current.len() || doc.lines.is_empty() && doc.documents.is_empty()
             );
             let record = wire::frame(FORECAST_DOCUMENT_V1, |b| b.extend_from_slice(&datum_v1));
-            // ...and the current reader gets the document back.
-            prop_assert_eq!(wire::decode_document(&record, registry).unwrap(), doc);
+            // ...and the current reader gets the document back, and its digest.
+            prop_assert_eq!(
+                wire::decode_document(&record, registry).unwrap(),
+                doc.clone()
+            );
+            let mut read = ForecastDocument::default();
+            let digest = wire::decode_document_digest(&record, registry, &mut read).unwrap();
+            prop_assert_eq!(digest, codec::content_digest(&doc));
             Ok(())
         })
         .unwrap();
