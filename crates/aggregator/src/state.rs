@@ -99,9 +99,42 @@ impl DemandState {
     /// What [`apply`](Self::apply) would decide, without changing anything.
     /// The digest is computed only when the revision equals the applied one.
     pub fn sequence(&self, doc: &ForecastDocument) -> Sequenced {
-        decide(self.documents.get(doc.document_id.as_str()), doc, || {
-            content_digest(doc)
-        })
+        self.decide(doc, || content_digest(doc)).0
+    }
+
+    fn decide(
+        &self,
+        doc: &ForecastDocument,
+        digest: impl FnOnce() -> [u8; 16],
+    ) -> (Sequenced, Option<&Applied>) {
+        let Some(last) = self.documents.get(doc.document_id.as_str()) else {
+            let outcome = if doc.purpose == Purpose::Original {
+                Sequenced::Applied {
+                    previous: None,
+                    demand_changed: false,
+                }
+            } else {
+                Sequenced::Rejected(RuleCode::DocumentUnknown)
+            };
+            return (outcome, None);
+        };
+        let outcome = if doc.revision == last.revision {
+            if digest() == last.digest {
+                Sequenced::Duplicate
+            } else {
+                Sequenced::Rejected(RuleCode::RevisionConflict)
+            }
+        } else if doc.revision < last.revision {
+            Sequenced::Rejected(RuleCode::RevisionStale)
+        } else if *last.customer_id != *doc.customer_id {
+            Sequenced::Rejected(RuleCode::CustomerChanged)
+        } else {
+            Sequenced::Applied {
+                previous: Some(last.revision),
+                demand_changed: false,
+            }
+        };
+        (outcome, Some(last))
     }
 
     /// Sequences a document that passed every rule and, when it is applied,
@@ -114,36 +147,38 @@ impl DemandState {
     /// [`content_digest`] is known, as decoding a record gives it
     /// (`wire::decode_document_digest`) without encoding the document again.
     pub fn apply_digested(&mut self, doc: &ForecastDocument, digest: [u8; 16]) -> Sequenced {
-        // One lookup serves the decision and the swap.
-        let last = self.documents.get_mut(doc.document_id.as_str());
-        let outcome = decide(last.as_deref(), doc, || digest);
+        let (outcome, _) = self.decide(doc, || digest);
         let Sequenced::Applied { previous, .. } = outcome else {
             return outcome;
         };
-        // A revision keeps its document's customer (CUSTOMER_CHANGED otherwise).
-        let customer_id = match &last {
-            Some(last) => last.customer_id.clone(),
-            None => self.interned.get(&doc.customer_id),
-        };
-        let applied = Applied {
-            revision: doc.revision,
-            customer_id: customer_id.clone(),
-            digest,
-            contributions: contributions(&mut self.interned, doc),
-        };
+        let customer_id = self.interned.get(&doc.customer_id);
+        let contributions = self.contributions(doc);
+        let old = self.documents.insert(
+            doc.document_id.as_str().into(),
+            Applied {
+                revision: doc.revision,
+                customer_id: customer_id.clone(),
+                digest,
+                contributions,
+            },
+        );
+        let new = &self.documents[doc.document_id.as_str()].contributions;
         let demand = self.customers.entry(customer_id).or_default();
-        let demand_changed = match last {
-            Some(slot) => {
-                let old = std::mem::replace(slot, applied);
-                swap(&mut demand.cells, &old.contributions, &slot.contributions)
+        let mut changed = false;
+        if let Some(old) = &old {
+            for c in old.contributions.iter() {
+                changed |= add(&mut demand.cells, c, -1);
             }
-            None => {
-                let changed = swap(&mut demand.cells, &[], &applied.contributions);
-                self.documents
-                    .insert(doc.document_id.as_str().into(), applied);
-                changed
-            }
-        };
+        }
+        for c in new.iter() {
+            changed |= add(&mut demand.cells, c, 1);
+        }
+        // A retraction and an addition can cancel out cell by cell; compare
+        // the result rather than trusting `changed` alone.
+        let demand_changed = changed
+            && old
+                .as_ref()
+                .is_none_or(|o| !same_units(&o.contributions, new));
         if demand_changed {
             demand.sequence += 1;
         }
@@ -151,6 +186,31 @@ impl DemandState {
             previous,
             demand_changed,
         }
+    }
+
+    /// A document's lines summed per SKU x quarter, zero cells left out.
+    fn contributions(&mut self, doc: &ForecastDocument) -> Box<[Contribution]> {
+        let mut sums: BTreeMap<(&str, Quarter), Units> = BTreeMap::new();
+        for line in &doc.lines {
+            let cell = sums
+                .entry((line.sku.as_str(), line.period_start.quarter()))
+                .or_default();
+            match line.confidence {
+                Confidence::Firm => cell.firm_units += line.quantity,
+                Confidence::Planning => cell.planning_units += line.quantity,
+            }
+        }
+        let sums: Vec<_> = sums
+            .into_iter()
+            .filter(|(_, u)| *u != Units::default())
+            .collect();
+        sums.into_iter()
+            .map(|((sku, quarter), units)| Contribution {
+                sku: self.interned.get(sku),
+                quarter,
+                units,
+            })
+            .collect()
     }
 
     /// The applied revision of a document, if any.
@@ -200,143 +260,30 @@ impl DemandState {
     }
 }
 
-/// What sequencing decides for `doc` given its document's last applied
-/// revision; `digest` is called only when the revisions are equal.
-fn decide(
-    last: Option<&Applied>,
-    doc: &ForecastDocument,
-    digest: impl FnOnce() -> [u8; 16],
-) -> Sequenced {
-    let Some(last) = last else {
-        return if doc.purpose == Purpose::Original {
-            Sequenced::Applied {
-                previous: None,
-                demand_changed: false,
-            }
-        } else {
-            Sequenced::Rejected(RuleCode::DocumentUnknown)
-        };
-    };
-    if doc.revision == last.revision {
-        if digest() == last.digest {
-            Sequenced::Duplicate
-        } else {
-            Sequenced::Rejected(RuleCode::RevisionConflict)
-        }
-    } else if doc.revision < last.revision {
-        Sequenced::Rejected(RuleCode::RevisionStale)
-    } else if *last.customer_id != *doc.customer_id {
-        Sequenced::Rejected(RuleCode::CustomerChanged)
-    } else {
-        Sequenced::Applied {
-            previous: Some(last.revision),
-            demand_changed: false,
-        }
+/// Adds `sign` times a contribution to its cell; drops cells that become zero.
+/// Returns true when the cell changed.
+fn add(cells: &mut BTreeMap<(Arc<str>, Quarter), Units>, c: &Contribution, sign: i64) -> bool {
+    let key = (c.sku.clone(), c.quarter);
+    let cell = cells.entry(key.clone()).or_default();
+    // Saturating: quantities are bounded by policy, but the state must not
+    // panic on any input it is given.
+    cell.firm_units = cell
+        .firm_units
+        .saturating_add(sign.saturating_mul(c.units.firm_units));
+    cell.planning_units = cell
+        .planning_units
+        .saturating_add(sign.saturating_mul(c.units.planning_units));
+    if *cell == Units::default() {
+        cells.remove(&key);
     }
+    c.units != Units::default()
 }
 
-/// A document's lines summed per SKU x quarter, sorted by SKU and quarter,
-/// cells of no units left out. Sorting the lines and merging neighbours
-/// costs one small vector, where a map cost a node per cell.
-fn contributions(interned: &mut Interner, doc: &ForecastDocument) -> Box<[Contribution]> {
-    let mut cells: Vec<(&str, Quarter, Units)> = doc
-        .lines
-        .iter()
-        .map(|line| {
-            let units = match line.confidence {
-                Confidence::Firm => Units {
-                    firm_units: line.quantity,
-                    planning_units: 0,
-                },
-                Confidence::Planning => Units {
-                    firm_units: 0,
-                    planning_units: line.quantity,
-                },
-            };
-            (line.sku.as_str(), line.period_start.quarter(), units)
-        })
-        .collect();
-    cells.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    // `later` is merged into `kept` when both are the same cell.
-    cells.dedup_by(|later, kept| {
-        let same = (later.0, later.1) == (kept.0, kept.1);
-        if same {
-            kept.2 = plus(kept.2, later.2);
-        }
-        same
-    });
-    let mut sku: Option<Arc<str>> = None;
-    cells
-        .into_iter()
-        .filter(|cell| cell.2 != Units::default())
-        .map(|(name, quarter, units)| {
-            // Sorted, so a SKU's cells are neighbours: interned once.
-            let shared = match sku.take() {
-                Some(s) if *s == *name => s,
-                _ => interned.get(name),
-            };
-            sku = Some(shared.clone());
-            Contribution {
-                sku: shared,
-                quarter,
-                units,
-            }
-        })
-        .collect()
-}
-
-/// Retracts the `old` contributions and adds the `new` ones (each sorted by
-/// SKU and quarter, as [`contributions`] makes them), touching each cell
-/// once with the difference; drops cells that become zero. Returns true
-/// when some cell changed.
-fn swap(
-    cells: &mut BTreeMap<(Arc<str>, Quarter), Units>,
-    old: &[Contribution],
-    new: &[Contribution],
-) -> bool {
-    use std::cmp::Ordering;
-    let (mut i, mut j, mut changed) = (0, 0, false);
-    while i < old.len() || j < new.len() {
-        let order = match (old.get(i), new.get(j)) {
-            (Some(o), Some(n)) => (&*o.sku, o.quarter).cmp(&(&*n.sku, n.quarter)),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        let (cell, delta) = match order {
-            Ordering::Less => (&old[i], minus(Units::default(), old[i].units)),
-            Ordering::Greater => (&new[j], new[j].units),
-            Ordering::Equal => (&new[j], minus(new[j].units, old[i].units)),
-        };
-        i += usize::from(order.is_le());
-        j += usize::from(order.is_ge());
-        if delta == Units::default() {
-            continue;
-        }
-        changed = true;
-        let key = (cell.sku.clone(), cell.quarter);
-        let units = cells.entry(key.clone()).or_default();
-        *units = plus(*units, delta);
-        if *units == Units::default() {
-            cells.remove(&key);
-        }
-    }
-    changed
-}
-
-// Saturating: quantities are bounded by policy, but the state must not
-// panic on any input it is given.
-fn plus(a: Units, b: Units) -> Units {
-    Units {
-        firm_units: a.firm_units.saturating_add(b.firm_units),
-        planning_units: a.planning_units.saturating_add(b.planning_units),
-    }
-}
-
-fn minus(a: Units, b: Units) -> Units {
-    Units {
-        firm_units: a.firm_units.saturating_sub(b.firm_units),
-        planning_units: a.planning_units.saturating_sub(b.planning_units),
-    }
+fn same_units(a: &[Contribution], b: &[Contribution]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.sku == y.sku && x.quarter == y.quarter && x.units == y.units)
 }
 
 /// Completes the validator's `ACCEPTED` verdict with the sequencing outcome:
