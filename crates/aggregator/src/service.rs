@@ -256,7 +256,9 @@ async fn restore(
 
 /// Decodes validated records, each into the document the one before it
 /// was decoded into, so that its strings and vectors are reused; with
-/// each its content digest, read off the record.
+/// each its content digest, read off the record. Only what sequencing
+/// and the audit verdict use is read: the other strings (free text,
+/// references, the horizon) stay empty.
 #[derive(Debug, Default)]
 struct Decoder {
     document: ForecastDocument,
@@ -265,7 +267,7 @@ struct Decoder {
 impl Decoder {
     fn decode(&mut self, record: &[u8]) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
         let digest =
-            wire::decode_document_digest(record, Registry::embedded(), &mut self.document)?;
+            wire::decode_sequencing_digest(record, Registry::embedded(), &mut self.document)?;
         Ok((&self.document, digest))
     }
 }

@@ -74,6 +74,8 @@ pub(crate) struct Reader<'a> {
     /// variable-length integer was minimal and every array was one block
     /// of a positive count (what [`Writer`] writes).
     canonical: bool,
+    /// Whether [`text_into`](Self::text_into) reads its strings.
+    read_text: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -82,7 +84,22 @@ impl<'a> Reader<'a> {
             buf,
             pos: 0,
             canonical: true,
+            read_text: true,
         }
+    }
+
+    /// A reader whose [`text_into`](Self::text_into) passes over its
+    /// strings: not copied, not checked as UTF-8, left empty.
+    pub(crate) fn skimming(buf: &'a [u8]) -> Self {
+        Self {
+            read_text: false,
+            ..Self::new(buf)
+        }
+    }
+
+    /// True for a [`skimming`](Self::skimming) reader.
+    pub(crate) fn skims(&self) -> bool {
+        !self.read_text
     }
 
     /// True when the bytes read so far are the only encoding of the values
@@ -165,6 +182,27 @@ impl<'a> Reader<'a> {
         let v = self.str(what)?;
         s.clear();
         s.push_str(v);
+        Ok(())
+    }
+
+    /// A string that only some readers need (free text, references): read
+    /// into `s` as [`string_into`](Self::string_into) does, or passed over
+    /// by a [`skimming`](Self::skimming) reader, leaving `s` empty.
+    pub(crate) fn text_into(
+        &mut self,
+        what: &'static str,
+        s: &mut String,
+    ) -> Result<(), DecodeError> {
+        if self.read_text {
+            return self.string_into(what, s);
+        }
+        let n = self.len(what)?;
+        let available = self.buf.len() - self.pos;
+        if n > available {
+            return Err(self.truncated(what, n - available));
+        }
+        self.pos += n;
+        s.clear();
         Ok(())
     }
 

@@ -80,9 +80,33 @@ pub fn decode_document_digest(
     datum: &[u8],
     doc: &mut ForecastDocument,
 ) -> Result<[u8; 16], DecodeError> {
-    let mut r = Reader::new(datum);
+    read_digest(Reader::new(datum), datum, doc)
+}
+
+/// [`decode_document_digest`] for sequencing: reads the fields
+/// sequencing and demand use (`document_id`, `revision`, `purpose`,
+/// `customer_id`, `submitted_at`, `bucket` and the lines' SKU, period,
+/// quantity and confidence) and passes over its other strings (the
+/// horizon, free text, references: left empty, not checked as UTF-8). The
+/// digest still covers every field.
+pub fn decode_sequencing_digest(
+    datum: &[u8],
+    doc: &mut ForecastDocument,
+) -> Result<[u8; 16], DecodeError> {
+    read_digest(Reader::skimming(datum), datum, doc)
+}
+
+fn read_digest(
+    mut r: Reader<'_>,
+    datum: &[u8],
+    doc: &mut ForecastDocument,
+) -> Result<[u8; 16], DecodeError> {
     let offset = read_document(&mut r, doc)?;
     if !r.canonical() {
+        // Other bytes for the same values: the digest needs the document whole.
+        if r.skims() {
+            decode_document_into(datum, doc)?;
+        }
         return Ok(content_digest(doc));
     }
     // What content_digest encodes: these bytes with the offset written as 0.
@@ -107,8 +131,8 @@ fn read_document(
     let offset_start = r.position();
     doc.submitted_at = at.with_offset_minutes(r.int("submitted_at_offset_minutes")?);
     let offset = offset_start..r.position();
-    r.string_into("horizon.start", &mut doc.horizon.start)?;
-    r.string_into("horizon.end", &mut doc.horizon.end)?;
+    r.text_into("horizon.start", &mut doc.horizon.start)?;
+    r.text_into("horizon.end", &mut doc.horizon.end)?;
     doc.bucket = r.enum_value("bucket", Bucket::from_index)?;
     r.array_into("lines", &mut doc.lines, Line::default, |r, l| {
         r.string_into("lines[].sku", &mut l.sku)?;
@@ -120,21 +144,21 @@ fn read_document(
             &mut l.ship_to,
             ShipTo::default,
             |r, s| {
-                r.string_into("lines[].ship_to.site", &mut s.site)?;
-                r.string_into("lines[].ship_to.country", &mut s.country)
+                r.text_into("lines[].ship_to.site", &mut s.site)?;
+                r.text_into("lines[].ship_to.country", &mut s.country)
             },
         )
     })?;
     let end_use = &mut doc.end_use;
     end_use.category = r.enum_value("end_use.category", EndUseCategory::from_index)?;
-    r.string_into("end_use.description", &mut end_use.description)?;
+    r.text_into("end_use.description", &mut end_use.description)?;
     r.array_into(
         "end_use.end_users",
         &mut end_use.end_users,
         EndUser::default,
         |r, u| {
-            r.string_into("end_use.end_users[].name", &mut u.name)?;
-            r.string_into("end_use.end_users[].country", &mut u.country)
+            r.text_into("end_use.end_users[].name", &mut u.name)?;
+            r.text_into("end_use.end_users[].country", &mut u.country)
         },
     )?;
     r.array_into(
@@ -143,15 +167,15 @@ fn read_document(
         SupportingDocument::default,
         |r, d| {
             d.kind = r.enum_value("documents[].kind", DocumentKind::from_index)?;
-            r.string_into("documents[].reference", &mut d.reference)?;
+            r.text_into("documents[].reference", &mut d.reference)?;
             d.issued_on = Date::from_days(r.int("documents[].issued_on")?);
             d.expires_on = Date::from_days(r.int("documents[].expires_on")?);
-            r.string_into("documents[].sha256", &mut d.sha256)?;
+            r.text_into("documents[].sha256", &mut d.sha256)?;
             r.optional_into(
                 "documents[].signed_by",
                 &mut d.signed_by,
                 String::new,
-                |r, s| r.string_into("documents[].signed_by", s),
+                |r, s| r.text_into("documents[].signed_by", s),
             )
         },
     )?;
@@ -161,7 +185,7 @@ fn read_document(
         "export_license.application_number",
         &mut licence.application_number,
         String::new,
-        |r, s| r.string_into("export_license.application_number", s),
+        |r, s| r.text_into("export_license.application_number", s),
     )?;
     r.finish().map(|()| offset)
 }

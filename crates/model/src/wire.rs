@@ -120,6 +120,18 @@ pub fn decode_document_digest(
     })
 }
 
+/// [`decode_document_digest`] reading only what sequencing uses
+/// ([`codec::decode_sequencing_digest`]).
+pub fn decode_sequencing_digest(
+    record: &[u8],
+    registry: &Registry,
+    doc: &mut ForecastDocument,
+) -> Result<[u8; 16], DecodeError> {
+    decode(record, registry, Subject::ForecastDocument, |datum| {
+        codec::decode_sequencing_digest(datum, doc)
+    })
+}
+
 /// Frames a verdict with the current verdict schema.
 pub fn encode_verdict(v: &Verdict) -> Vec<u8> {
     frame(Subject::Verdict.current_id(), |b| {
