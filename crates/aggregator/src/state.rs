@@ -145,7 +145,7 @@ impl DemandState {
 
     /// [`apply`](Self::apply) of a document whose
     /// [`content_digest`] is known, as decoding a record gives it
-    /// (`wire::decode_document_digest`) without encoding the document again.
+    /// (`wire::decode_sequencing_digest`) without encoding the document again.
     pub fn apply_digested(&mut self, doc: &ForecastDocument, digest: [u8; 16]) -> Sequenced {
         let (outcome, _) = self.decide(doc, || digest);
         let Sequenced::Applied { previous, .. } = outcome else {

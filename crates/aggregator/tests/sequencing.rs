@@ -170,43 +170,29 @@ fn monthly_lines_count_in_their_quarter_and_firm_and_planning_are_apart() {
 
 #[test]
 fn a_revision_that_moves_no_cell_changes_no_demand() {
-    let changed = |demand_changed| Sequenced::Applied {
-        previous: None,
+    let outcome = |previous, demand_changed| Sequenced::Applied {
+        previous,
         demand_changed,
     };
     let mut s = DemandState::new();
-    let lines = [("A", "2026-07-01", 10, Firm), ("A", "2026-08-01", 5, Firm)];
-    assert_eq!(s.apply(&doc("D", 1, Original, "T", &lines)), changed(true));
     let sequence = |s: &DemandState| s.snapshot("T", Timestamp::from_millis(0)).sequence;
-    assert_eq!(sequence(&s), 1);
+    let lines = [("A", "2026-07-01", 10, Firm), ("A", "2026-08-01", 5, Firm)];
+    let r1 = s.apply(&doc("D", 1, Original, "T", &lines));
+    assert_eq!((r1, sequence(&s)), (outcome(None, true), 1));
     // The same units per SKU x quarter, in other lines, and a line of none.
     let same = [
         ("B", "2026-10-01", 0, Planning),
         ("A", "2026-09-01", 15, Firm),
     ];
     let r2 = s.apply(&doc("D", 2, Replace, "T", &same));
-    assert_eq!(
-        r2,
-        Sequenced::Applied {
-            previous: Some(1),
-            demand_changed: false
-        }
-    );
-    assert_eq!(sequence(&s), 1);
+    assert_eq!((r2, sequence(&s)), (outcome(Some(1), false), 1));
     // One cell the same, one new: changed.
     let more = [
         ("A", "2026-07-01", 15, Firm),
         ("B", "2026-10-01", 1, Planning),
     ];
     let r3 = s.apply(&doc("D", 3, Replace, "T", &more));
-    assert_eq!(
-        r3,
-        Sequenced::Applied {
-            previous: Some(2),
-            demand_changed: true
-        }
-    );
-    assert_eq!(sequence(&s), 2);
+    assert_eq!((r3, sequence(&s)), (outcome(Some(2), true), 2));
     assert_eq!(
         rows(&s),
         [
@@ -215,15 +201,9 @@ fn a_revision_that_moves_no_cell_changes_no_demand() {
         ]
     );
     // A document of no lines, applied and cancelled: nothing to change.
-    assert_eq!(s.apply(&doc("E", 1, Original, "T", &[])), changed(false));
-    let r2 = s.apply(&doc("E", 2, Cancel, "T", &[]));
-    assert_eq!(
-        r2,
-        Sequenced::Applied {
-            previous: Some(1),
-            demand_changed: false
-        }
-    );
+    let e1 = s.apply(&doc("E", 1, Original, "T", &[]));
+    let e2 = s.apply(&doc("E", 2, Cancel, "T", &[]));
+    assert_eq!((e1, e2), (outcome(None, false), outcome(Some(1), false)));
     assert_eq!(sequence(&s), 2);
 }
 

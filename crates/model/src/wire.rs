@@ -108,19 +108,8 @@ pub fn decode_document_into(
     })
 }
 
-/// [`decode_document_into`], returning the document's
-/// [`codec::content_digest`] ([`codec::decode_document_digest`]).
-pub fn decode_document_digest(
-    record: &[u8],
-    registry: &Registry,
-    doc: &mut ForecastDocument,
-) -> Result<[u8; 16], DecodeError> {
-    decode(record, registry, Subject::ForecastDocument, |datum| {
-        codec::decode_document_digest(datum, doc)
-    })
-}
-
-/// [`decode_document_digest`] reading only what sequencing uses
+/// Decodes a framed document of any registered version into `doc` as far
+/// as sequencing reads it, returning its [`codec::content_digest`]
 /// ([`codec::decode_sequencing_digest`]).
 pub fn decode_sequencing_digest(
     record: &[u8],

@@ -289,10 +289,8 @@ fn a_record_of_the_older_schema_is_read_by_the_current_one() {
                 doc.clone()
             );
             let mut read = ForecastDocument::default();
-            let digest = wire::decode_document_digest(&record, registry, &mut read).unwrap();
+            let digest = wire::decode_sequencing_digest(&record, registry, &mut read).unwrap();
             prop_assert_eq!(digest, codec::content_digest(&doc));
-            let skimmed = wire::decode_sequencing_digest(&record, registry, &mut read).unwrap();
-            prop_assert_eq!(skimmed, digest);
             Ok(())
         })
         .unwrap();
