@@ -25,6 +25,10 @@ pub struct Metrics {
     rereads: AtomicU64,
     offsets_passed: AtomicU64,
     ready: AtomicBool,
+    /// Unix microseconds of the first record consumed (0: none yet).
+    first_in_micros: AtomicU64,
+    /// Unix microseconds when a batch's outputs were last all acknowledged.
+    last_processed_micros: AtomicU64,
 }
 
 /// Output topics, as metric labels.
@@ -55,11 +59,15 @@ impl Metrics {
             rereads: AtomicU64::new(0),
             offsets_passed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            first_in_micros: AtomicU64::new(0),
+            last_processed_micros: AtomicU64::new(0),
         }
     }
 
     pub fn record_in(&self) {
-        self.records_in.fetch_add(1, Relaxed);
+        if self.records_in.fetch_add(1, Relaxed) == 0 {
+            self.first_in_micros.store(unix_micros(), Relaxed);
+        }
     }
 
     pub fn record_out(&self, output: Output) {
@@ -89,6 +97,9 @@ impl Metrics {
             }
             count += 1;
             micros += d.as_micros() as u64;
+        }
+        if count > 0 {
+            self.last_processed_micros.store(unix_micros(), Relaxed);
         }
         // Buckets are cumulative: one that fits in `le` fits every larger.
         let mut cumulative = 0;
@@ -132,6 +143,16 @@ impl Metrics {
 
     pub fn records_in_total(&self) -> u64 {
         self.records_in.load(Relaxed)
+    }
+
+    /// Unix seconds of the first record consumed and of the last batch
+    /// processed (0 where none yet): a run's span by the service's clock.
+    pub fn span_seconds(&self) -> (f64, f64) {
+        let seconds = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
+        (
+            seconds(&self.first_in_micros),
+            seconds(&self.last_processed_micros),
+        )
     }
 
     /// The Prometheus text exposition.
@@ -221,6 +242,23 @@ impl Metrics {
             "counter",
             self.rereads.load(Relaxed),
         );
+        let (first_in, last_processed) = self.span_seconds();
+        single(
+            &mut o,
+            svc,
+            "forecast_first_record_in_timestamp_seconds",
+            "When the first record was consumed, Unix seconds (0: none yet).",
+            "gauge",
+            format_args!("{first_in:.6}"),
+        );
+        single(
+            &mut o,
+            svc,
+            "forecast_last_processed_timestamp_seconds",
+            "When a record's outputs were last all acknowledged, Unix seconds (0: none yet).",
+            "gauge",
+            format_args!("{last_processed:.6}"),
+        );
         single(
             &mut o,
             svc,
@@ -231,6 +269,12 @@ impl Metrics {
         );
         o
     }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Writes a metric of one value, labelled with the service, with its help
@@ -250,6 +294,27 @@ fn single(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_span_starts_at_the_first_record_in() {
+        let m = Metrics::new("t");
+        assert_eq!(m.span_seconds(), (0.0, 0.0));
+        m.record_in();
+        let (first, _) = m.span_seconds();
+        std::thread::sleep(Duration::from_millis(20));
+        m.record_in();
+        m.latencies([Duration::from_millis(1)]);
+        let (again, last) = m.span_seconds();
+        assert_eq!(again, first, "the first record's time is kept");
+        assert!(last - first >= 0.019, "{first} .. {last}");
+        assert!(
+            m.render().contains(&format!(
+                "forecast_first_record_in_timestamp_seconds{{service=\"t\"}} {first:.6}"
+            )),
+            "{}",
+            m.render()
+        );
+    }
 
     fn bucket(rendered: &str, le: &str) -> u64 {
         let prefix = format!("forecast_processing_seconds_bucket{{service=\"t\",le=\"{le}\"}} ");
@@ -273,6 +338,11 @@ mod tests {
         assert_eq!(bucket(&r, "1"), 3);
         assert_eq!(bucket(&r, "5"), 4, "10 s is above every bound");
         assert_eq!(m.processed_total(), 5);
+        let (_, last) = m.span_seconds();
+        assert!(
+            last > 1.7e9,
+            "the last batch processed is now, in Unix seconds: {last}"
+        );
         assert!(
             r.contains("forecast_processing_seconds_sum{service=\"t\"} 12.0045"),
             "{r}"
