@@ -97,11 +97,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// True for a [`skimming`](Self::skimming) reader.
-    pub(crate) fn skims(&self) -> bool {
-        !self.read_text
-    }
-
     /// True when the bytes read so far are the only encoding of the values
     /// read: [`Writer`] writing them again gives the same bytes.
     pub(crate) fn canonical(&self) -> bool {
@@ -156,16 +151,22 @@ impl<'a> Reader<'a> {
         usize::try_from(n).map_err(|_| self.invalid(what, format!("negative length {n}")))
     }
 
-    pub(crate) fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+    /// The bytes of the string that starts here, its length read and
+    /// checked against what is left; not yet passed over.
+    fn string_bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.len(what)?;
         let available = self.buf.len() - self.pos;
         if n > available {
             return Err(self.truncated(what, n - available));
         }
-        let bytes = &self.buf[self.pos..self.pos + n];
+        Ok(&self.buf[self.pos..self.pos + n])
+    }
+
+    pub(crate) fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+        let bytes = self.string_bytes(what)?;
         let s = std::str::from_utf8(bytes)
             .map_err(|e| self.invalid(what, format!("not UTF-8: {e}")))?;
-        self.pos += n;
+        self.pos += bytes.len();
         Ok(s)
     }
 
@@ -196,12 +197,7 @@ impl<'a> Reader<'a> {
         if self.read_text {
             return self.string_into(what, s);
         }
-        let n = self.len(what)?;
-        let available = self.buf.len() - self.pos;
-        if n > available {
-            return Err(self.truncated(what, n - available));
-        }
-        self.pos += n;
+        self.pos += self.string_bytes(what)?.len();
         s.clear();
         Ok(())
     }

@@ -72,41 +72,24 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
     read_document(&mut Reader::new(datum), doc).map(drop)
 }
 
-/// [`decode_document_into`], returning the document's [`content_digest`].
-/// The digest is taken from the datum's own bytes where they are the only
-/// encoding of its values (what this codec, and Avro writers as usually
-/// configured, write): no second encoding of the document.
-pub fn decode_document_digest(
-    datum: &[u8],
-    doc: &mut ForecastDocument,
-) -> Result<[u8; 16], DecodeError> {
-    read_digest(Reader::new(datum), datum, doc)
-}
-
-/// [`decode_document_digest`] for sequencing: reads the fields
-/// sequencing and demand use (`document_id`, `revision`, `purpose`,
-/// `customer_id`, `submitted_at`, `bucket` and the lines' SKU, period,
-/// quantity and confidence) and passes over its other strings (the
-/// horizon, free text, references: left empty, not checked as UTF-8). The
-/// digest still covers every field.
+/// Decodes for sequencing: reads into `doc` the fields sequencing and
+/// demand use (`document_id`, `revision`, `purpose`, `customer_id`,
+/// `submitted_at`, `bucket` and the lines' SKU, period, quantity and
+/// confidence) and passes over its other strings (the horizon, free text,
+/// references: left empty, not checked as UTF-8); returns the document's
+/// [`content_digest`], which still covers every field. The digest is taken
+/// from the datum's own bytes where they are the only encoding of its
+/// values (what this codec, and Avro writers as usually configured,
+/// write): no second encoding of the document.
 pub fn decode_sequencing_digest(
     datum: &[u8],
     doc: &mut ForecastDocument,
 ) -> Result<[u8; 16], DecodeError> {
-    read_digest(Reader::skimming(datum), datum, doc)
-}
-
-fn read_digest(
-    mut r: Reader<'_>,
-    datum: &[u8],
-    doc: &mut ForecastDocument,
-) -> Result<[u8; 16], DecodeError> {
+    let mut r = Reader::skimming(datum);
     let offset = read_document(&mut r, doc)?;
     if !r.canonical() {
         // Other bytes for the same values: the digest needs the document whole.
-        if r.skims() {
-            decode_document_into(datum, doc)?;
-        }
+        decode_document_into(datum, doc)?;
         return Ok(content_digest(doc));
     }
     // What content_digest encodes: these bytes with the offset written as 0.
