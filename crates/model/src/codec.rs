@@ -1,5 +1,5 @@
 //! Avro binary codecs of the current schema versions, written by hand over
-//! [`crate::avro`] (field order = the `.avsc` files), plus the content
+//! the crate's Avro reader and writer (field order = the `.avsc` files), plus the content
 //! digest. Framing and older versions: [`crate::wire`].
 
 use crate::DecodeError;
