@@ -1,6 +1,6 @@
 //! Avro binary codecs of the current schema versions, written by hand over
-//! the crate's Avro reader and writer (field order = the `.avsc` files), plus the content
-//! digest. Framing and older versions: [`crate::wire`].
+//! the crate's Avro reader and writer (field order = the `.avsc` files),
+//! plus the content digest. Framing and older versions: [`crate::wire`].
 
 use crate::DecodeError;
 use crate::avro::{Reader, Writer};

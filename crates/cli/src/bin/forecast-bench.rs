@@ -1100,7 +1100,8 @@ fn watch_demand(
 }
 
 /// The median of the runs' figures: of an even number of runs, the mean
-/// of the middle two (`--repeat 2` would otherwise report its better run).
+/// of the middle two (the upper middle value would make `--repeat 2`
+/// report the larger of its two runs for every figure).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
