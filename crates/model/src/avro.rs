@@ -65,6 +65,11 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// The value of a zigzag-encoded integer.
+fn zigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
 /// Reads Avro binary values from a slice, with typed errors that say where.
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
@@ -125,6 +130,20 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn long(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        // One byte: string lengths, enum and union indexes, array counts and
+        // small numbers, most of the integers a document holds.
+        if let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(zigzag(u64::from(byte)));
+        }
+        self.long_multibyte(what)
+    }
+
+    /// [`long`](Self::long) of a value over several bytes (or none left).
+    #[inline(never)]
+    fn long_multibyte(&mut self, what: &'static str) -> Result<i64, DecodeError> {
         let mut z: u64 = 0;
         for shift in (0..64).step_by(7) {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -135,7 +154,7 @@ impl<'a> Reader<'a> {
             if byte & 0x80 == 0 {
                 // A last byte of zero after others pads the value.
                 self.canonical &= byte != 0 || shift == 0;
-                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+                return Ok(zigzag(z));
             }
         }
         Err(self.invalid(what, "variable-length integer longer than 10 bytes"))
@@ -348,6 +367,32 @@ mod tests {
             prop_assert!(r.canonical());
         }
 
+        /// Whichever path reads it (one byte or several), an integer reads
+        /// as the Avro spec's zigzag varint: value, length, and whether it
+        /// was padded; no terminating byte within 10 is an error.
+        #[test]
+        fn longs_read_as_the_spec_decodes_them(bytes in proptest::collection::vec(
+            // The bytes at the edges of a varint's last and continuation bytes, often.
+            prop_oneof![Just(0u8), Just(1), Just(0x7f), Just(0x80), Just(0x81), Just(0xff), any::<u8>()],
+            0..12,
+        )) {
+            let mut spec = None;
+            let mut z = 0u64;
+            for (i, &b) in bytes.iter().enumerate().take(10) {
+                z |= u64::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    spec = Some(((z >> 1) as i64 ^ -((z & 1) as i64), i + 1, b != 0 || i == 0));
+                    break;
+                }
+            }
+            let mut r = Reader::new(&bytes);
+            match (r.long("v"), spec) {
+                (Ok(v), Some(expected)) => prop_assert_eq!((v, r.position(), r.canonical()), expected),
+                (Err(_), None) => {}
+                (got, expected) => prop_assert!(false, "read {:?}, the spec says {:?}", got, expected),
+            }
+        }
+
         #[test]
         fn truncated_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..32)) {
             let mut r = Reader::new(&bytes);
@@ -388,6 +433,35 @@ mod tests {
             let mut buf = Vec::new();
             Writer::new(&mut buf).long(v);
             assert_eq!(buf, bytes, "{v}");
+            assert_eq!(Reader::new(&bytes).long("v").unwrap(), v, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_truncated_or_overlong_integer_says_where() {
+        let err = Reader::new(&[0x80]).long("quantity").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Truncated {
+                    what: "quantity",
+                    offset: 1,
+                    needed: 1
+                }
+            ),
+            "{err:?}"
+        );
+        let err = Reader::new(&[0xff; 11]).long("quantity").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Invalid {
+                    what: "quantity",
+                    offset: 10,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }
