@@ -99,16 +99,14 @@ impl DemandState {
     /// What [`apply`](Self::apply) would decide, without changing anything.
     /// The digest is computed only when the revision equals the applied one.
     pub fn sequence(&self, doc: &ForecastDocument) -> Sequenced {
-        self.decide(doc, || content_digest(doc)).0
+        self.decide(doc, || content_digest(doc))
     }
 
-    fn decide(
-        &self,
-        doc: &ForecastDocument,
-        digest: impl FnOnce() -> [u8; 16],
-    ) -> (Sequenced, Option<&Applied>) {
+    /// What sequencing decides for `doc` given its document's last applied
+    /// revision; `digest` is called only when the revisions are equal.
+    fn decide(&self, doc: &ForecastDocument, digest: impl FnOnce() -> [u8; 16]) -> Sequenced {
         let Some(last) = self.documents.get(doc.document_id.as_str()) else {
-            let outcome = if doc.purpose == Purpose::Original {
+            return if doc.purpose == Purpose::Original {
                 Sequenced::Applied {
                     previous: None,
                     demand_changed: false,
@@ -116,9 +114,8 @@ impl DemandState {
             } else {
                 Sequenced::Rejected(RuleCode::DocumentUnknown)
             };
-            return (outcome, None);
         };
-        let outcome = if doc.revision == last.revision {
+        if doc.revision == last.revision {
             if digest() == last.digest {
                 Sequenced::Duplicate
             } else {
@@ -133,8 +130,7 @@ impl DemandState {
                 previous: Some(last.revision),
                 demand_changed: false,
             }
-        };
-        (outcome, Some(last))
+        }
     }
 
     /// Sequences a document that passed every rule and, when it is applied,
@@ -147,7 +143,7 @@ impl DemandState {
     /// [`content_digest`] is known, as decoding a record gives it
     /// (`wire::decode_sequencing_digest`) without encoding the document again.
     pub fn apply_digested(&mut self, doc: &ForecastDocument, digest: [u8; 16]) -> Sequenced {
-        let (outcome, _) = self.decide(doc, || digest);
+        let outcome = self.decide(doc, || digest);
         let Sequenced::Applied { previous, .. } = outcome else {
             return outcome;
         };
