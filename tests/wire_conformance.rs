@@ -1,15 +1,16 @@
 //! The conformance sample through the wire path the services use: every
 //! decodable submission is Avro-encoded with the Confluent framing, judged
-//! from those bytes, and sequenced. Verdicts and demand must equal
+//! from those bytes, and sequenced (`forecast_pipeline::Replay`, the
+//! composition `forecastctl replay` runs on JSON). Verdicts and demand must equal
 //! `expected.json`, as they do for `forecastctl replay` from JSON.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
-use forecast_aggregator::{DemandState, sequenced_verdict};
-use forecast_model::{Registry, Timestamp, wire};
-use forecast_validator::{Judged, Policy, Validator};
+use forecast_model::{Timestamp, wire};
+use forecast_pipeline::Replay;
+use forecast_validator::Policy;
 use serde_json::{Value, json};
 
 fn conformance() -> PathBuf {
@@ -31,8 +32,7 @@ fn avro_path_gives_the_expected_verdicts_and_demand() {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let policy = Policy::load(None, Some(&dir.join("restricted.csv"))).unwrap();
-    let validator = Validator::new(policy);
-    let mut state = DemandState::new();
+    let mut replay = Replay::deciding_at(policy, Timestamp::from_millis(0));
     let mut verdicts = Vec::new();
     let mut framed = 0;
     for line in stream
@@ -41,19 +41,13 @@ fn avro_path_gives_the_expected_verdicts_and_demand() {
         .filter(|l| !l.trim().is_empty())
     {
         // The producer refuses what does not decode; those keep the JSON verdict.
-        let judged = match forecast_model::parse_submission(line.as_bytes()) {
+        let (verdict, _) = match forecast_model::parse_submission(line.as_bytes()) {
             Ok(doc) => {
                 framed += 1;
-                validator.judge_framed(&wire::encode_document(&doc), Registry::embedded())
+                replay.submit_framed(&wire::encode_document(&doc))
             }
-            Err(_) => validator.judge_json(line.as_bytes()),
+            Err(_) => replay.submit_json(line.as_bytes()),
         };
-        let mut verdict = validator.verdict(&judged, Timestamp::from_millis(0), None);
-        if let Judged::Checked { document, report } = &judged
-            && report.passed()
-        {
-            verdict = sequenced_verdict(verdict, &state.apply(document));
-        }
         verdicts.push(json!({
             "document_id": verdict.document_id,
             "revision": verdict.revision,
@@ -68,7 +62,8 @@ fn avro_path_gives_the_expected_verdicts_and_demand() {
     for (i, (got, want)) in verdicts.iter().zip(expected_verdicts).enumerate() {
         assert_eq!(got, want, "verdict {i}");
     }
-    let demand: Vec<Value> = state
+    let demand: Vec<Value> = replay
+        .state()
         .rows()
         .map(|r| serde_json::to_value(r).unwrap())
         .collect();

@@ -4,10 +4,9 @@
 //! - [`state`]: the pure core, [`DemandState::apply`]; the aggregating
 //!   service and `forecastctl replay` both call it, so they cannot disagree.
 //! - [`service`]: the Kafka loop around it.
-//! - [`read`]: reading demand back from the compacted topic.
 
-pub mod read;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod state;
 
-pub use state::{DemandState, Interner, Sequenced, sequenced_verdict};
+pub use state::{DemandState, Sequenced, sequenced_verdict};

@@ -21,22 +21,24 @@
 //! `forecasts.validated` is keyed by `document_id`, so every revision of a
 //! document is in one partition, in order; a snapshot covers one customer
 //! within one partition and is keyed `customer_id/partition`: the demand of
-//! a customer is the sum of its latest snapshots (see [`crate::read`]).
+//! a customer is the sum of its latest snapshots (`forecast_model::DemandView`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use forecast_kafka::KafkaArgs;
+use forecast_kafka::reader_config;
 use forecast_model::{
     DecodeError, ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, Verdict,
     Violation, WarningCode, wire,
 };
-use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
+use forecast_runtime::group::follow;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
-use forecast_runtime::kafka::{follow, reader_config};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -218,7 +220,7 @@ async fn restore(
         }
         let reader: BaseConsumer = reader_config(&kafka).create()?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, forecast_runtime::kafka::from_start())?;
+        tpl.add_partition_offset(&topic, partition, forecast_kafka::from_start())?;
         reader.assign(&tpl)?;
         let mut decoder = Decoder::default();
         let mut idle = Instant::now();

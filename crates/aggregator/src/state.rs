@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 // Keyed (randomly seeded per process) and several times faster than
 // SipHash on short keys; document ids come from customers, so the hasher
 // must stay keyed.
-use ahash::{HashMap, HashSet};
+use ahash::HashMap;
 use std::sync::Arc;
 
+use forecast_model::Interner;
 use forecast_model::codec::content_digest;
 use forecast_model::{
     Confidence, DemandRow, DemandSnapshot, ForecastDocument, Purpose, Quarter, RuleCode,
@@ -70,24 +71,6 @@ pub struct DemandState {
     customers: BTreeMap<Arc<str>, CustomerDemand>,
     /// Interned customer ids and SKUs: a few distinct values shared by all documents.
     interned: Interner,
-}
-
-/// Strings kept once however often they are taken: for the few distinct
-/// values (customer ids, SKUs, policy versions, topics) that every
-/// document or verdict repeats.
-#[derive(Debug, Clone, Default)]
-pub struct Interner(HashSet<Arc<str>>);
-
-impl Interner {
-    /// The kept copy of `s`, kept now if it is new.
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.0.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.0.insert(a.clone());
-        a
-    }
 }
 
 impl DemandState {

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use forecast_aggregator::read::{DemandView, read_to_end};
 use forecast_aggregator::service::AggregatorArgs;
+use forecast_kafka::KafkaArgs;
+use forecast_model::DemandView;
+use forecast_planner::demand::{apply, next_changes, read_to_end};
 use forecast_producer::Submitter;
-use forecast_runtime::config::{KafkaArgs, LogArgs, TopicArgs};
-use forecast_runtime::kafka::TopicLayout;
+use forecast_runtime::config::{LogArgs, TopicArgs};
 use forecast_runtime::metrics::Metrics;
+use forecast_runtime::topics::TopicLayout;
 use forecast_validator::service::ValidatorArgs;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::{PolicyArgs, input, report};
@@ -164,12 +165,12 @@ pub async fn load_supply(
 ) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let entries = forecast_planner::supply::load(file)?;
-    forecast_runtime::kafka::check_reachable(kafka, Duration::from_secs(15)).await?;
-    let producer: FutureProducer = forecast_runtime::kafka::producer_config(kafka).create()?;
+    forecast_runtime::topics::check_reachable(kafka, Duration::from_secs(15)).await?;
+    let producer: FutureProducer = forecast_kafka::producer_config(kafka).create()?;
     let (p, topic) = (producer.clone(), topics.topic_supply.clone());
     let exists = tokio::task::spawn_blocking(move || {
         use rdkafka::producer::Producer as _;
-        forecast_runtime::kafka::partition_ids(p.client(), &topic, Duration::from_secs(10))
+        forecast_kafka::partition_ids(p.client(), &topic, Duration::from_secs(10))
             .map(|ids| !ids.is_empty())
     })
     .await??;
@@ -184,7 +185,7 @@ pub async fn load_supply(
         let record = FutureRecord::to(&topics.topic_supply)
             .key(key.as_bytes())
             .payload(value.as_slice());
-        deliveries.push(forecast_runtime::kafka::enqueue(&producer, record).await?);
+        deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
     while let Some(d) = deliveries.next().await {
         d?.map_err(|(e, _)| anyhow::anyhow!("supply record not delivered: {e}"))?;
@@ -329,7 +330,7 @@ pub async fn create_topics(
     topics: &TopicArgs,
     layout: &LayoutArgs,
 ) -> anyhow::Result<()> {
-    let created = forecast_runtime::kafka::create_topics(kafka, topics, layout.layout()).await?;
+    let created = forecast_runtime::topics::create_topics(kafka, topics, layout.layout()).await?;
     if !created.is_empty() {
         tracing::info!(topics = %created.join(","), partitions = layout.partitions, "created topics");
     }
@@ -457,19 +458,11 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
         let r = reader.clone();
         let batch = tokio::select! {
             _ = token.cancelled() => return Ok(()),
-            b = tokio::task::spawn_blocking(move || {
-                let mut got = Vec::new();
-                while let Some(m) = r.poll(Duration::from_millis(if got.is_empty() { 500 } else { 0 })) {
-                    let m = m?;
-                    got.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec)));
-                    if got.len() > 10_000 { break; }
-                }
-                anyhow::Ok(got)
-            }) => b??,
+            b = tokio::task::spawn_blocking(move || next_changes(&r)) => b??,
         };
         let mut changed = false;
         for (k, v) in &batch {
-            if view.update(k, v.as_deref()) {
+            if apply(&mut view, k, v.as_deref()) {
                 changed = true;
                 changes += 1;
             }

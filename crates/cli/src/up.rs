@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use forecast_aggregator::read::read_to_end;
 use forecast_aggregator::service::AggregatorArgs;
-use forecast_runtime::config::{KafkaArgs, LogArgs, LogFormat, TopicArgs};
+use forecast_kafka::KafkaArgs;
+use forecast_planner::demand::read_to_end;
+use forecast_runtime::config::{LogArgs, LogFormat, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +23,16 @@ use tokio_util::sync::CancellationToken;
 use crate::stream::{self, LayoutArgs};
 use crate::{PolicyArgs, report};
 
-/// The tansu release this project is tested with.
+/// The tansu release this project runs, with `deploy/tansu.patch`.
 pub const TANSU_VERSION: &str = "0.6.0";
+
+/// The script that installs the broker (once, into the cache folder) and
+/// prints its path: the one install that `up`, the tests and the benchmark
+/// share. Found in the checkout this binary was built from.
+/// Where the broker is built and kept unless `--cache-dir` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/forecast";
+
+const INSTALL_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install-tansu");
 
 /// Arguments of `up`.
 #[derive(Debug, Args)]
@@ -31,15 +40,16 @@ pub struct UpArgs {
     /// Port of the embedded broker on 127.0.0.1.
     #[arg(long, env = "FORECAST_UP_PORT", default_value_t = 19092)]
     pub port: u16,
-    /// tansu binary; by default found on PATH or in the cache folder, and
-    /// installed there with cargo when missing.
+    /// tansu binary; by default the build of scripts/install-tansu (tansu
+    /// 0.6.0 with deploy/tansu.patch) in the cache folder, made there with
+    /// cargo the first time.
     #[arg(long, env = "FORECAST_TANSU", value_name = "PATH")]
     pub tansu: Option<PathBuf>,
-    /// Where a missing tansu is installed.
+    /// Where the broker is built and kept.
     #[arg(
         long,
         env = "FORECAST_CACHE_DIR",
-        default_value = "/var/cache/forecast",
+        default_value = DEFAULT_CACHE_DIR,
         value_name = "DIR"
     )]
     pub cache_dir: PathBuf,
@@ -66,54 +76,42 @@ pub struct UpArgs {
     pub once: bool,
 }
 
-/// The tansu binary: `explicit`, the cache folder, PATH, or installed into
-/// the cache folder with cargo.
+/// The tansu binary: `explicit`, or the build of `scripts/install-tansu`
+/// (tansu 0.6.0 with `deploy/tansu.patch`), installed into `cache_dir` the
+/// first time with cargo's progress on standard error, and found there after.
 pub fn tansu_path(explicit: Option<&Path>, cache_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(p.exists(), "--tansu {} does not exist", p.display());
         return Ok(p.to_path_buf());
     }
-    let cached = cache_dir.join(format!("tansu-{TANSU_VERSION}/bin/tansu"));
-    if cached.exists() {
-        return Ok(cached);
-    }
-    if let Some(on_path) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.exists())
-    }) {
-        return Ok(on_path);
-    }
-    install_tansu(cache_dir, &cached)?;
-    Ok(cached)
-}
-
-fn install_tansu(cache: &Path, target: &Path) -> anyhow::Result<()> {
-    eprintln!(
-        "tansu {TANSU_VERSION} (the embedded Kafka-protocol broker) is not installed; building it into {} \
-         with cargo. This happens once and takes 15-30 minutes on 2 cores; cargo's progress follows.",
-        cache.display()
-    );
-    let root = cache.join(format!("tansu-{TANSU_VERSION}"));
-    let status = std::process::Command::new("cargo")
-        .args([
-            "install",
-            &format!("tansu@{TANSU_VERSION}"),
-            "--locked",
-            "--features",
-            "dynostore,libsql",
-            "--root",
-        ])
-        .arg(&root)
-        .arg("--target-dir")
-        .arg(cache.join("tansu-build"))
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot run cargo to install tansu: {e}"))?;
+    let script = Path::new(INSTALL_SCRIPT);
     anyhow::ensure!(
-        status.success() && target.exists(),
-        "installing tansu failed ({status}); install it by hand and pass --tansu PATH"
+        script.exists(),
+        "the broker's install script {INSTALL_SCRIPT} is not here (this binary was built from another \
+         checkout); run scripts/install-tansu of a checkout and pass its output with --tansu PATH"
     );
-    Ok(())
+    eprintln!(
+        "broker: tansu {TANSU_VERSION} with deploy/tansu.patch, from {} (built there the first time, \
+         5-10 minutes on 2 cores)",
+        cache_dir.display()
+    );
+    let out = std::process::Command::new(script)
+        .env("FORECAST_CACHE_DIR", cache_dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {INSTALL_SCRIPT}: {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "installing the broker failed ({}); see cargo's output above, or pass a tansu binary with --tansu PATH",
+        out.status
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    anyhow::ensure!(
+        path.exists(),
+        "{INSTALL_SCRIPT} printed {}, which does not exist",
+        path.display()
+    );
+    Ok(path)
 }
 
 /// A tansu broker on 127.0.0.1 with in-memory storage, stopped when dropped.
@@ -287,7 +285,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let expected = {
         let file = crate::input::open(&args.examples)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.examples.display()))?;
-        let mut replay = crate::replay::Replay::new(policy);
+        let mut replay = forecast_pipeline::Replay::new(policy);
         let mut lines = crate::input::JsonLines::new(file);
         while let Some((_, bytes)) = lines.next_line()? {
             replay.submit_json(bytes);

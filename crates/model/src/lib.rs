@@ -3,7 +3,9 @@
 //! - [`document`]: the forecast document; its serde form is the JSON form
 //!   of `spec/forecast-document.md`.
 //! - [`time`]: strict dates, RFC 3339 timestamps and quarters.
-//! - [`verdict`], [`demand`]: what the pipeline decides and publishes.
+//! - [`verdict`], [`demand`]: what the pipeline decides and publishes, and
+//!   the demand read back from its topic ([`DemandView`]).
+//! - [`intern`]: strings kept once.
 //! - [`schema`]: the `.avsc` files of `schemas/`, embedded, with fixed ids.
 //! - [`codec`]: Avro binary codecs of the current schemas, and the content
 //!   digest used for duplicate detection.
@@ -16,7 +18,9 @@ mod avro;
 pub mod codec;
 pub mod demand;
 pub mod document;
+#[cfg(feature = "testing")]
 pub mod fixtures;
+pub mod intern;
 pub mod json;
 pub mod schema;
 #[cfg(feature = "testing")]
@@ -25,8 +29,9 @@ pub mod time;
 pub mod verdict;
 pub mod wire;
 
-pub use demand::{DemandRow, DemandSnapshot, SnapshotRow, Units};
+pub use demand::{DemandRow, DemandSnapshot, DemandView, SnapshotRow, Units};
 pub use document::*;
+pub use intern::Interner;
 pub use json::{InvalidSubmission, parse_submission};
 pub use schema::{Registry, Subject};
 pub use time::{Date, Quarter, Timestamp};

@@ -6,10 +6,12 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use forecast_kafka::KafkaArgs;
+use forecast_kafka::{from_start, partition_ids, reader_config};
 use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
-use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
-use forecast_runtime::kafka::{follow, from_start, partition_ids, reader_config};
+use forecast_runtime::group::follow;
 use forecast_runtime::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;

@@ -7,6 +7,7 @@
 //! and any instance shows the demand of every partition.
 
 pub mod api;
+pub mod demand;
 pub mod feed;
 pub mod supply;
 pub mod view;

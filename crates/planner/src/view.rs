@@ -13,11 +13,10 @@ use std::sync::Arc;
 // Keyed like SipHash, faster on short keys (see forecast-aggregator state).
 use ahash::{HashMap, HashSet};
 
-use forecast_aggregator::Interner;
-use forecast_aggregator::read::DemandView;
 use forecast_model::{
     DemandRow, DemandSnapshot, Outcome, Quarter, RuleCode, Stage, Timestamp, Verdict,
 };
+use forecast_model::{DemandView, Interner};
 use serde::Serialize;
 
 use crate::supply::{SupplyEntry, SupplyPlan};

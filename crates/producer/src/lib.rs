@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn example(doc: forecast_model::ForecastDocument) -> Result<(), forecast_producer::SubmitError> {
-//! use forecast_runtime::config::KafkaArgs;
+//! pub use forecast_kafka::KafkaArgs;
 //! let kafka = KafkaArgs { brokers: "localhost:9092".into(), properties: vec![] };
 //! let submitter = forecast_producer::Submitter::new(&kafka, "forecasts.submitted")?;
 //! let receipt = submitter.submit(&doc).await?;
@@ -17,9 +17,9 @@
 
 use std::time::Duration;
 
+pub use forecast_kafka::KafkaArgs;
+use forecast_kafka::producer_config;
 use forecast_model::{ForecastDocument, wire};
-use forecast_runtime::config::KafkaArgs;
-use forecast_runtime::kafka::producer_config;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 /// Default largest record, in bytes (brokers commonly accept 1 MB).
@@ -143,7 +143,7 @@ impl Submitter {
         let record = FutureRecord::to(&self.topic)
             .key(doc.document_id.as_bytes())
             .payload(value.as_slice());
-        let delivery = forecast_runtime::kafka::enqueue(&self.producer, record)
+        let delivery = forecast_kafka::enqueue(&self.producer, record)
             .await
             .map_err(|source| SubmitError::Delivery {
                 document_id: doc.document_id.clone(),

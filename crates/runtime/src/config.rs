@@ -1,46 +1,7 @@
-//! Configuration every command that talks to Kafka shares: brokers, topic
-//! names, librdkafka pass-through and logging.
-
-use std::collections::BTreeMap;
+//! Flags every service and streaming command shares: topic names and
+//! logging (the connection, brokers and `-X`, is `forecast_kafka::KafkaArgs`).
 
 use clap::{Args, ValueEnum};
-
-/// Connection to the Kafka-protocol cluster.
-#[derive(Debug, Clone, Args)]
-pub struct KafkaArgs {
-    /// Bootstrap brokers, comma-separated host:port.
-    #[arg(
-        long,
-        env = "FORECAST_BROKERS",
-        default_value = "localhost:9092",
-        value_name = "LIST"
-    )]
-    pub brokers: String,
-    /// Any librdkafka property, `-X key=value`, repeatable (SASL, TLS, tuning);
-    /// applied after the pipeline's own settings, so it can override them.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
-}
-
-/// Parses one `-X key=value` property.
-pub fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!(
-            "`{s}` is not key=value (e.g. -X security.protocol=SASL_SSL)"
-        )),
-    }
-}
-
-impl KafkaArgs {
-    /// The pass-through properties, last one wins.
-    pub fn overrides(&self) -> BTreeMap<&str, &str> {
-        self.properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-}
 
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_SUBMITTED: &str = "forecasts.submitted";
@@ -159,15 +120,5 @@ mod tests {
                 default.topic_demand
             ]
         );
-    }
-
-    #[test]
-    fn properties_are_key_value() {
-        assert_eq!(
-            parse_property("a.b=c=d").unwrap(),
-            ("a.b".into(), "c=d".into())
-        );
-        assert!(parse_property("novalue").unwrap_err().contains("key=value"));
-        assert!(parse_property("=x").is_err());
     }
 }

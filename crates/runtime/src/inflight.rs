@@ -17,10 +17,10 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::KafkaArgs;
 use crate::continuity::Positions;
-use crate::kafka::{GroupContext, consumer_config, default_instance_id, follow};
+use crate::group::{GroupContext, default_instance_id, follow};
 use crate::metrics::Metrics;
+use forecast_kafka::{KafkaArgs, consumer_config};
 use tokio_util::sync::CancellationToken;
 
 /// The consumer the services use.
@@ -52,14 +52,14 @@ pub fn group_consumer(
 }
 
 /// The services' producer: idempotent, lz4
-/// ([`crate::kafka::service_producer_config`]),
+/// ([`forecast_kafka::service_producer_config`]),
 /// its deliveries counted per [`Batch`] rather than reported by a future
 /// per record (one allocation, channel and wake-up per output saved).
 pub type BatchProducer = ThreadedProducer<AckContext>;
 
 /// A producer for [`Batch::send`].
 pub fn batch_producer(kafka: &KafkaArgs) -> Result<BatchProducer, KafkaError> {
-    crate::kafka::service_producer_config(kafka).create_with_context(AckContext)
+    forecast_kafka::service_producer_config(kafka).create_with_context(AckContext)
 }
 
 /// Producer context of [`BatchProducer`]: each delivery report counts
@@ -178,7 +178,7 @@ impl Batch {
         self.acks.expect();
         // rdkafka's send gives the record back inside its error.
         #[allow(clippy::result_large_err)]
-        let sent = crate::kafka::send_waiting(record, |r| producer.send(r)).await;
+        let sent = forecast_kafka::send_waiting(record, |r| producer.send(r)).await;
         if sent.is_err() {
             // Never handed over: no report will count it.
             self.acks.ack();
@@ -314,7 +314,7 @@ impl Default for FlightArgs {
 
 impl FlightArgs {
     /// Default of `--max-in-flight`: a stage's outputs wait up to
-    /// `linger.ms` (25 ms, [`crate::kafka::SERVICE_LINGER_MS`]) plus a
+    /// `linger.ms` (25 ms, [`forecast_kafka::SERVICE_LINGER_MS`]) plus a
     /// produce round trip before they are acknowledged, and 20,000 records
     /// cover 200,000 records/s over 100 ms of that (the earlier 5,000
     /// held the validator to 78,000 documents/s when tried with 50 ms).

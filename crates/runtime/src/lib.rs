@@ -1,6 +1,8 @@
-//! What the pipeline's services share, written once:
-//! - [`config`]: brokers, topic names, `-X` librdkafka pass-through, logging;
-//! - [`kafka`]: producer and consumer settings, topic creation;
+//! The plumbing every service of the pipeline runs on, written once (the
+//! Kafka client settings themselves are `forecast-kafka`'s):
+//! - [`config`]: topic names and logging flags;
+//! - [`group`]: group consumers (rebalances, lag, static membership);
+//! - [`topics`]: topic creation, broker reachability;
 //! - [`shutdown`]: the root cancellation token (SIGINT, SIGTERM);
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
@@ -10,10 +12,11 @@
 
 pub mod config;
 pub mod continuity;
+pub mod group;
 pub mod headers;
 pub mod http;
 pub mod inflight;
-pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topics;

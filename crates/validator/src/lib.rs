@@ -14,6 +14,7 @@ pub mod judge;
 pub mod policy;
 pub mod restricted;
 pub mod rules;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod text;
 

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use clap::Args;
+use forecast_kafka::KafkaArgs;
 use forecast_model::{
     ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire,
 };
-use forecast_runtime::config::{KafkaArgs, TopicArgs};
+use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
 use forecast_runtime::metrics::{Metrics, Output};
@@ -163,13 +164,13 @@ impl Handler for Validate<'_> {
                 let codes_text = codes.join(",");
                 // A record too large even for the dead-letter topic goes there
                 // without its value, saying so; the audit verdict still names it.
-                let omitted = payload.len() > forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES;
+                let omitted = payload.len() > forecast_kafka::MAX_DEAD_LETTER_BYTES;
                 // A null value stays null, an empty one empty.
                 let original = m.payload();
                 let note = format!(
                     "{} bytes, over the {} bytes the dead-letter topic takes",
                     payload.len(),
-                    forecast_runtime::kafka::MAX_DEAD_LETTER_BYTES
+                    forecast_kafka::MAX_DEAD_LETTER_BYTES
                 );
                 let mut added = vec![
                     (headers::ERR_TOPIC, source.topic.as_bytes()),

@@ -20,18 +20,16 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The tansu binary: `FORECAST_TANSU`, the CI cache, or PATH.
+/// The broker `forecastctl up` runs: `FORECAST_TANSU`, or the build of
+/// scripts/install-tansu (made the first time).
 fn tansu() -> PathBuf {
-    if let Some(p) = std::env::var_os("FORECAST_TANSU") {
-        return p.into();
-    }
-    let cached = PathBuf::from("/var/cache/forecast/tansu-0.6.0/bin/tansu");
-    if cached.exists() {
-        return cached;
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.exists()))
-        .expect("no tansu broker: set FORECAST_TANSU, install it (see .ci/run), or set FORECAST_TEST_BROKERS")
+    let explicit = std::env::var_os("FORECAST_TANSU").map(PathBuf::from);
+    let cache = std::env::var_os("FORECAST_CACHE_DIR").map_or_else(
+        || PathBuf::from(forecastctl::up::DEFAULT_CACHE_DIR),
+        PathBuf::from,
+    );
+    forecastctl::up::tansu_path(explicit.as_deref(), &cache)
+        .unwrap_or_else(|e| panic!("no tansu broker ({e:#}); or set FORECAST_TEST_BROKERS"))
 }
 
 /// A broker for one test, stopped when dropped.

@@ -1,0 +1,288 @@
+//! `forecast-bench`: the pipeline benchmark harness (dev-only).
+//!
+//! Against one broker (tansu on memory storage started here, or
+//! `--brokers`), on fresh topics for each figure, it measures:
+//! (a) a bare consume -> produce passthrough with the services' own client
+//! settings and consume loop, (b) the validator alone, (c) the aggregator
+//! alone on pre-validated input, (d) end to end from submit to demand,
+//! (e) the planner view reading (d)'s output from its start;
+//! `--repeat` times, reporting medians. Then end-to-end latency (submit ->
+//! the demand snapshot that includes the document) at half the
+//! passthrough rate and at half of what end to end sustained, or at each
+//! `--latency-rate`. The services run as
+//! `forecastctl` child processes, so each has its own peak RSS.
+//! Throughput is timed from the first record consumed to the last one
+//! settled, from the same counters for all three (group joins are not
+//! counted). Submitted records are encoded before any clock starts.
+//! The planner (the API's read model) is not part of (d): it is a reader
+//! of the output topics, in a process of its own, as it is deployed.
+
+mod probe;
+mod procs;
+mod report;
+mod stages;
+mod workload;
+
+use std::path::{Path, PathBuf};
+
+use crate::procs::*;
+use crate::report::*;
+use crate::stages::*;
+use crate::workload::*;
+use clap::Parser;
+use forecast_kafka::KafkaArgs;
+use forecast_kafka::producer_config;
+use forecast_runtime::config::TopicArgs;
+use forecast_runtime::topics::TopicLayout;
+use rdkafka::producer::FutureProducer;
+
+/// The same allocator as `forecastctl`, so the passthrough and the
+/// services are measured alike.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Measure the pipeline against the broker's own limit.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Use this broker instead of starting tansu.
+    #[arg(long, env = "FORECAST_BROKERS")]
+    brokers: Option<String>,
+    /// tansu binary to start (default: the one `forecastctl up` runs, the
+    /// build of scripts/install-tansu in /var/cache/forecast).
+    #[arg(
+        long,
+        env = "FORECAST_TANSU",
+        value_name = "PATH",
+        conflicts_with = "brokers"
+    )]
+    tansu: Option<PathBuf>,
+    /// A librdkafka property for every client of the run (the passthrough's
+    /// and the services'), `-X key=value`, repeatable: to try a setting.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = forecast_kafka::parse_property)]
+    properties: Vec<(String, String)>,
+    /// Documents per figure.
+    #[arg(long, default_value_t = 50_000)]
+    documents: usize,
+    /// Seconds of offered load for each latency figure.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Offered load of a latency figure, documents/s; repeatable (default:
+    /// half the passthrough rate, the target's load, and half of what end
+    /// to end sustains, a load below saturation).
+    #[arg(long, value_parser = positive_rate)]
+    latency_rate: Vec<f64>,
+    /// Runs of (a) to (d), each on fresh topics; figures are their medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// A `--latency-rate`: documents/s above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate above zero (documents/s)")),
+    }
+}
+
+pub(crate) fn topics(run: &str) -> TopicArgs {
+    TopicArgs {
+        topic_submitted: format!("bench.{run}.submitted"),
+        topic_validated: format!("bench.{run}.validated"),
+        topic_rejected: format!("bench.{run}.rejected"),
+        topic_audit: format!("bench.{run}.audit"),
+        topic_demand: format!("bench.{run}.demand"),
+        topic_supply: format!("bench.{run}.supply"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The harness's own clients log as the services do (`RUST_LOG`).
+    forecast_runtime::telemetry::init(&forecast_runtime::config::LogArgs::default());
+    let (brokers, broker, binary) = match &args.brokers {
+        Some(b) => (b.clone(), None, None),
+        None => {
+            let tansu = forecastctl::up::tansu_path(
+                args.tansu.as_deref(),
+                Path::new(forecastctl::up::DEFAULT_CACHE_DIR),
+            )?;
+            eprintln!("broker: {}", tansu.display());
+            let t = forecastctl::up::Tansu::start(&tansu, free_port(), None)?;
+            (t.brokers.clone(), Some(t), Some(tansu))
+        }
+    };
+    let kafka = KafkaArgs {
+        brokers: brokers.clone(),
+        properties: args.properties.clone(),
+    };
+    let layout = TopicLayout {
+        partitions: args.partitions,
+        replication: 1,
+    };
+    let run = format!("{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("forecast-bench-{run}"));
+    std::fs::create_dir_all(&dir)?;
+    let n = args.documents;
+
+    let customers = CUSTOMERS;
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "registered_customers = {}\n",
+            serde_json::to_string(&customers)?
+        ),
+    )?;
+
+    let producer: FutureProducer = producer_config(&kafka).create()?;
+    let docs = stream(n, "B");
+    let bench = Bench {
+        kafka: &kafka,
+        layout,
+        policy: &policy,
+        producer: &producer,
+        records: &docs.iter().map(Encoded::of).collect::<Vec<_>>(),
+        broker_pid: broker.as_ref().map(forecastctl::up::Tansu::pid),
+    };
+    let mut runs = Vec::new();
+    for r in 0..args.repeat {
+        let f = bench.throughput(&format!("{run}-{r}")).await?;
+        eprintln!(
+            "run {}: (a) {:.0} (b) {:.0} (c) {:.0} (d) {:.0} (e) {:.0} docs/s; b/a {:.2} c/a {:.2} d/a {:.2}; CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} (e) {:.1} us",
+            r + 1,
+            f.passthrough,
+            f.validator,
+            f.aggregator,
+            f.end_to_end,
+            f.planner,
+            f.validator / f.passthrough,
+            f.aggregator / f.passthrough,
+            f.end_to_end / f.passthrough,
+            f.passthrough_cpu_us,
+            f.validator_cpu_us,
+            f.aggregator_cpu_us,
+            f.planner_cpu_us,
+        );
+        runs.push(f);
+    }
+    let median = |f: &dyn Fn(&Throughput) -> f64| median(runs.iter().map(f).collect());
+    let rate_a = median(&|f| f.passthrough);
+    let rate_b = median(&|f| f.validator);
+    let rate_c = median(&|f| f.aggregator);
+    let rate_d = median(&|f| f.end_to_end);
+    let rate_e = median(&|f| f.planner);
+    let ratio_b = median(&|f| f.validator / f.passthrough);
+    let ratio_c = median(&|f| f.aggregator / f.passthrough);
+    let ratio_d = median(&|f| f.end_to_end / f.passthrough);
+    let cpu_a = median(&|f| f.passthrough_cpu_us);
+    let cpu_b = median(&|f| f.validator_cpu_us);
+    let cpu_c = median(&|f| f.aggregator_cpu_us);
+    let cpu_e = median(&|f| f.planner_cpu_us);
+    let cpu_d: [f64; 4] = std::array::from_fn(|i| median(&|f| f.end_to_end_cpu_us[i]));
+    let rss_v = runs.iter().map(|f| f.validator_rss_mib).fold(0.0, f64::max);
+    let rss_a = runs
+        .iter()
+        .map(|f| f.aggregator_rss_mib)
+        .fold(0.0, f64::max);
+    let rss_e = runs.iter().map(|f| f.planner_rss_mib).fold(0.0, f64::max);
+    // Latency at half the passthrough rate (the target's load) and at half
+    // of what end to end sustained (below saturation).
+    let rates = if args.latency_rate.is_empty() {
+        vec![rate_a / 2.0, rate_d / 2.0]
+    } else {
+        args.latency_rate.clone()
+    };
+    let mut latencies = Vec::new();
+    for (i, &rate) in rates.iter().enumerate() {
+        let count = ((rate * args.latency_seconds as f64) as usize).max(1);
+        let l = bench.latency(&format!("{run}-l{i}"), rate, count).await?;
+        eprintln!(
+            "latency at {rate:.0} docs/s: p50 {:.1} ms, p99 {:.1} ms ({} of {count} seen); submit acknowledged: p50 {:.1} ms, p99 {:.1} ms; snapshot produced: p50 {:.0} ms, p99 {:.0} ms; us CPU/doc: {}; per doc the broker kept {:.0} bytes more, touching {:.2} fresh pages",
+            l.p50_ms,
+            l.p99_ms,
+            l.seen,
+            l.ack_p50_ms,
+            l.ack_p99_ms,
+            l.produced_p50_ms,
+            l.produced_p99_ms,
+            EndToEndCpu(l.cpu_us),
+            l.broker_bytes,
+            l.broker_faults,
+        );
+        latencies.push((rate, count, l));
+    }
+
+    let results = serde_json::json!({
+        "documents": n,
+        "tansu": binary.as_ref().map(|b| b.display().to_string()),
+        "partitions": args.partitions,
+        "repeat": args.repeat,
+        "runs": runs.iter().map(Throughput::json).collect::<Vec<_>>(),
+        "passthrough_docs_per_s": rate_a,
+        "validator_docs_per_s": rate_b,
+        "aggregator_docs_per_s": rate_c,
+        "end_to_end_docs_per_s": rate_d,
+        "planner_docs_per_s": rate_e,
+        "validator_over_passthrough": ratio_b,
+        "aggregator_over_passthrough": ratio_c,
+        "end_to_end_over_passthrough": ratio_d,
+        "latency": latencies.iter().map(|(rate, count, l)| serde_json::json!({
+            "offered_docs_per_s": rate,
+            "documents": count,
+            "seen": l.seen,
+            "p50_ms": l.p50_ms,
+            "p99_ms": l.p99_ms,
+            "submit_ack_p50_ms": l.ack_p50_ms,
+            "submit_ack_p99_ms": l.ack_p99_ms,
+            "snapshot_produced_p50_ms": l.produced_p50_ms,
+            "snapshot_produced_p99_ms": l.produced_p99_ms,
+            "cpu_us_per_doc": EndToEndCpu(l.cpu_us).json(),
+            "broker_rss_bytes_per_doc": l.broker_bytes,
+            "broker_minor_faults_per_doc": l.broker_faults,
+        })).collect::<Vec<_>>(),
+        "validator_peak_rss_mib": rss_v,
+        "aggregator_peak_rss_mib": rss_a,
+        "planner_peak_rss_mib": rss_e,
+        "passthrough_cpu_us_per_doc": cpu_a,
+        "validator_cpu_us_per_doc": cpu_b,
+        "aggregator_cpu_us_per_doc": cpu_c,
+        "planner_cpu_us_per_doc": cpu_e,
+        "end_to_end_cpu_us_per_doc": EndToEndCpu(cpu_d).json(),
+    });
+    println!(
+        "| figure (median of {} runs) | result |\n| --- | --- |",
+        args.repeat
+    );
+    println!("| (a) passthrough | {rate_a:.0} docs/s, {cpu_a:.1} us CPU/doc |");
+    println!(
+        "| (b) validator | {rate_b:.0} docs/s, {ratio_b:.2} of passthrough, {cpu_b:.1} us CPU/doc, peak RSS {rss_v:.0} MiB |"
+    );
+    println!(
+        "| (c) aggregator | {rate_c:.0} docs/s, {ratio_c:.2} of passthrough, {cpu_c:.1} us CPU/doc, peak RSS {rss_a:.0} MiB |"
+    );
+    println!(
+        "| (d) end to end | {rate_d:.0} docs/s, {ratio_d:.2} of passthrough; us CPU/doc: {} |",
+        EndToEndCpu(cpu_d)
+    );
+    println!(
+        "| (e) planner view, reading (d)'s output | {rate_e:.0} docs/s, {cpu_e:.1} us CPU/doc, peak RSS {rss_e:.0} MiB |"
+    );
+    for (rate, count, l) in &latencies {
+        println!(
+            "| latency at {rate:.0} docs/s | p50 {:.1} ms, p99 {:.1} ms ({} of {count} documents) |",
+            l.p50_ms, l.p99_ms, l.seen
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
