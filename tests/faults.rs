@@ -78,33 +78,36 @@ fn sigkill_of_each_service_three_times_loses_nothing_and_counts_nothing_twice() 
     c.assert_agrees_with_replay(&stream, sent, 0);
 }
 
-/// Ignored: tansu 0.6.0 (the only broker this machine can run) does not
-/// survive it. Stopped with SIGTERM, its group coordinator panics on the
-/// next start (`unreachable!()` in tansu-storage service.rs:337); killed,
-/// it comes back answering metadata in 10 s or more and group heartbeats
-/// not at all, so no consumer makes progress. `cargo test -p forecast-tests
-/// --test faults -- --ignored` runs it (docs/operations.md).
-#[test]
-#[ignore = "tansu 0.6.0 does not recover from a restart with clients attached (docs/operations.md)"]
-fn a_broker_restart_mid_stream_loses_nothing() {
-    let (mut c, stream, parts) = pipeline(
-        "broker-restart",
-        Storage::Sqlite,
-        &["validator"],
-        &["aggregator"],
-    );
+/// The broker (sqlite storage) stopped mid-stream with `signal` and started
+/// again, with the services and a submit running against it; halfway
+/// through, while the services still work on the parts before.
+fn a_broker_restart_mid_stream(test: &str, signal: &str) {
+    let (mut c, stream, parts) = pipeline(test, Storage::Sqlite, &["validator"], &["aggregator"]);
     let sent = run(&mut c, &parts, |c, i| {
+        if i == 1 {
+            for s in ["validator", "aggregator"] {
+                c.wait_consuming(s, 1, Duration::from_secs(90));
+            }
+        }
         if i == 4 {
-            // A crash, with records in flight: tansu 0.6 stopped with
-            // SIGTERM can panic in its group coordinator on the next start
-            // (docs/operations.md).
-            let broker = format!("{}-broker", c.name);
-            docker(&["kill", "--signal", "KILL", &broker]);
-            docker(&["start", &broker]);
-            c.fault("broker killed and restarted (sqlite storage)".into());
+            c.restart_broker(signal);
         }
     });
     c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+/// A clean stop: tansu finishes what it was doing, and its storage and the
+/// groups' state are read back on start.
+#[test]
+fn a_broker_stopped_with_sigterm_and_restarted_mid_stream_loses_nothing() {
+    a_broker_restart_mid_stream("broker-sigterm", "TERM");
+}
+
+/// A crash: whatever was not committed to sqlite is gone, and every client
+/// finds its connection reset mid-request.
+#[test]
+fn a_broker_killed_with_sigkill_and_restarted_mid_stream_loses_nothing() {
+    a_broker_restart_mid_stream("broker-sigkill", "KILL");
 }
 
 /// Starts validator `name` to be scaled away later (dynamic membership)

@@ -351,6 +351,39 @@ impl Cluster {
         self.fault(format!("SIGKILL {name}, restarted"));
     }
 
+    /// Sends the broker `signal` (`TERM` or `KILL`), waits until it has
+    /// exited, and starts the same container again (same storage folder,
+    /// same address on the test's network, so clients reconnect to it).
+    pub fn restart_broker(&mut self, signal: &str) {
+        let id = self
+            .broker
+            .as_ref()
+            .expect("a broker restart needs the test's own broker (unset FORECAST_TEST_BROKERS)")
+            .id()
+            .to_owned();
+        let before = container_ip(&id);
+        docker(&["kill", "--signal", signal, &id]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while docker(&["inspect", "-f", "{{.State.Running}}", &id]).trim() == "true" {
+            assert!(
+                Instant::now() < deadline,
+                "the broker still runs 60 s after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+        docker(&["start", &id]);
+        let after = container_ip(&id);
+        assert_eq!(
+            before, after,
+            "the broker came back on another address; its clients cannot follow"
+        );
+        self.fault(format!(
+            "broker SIG{signal} (exit code {}), restarted (sqlite storage)",
+            code.trim()
+        ));
+    }
+
     /// SIGTERM (the service leaves its group cleanly), then removes it;
     /// its log is saved first, for the report of a failure after it.
     pub fn stop_service(&mut self, name: &str) {

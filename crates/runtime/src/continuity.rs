@@ -1,24 +1,24 @@
 //! Continuity of what a group consumer hands on: each assigned partition
 //! continues from the offset it resumed at, with no offset passed over.
 //!
-//! Why a consumer checks this itself: tansu 0.6 (the broker the suites run
-//! on) answers a fetch from an offset inside a record batch with the batches
-//! that *start* after it, so a consumer resuming from a committed offset in
-//! the middle of a batch never sees the rest of that batch; and a fetch can
-//! pass over a batch another producer has been given offsets for but not yet
-//! written. Either way records are lost without an error. Apache Kafka
-//! returns the batch holding the offset asked for; there an offset with no
-//! record (a transaction marker, compaction, retention) is the only gap.
+//! A partition resumes at its committed offset, and a broker answers a
+//! fetch from an offset inside a record batch with that whole batch (the
+//! consumer drops the records before the offset). So the records handed on
+//! are the partition's offsets one after the other, and a record that
+//! arrives past the offset expected means offsets were passed over: a batch
+//! another producer had been given offsets for but had not yet written
+//! (tansu's engines assign offsets before they store), an offset with no
+//! record (a transaction marker, compaction), or records deleted by
+//! retention. The first two are read again; only the last loses data.
 //!
-//! So a partition resuming at a committed offset is read from
-//! [`WINDOWS`]`[0]` records before it ([`read_from`]), far enough back to
-//! take in the batch holding it, and the records before it are dropped.
-//! When a record arrives past the offset expected all the same, the
-//! partition is sought back before that offset, further each time (the next
-//! window, then the partition's start). The gap is accepted, and said, once
-//! two re-reads in a row showed a record before it followed by one after it
-//! (nothing is stored there), or a re-read from the partition's start still
-//! passed over it (deleted).
+//! So when a record arrives past the offset expected, the partition is
+//! sought back before that offset, further each time (the windows of
+//! [`WINDOWS`], then the partition's start). The gap is accepted, and said,
+//! once two re-reads in a row showed a record before it followed by one
+//! after it (nothing is stored there), or a re-read from the partition's
+//! start still passed over it (deleted). A consumer reads nothing twice
+//! when no offset is passed over: on a rebalance, each resumed partition
+//! is read from its committed offset.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,12 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// expected; after the last, the partition's start. A batch of librdkafka's
 /// producer holds at most 10,000 records (`batch.num.messages`).
 pub const WINDOWS: [i64; 3] = [10_000, 100_000, 1_000_000];
-
-/// Where a partition resuming at offset `from` is read from: far enough
-/// back to take in the batch holding `from`.
-pub fn read_from(from: i64) -> i64 {
-    window_start(from, 0)
-}
 
 /// Where the re-read of step `step` starts when `next` is expected: the
 /// window [`WINDOWS`]`[step]` before it, past the last window the
@@ -102,20 +96,14 @@ pub struct Positions {
 
 impl Positions {
     /// `partition` was assigned; it resumes at `from` and is read from
-    /// [`read_from`]`(from)` (`None`: unknown, such as no committed offset:
-    /// the first record read is the start).
+    /// there (`None`: unknown, such as no committed offset: the first record
+    /// read is the start).
     pub fn assigned(&mut self, partition: i32, from: Option<i64>) {
-        let reread = from
-            .map(read_from)
-            .filter(|to| Some(*to) < from)
-            .map(|to| Reread {
-                step: 0,
-                to,
-                saw_before: false,
-                confirmed: 0,
-            });
         if let Some(p) = self.slot(partition) {
-            *p = Partition { next: from, reread };
+            *p = Partition {
+                next: from,
+                reread: None,
+            };
         }
     }
 
@@ -253,13 +241,6 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_partition_is_read_from_a_window_before() {
-        assert_eq!(read_from(0), 0);
-        assert_eq!(read_from(4_588), 0);
-        assert_eq!(read_from(14_588), 4_588);
-    }
-
-    #[test]
     fn an_unknown_start_is_the_first_record_read() {
         let mut p = Positions::default();
         p.assigned(3, None);
@@ -271,11 +252,10 @@ mod tests {
 
     #[test]
     fn records_before_the_resume_offset_are_skipped() {
-        // Committed 14,588 inside a batch 14,500..14,753: read from 4,588,
-        // the broker returns that batch among others.
+        // Committed 14,588 inside a batch 14,500..14,753: the broker returns
+        // that batch whole.
         let mut p = Positions::default();
         p.assigned(0, Some(14_588));
-        assert_eq!(p.admit(0, 4_600), Admit::Skip);
         assert_eq!(p.admit(0, 14_500), Admit::Skip);
         assert_eq!(p.admit(0, 14_587), Admit::Skip);
         assert_eq!(p.admit(0, 14_588), Admit::Handle);
@@ -283,13 +263,13 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_starting_before_the_window_is_read_from_further_back() {
-        // Committed 20,000 inside a batch 5,000..25,000: read from 10,000,
-        // the broker answers with the batch after it.
+    fn a_resumed_partition_passed_over_is_read_from_a_window_before() {
+        // Committed 20,000; the batch holding it (given offsets, not yet
+        // written) is passed over, and the next one comes first.
         let mut p = Positions::default();
         p.assigned(0, Some(20_000));
-        assert_eq!(p.admit(0, 25_000), Admit::Rewind(0));
-        assert_eq!(p.admit(0, 5_000), Admit::Skip);
+        assert_eq!(p.admit(0, 25_000), Admit::Rewind(10_000));
+        assert_eq!(p.admit(0, 19_999), Admit::Skip);
         assert_eq!(p.admit(0, 20_000), Admit::Handle);
     }
 
@@ -308,7 +288,8 @@ mod tests {
     fn a_window_too_short_is_widened_then_the_start_is_read() {
         let mut p = Positions::default();
         p.assigned(1, Some(2_500_000));
-        // Read from 2,490,000: nothing before 2,600,000 came.
+        // Nothing before 2,600,000 came, however far back it is read.
+        assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(2_490_000));
         assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(2_400_000));
         assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(1_500_000));
         assert_eq!(p.admit(1, 2_600_000), Admit::Rewind(0));
@@ -326,10 +307,12 @@ mod tests {
 
     #[test]
     fn offsets_with_nothing_stored_are_accepted_after_two_rereads() {
-        // A transaction marker at 20 on Apache Kafka; read from 0.
+        // A transaction marker at 20 on Apache Kafka; read from 20.
         let mut p = Positions::default();
         p.assigned(0, Some(20));
+        assert_eq!(p.admit(0, 21), Admit::Rewind(0));
         assert_eq!(p.admit(0, 19), Admit::Skip);
+        // Once: a batch still being written would look the same.
         assert_eq!(p.admit(0, 21), Admit::Rewind(0));
         assert_eq!(p.admit(0, 19), Admit::Skip);
         assert_eq!(
@@ -376,11 +359,11 @@ mod tests {
         assert_eq!(p.admit(0, 90), Admit::Handle);
     }
 
-    /// A partition as tansu 0.6 serves it: batches of the given sizes from
+    /// A partition as a broker serves it: batches of the given sizes from
     /// offset 0, of which those in `holes` hold no record (markers), and
     /// the first `deleted` offsets gone; a fetch from an offset returns the
-    /// records of the batches starting at or after it (or, below the first
-    /// record kept, from that record).
+    /// records of the batch holding it and of those after it (or, below the
+    /// first record kept, from that record).
     struct Log {
         batches: Vec<(i64, i64)>,
         holes: Vec<usize>,
@@ -409,20 +392,6 @@ mod tests {
             self.batches.last().map_or(0, |b| b.1)
         }
 
-        /// Whether a consumer resuming at `offset` sees a record after it
-        /// even when read from too late: not when the offset is inside the
-        /// last batch that holds records (holes after it hold none), and
-        /// that batch is longer than the first window (then the records
-        /// after `offset` come once another batch is written).
-        fn resumable(&self, offset: i64) -> bool {
-            self.batches
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(i, _)| !self.holes.contains(i))
-                .is_none_or(|(_, &(base, end))| offset <= base || end - base <= WINDOWS[0])
-        }
-
         fn stored(&self) -> impl Iterator<Item = i64> + '_ {
             self.batches
                 .iter()
@@ -436,14 +405,8 @@ mod tests {
             let offset = offset.max(self.deleted);
             let mut records = Vec::new();
             for (i, &(base, end)) in self.batches.iter().enumerate() {
-                if self.holes.contains(&i) {
-                    continue;
-                }
-                if base >= offset {
-                    records.extend(base..end);
-                } else if offset == self.deleted && end > offset {
-                    // Reset to the first record kept.
-                    records.extend(offset..end);
+                if !self.holes.contains(&i) && end > offset {
+                    records.extend(base.max(self.deleted)..end);
                 }
             }
             records
@@ -456,7 +419,7 @@ mod tests {
         let mut p = Positions::default();
         p.assigned(0, Some(committed));
         let (mut handled, mut gaps, mut seeks) = (Vec::new(), Vec::new(), 0);
-        let mut queue = log.fetch_from(read_from(committed)).into_iter();
+        let mut queue = log.fetch_from(committed).into_iter();
         while let Some(o) = queue.next() {
             match p.admit(0, o) {
                 Admit::Handle => handled.push(o),
@@ -488,7 +451,6 @@ mod tests {
         ) {
             let log = Log::new(&sizes, Vec::new(), 0);
             let committed = (log.end() as f64 * at) as i64;
-            prop_assume!(log.resumable(committed));
             let (handled, gaps, _) = consume(&log, committed);
             let want: Vec<i64> = (committed..log.end()).collect();
             prop_assert_eq!(handled, want);
@@ -503,7 +465,6 @@ mod tests {
         ) {
             let log = Log::new(&sizes, holes, 0);
             let committed = (log.end() as f64 * at) as i64;
-            prop_assume!(log.resumable(committed));
             let (handled, gaps, _) = consume(&log, committed);
             let want: Vec<i64> = log.stored().filter(|o| *o >= committed).collect();
             prop_assert_eq!(handled, want);
@@ -520,7 +481,6 @@ mod tests {
             let committed = (log0.end() as f64 * at) as i64;
             let deleted = committed + ((log0.end() - committed) as f64 * deleted_at) as i64;
             let log = Log::new(&sizes, Vec::new(), deleted);
-            prop_assume!(log.resumable(committed));
             let (handled, gaps, _) = consume(&log, committed);
             let want: Vec<i64> = (deleted..log.end()).collect();
             prop_assert_eq!(handled, want);

@@ -20,8 +20,8 @@ pub struct GroupContext {
 }
 
 /// Where the partitions of `tpl` resume (their committed offsets), noted
-/// as changes; each partition with one is set to start reading a window
-/// before it ([`crate::continuity::read_from`]), one without at its start.
+/// as changes; each partition with one is set to start reading there, one
+/// without at its start.
 /// When the broker does not answer, librdkafka finds the starts itself.
 fn resume_points<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
@@ -52,7 +52,7 @@ fn resume_points<C: rdkafka::consumer::ConsumerContext>(
         // partition never committed starts at 0, as `auto.offset.reset =
         // earliest` would), so librdkafka does not ask the broker again.
         let start = match from {
-            Some(from) => Some(rdkafka::Offset::Offset(crate::continuity::read_from(from))),
+            Some(from) => Some(rdkafka::Offset::Offset(from)),
             None if committed.is_some() => Some(from_start()),
             None => None,
         };
