@@ -27,10 +27,15 @@ impl Record {
     }
 }
 
-/// Every record of `topic`, read until it has been quiet for `quiet`.
+/// Every record of `topic`: read up to the high watermark each partition
+/// reported when reading began, then until the topic has been quiet for
+/// `quiet` (a record produced meanwhile is read too). A slow first fetch
+/// (a broker reading a large backlog from disk) is waited for, up to two
+/// minutes.
 ///
 /// # Panics
-/// When the broker does not answer or the topic does not exist.
+/// When the broker does not answer, the topic does not exist, or the
+/// reported end is not reached within two minutes.
 pub fn read_all(brokers: &str, topic: &str, quiet: Duration) -> Vec<Record> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -45,16 +50,34 @@ pub fn read_all(brokers: &str, topic: &str, quiet: Duration) -> Vec<Record> {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
     let mut tpl = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
     for p in md.topics()[0].partitions() {
         tpl.add_partition_offset(topic, p.id(), Offset::Offset(0))
             .expect("a partition");
+        let (_, high) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(p.id(), high);
+        }
     }
     c.assign(&tpl).expect("assigned");
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     let mut last = Instant::now();
-    while last.elapsed() < quiet {
+    while !ends.is_empty() || last.elapsed() < quiet {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: the reported end of partitions {ends:?} not reached in 2 minutes"
+        );
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.expect("a record");
+            if ends
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                ends.remove(&m.partition());
+            }
             out.push(Record {
                 partition: m.partition(),
                 offset: m.offset(),

@@ -31,8 +31,8 @@ use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::reader_config;
 use forecast_model::{
-    DecodeError, ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, Verdict,
-    Violation, WarningCode, wire,
+    DecodeError, ForecastDocument, Outcome, Registry, RuleCode, SourceCoordinates, Stage,
+    Timestamp, Verdict, Violation, WarningCode, wire,
 };
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
@@ -55,7 +55,7 @@ pub struct AggregatorArgs {
     #[arg(
         long,
         env = "FORECAST_AGGREGATOR_GROUP",
-        default_value = "forecast-aggregator"
+        default_value = AggregatorArgs::GROUP
     )]
     pub group: String,
     /// Static group membership id, unique per running instance (default
@@ -65,6 +65,22 @@ pub struct AggregatorArgs {
     pub instance_id: Option<String>,
     #[command(flatten)]
     pub flight: FlightArgs,
+}
+
+impl AggregatorArgs {
+    /// The aggregators' consumer group unless `--group` says otherwise.
+    pub const GROUP: &str = "forecast-aggregator";
+}
+
+/// The command line's defaults (`forecastctl up` runs the service with them).
+impl Default for AggregatorArgs {
+    fn default() -> Self {
+        Self {
+            group: Self::GROUP.into(),
+            instance_id: None,
+            flight: FlightArgs::default(),
+        }
+    }
 }
 
 /// The state of one input partition.
@@ -313,8 +329,22 @@ async fn handle(
         Ok(decoded) => decoded,
         Err(e) => {
             // The validator only passes documents it decoded: this is a
-            // foreign record. Say so in the log and the audit; go on.
-            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; skipped");
+            // foreign record. Dead-letter it whole and go on (its audit
+            // verdict is the validator's, if a validator wrote it).
+            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; dead-lettered");
+            let message = format!("{e} ({})", e.kind());
+            let record = headers::dead_letter(
+                m,
+                &topics.topic_rejected,
+                &headers::DeadLetter {
+                    stage: "sequence",
+                    codes: RuleCode::SchemaInvalid.as_str(),
+                    message: &message,
+                    policy_version: header(m, headers::POLICY_VERSION).unwrap_or_default(),
+                },
+            );
+            batch.send(producer, record).await?;
+            metrics.record_out(Output::Rejected);
             metrics.dead_letter(Stage::Sequence);
             return Ok(None);
         }

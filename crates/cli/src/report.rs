@@ -127,33 +127,28 @@ pub fn thousands(n: i64) -> String {
     out
 }
 
-/// Writes demand as CSV with a header line (RFC 4180 quoting).
+/// Writes demand as CSV with a header line (RFC 4180 quoting, by the
+/// `csv` crate; the columns are the JSON form's fields, in its order).
 pub fn write_demand_csv(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
-    fn field(s: &str) -> std::borrow::Cow<'_, str> {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\"")).into()
-        } else {
-            s.into()
-        }
+    let mut w = csv::Writer::from_writer(out);
+    if rows.is_empty() {
+        w.write_record(DEMAND_COLUMNS)?;
     }
-    writeln!(
-        out,
-        "customer_id,sku,quarter,firm_units,planning_units,total_units"
-    )?;
     for r in rows {
-        writeln!(
-            out,
-            "{},{},{},{},{},{}",
-            field(&r.customer_id),
-            field(&r.sku),
-            r.quarter,
-            r.firm_units,
-            r.planning_units,
-            r.total_units
-        )?;
+        w.serialize(r)?;
     }
-    Ok(())
+    w.flush()
 }
+
+/// The demand CSV's header (`DemandRow`'s fields).
+const DEMAND_COLUMNS: [&str; 6] = [
+    "customer_id",
+    "sku",
+    "quarter",
+    "firm_units",
+    "planning_units",
+    "total_units",
+];
 
 /// Writes demand rows as an aligned table with a total line.
 pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
@@ -271,6 +266,33 @@ mod tests {
         assert!(
             lines[5].starts_with("TOTAL") && lines[5].ends_with("40,012"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn demand_csv_has_the_json_columns_and_quotes_what_needs_it() {
+        let q = forecast_model::Quarter::new(2026, 3).unwrap();
+        let units = forecast_model::Units {
+            firm_units: 10,
+            planning_units: 2,
+        };
+        let rows = vec![
+            DemandRow::new("TENCENT", "H20-96GB", q, units),
+            DemandRow::new("A, \"B\" Co", "H20", q, units),
+        ];
+        let mut out = Vec::new();
+        write_demand_csv(&mut out, &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "customer_id,sku,quarter,firm_units,planning_units,total_units\n\
+             TENCENT,H20-96GB,2026-Q3,10,2,12\n\
+             \"A, \"\"B\"\" Co\",H20,2026-Q3,10,2,12\n"
+        );
+        let mut empty = Vec::new();
+        write_demand_csv(&mut empty, &[]).unwrap();
+        assert_eq!(
+            String::from_utf8(empty).unwrap(),
+            "customer_id,sku,quarter,firm_units,planning_units,total_units\n"
         );
     }
 }

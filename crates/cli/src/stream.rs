@@ -14,6 +14,7 @@ use forecast_planner::demand::{apply, next_changes, read_to_end};
 use forecast_producer::Submitter;
 use forecast_runtime::config::{LogArgs, TopicArgs};
 use forecast_runtime::metrics::Metrics;
+use forecast_runtime::supervise::Supervisor;
 use forecast_runtime::topics::TopicLayout;
 use forecast_validator::service::ValidatorArgs;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -52,17 +53,51 @@ pub struct ServiceArgs {
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "FORECAST_HTTP", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// How long a stopping service may take.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ShutdownArgs {
+    /// Seconds a service has, once told to stop (SIGINT, SIGTERM, or one of
+    /// its tasks failing), to finish what is in flight, flush and commit;
+    /// then it is aborted (records not committed are read again). A second
+    /// signal exits at once.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "FORECAST_SHUTDOWN_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub seconds: u64,
+}
+
+impl ShutdownArgs {
+    fn drain(self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
 }
 
 /// Partitions of topics this command creates when missing.
 #[derive(Debug, Clone, Args)]
 pub struct LayoutArgs {
     /// Partitions of each topic created (the most instances that share the work).
-    #[arg(long, env = "FORECAST_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, env = "FORECAST_PARTITIONS", default_value_t = LayoutArgs::default().partitions, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
     /// Replication factor of each topic created.
-    #[arg(long, env = "FORECAST_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, env = "FORECAST_REPLICATION", default_value_t = LayoutArgs::default().replication, value_parser = clap::value_parser!(i32).range(1..))]
     pub replication: i32,
+}
+
+/// The command line's defaults: 3 partitions, no replication (one broker).
+impl Default for LayoutArgs {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            replication: 1,
+        }
+    }
 }
 
 impl LayoutArgs {
@@ -114,6 +149,8 @@ pub struct PlannerServiceArgs {
     pub http: std::net::SocketAddr,
     #[command(flatten)]
     pub planner: forecast_planner::PlannerArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
 /// Arguments of `demand`.
@@ -346,18 +383,22 @@ async fn run_service<F: std::future::Future<Output = anyhow::Result<()>>>(
     routes: axum::Router,
     run: impl FnOnce(Arc<Metrics>, CancellationToken) -> F,
 ) -> anyhow::Result<()> {
+    // Taken first: an address in use stops the process before it starts work.
+    let listener = match service.http {
+        Some(addr) => Some(forecast_runtime::http::bind(addr).await?),
+        None => None,
+    };
     create_topics(&service.kafka, &service.topics, &service.layout).await?;
     let metrics = Arc::new(Metrics::new(name));
-    let http = service.http.map(|addr| {
+    let mut tasks = Supervisor::new(token.clone(), service.shutdown.drain());
+    if let Some(listener) = listener {
         let router = forecast_runtime::http::routes(metrics.clone()).merge(routes);
-        tokio::spawn(forecast_runtime::http::serve(addr, router, token.clone()))
-    });
-    let result = run(metrics, token.clone()).await;
-    token.cancel();
-    if let Some(h) = http {
-        h.await??;
+        tasks.spawn(
+            "the HTTP endpoints",
+            forecast_runtime::http::serve_on(listener, router, token.clone()),
+        );
     }
-    result
+    tasks.run_foreground(name, run(metrics, token)).await
 }
 
 /// Runs the validating service until SIGINT/SIGTERM.
@@ -416,8 +457,9 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
             .planner()
             .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?,
     );
+    let listener = forecast_runtime::http::bind(args.http).await?;
     let metrics = Arc::new(Metrics::new("planner"));
-    let mut feed = forecast_planner::feed::spawn(
+    let feed = forecast_planner::feed::spawn(
         planner.clone(),
         args.kafka.clone(),
         args.topics.clone(),
@@ -426,18 +468,13 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
     );
     let router =
         forecast_runtime::http::routes(metrics).merge(forecast_planner::api::routes(planner));
-    let mut http = tokio::spawn(forecast_runtime::http::serve(
-        args.http,
-        router,
-        token.clone(),
-    ));
-    // Whichever ends first stops the other.
-    let (fed, served) = tokio::select! {
-        fed = &mut feed => { token.cancel(); (fed, http.await) }
-        served = &mut http => { token.cancel(); (feed.await, served) }
-    };
-    served??;
-    fed?
+    let mut tasks = Supervisor::new(token.clone(), args.shutdown.drain());
+    tasks.spawn(
+        "the planner API",
+        forecast_runtime::http::serve_on(listener, router, token),
+    );
+    tasks.spawn("the planner's feed", async move { feed.await? });
+    tasks.run().await
 }
 
 /// Prints the demand read from the compacted topic.

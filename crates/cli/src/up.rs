@@ -17,6 +17,7 @@ use forecast_kafka::KafkaArgs;
 use forecast_planner::demand::read_to_end;
 use forecast_runtime::config::{LogArgs, LogFormat, TopicArgs};
 use forecast_runtime::metrics::Metrics;
+use forecast_runtime::supervise::{Supervisor, blocking};
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -183,8 +184,10 @@ impl Drop for Tansu {
 /// Runs the whole pipeline locally.
 pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
-    let tansu = tansu_path(args.tansu.as_deref(), &args.cache_dir)?;
-    let broker = Tansu::start(&tansu, args.port, None)?;
+    // Both block (an install of minutes the first time; then up to 30 s
+    // until the broker listens): off the async workers.
+    let tansu = blocking(|| tansu_path(args.tansu.as_deref(), &args.cache_dir))?;
+    let broker = blocking(|| Tansu::start(&tansu, args.port, None))?;
     let brokers = broker.brokers.clone();
     eprintln!(
         "broker: tansu {} on {brokers} (in-memory storage)",
@@ -196,12 +199,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         properties: Vec::new(),
     };
     let topics = TopicArgs::default();
+    // Taken first: an address in use stops `up` before it starts anything.
+    let listener = forecast_runtime::http::bind(args.http).await?;
     // Tansu::start waited until it listens; create_topics checks it answers.
-    let layout = LayoutArgs {
-        partitions: 3,
-        replication: 1,
-    };
-    stream::create_topics(&kafka, &topics, &layout).await?;
+    stream::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
 
     let policy = args
         .policy
@@ -209,7 +210,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
     let validator_metrics = Arc::new(Metrics::new("validator"));
     let aggregator_metrics = Arc::new(Metrics::new("aggregator"));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Supervisor::new(token.clone(), Duration::from_secs(30));
     {
         let (kafka, topics, token, metrics, policy) = (
             kafka.clone(),
@@ -218,13 +219,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             validator_metrics.clone(),
             policy.clone(),
         );
-        tasks.spawn(async move {
-            let args = ValidatorArgs {
-                group: "forecast-validator".into(),
-                max_record_bytes: 1 << 20,
-                flight: Default::default(),
-                instance_id: None,
-            };
+        tasks.spawn("the validator", async move {
+            let args = ValidatorArgs::default();
             forecast_validator::service::run(
                 forecast_validator::Validator::new(policy),
                 &kafka,
@@ -243,12 +239,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             token.clone(),
             aggregator_metrics.clone(),
         );
-        tasks.spawn(async move {
-            let args = AggregatorArgs {
-                group: "forecast-aggregator".into(),
-                flight: Default::default(),
-                instance_id: None,
-            };
+        tasks.spawn("the aggregator", async move {
+            let args = AggregatorArgs::default();
             forecast_aggregator::service::run(&kafka, &topics, &args, metrics, token).await
         });
     }
@@ -266,7 +258,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             planner_metrics.clone(),
             token.clone(),
         );
-        tasks.spawn(async move { feed.await? });
+        tasks.spawn("the planner's feed", async move { feed.await? });
         let router = forecast_runtime::http::routes(validator_metrics.clone())
             .nest(
                 "/aggregator",
@@ -274,11 +266,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             )
             .nest("/planner", forecast_runtime::http::routes(planner_metrics))
             .merge(forecast_planner::api::routes(planner));
-        tasks.spawn(forecast_runtime::http::serve(
-            args.http,
-            router,
-            token.clone(),
-        ));
+        tasks.spawn(
+            "the dashboard and endpoints",
+            forecast_runtime::http::serve_on(listener, router, token.clone()),
+        );
     }
 
     // What the pipeline must end with: the same code, offline.
@@ -292,6 +283,9 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         }
         replay.state().rows().collect::<Vec<_>>()
     };
+    // The services run supervised while this task submits and waits: the
+    // first of them to fail stops everything (and the wait below).
+    let supervised = tokio::spawn(tasks.run());
     let submit = stream::SubmitArgs {
         kafka: kafka.clone(),
         topics: topics.clone(),
@@ -344,20 +338,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     if args.once {
         token.cancel();
     }
-    let mut failure = None;
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                token.cancel();
-                failure.get_or_insert(e);
-            }
-            Err(e) => {
-                token.cancel();
-                failure.get_or_insert(e.into());
-            }
-        }
-    }
+    let result = supervised.await?;
+    // The broker last: the services flush and commit to it on the way out.
     drop(broker);
-    failure.map_or(Ok(()), Err)
+    result
 }

@@ -304,11 +304,44 @@ fn usage_errors_exit_2_and_name_the_problem() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [&["--help"][..], &["check", "--help"], &["replay", "--help"]] {
-        let out = forecastctl(sub);
-        assert_eq!(out.status.code(), Some(0), "{sub:?}");
+    use clap::CommandFactory;
+    // Every command of the clap tree, nested ones too: a new command is
+    // covered without touching this test.
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, Vec<String>)>) {
+        let flags = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        out.push((path.clone(), flags));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_owned());
+            walk(sub, p, out);
+        }
+    }
+    let mut commands = Vec::new();
+    walk(&forecastctl::Cli::command(), Vec::new(), &mut commands);
+    // The root, its ten commands, and `topics create` and `supply load`
+    // under their groups.
+    assert!(commands.len() >= 13, "{commands:?}");
+    for (path, flags) in &commands {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = forecastctl(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains("Usage: forecastctl"), "{text}");
+        let usage = format!("Usage: forecastctl {}", path.join(" "));
+        assert!(text.contains(usage.trim_end()), "{args:?}: {text}");
+        for flag in flags {
+            assert!(
+                text.contains(flag.as_str()),
+                "{args:?} --help lacks {flag}: {text}"
+            );
+        }
+        if flags.iter().any(|f| f == "--brokers") {
+            assert!(text.contains("FORECAST_BROKERS"), "{args:?}: {text}");
+        }
     }
     let text = String::from_utf8(forecastctl(&["replay", "--help"]).stdout).unwrap();
     for flag in [
@@ -318,6 +351,10 @@ fn every_subcommand_has_help() {
         "FORECAST_POLICY",
     ] {
         assert!(text.contains(flag), "replay --help lacks {flag}: {text}");
+    }
+    for service in ["validate", "aggregate", "planner"] {
+        let text = String::from_utf8(forecastctl(&[service, "--help"]).stdout).unwrap();
+        assert!(text.contains("--shutdown-timeout"), "{service}: {text}");
     }
 }
 

@@ -235,3 +235,32 @@ fn up_runs_everything_and_shows_the_demand_replay_gives() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_foreign_record_on_the_validated_topic_is_dead_lettered_by_the_aggregator() {
+    let p = Pipeline::start_with("foreign", &[], &[]);
+    // Only validators write this topic; anything else that does is kept
+    // whole on the dead-letter topic, not dropped with a log line.
+    let value: &[u8] = b"\x00\x00\x00\x00\x01not a document";
+    produce_raw(
+        &p.broker.brokers,
+        &p.names.topic("forecasts.validated"),
+        &[(Some(b"FOREIGN-1".as_slice()), Some(value))],
+    );
+    let rejected = p.names.topic("forecasts.rejected");
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while found.is_none() && Instant::now() < deadline {
+        found = read_all(&p.broker.brokers, &rejected, Duration::from_secs(1))
+            .into_iter()
+            .find(|r| r.key.as_deref() == Some(b"FOREIGN-1".as_slice()));
+    }
+    let r = found.unwrap_or_else(|| panic!("no dead letter for the foreign record\n{}", p.logs()));
+    assert_eq!(r.value.as_deref(), Some(value));
+    assert_eq!(r.header("forecast.errors.stage"), Some("sequence"));
+    assert_eq!(r.header("forecast.errors.codes"), Some("SCHEMA_INVALID"));
+    assert_eq!(
+        r.header("forecast.errors.topic"),
+        Some(p.names.topic("forecasts.validated").as_str())
+    );
+}

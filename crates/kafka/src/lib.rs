@@ -81,6 +81,11 @@ pub fn client_config(kafka: &KafkaArgs) -> ClientConfig {
     finish(base(kafka), kafka)
 }
 
+/// Largest document record the pipeline takes, in bytes (brokers commonly
+/// accept 1 MB): the producer refuses larger ones before sending, the
+/// validator dead-letters them unread.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
 /// Largest record the services forward to the dead-letter topic with its
 /// value; a larger one is dead-lettered without it (see the validator).
 pub const MAX_DEAD_LETTER_BYTES: usize = 20 << 20;

@@ -22,8 +22,7 @@ use forecast_kafka::producer_config;
 use forecast_model::{ForecastDocument, wire};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-/// Default largest record, in bytes (brokers commonly accept 1 MB).
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+pub use forecast_kafka::DEFAULT_MAX_RECORD_BYTES;
 
 /// Where a submission was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,8 +28,9 @@ fn resume_points<C: rdkafka::consumer::ConsumerContext>(
     tpl: &mut rdkafka::TopicPartitionList,
 ) -> Vec<Change> {
     use rdkafka::consumer::Consumer;
-    let committed = consumer
-        .committed_offsets(tpl.clone(), Duration::from_secs(10))
+    let committed = crate::supervise::blocking(|| {
+        consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
+    })
         .inspect_err(|e| {
             tracing::warn!(error = %e, "committed offsets not read; the assigned partitions resume where librdkafka finds them")
         })
@@ -211,13 +212,14 @@ where
             if let Some(m) = metrics {
                 m.reread();
             }
-            consumer
-                .seek(
+            crate::supervise::blocking(|| {
+                consumer.seek(
                     topic,
                     partition,
                     rdkafka::Offset::Offset(to),
                     Duration::from_secs(10),
                 )
+            })
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "cannot seek {topic}/{partition} back to offset {to} to read records the broker passed over: {e}"

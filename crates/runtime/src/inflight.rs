@@ -630,10 +630,13 @@ impl InFlight {
                 }
             }
         }
-        if let Err(e) = producer.flush(std::time::Duration::from_secs(30)) {
+        // Both wait on the broker: off the async worker.
+        if let Err(e) =
+            crate::supervise::blocking(|| producer.flush(std::time::Duration::from_secs(30)))
+        {
             self.failure.get_or_insert(e.into());
         }
-        final_commit(consumer);
+        crate::supervise::blocking(|| final_commit(consumer));
         metrics.set_ready(false);
         self.failure.map_or(Ok(()), Err)
     }

@@ -3,7 +3,10 @@
 //! - [`config`]: topic names and logging flags;
 //! - [`group`]: group consumers (rebalances, lag, static membership);
 //! - [`topics`]: topic creation, broker reachability;
-//! - [`shutdown`]: the root cancellation token (SIGINT, SIGTERM);
+//! - [`shutdown`]: the root cancellation token (SIGINT, SIGTERM; a second
+//!   signal exits at once);
+//! - [`supervise`]: the critical tasks of a service, stopped together, with
+//!   a bounded drain; blocking client calls off the async workers;
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
 //! - [`inflight`]: records in flight until their outputs are acknowledged;
@@ -18,5 +21,6 @@ pub mod http;
 pub mod inflight;
 pub mod metrics;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
 pub mod topics;

@@ -21,7 +21,7 @@ use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batc
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
 
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -34,11 +34,11 @@ pub struct ValidatorArgs {
     #[arg(
         long,
         env = "FORECAST_VALIDATOR_GROUP",
-        default_value = "forecast-validator"
+        default_value = ValidatorArgs::GROUP
     )]
     pub group: String,
     /// Records larger than this are dead-lettered unread (bytes).
-    #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = forecast_kafka::DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
     /// Static group membership id, unique per running instance (default
     /// `validator-<hostname>`); a restarted instance with the same id takes its
@@ -47,6 +47,23 @@ pub struct ValidatorArgs {
     pub instance_id: Option<String>,
     #[command(flatten)]
     pub flight: FlightArgs,
+}
+
+impl ValidatorArgs {
+    /// The validators' consumer group unless `--group` says otherwise.
+    pub const GROUP: &str = "forecast-validator";
+}
+
+/// The command line's defaults (`forecastctl up` runs the service with them).
+impl Default for ValidatorArgs {
+    fn default() -> Self {
+        Self {
+            group: Self::GROUP.into(),
+            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
+            instance_id: None,
+            flight: FlightArgs::default(),
+        }
+    }
 }
 
 /// Runs until `token` is cancelled or a delivery fails for good.
@@ -127,7 +144,7 @@ impl Handler for Validate<'_> {
             (Judged::Checked { document, .. }, Outcome::Accepted) => {
                 let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
                 let warnings = warnings.join(",");
-                let headers = headers_with(
+                let headers = headers::headers_with(
                     m,
                     &[
                         (headers::POLICY_VERSION, verdict.policy_version.as_bytes()),
@@ -158,40 +175,18 @@ impl Handler for Validate<'_> {
                         .collect::<Vec<_>>()
                         .join("; "),
                 };
-                let partition = source.partition.to_string();
-                let offset = source.offset.to_string();
                 let stage_name = stage.as_str().to_ascii_lowercase();
                 let codes_text = codes.join(",");
-                // A record too large even for the dead-letter topic goes there
-                // without its value, saying so; the audit verdict still names it.
-                let omitted = payload.len() > forecast_kafka::MAX_DEAD_LETTER_BYTES;
-                // A null value stays null, an empty one empty.
-                let original = m.payload();
-                let note = format!(
-                    "{} bytes, over the {} bytes the dead-letter topic takes",
-                    payload.len(),
-                    forecast_kafka::MAX_DEAD_LETTER_BYTES
+                let record = headers::dead_letter(
+                    m,
+                    &topics.topic_rejected,
+                    &headers::DeadLetter {
+                        stage: &stage_name,
+                        codes: &codes_text,
+                        message: &message,
+                        policy_version: &verdict.policy_version,
+                    },
                 );
-                let mut added = vec![
-                    (headers::ERR_TOPIC, source.topic.as_bytes()),
-                    (headers::ERR_PARTITION, partition.as_bytes()),
-                    (headers::ERR_OFFSET, offset.as_bytes()),
-                    (headers::ERR_STAGE, stage_name.as_bytes()),
-                    (headers::ERR_CODES, codes_text.as_bytes()),
-                    (headers::ERR_MESSAGE, message.as_bytes()),
-                    (headers::POLICY_VERSION, verdict.policy_version.as_bytes()),
-                ];
-                if omitted {
-                    added.push((headers::VALUE_OMITTED, note.as_bytes()));
-                }
-                let headers = headers_with(m, &added);
-                let mut record = FutureRecord::to(&topics.topic_rejected).headers(headers);
-                if let Some(value) = original.filter(|_| !omitted) {
-                    record = record.payload(value);
-                }
-                if let Some(key) = m.key() {
-                    record = record.key(key);
-                }
                 batch.send(producer, record).await?;
                 metrics.record_out(Output::Rejected);
                 metrics.rejected(&verdict.codes);
@@ -215,22 +210,4 @@ impl Handler for Validate<'_> {
         judged.recycle(spare);
         Ok(())
     }
-}
-
-/// The record's own headers, passed on byte for byte, followed by `added`
-/// (key, value) in order.
-fn headers_with(m: &BorrowedMessage<'_>, added: &[(&str, &[u8])]) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new();
-    if let Some(h) = m.headers() {
-        for header in h.iter() {
-            out = out.insert(header);
-        }
-    }
-    for &(key, value) in added {
-        out = out.insert(Header {
-            key,
-            value: Some(value),
-        });
-    }
-    out
 }
