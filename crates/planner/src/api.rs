@@ -302,3 +302,151 @@ fn snapshot_event(v: &crate::view::PlannerView, filter: &DemandFilter) -> Event 
         })
         .unwrap_or_else(|_| Event::default().comment("unserialisable snapshot"))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use forecast_model::{DemandSnapshot, SnapshotRow, Units};
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::feed::Input;
+
+    /// A planner holding TENCENT's demand: 10 firm units of H20 in 2026-Q3.
+    fn planner() -> Arc<Planner> {
+        let planner = Planner::default();
+        planner.apply(vec![Input::Demand {
+            key: b"TENCENT/0".to_vec(),
+            snapshot: Some(DemandSnapshot {
+                customer_id: "TENCENT".into(),
+                sequence: 1,
+                as_of: Timestamp::from_millis(0),
+                rows: vec![SnapshotRow {
+                    sku: "H20".into(),
+                    quarter: Quarter::new(2026, 3).unwrap(),
+                    units: Units {
+                        firm_units: 10,
+                        planning_units: 0,
+                    },
+                }],
+            }),
+            at: None,
+        }]);
+        Arc::new(planner)
+    }
+
+    /// GETs `uri`: status, content type and body.
+    async fn get(uri: &str) -> (StatusCode, String, String) {
+        let response = routes(planner())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    /// The `error` of a JSON error body.
+    fn error(body: &str) -> String {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["error"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn demand_is_served_as_json_and_filtered() {
+        let (status, content_type, body) = get("/v1/demand?customer=TENCENT").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert!(body.contains("\"firm_units\":10"), "{body}");
+        let (_, _, other) = get("/v1/demand?customer=ALIBABA").await;
+        assert!(!other.contains("TENCENT"), "{other}");
+    }
+
+    #[tokio::test]
+    async fn bad_parameters_are_refused_with_a_json_reason() {
+        for (uri, reason) in [
+            ("/v1/demand?quarter=2026-Q5", "is not of the form YYYY-Qn"),
+            ("/v1/demand?color=red", "unknown parameter `color`"),
+            ("/v1/demand?sku=A&sku=B", "given twice"),
+            (
+                "/v1/supply?customer=TENCENT",
+                "unknown parameter `customer`",
+            ),
+        ] {
+            let (status, content_type, body) = get(uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(content_type, "application/json", "{uri}");
+            assert!(error(&body).contains(reason), "{uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_documents_and_paths_are_json_404s() {
+        let (status, _, body) = get("/v1/documents/NO-SUCH-DOC").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!error(&body).is_empty());
+        let (status, _, body) = get("/v1/nothing-here").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(error(&body).contains("/openapi.json"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn every_path_the_openapi_document_names_is_served() {
+        let (status, content_type, body) = get("/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.contains_key("/v1/demand"));
+        for path in paths.keys() {
+            // Served by the runtime's routes, merged in by the command.
+            if ["/metrics", "/healthz", "/readyz", "/v1/demand/stream"].contains(&path.as_str()) {
+                continue;
+            }
+            let uri = path.replace("{document_id}", "NO-SUCH-DOC");
+            let (status, _, body) = get(&uri).await;
+            let expected = if uri.contains("NO-SUCH-DOC") {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, expected, "{uri}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_rule_codes_the_openapi_document_allows_are_the_servers() {
+        let (_, _, body) = get("/openapi.json").await;
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        let code = doc["paths"]["/v1/rejections"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "code")
+            .unwrap();
+        let allowed: Vec<&str> = code["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let server: Vec<&str> = RuleCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(allowed, server);
+        for c in allowed {
+            let (status, _, body) = get(&format!("/v1/rejections?code={c}")).await;
+            assert_eq!(status, StatusCode::OK, "{c}: {body}");
+        }
+    }
+}
