@@ -10,11 +10,13 @@
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
 //! - [`inflight`]: records in flight until their outputs are acknowledged;
+//! - [`delivery`]: a failed delivery, its domain and retry hint;
 //! - [`continuity`]: no record passed over when a partition resumes;
 //! - [`headers`]: dead-letter and metadata header names.
 
 pub mod config;
 pub mod continuity;
+pub mod delivery;
 pub mod group;
 pub mod headers;
 pub mod http;
