@@ -4,16 +4,20 @@
 //! subcommand is a module over the library crates:
 //! - [`check`]: stateless rules, one verdict per document;
 //! - [`replay`]: validator and aggregator cores in order over a stream;
-//! - [`stream`]: `submit`, `validate`, `aggregate`, `planner`, `demand`,
-//!   `topics`, `supply`;
+//! - [`submit`], [`services`] (`validate`, `aggregate`, `planner`),
+//!   [`demand`], [`admin`] (`topics create`, `supply load`): the commands
+//!   that talk to Kafka, wiring the libraries;
 //! - [`up`]: everything on one machine with an embedded broker;
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
+pub mod admin;
 pub mod check;
+pub mod demand;
 pub mod input;
 pub mod replay;
 pub mod report;
-pub mod stream;
+pub mod services;
+pub mod submit;
 pub mod up;
 
 use std::io::{self, Write};
@@ -55,26 +59,26 @@ pub enum Command {
     /// Send documents to the pipeline (Avro, keyed by document_id). A
     /// document that does not decode is reported with its line and not
     /// sent. Exit 0 when every document was delivered, 1 otherwise.
-    Submit(stream::SubmitArgs),
+    Submit(submit::SubmitArgs),
     /// Run the validating service: forecasts.submitted -> validated,
     /// rejected (dead letters) and audit. Stops cleanly on SIGINT/SIGTERM.
-    Validate(stream::ValidateArgs),
+    Validate(services::ValidateArgs),
     /// Run the aggregating service: forecasts.validated -> demand.by-customer
     /// and audit (sequencing verdicts). Stops cleanly on SIGINT/SIGTERM.
-    Aggregate(stream::AggregateArgs),
+    Aggregate(services::AggregateArgs),
     /// Serve the planner API and dashboard: demand, coverage against the
     /// supply plan, rejections, a live stream. Reads demand.by-customer,
     /// forecasts.audit and supply.plan from their start (no consumer group:
     /// every instance sees all). Stops cleanly on SIGINT/SIGTERM.
-    Planner(stream::PlannerServiceArgs),
+    Planner(services::PlannerServiceArgs),
     /// Print the demand read from demand.by-customer.
-    Demand(stream::DemandArgs),
+    Demand(demand::DemandArgs),
     /// Manage the pipeline's topics.
     #[command(subcommand)]
-    Topics(stream::TopicsCommand),
+    Topics(admin::TopicsCommand),
     /// Manage the supply plan planners compare demand with.
     #[command(subcommand)]
-    Supply(stream::SupplyCommand),
+    Supply(admin::SupplyCommand),
     /// Run everything on this machine: an embedded broker (tansu), the
     /// validator and the aggregator; submit the examples and show demand.
     Up(up::UpArgs),
@@ -176,31 +180,33 @@ fn run_async(command: Command) -> ExitCode {
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         let token = forecast_runtime::shutdown::on_signals();
         match command {
-            Command::Submit(a) => Ok(if stream::submit(&a).await? {
+            Command::Submit(a) => Ok(if submit::submit(&a).await? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_REJECTED)
             }),
-            Command::Validate(a) => stream::validate(&a, token)
+            Command::Validate(a) => services::validate(&a, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Aggregate(a) => stream::aggregate(&a, token)
+            Command::Aggregate(a) => services::aggregate(&a, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Planner(a) => stream::planner(&a, token).await.map(|()| ExitCode::SUCCESS),
-            Command::Demand(a) => stream::demand(&a, token).await.map(|()| ExitCode::SUCCESS),
-            Command::Topics(stream::TopicsCommand::Create {
+            Command::Planner(a) => services::planner(&a, token)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Demand(a) => demand::demand(&a, token).await.map(|()| ExitCode::SUCCESS),
+            Command::Topics(admin::TopicsCommand::Create {
                 kafka,
                 topics,
                 layout,
-            }) => stream::create_topics(&kafka, &topics, &layout)
+            }) => services::create_topics(&kafka, &topics, &layout)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Supply(stream::SupplyCommand::Load {
+            Command::Supply(admin::SupplyCommand::Load {
                 kafka,
                 topics,
                 file,
-            }) => stream::load_supply(&kafka, &topics, &file)
+            }) => admin::load_supply(&kafka, &topics, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),

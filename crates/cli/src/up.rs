@@ -21,7 +21,8 @@ use forecast_runtime::supervise::{Supervisor, blocking};
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
-use crate::stream::{self, LayoutArgs};
+use crate::services::{self, LayoutArgs};
+use crate::submit;
 use crate::{PolicyArgs, report};
 
 /// The tansu release this project runs, with `deploy/tansu.patch`.
@@ -202,7 +203,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     // Taken first: an address in use stops `up` before it starts anything.
     let listener = forecast_runtime::http::bind(args.http).await?;
     // Tansu::start waited until it listens; create_topics checks it answers.
-    stream::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
+    services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
 
     let policy = args
         .policy
@@ -286,7 +287,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     // The services run supervised while this task submits and waits: the
     // first of them to fail stops everything (and the wait below).
     let supervised = tokio::spawn(tasks.run());
-    let submit = stream::SubmitArgs {
+    let submit_args = submit::SubmitArgs {
         kafka: kafka.clone(),
         topics: topics.clone(),
         log: LogArgs {
@@ -296,7 +297,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         files: vec![args.examples.clone()],
     };
     eprintln!("submitting {}", args.examples.display());
-    stream::submit(&submit).await?;
+    submit::submit(&submit_args).await?;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let rows = loop {

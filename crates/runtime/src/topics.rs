@@ -69,3 +69,27 @@ pub async fn create_topics(
     }
     Ok(created)
 }
+
+/// Fails, saying how to create it, when `topic` does not exist (a reader or
+/// a loader that must not create topics with the wrong settings by writing
+/// to them).
+pub async fn require_topic(kafka: &KafkaArgs, topic: &str) -> anyhow::Result<()> {
+    check_reachable(kafka, Duration::from_secs(15)).await?;
+    let config = client_config(kafka);
+    let name = topic.to_owned();
+    let exists = tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer = config.create()?;
+        forecast_kafka::partition_ids(
+            rdkafka::consumer::Consumer::client(&client),
+            &name,
+            Duration::from_secs(10),
+        )
+        .map(|ids| !ids.is_empty())
+    })
+    .await??;
+    anyhow::ensure!(
+        exists,
+        "topic {topic} does not exist: run `forecastctl topics create` (or start the services) first"
+    );
+    Ok(())
+}

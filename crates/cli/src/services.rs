@@ -1,0 +1,323 @@
+//! The services: `validate`, `aggregate` and `planner`, each its
+//! library's loop under the runtime's supervisor, with its HTTP endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use forecast_aggregator::service::AggregatorArgs;
+use forecast_kafka::KafkaArgs;
+use forecast_runtime::config::{LogArgs, TopicArgs};
+use forecast_runtime::metrics::Metrics;
+use forecast_runtime::supervise::Supervisor;
+use forecast_runtime::topics::TopicLayout;
+use forecast_validator::service::ValidatorArgs;
+use tokio_util::sync::CancellationToken;
+
+use crate::PolicyArgs;
+
+/// Arguments of the services.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "FORECAST_HTTP", value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// How long a stopping service may take.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ShutdownArgs {
+    /// Seconds a service has, once told to stop (SIGINT, SIGTERM, or one of
+    /// its tasks failing), to finish what is in flight, flush and commit;
+    /// then it is aborted (records not committed are read again). A second
+    /// signal exits at once.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "FORECAST_SHUTDOWN_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub seconds: u64,
+}
+
+impl ShutdownArgs {
+    fn drain(self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+}
+
+/// Partitions of topics this command creates when missing.
+#[derive(Debug, Clone, Args)]
+pub struct LayoutArgs {
+    /// Partitions of each topic created (the most instances that share the work).
+    #[arg(long, env = "FORECAST_PARTITIONS", default_value_t = LayoutArgs::default().partitions, value_parser = clap::value_parser!(i32).range(1..))]
+    pub partitions: i32,
+    /// Replication factor of each topic created.
+    #[arg(long, env = "FORECAST_REPLICATION", default_value_t = LayoutArgs::default().replication, value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication: i32,
+}
+
+/// The command line's defaults: 3 partitions, no replication (one broker).
+impl Default for LayoutArgs {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            replication: 1,
+        }
+    }
+}
+
+impl LayoutArgs {
+    fn layout(&self) -> TopicLayout {
+        TopicLayout {
+            partitions: self.partitions,
+            replication: self.replication,
+        }
+    }
+}
+
+/// Arguments of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub validator: ValidatorArgs,
+}
+
+/// Arguments of `aggregate`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub aggregator: AggregatorArgs,
+}
+
+/// Arguments of `planner`.
+#[derive(Debug, Args)]
+pub struct PlannerServiceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Serve the planner API, the dashboard, /metrics, /healthz and /readyz
+    /// (ready once the view holds what the topics held at start) here.
+    #[arg(
+        long,
+        env = "FORECAST_HTTP",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http: std::net::SocketAddr,
+    #[command(flatten)]
+    pub planner: forecast_planner::PlannerArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// Creates the topics, logging what was created.
+pub async fn create_topics(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    layout: &LayoutArgs,
+) -> anyhow::Result<()> {
+    let created = forecast_runtime::topics::create_topics(kafka, topics, layout.layout()).await?;
+    if !created.is_empty() {
+        tracing::info!(topics = %created.join(","), partitions = layout.partitions, "created topics");
+    }
+    Ok(())
+}
+
+/// Creates the topics, serves `--http` (the operational routes and
+/// `routes`), and runs a service until it stops.
+async fn run_service<F: std::future::Future<Output = anyhow::Result<()>>>(
+    service: &ServiceArgs,
+    name: &'static str,
+    token: CancellationToken,
+    routes: axum::Router,
+    run: impl FnOnce(Arc<Metrics>, CancellationToken) -> F,
+) -> anyhow::Result<()> {
+    // Taken first: an address in use stops the process before it starts work.
+    let listener = match service.http {
+        Some(addr) => Some(forecast_runtime::http::bind(addr).await?),
+        None => None,
+    };
+    create_topics(&service.kafka, &service.topics, &service.layout).await?;
+    let metrics = Arc::new(Metrics::new(name));
+    let mut tasks = Supervisor::new(token.clone(), service.shutdown.drain());
+    if let Some(listener) = listener {
+        let router = forecast_runtime::http::routes(metrics.clone()).merge(routes);
+        tasks.spawn(
+            "the HTTP endpoints",
+            forecast_runtime::http::serve_on(listener, router, token.clone()),
+        );
+    }
+    tasks.run_foreground(name, run(metrics, token)).await
+}
+
+/// Runs the validating service until SIGINT/SIGTERM.
+pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let policy = args
+        .policy
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
+    let validator = forecast_validator::Validator::new(policy);
+    let service = &args.service;
+    run_service(
+        service,
+        "validator",
+        token,
+        axum::Router::new(),
+        |metrics, token| {
+            forecast_validator::service::run(
+                validator,
+                &service.kafka,
+                &service.topics,
+                &args.validator,
+                metrics,
+                token,
+            )
+        },
+    )
+    .await
+}
+
+/// Runs the aggregating service until SIGINT/SIGTERM.
+pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let service = &args.service;
+    run_service(
+        service,
+        "aggregator",
+        token,
+        axum::Router::new(),
+        |metrics, token| {
+            forecast_aggregator::service::run(
+                &service.kafka,
+                &service.topics,
+                &args.aggregator,
+                metrics,
+                token,
+            )
+        },
+    )
+    .await
+}
+
+/// Runs the planner API and dashboard until SIGINT/SIGTERM, or until its
+/// feed or its listener fails.
+pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let planner = Arc::new(
+        args.planner
+            .planner()
+            .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?,
+    );
+    let listener = forecast_runtime::http::bind(args.http).await?;
+    let metrics = Arc::new(Metrics::new("planner"));
+    let feed = forecast_planner::feed::spawn(
+        planner.clone(),
+        args.kafka.clone(),
+        args.topics.clone(),
+        metrics.clone(),
+        token.clone(),
+    );
+    let router =
+        forecast_runtime::http::routes(metrics).merge(forecast_planner::api::routes(planner));
+    let mut tasks = Supervisor::new(token.clone(), args.shutdown.drain());
+    tasks.spawn(
+        "the planner API",
+        forecast_runtime::http::serve_on(listener, router, token),
+    );
+    tasks.spawn("the planner's feed", async move { feed.await? });
+    tasks.run().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args).unwrap().command
+    }
+
+    #[test]
+    fn the_defaults_up_runs_with_are_the_command_lines() {
+        let Command::Validate(v) = parse(&["forecastctl", "validate"]) else {
+            panic!("not validate");
+        };
+        let d = ValidatorArgs::default();
+        assert_eq!(v.validator.group, d.group);
+        assert_eq!(v.validator.max_record_bytes, d.max_record_bytes);
+        assert_eq!(v.validator.flight.max_in_flight, d.flight.max_in_flight);
+        assert_eq!(
+            v.service.layout.partitions,
+            LayoutArgs::default().partitions
+        );
+        assert_eq!(
+            v.service.layout.replication,
+            LayoutArgs::default().replication
+        );
+        assert_eq!(v.service.shutdown.drain(), Duration::from_secs(30));
+        let Command::Aggregate(a) = parse(&["forecastctl", "aggregate"]) else {
+            panic!("not aggregate");
+        };
+        assert_eq!(a.aggregator.group, AggregatorArgs::default().group);
+    }
+
+    #[test]
+    fn a_shutdown_timeout_and_an_http_address_are_taken_from_the_flags() {
+        let Command::Planner(p) = parse(&[
+            "forecastctl",
+            "planner",
+            "--shutdown-timeout",
+            "5",
+            "--http",
+            "127.0.0.1:9999",
+        ]) else {
+            panic!("not planner");
+        };
+        assert_eq!(p.shutdown.drain(), Duration::from_secs(5));
+        assert_eq!(p.http.port(), 9999);
+        assert!(
+            Cli::try_parse_from(["forecastctl", "validate", "--shutdown-timeout", "soon"]).is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http_address_in_use_stops_the_service_before_it_starts() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        // No broker at all: the bind must fail first, naming the flag.
+        let Command::Aggregate(a) = parse(&[
+            "forecastctl",
+            "aggregate",
+            "--brokers",
+            "127.0.0.1:9",
+            "--http",
+            &addr,
+        ]) else {
+            panic!("not aggregate");
+        };
+        let error = aggregate(&a, CancellationToken::new()).await.unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains(&addr) && text.contains("--http"), "{text}");
+    }
+}

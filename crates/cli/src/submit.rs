@@ -1,0 +1,130 @@
+//! `forecastctl submit`: documents from files to `forecasts.submitted`
+//! through the customer library (`forecast-producer`), each refused locally
+//! with its file, line and field when it does not decode.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use forecast_kafka::KafkaArgs;
+use forecast_producer::Submitter;
+use forecast_runtime::config::{LogArgs, TopicArgs};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::input;
+
+/// Arguments of `submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Largest encoded document sent (bytes); larger ones are refused locally.
+    #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = forecast_producer::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+    /// Files holding one JSON document, or JSON Lines; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Submits documents; returns whether every one was delivered.
+pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
+    let submitter = Submitter::new(&args.kafka, &args.topics.topic_submitted)?
+        .with_max_record_bytes(args.max_record_bytes);
+    let mut tally = Tally::default();
+    // Hidden when standard error is not a terminal.
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} documents delivered ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut in_flight = FuturesUnordered::new();
+    for path in &args.files {
+        let origin = path.display().to_string();
+        let submissions = input::open(path)
+            .and_then(input::read_all)
+            .map_err(|e| anyhow::anyhow!("cannot read {origin}: {e}"))?;
+        bar.inc_length(submissions.len() as u64);
+        for sub in submissions {
+            match forecast_model::parse_submission(&sub.bytes) {
+                Err(e) => {
+                    let field = if e.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" at {}", e.field)
+                    };
+                    tally.refused(
+                        &bar,
+                        format!(
+                            "{origin}:{}: refused, not sent: SCHEMA_INVALID{field}: {}",
+                            sub.line, e.message
+                        ),
+                    );
+                }
+                Ok(doc) => match submitter.enqueue(&doc).await {
+                    Ok(pending) => {
+                        let origin = origin.clone();
+                        in_flight.push(async move { (origin, sub.line, pending.receipt().await) });
+                    }
+                    Err(e) => tally.refused(
+                        &bar,
+                        format!("{origin}:{}: refused, not sent: {e}", sub.line),
+                    ),
+                },
+            }
+            // Bound memory: settle deliveries as they come.
+            while in_flight.len() >= 10_000 {
+                if let Some(r) = in_flight.next().await {
+                    tally.settled(&bar, r);
+                }
+            }
+        }
+    }
+    while let Some(r) = in_flight.next().await {
+        tally.settled(&bar, r);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{} sent, {} refused locally, {} failed",
+        tally.sent, tally.refused, tally.failed
+    );
+    Ok(tally.refused == 0 && tally.failed == 0)
+}
+
+/// What `submit` did with each document.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u64,
+    refused: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn refused(&mut self, bar: &indicatif::ProgressBar, why: String) {
+        self.refused += 1;
+        bar.inc(1);
+        bar.suspend(|| eprintln!("{why}"));
+    }
+
+    fn settled(
+        &mut self,
+        bar: &indicatif::ProgressBar,
+        (origin, line, r): (
+            String,
+            usize,
+            Result<forecast_producer::Receipt, forecast_producer::SubmitError>,
+        ),
+    ) {
+        bar.inc(1);
+        match r {
+            Ok(_) => self.sent += 1,
+            Err(e) => {
+                self.failed += 1;
+                bar.suspend(|| eprintln!("{origin}:{line}: not delivered: {e}"));
+            }
+        }
+    }
+}
