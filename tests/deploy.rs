@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::http_get;
+use forecast_tests::containers::http_get;
 use forecast_tests::stream::repo;
 use serde_json::Value;
 

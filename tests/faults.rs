@@ -11,12 +11,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Storage, docker};
+use forecast_tests::containers::{Cluster, Storage, docker};
 use forecast_tests::kafka::{RawRecord, produce_raw};
 use forecast_tests::stream::{generated_stream, poison_pills, split};
 

@@ -1,12 +1,22 @@
-//! Support shared by the end-to-end suites: `crates/cli/tests` (the
-//! services as child processes) and the container suites beside this file
-//! (`faults.rs`, `deploy.rs`): reading and writing topics, the generated
-//! stream and poison pills, and the comparison with `replay`.
+//! The one harness of the end-to-end suites: the pipeline as processes
+//! ([`processes`], for `crates/cli/tests`) or as containers
+//! ([`containers`], for `faults.rs` and `deploy.rs` beside this file), and
+//! what both share: reading and writing topics ([`kafka`]), the generated
+//! stream and poison pills ([`stream`]), and the comparison with `replay`
+//! ([`outcome`]).
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    missing_debug_implementations,
+    unreachable_pub,
+    dead_code
+)]
 
+pub mod containers;
 pub mod kafka;
 pub mod outcome;
+pub mod processes;
 pub mod stream;
 
 use std::collections::HashMap;

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pipeline::*;
-use common::*;
+use forecast_tests::processes::pipeline::*;
+use forecast_tests::processes::*;
 use forecastctl::report::thousands;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};

@@ -7,14 +7,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::pipeline::*;
-use common::*;
+use forecast_tests::processes::pipeline::*;
+use forecast_tests::processes::*;
 use serde_json::Value;
 
 /// What every run must end with, whatever faults happened on the way.

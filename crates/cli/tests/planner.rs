@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::pipeline::*;
-use common::*;
+use forecast_tests::processes::pipeline::*;
+use forecast_tests::processes::*;
 use serde_json::{Value, json};
 
 /// GET returning the status code and the body as JSON.

@@ -9,15 +9,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::pipeline::{Pipeline, RESTRICTED, http_get};
-use common::*;
 use forecast_model::{Registry, Stage, wire};
+use forecast_tests::processes::pipeline::{Pipeline, RESTRICTED, http_get};
+use forecast_tests::processes::*;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

@@ -1,4 +1,5 @@
-//! The container harness: a tansu broker container (memory storage, or
+//! The pipeline as containers, for the suites beside this crate
+//! (`faults.rs`, `deploy.rs`): a tansu broker container (memory storage, or
 //! sqlite on a bind-mounted folder when a test restarts the broker), the
 //! validator and aggregator as containers of the local `forecastctl` image on
 //! a Docker network of the test's own (started with testcontainers), and
@@ -11,21 +12,14 @@
 //! the suites at an external broker instead (it must be reachable from the
 //! containers; scenarios that restart the broker then fail, saying so).
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::missing_panics_doc
-)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use forecast_tests::http_get;
-use forecast_tests::outcome::{Observed, compare};
-use forecast_tests::stream::conformance;
+pub use crate::http_get;
+use crate::outcome::{Observed, compare};
+use crate::stream::conformance;
 use serde_json::Value;
 use testcontainers::core::{Mount, WaitFor};
 use testcontainers::runners::SyncRunner;

@@ -1,23 +1,39 @@
-//! Harness of the end-to-end tests: a tansu broker per test (or an external
-//! one named by `FORECAST_TEST_BROKERS`), unique topic names, the services
-//! as child processes of the real `forecastctl` binary, and readers that
-//! take a topic in full.
-
-#![allow(dead_code, unreachable_pub, unused_imports, clippy::unwrap_used)]
+//! The pipeline as processes, for `crates/cli/tests`: a tansu broker per
+//! test (or an external one named by `FORECAST_TEST_BROKERS`), unique topic
+//! names, the services as child processes of the real `forecastctl` binary
+//! ([`pipeline`]), and readers that take a topic in full.
 
 pub mod pipeline;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-pub fn forecastctl() -> &'static str {
-    env!("CARGO_BIN_EXE_forecastctl")
+/// The `forecastctl` binary: `FORECASTCTL`, or the one cargo built beside
+/// the running test (`target/<profile>/forecastctl`; `cargo test -p
+/// forecastctl` builds it before its tests).
+pub fn forecastctl() -> PathBuf {
+    if let Some(p) = std::env::var_os("FORECASTCTL") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/forecastctl
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("forecastctl"))
+        .expect("a target folder");
+    assert!(
+        bin.exists(),
+        "{} not built: run the tests with cargo test -p forecastctl, or set FORECASTCTL",
+        bin.display()
+    );
+    bin
 }
 
+/// The repository's root (the services run from there, as `up` does).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The broker `forecastctl up` runs: `FORECAST_TANSU`, or the build of
@@ -185,7 +201,7 @@ pub fn spawn_logged(args: &[String], log: &Path) -> Child {
         .unwrap()
 }
 
-pub use forecast_tests::kafka::*;
-pub use forecast_tests::outcome::{Observed, compare, demand_diff};
-pub use forecast_tests::stream::{conformance, generated_stream, poison_pills};
-pub use forecast_tests::{multiset, wait_until};
+pub use crate::kafka::*;
+pub use crate::outcome::{Observed, compare, demand_diff};
+pub use crate::stream::{conformance, generated_stream, poison_pills};
+pub use crate::{multiset, wait_until};

@@ -225,6 +225,5 @@ pub fn replay(stream: &Path) -> Value {
 
 /// A plain HTTP GET on loopback: status line and body.
 pub fn http_get(addr: &str, path: &str) -> (String, String) {
-    forecast_tests::http_get(addr, path)
-        .unwrap_or_else(|| panic!("GET {path}: nothing answers at {addr}"))
+    crate::http_get(addr, path).unwrap_or_else(|| panic!("GET {path}: nothing answers at {addr}"))
 }
