@@ -25,10 +25,10 @@ mod workload;
 
 use std::path::{Path, PathBuf};
 
-use crate::procs::*;
-use crate::report::*;
-use crate::stages::*;
-use crate::workload::*;
+use crate::procs::free_port;
+use crate::report::{EndToEndCpu, Throughput, median};
+use crate::stages::Bench;
+use crate::workload::{CUSTOMERS, Encoded, stream};
 use clap::Parser;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::producer_config;

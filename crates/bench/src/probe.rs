@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::report::*;
+use crate::report::Timed;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::reader_config;
 use forecast_model::wire;

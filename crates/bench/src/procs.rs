@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::probe::*;
-use crate::report::*;
+use crate::probe::{Progress, time_until_processed, value_in};
+use crate::report::Timed;
 use anyhow::Context;
 use forecast_kafka::KafkaArgs;
 use forecast_runtime::config::TopicArgs;

@@ -6,11 +6,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::probe::*;
-use crate::procs::*;
-use crate::report::*;
+use crate::probe::{
+    Counts, POLL, Progress, records_in_topics, time_until_processed, unix_seconds, watch_demand,
+};
+use crate::procs::{Service, cpu_seconds, memory_taken};
+use crate::report::{Latency, Throughput, Timed, per_document, percentile};
 use crate::topics;
-use crate::workload::*;
+use crate::workload::{AckClock, CUSTOMERS, Encoded, produce_all, twelve_lines, warm};
 use anyhow::Context;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::producer_config;
