@@ -269,16 +269,14 @@ impl Cluster {
 
     /// Waits until the service's /metrics show it consuming (at least `n` records).
     pub fn wait_consuming(&self, name: &str, n: u64, timeout: Duration) {
-        self.wait_until(
-            &format!("{name} did not consume {n} records"),
-            timeout,
-            || self.service(name).records_in().is_some_and(|r| r >= n),
-        );
+        self.wait_until(&format!("{name} to consume {n} records"), timeout, || {
+            self.service(name).records_in().is_some_and(|r| r >= n)
+        });
     }
 
     /// Waits until `name` has logged a line containing `text`.
     pub fn wait_log(&self, name: &str, text: &str, timeout: Duration) {
-        self.wait_until(&format!("{name} did not log {text:?}"), timeout, || {
+        self.wait_until(&format!("{name} to log {text:?}"), timeout, || {
             let out = Command::new("docker")
                 .args(["logs", &self.service(name).id()])
                 .output()
@@ -288,17 +286,10 @@ impl Cluster {
         });
     }
 
-    /// Checks `done` every 250 ms; fails saying `failure` (and where the
-    /// logs are) when it is still false after `timeout`.
-    fn wait_until(&self, failure: &str, timeout: Duration, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "{failure} within {timeout:?} (the logs follow)"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    /// Polls `done`; fails saying `what` was not reached (the logs follow
+    /// the failure) when it is still false after `timeout`.
+    fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn() -> bool) {
+        crate::wait_until(timeout, &format!("{what} (the logs follow)"), done);
     }
 
     /// Waits until the services' consumed counts stop moving for 2 s.
