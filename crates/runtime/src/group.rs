@@ -99,8 +99,8 @@ impl rdkafka::ClientContext for GroupContext {
 
 impl rdkafka::consumer::ConsumerContext for GroupContext {
     /// Applies a rebalance as rdkafka's default does, except that each
-    /// assigned partition with a committed offset starts at an explicit
-    /// offset a window before it (`resume_points`). Logs the partitions
+    /// assigned partition starts at an explicit offset, its committed one
+    /// (`resume_points`). Logs the partitions
     /// assigned or revoked: when an instance is added or removed, these
     /// lines tell that the group has rebalanced.
     fn rebalance(

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::future::{FusedFuture as _, FutureExt as _, OptionFuture};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -77,23 +78,16 @@ impl Supervisor {
             tracing::error!(task = name, error = %format!("{error:#}"), "a critical task ended with an error; stopping");
             failure.get_or_insert(error);
         };
-        let has_fg = foreground.is_some();
-        let (fg_name, fg) = match foreground {
-            Some((name, task)) => (name, Some(task)),
-            None => ("", None),
-        };
-        let fg = async move {
-            match fg {
-                Some(task) => Some(task.await),
-                None => None,
-            }
-        };
+        // The foreground task, if any (without one it is done at once);
+        // fused, so that once finished it says so instead of being polled
+        // again.
+        let fg =
+            OptionFuture::from(foreground.map(|(name, task)| async move { (name, task.await) }))
+                .fuse();
         tokio::pin!(fg);
-        // Without a foreground task there is nothing to wait for here.
-        let mut fg_done = !has_fg;
         // The first task to end.
         let first = tokio::select! {
-            Some(result) = &mut fg, if !fg_done => { fg_done = true; Some((fg_name, Ok(result))) }
+            Some((name, result)) = &mut fg => Some((name, Ok(result))),
             Some(joined) = self.tasks.join_next() => Some(split(joined)),
             else => None,
         };
@@ -107,8 +101,10 @@ impl Supervisor {
         let tasks = &mut self.tasks;
         let drained = tokio::time::timeout(self.drain, async {
             let mut ended = Vec::new();
-            if !fg_done && let Some(result) = (&mut fg).await {
-                ended.push((fg_name, Ok(result)));
+            if !fg.is_terminated()
+                && let Some((name, result)) = (&mut fg).await
+            {
+                ended.push((name, Ok(result)));
             }
             while let Some(joined) = tasks.join_next().await {
                 ended.push(split(joined));
