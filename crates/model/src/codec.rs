@@ -9,14 +9,16 @@ use crate::document::*;
 use crate::time::{Date, Quarter, Timestamp};
 use crate::verdict::*;
 
-/// Appends the Avro datum of `doc` (schema `forecast-document.v2`) to `buf`.
+/// Appends the Avro datum of `doc` (schema `forecast-document.v3`) to `buf`.
 pub fn encode_document(doc: &ForecastDocument, buf: &mut Vec<u8>) {
-    encode_document_with_offset(doc, doc.submitted_at.offset_minutes(), buf);
+    encode_content(doc, doc.submitted_at.offset_minutes(), buf);
+    encode_signature(doc.signature.as_ref(), buf);
 }
 
-/// [`encode_document`] with `submitted_at` written with `offset_minutes`
-/// instead of its own offset (the same instant).
-fn encode_document_with_offset(doc: &ForecastDocument, offset_minutes: i32, buf: &mut Vec<u8>) {
+/// The fields before `signature` (the document's content), with
+/// `submitted_at` written with `offset_minutes` instead of its own offset
+/// (the same instant).
+fn encode_content(doc: &ForecastDocument, offset_minutes: i32, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.string(&doc.document_id);
     w.int(doc.revision);
@@ -57,14 +59,22 @@ fn encode_document_with_offset(doc: &ForecastDocument, offset_minutes: i32, buf:
     });
 }
 
-/// Decodes an Avro datum written with schema `forecast-document.v2`.
+/// The last field, `signature`.
+fn encode_signature(signature: Option<&Signature>, buf: &mut Vec<u8>) {
+    Writer::new(buf).optional(signature, |w, s| {
+        w.string(&s.key_id);
+        w.string(&s.value);
+    });
+}
+
+/// Decodes an Avro datum written with schema `forecast-document.v3`.
 pub fn decode_document(datum: &[u8]) -> Result<ForecastDocument, DecodeError> {
     let mut doc = ForecastDocument::default();
     decode_document_into(datum, &mut doc)?;
     Ok(doc)
 }
 
-/// Decodes an Avro datum written with schema `forecast-document.v2` into
+/// Decodes an Avro datum written with schema `forecast-document.v3` into
 /// `doc`, reusing its strings and vectors: a service decoding record after
 /// record into one document allocates only where a record is larger than
 /// every one before. On an error `doc` holds part of the record.
@@ -86,26 +96,31 @@ pub fn decode_sequencing_digest(
     doc: &mut ForecastDocument,
 ) -> Result<[u8; 16], DecodeError> {
     let mut r = Reader::skimming(datum);
-    let offset = read_document(&mut r, doc)?;
+    let at = read_document(&mut r, doc)?;
     if !r.canonical() {
         // Other bytes for the same values: the digest needs the document whole.
         decode_document_into(datum, doc)?;
         return Ok(content_digest(doc));
     }
-    // What content_digest encodes: these bytes with the offset written as 0.
+    // What content_digest encodes: these bytes up to the signature, with
+    // the offset written as 0.
     Ok(digest_with(|buf| {
-        buf.extend_from_slice(&datum[..offset.start]);
+        buf.extend_from_slice(&datum[..at.offset.start]);
         Writer::new(buf).int(0);
-        buf.extend_from_slice(&datum[offset.end..]);
+        buf.extend_from_slice(&datum[at.offset.end..at.signature]);
     }))
 }
 
-/// Reads a whole `forecast-document.v2` datum into `doc`; returns where
-/// `submitted_at_offset_minutes` is in it.
-fn read_document(
-    r: &mut Reader<'_>,
-    doc: &mut ForecastDocument,
-) -> Result<std::ops::Range<usize>, DecodeError> {
+/// Where the parts of a datum that the content digest treats apart are.
+struct Positions {
+    /// `submitted_at_offset_minutes`.
+    offset: std::ops::Range<usize>,
+    /// Where `signature`, the last field, starts.
+    signature: usize,
+}
+
+/// Reads a whole `forecast-document.v3` datum into `doc`.
+fn read_document(r: &mut Reader<'_>, doc: &mut ForecastDocument) -> Result<Positions, DecodeError> {
     r.string_into("document_id", &mut doc.document_id)?;
     doc.revision = r.int("revision")?;
     doc.purpose = r.enum_value("purpose", Purpose::from_index)?;
@@ -170,11 +185,23 @@ fn read_document(
         String::new,
         |r, s| r.text_into("export_license.application_number", s),
     )?;
-    r.finish().map(|()| offset)
+    let signature = r.position();
+    r.optional_into(
+        "signature",
+        &mut doc.signature,
+        Signature::default,
+        |r, s| {
+            r.text_into("signature.key_id", &mut s.key_id)?;
+            r.text_into("signature.value", &mut s.value)
+        },
+    )?;
+    r.finish().map(|()| Positions { offset, signature })
 }
 
 /// Digest of a document's content: a 128-bit keyed hash of its Avro datum
-/// in the current schema. Every field the schema knows counts, an absent
+/// in the current schema without its signature. Every field the schema
+/// knows but `signature` counts (a revision signed again, or with another
+/// key, is the same content), an absent
 /// optional field equals null, and fields the schema does not know
 /// (dropped when the JSON was decoded) do not count: the spec's notion of
 /// "same content". `submitted_at` counts as an instant: the offset it was
@@ -188,7 +215,7 @@ fn read_document(
 /// document it applies, and SHA-256 alone was a tenth of its main thread.
 pub fn content_digest(doc: &ForecastDocument) -> [u8; 16] {
     // The datum is written with offset 0: the instant alone counts.
-    digest_with(|buf| encode_document_with_offset(doc, 0, buf))
+    digest_with(|buf| encode_content(doc, 0, buf))
 }
 
 /// The keyed hash of the bytes `fill` writes into an empty buffer (one per

@@ -147,6 +147,24 @@ pub struct ForecastDocument {
     pub end_use: EndUse,
     pub documents: Vec<SupportingDocument>,
     pub export_license: ExportLicense,
+    /// The sender's Ed25519 signature of the document's content
+    /// ([`crate::signing`]); absent or null when unsigned. Not part of the
+    /// content: the same revision signed again, or with another key, is
+    /// the same document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// A signature carried in the document: which key signed, and the Ed25519
+/// signature of the canonical content ([`crate::signing::canonical_content`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// The key's id in the pipeline's key registry.
+    pub key_id: String,
+    /// The 64 signature bytes in base64 (RFC 4648, standard alphabet, padded).
+    /// Kept as written: a value that does not decode is `SIGNATURE_INVALID`,
+    /// not a decoding failure.
+    pub value: String,
 }
 
 /// First and last quarter of the forecast, inclusive, as written.
@@ -239,6 +257,7 @@ impl Default for ForecastDocument {
                 status: LicenseStatus::NotFiled,
                 application_number: None,
             },
+            signature: None,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`codec`]: Avro binary codecs of the current schemas, and the content
 //!   digest used for duplicate detection.
 //! - [`wire`]: Confluent framing, and resolution of older schema versions.
+//! - [`signing`]: the canonical content a sender signs, Ed25519 signing and
+//!   verification, key texts.
 //!
 //! Every other crate of the workspace builds on these types; nothing here
 //! does I/O.
@@ -23,6 +25,7 @@ pub mod fixtures;
 pub mod intern;
 pub mod json;
 pub mod schema;
+pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

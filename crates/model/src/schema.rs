@@ -35,7 +35,7 @@ impl Subject {
     /// The id of the version this build writes.
     pub const fn current_id(self) -> u32 {
         match self {
-            Subject::ForecastDocument => FORECAST_DOCUMENT_V2,
+            Subject::ForecastDocument => FORECAST_DOCUMENT_V3,
             Subject::Verdict => VERDICT_V2,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
         }
@@ -52,6 +52,7 @@ pub const VERDICT_V1: u32 = 3;
 pub const DEMAND_SNAPSHOT_V1: u32 = 4;
 /// The verdict record with the submission's customer.
 pub const VERDICT_V2: u32 = 5;
+pub const FORECAST_DOCUMENT_V3: u32 = 6;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +101,13 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 2,
         file: "verdict.v2.avsc",
         source: include_str!("../../../schemas/verdict.v2.avsc"),
+    },
+    EmbeddedSchema {
+        id: FORECAST_DOCUMENT_V3,
+        subject: Subject::ForecastDocument,
+        version: 3,
+        file: "forecast-document.v3.avsc",
+        source: include_str!("../../../schemas/forecast-document.v3.avsc"),
     },
 ];
 

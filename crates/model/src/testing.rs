@@ -80,6 +80,7 @@ pub fn document() -> impl Strategy<Value = ForecastDocument> {
         ),
         vec(supporting_document(), 0..4),
         (pick(LicenseStatus::ALL), option::of(text())),
+        option::of((text(), text())),
     )
         .prop_map(
             |(
@@ -89,6 +90,7 @@ pub fn document() -> impl Strategy<Value = ForecastDocument> {
                 eu,
                 documents,
                 lic,
+                signature,
             )| {
                 ForecastDocument {
                     document_id,
@@ -113,6 +115,7 @@ pub fn document() -> impl Strategy<Value = ForecastDocument> {
                         status: lic.0,
                         application_number: lic.1,
                     },
+                    signature: signature.map(|(key_id, value)| Signature { key_id, value }),
                 }
             },
         )

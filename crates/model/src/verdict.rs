@@ -34,6 +34,14 @@ symbols!(
         RevisionConflict = "REVISION_CONFLICT",
         RevisionStale = "REVISION_STALE",
         CustomerChanged = "CUSTOMER_CHANGED",
+        SignatureMissing = "SIGNATURE_MISSING",
+        SignatureInvalid = "SIGNATURE_INVALID",
+        KeyUnknown = "KEY_UNKNOWN",
+        KeyNotForCustomer = "KEY_NOT_FOR_CUSTOMER",
+        KeyNotYetValid = "KEY_NOT_YET_VALID",
+        KeyExpired = "KEY_EXPIRED",
+        KeyRevoked = "KEY_REVOKED",
+        SubmittedAtSkew = "SUBMITTED_AT_SKEW",
     }
 );
 
@@ -80,6 +88,18 @@ impl RuleCode {
             RevisionConflict => "same revision as the applied one, with different content",
             RevisionStale => "revision lower than the applied one",
             CustomerChanged => "a later revision names another customer than the applied one",
+            SignatureMissing => "the policy requires a signature and the document carries none",
+            SignatureInvalid => {
+                "the signature does not verify: the content changed after signing, or it was made with another key"
+            }
+            KeyUnknown => "the signing key is not in the key registry",
+            KeyNotForCustomer => "the signing key is registered for another customer",
+            KeyNotYetValid => "submitted_at is before the signing key's valid_from",
+            KeyExpired => "submitted_at is at or after the signing key's valid_until",
+            KeyRevoked => "the signing key is revoked",
+            SubmittedAtSkew => {
+                "submitted_at is further from the broker's timestamp than the policy allows"
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use apache_avro::{Schema, from_avro_datum, to_avro_datum};
-use forecast_model::schema::{FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2, VERDICT_V1, VERDICT_V2};
+use forecast_model::schema::{
+    FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2, FORECAST_DOCUMENT_V3, VERDICT_V1, VERDICT_V2,
+};
 use forecast_model::{DecodeError, ForecastDocument, Registry, Subject, codec, testing, wire};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -181,7 +183,7 @@ fn known_fields() -> std::collections::HashSet<String> {
     }
     let mut out = std::collections::HashSet::new();
     walk(
-        &serde_json::from_str(include_str!("../../../schemas/forecast-document.v2.avsc")).unwrap(),
+        &serde_json::from_str(include_str!("../../../schemas/forecast-document.v3.avsc")).unwrap(),
         &mut out,
     );
     out
@@ -254,41 +256,71 @@ fn every_field_of_the_json_form_round_trips_through_avro() {
     );
 }
 
-/// A record written with the first draft of the schema (no `ship_to`, no
-/// `signed_by`) is read by the current one, those fields defaulting to null.
+/// Records written with the older schemas (v1: no `ship_to`, `signed_by`
+/// or offset; v2: no `signature`) are read by the current one, those
+/// fields defaulting to null, with the same content digest.
 #[test]
-fn a_record_of_the_older_schema_is_read_by_the_current_one() {
+fn records_of_the_older_schemas_are_read_by_the_current_one() {
     let registry = Registry::embedded();
-    let v1 = &registry.get(FORECAST_DOCUMENT_V1).unwrap().schema;
-    let v2 = &registry.get(FORECAST_DOCUMENT_V2).unwrap().schema;
+    let current_schema = &registry.get(FORECAST_DOCUMENT_V3).unwrap().schema;
+    for old_id in [FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2] {
+        let old = &registry.get(old_id).unwrap().schema;
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&testing::document(), |mut doc| {
+                // What the old writer would have had.
+                doc.signature = None;
+                if old_id == FORECAST_DOCUMENT_V1 {
+                    doc.submitted_at =
+                        forecast_model::Timestamp::from_millis(doc.submitted_at.millis());
+                    for l in &mut doc.lines {
+                        l.ship_to = None;
+                    }
+                    for d in &mut doc.documents {
+                        d.signed_by = None;
+                    }
+                }
+                let mut current = Vec::new();
+                codec::encode_document(&doc, &mut current);
+                // Write it with the old schema (apache-avro resolves the
+                // current one to it, the old writer's shape)...
+                let as_old =
+                    from_avro_datum(current_schema, &mut current.as_slice(), Some(old)).unwrap();
+                let datum_old = to_avro_datum(old, as_old).unwrap();
+                prop_assert!(datum_old.len() < current.len());
+                let record = wire::frame(old_id, |b| b.extend_from_slice(&datum_old));
+                // ...and the current reader gets the document back, and its digest.
+                prop_assert_eq!(
+                    wire::decode_document(&record, registry).unwrap(),
+                    doc.clone()
+                );
+                let mut read = ForecastDocument::default();
+                let digest = wire::decode_sequencing_digest(&record, registry, &mut read).unwrap();
+                prop_assert_eq!(digest, codec::content_digest(&doc));
+                Ok(())
+            })
+            .unwrap();
+    }
+}
+
+/// The signature is not content: a signed document has the digest of the
+/// same document unsigned, through either digest path.
+#[test]
+fn the_signature_does_not_count_in_the_content_digest() {
+    let registry = Registry::embedded();
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(&testing::document(), |mut doc| {
-            // What a v1 writer would have had.
-            doc.submitted_at = forecast_model::Timestamp::from_millis(doc.submitted_at.millis());
-            for l in &mut doc.lines {
-                l.ship_to = None;
-            }
-            for d in &mut doc.documents {
-                d.signed_by = None;
-            }
-            let mut current = Vec::new();
-            codec::encode_document(&doc, &mut current);
-            // Write it as v1 (apache-avro resolves v2 -> v1, the old writer's shape)...
-            let as_v1 = from_avro_datum(v2, &mut current.as_slice(), Some(v1)).unwrap();
-            let datum_v1 = to_avro_datum(v1, as_v1).unwrap();
-            prop_assert!(
-                datum_v1.len() < current.len() || doc.lines.is_empty() && doc.documents.is_empty()
-            );
-            let record = wire::frame(FORECAST_DOCUMENT_V1, |b| b.extend_from_slice(&datum_v1));
-            // ...and the current reader gets the document back, and its digest.
-            prop_assert_eq!(
-                wire::decode_document(&record, registry).unwrap(),
-                doc.clone()
-            );
+            let signed = wire::encode_document(&doc);
             let mut read = ForecastDocument::default();
-            let digest = wire::decode_sequencing_digest(&record, registry, &mut read).unwrap();
+            let digest = wire::decode_sequencing_digest(&signed, registry, &mut read).unwrap();
+            doc.signature = None;
             prop_assert_eq!(digest, codec::content_digest(&doc));
+            let unsigned = wire::encode_document(&doc);
+            prop_assert_eq!(
+                wire::decode_sequencing_digest(&unsigned, registry, &mut read).unwrap(),
+                digest
+            );
             Ok(())
         })
         .unwrap();
