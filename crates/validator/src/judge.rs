@@ -8,7 +8,7 @@ use forecast_model::{
     SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode,
 };
 
-use crate::policy::Policy;
+use crate::policy::{Policy, SignatureMode};
 use crate::rules::{Report, check};
 
 /// Why a submission is `SCHEMA_INVALID`.
@@ -155,6 +155,37 @@ impl Validator {
     fn judge_boxed(&self, document: Box<ForecastDocument>) -> Judged {
         let report = check(&document, &self.policy);
         Judged::Checked { document, report }
+    }
+
+    /// With signatures required, adds `SUBMITTED_AT_SKEW` to a decoded
+    /// document whose `submitted_at` is further than the policy's
+    /// `max_submitted_at_skew_seconds` from `received_at`, the broker's
+    /// timestamp of its record: a key that expired cannot sign a document
+    /// dated back into its validity. Only the live validator has that
+    /// timestamp (`replay` does not, and skips this).
+    pub fn check_received_at(&self, judged: &mut Judged, received_at: Timestamp) {
+        if self.policy.signatures() != SignatureMode::Required {
+            return;
+        }
+        let Judged::Checked { document, report } = judged else {
+            return;
+        };
+        let limit = self.policy.settings().max_submitted_at_skew_seconds;
+        let skew_ms = document
+            .submitted_at
+            .millis()
+            .abs_diff(received_at.millis());
+        if skew_ms > limit.saturating_mul(1000) {
+            report.violation(
+                RuleCode::SubmittedAtSkew,
+                "submitted_at",
+                format!(
+                    "submitted_at {} is {} s from the broker's timestamp {received_at}; at most {limit} s is accepted",
+                    document.submitted_at,
+                    skew_ms / 1000
+                ),
+            );
+        }
     }
 
     /// The validator's verdict: `REJECTED` at stage `DESERIALIZE` or

@@ -14,6 +14,7 @@ use forecast_model::{DocumentKind, EndUseCategory};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::keys::{KeyRegistry, KeyRegistryError};
 use crate::restricted::{RestrictedListError, RestrictedParties};
 use crate::text::{case_fold, words};
 
@@ -39,6 +40,42 @@ pub enum PolicyError {
     },
     #[error(transparent)]
     RestrictedList(#[from] RestrictedListError),
+    #[error(transparent)]
+    KeyRegistry(#[from] KeyRegistryError),
+}
+
+/// Whether submissions must carry a signature (docs/signatures.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMode {
+    /// Every submission must be signed by a key registered for its customer.
+    Required,
+    /// A signature is checked when present; an unsigned submission passes.
+    Optional,
+    /// Signatures are not looked at (the spec's behaviour).
+    Off,
+}
+
+impl std::str::FromStr for SignatureMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "required" => Ok(Self::Required),
+            "optional" => Ok(Self::Optional),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "`{other}` is not a signature policy: required, optional or off"
+            )),
+        }
+    }
+}
+
+/// Largest distance between `submitted_at` and the broker's timestamp the
+/// live validator accepts from a signed submission, unless set: 5 minutes.
+pub const DEFAULT_MAX_SUBMITTED_AT_SKEW_SECONDS: u64 = 300;
+
+fn is_default_skew(seconds: &u64) -> bool {
+    *seconds == DEFAULT_MAX_SUBMITTED_AT_SKEW_SECONDS
 }
 
 /// The settings as written in a policy file.
@@ -63,6 +100,20 @@ pub struct PolicySettings {
     /// relative to the policy file. None: nobody is restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restricted_parties: Option<PathBuf>,
+    /// Whether submissions must be signed. Unset: `required` when a key
+    /// registry is configured, `off` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<SignatureMode>,
+    /// Key registry (JSON Lines, [`crate::keys`]), relative to the policy
+    /// file. None: no keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_keys: Option<PathBuf>,
+    /// With signatures required, the live validator rejects a submission
+    /// whose `submitted_at` is further than this from the record's broker
+    /// timestamp (`SUBMITTED_AT_SKEW`), so that a stolen expired key cannot
+    /// backdate. Offline replay has no broker time and skips it.
+    #[serde(skip_serializing_if = "is_default_skew")]
+    pub max_submitted_at_skew_seconds: u64,
 }
 
 impl Default for PolicySettings {
@@ -96,6 +147,9 @@ impl Default for PolicySettings {
             ]),
             max_line_quantity: 200_000,
             restricted_parties: None,
+            signatures: None,
+            signing_keys: None,
+            max_submitted_at_skew_seconds: DEFAULT_MAX_SUBMITTED_AT_SKEW_SECONDS,
         }
     }
 }
@@ -107,6 +161,8 @@ pub struct Policy {
     /// Prohibited terms, case-folded.
     prohibited_terms: Vec<String>,
     restricted: RestrictedParties,
+    keys: Option<KeyRegistry>,
+    signatures: SignatureMode,
     version: String,
 }
 
@@ -118,12 +174,34 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// A policy from settings and a restricted-party list (the settings'
-    /// `restricted_parties` path is not read here).
+    /// A policy from settings and a restricted-party list, with no key
+    /// registry (the settings' paths are not read here).
     pub fn new(
         settings: PolicySettings,
         restricted: RestrictedParties,
     ) -> Result<Self, PolicyError> {
+        Self::with_keys(settings, restricted, None)
+    }
+
+    /// [`Self::new`] with a key registry.
+    pub fn with_keys(
+        settings: PolicySettings,
+        restricted: RestrictedParties,
+        keys: Option<KeyRegistry>,
+    ) -> Result<Self, PolicyError> {
+        let signatures = settings.signatures.unwrap_or(if keys.is_some() {
+            SignatureMode::Required
+        } else {
+            SignatureMode::Off
+        });
+        if signatures != SignatureMode::Off && keys.is_none() {
+            return Err(PolicyError::Invalid {
+                setting: "signatures",
+                problem: format!(
+                    "is {signatures:?} but no key registry is configured (`signing_keys` in the policy file, or --keys)"
+                ),
+            });
+        }
         if settings.minimum_horizon_quarters == 0 {
             return Err(PolicyError::Invalid {
                 setting: "minimum_horizon_quarters",
@@ -151,20 +229,23 @@ impl Policy {
         }
         prohibited_terms.sort();
         prohibited_terms.dedup();
-        let version = version_of(&settings, &restricted);
+        let version = version_of(&settings, &restricted, keys.as_ref());
         Ok(Self {
             settings,
             prohibited_terms,
             restricted,
+            keys,
+            signatures,
             version,
         })
     }
 
-    /// Reads a policy file. `restricted_override`, when given, replaces the
-    /// file's `restricted_parties`.
+    /// Reads a policy file. `restricted_override` and `keys_override`, when
+    /// given, replace the file's `restricted_parties` and `signing_keys`.
     pub fn load(
         path: Option<&Path>,
         restricted_override: Option<&Path>,
+        keys_override: Option<&Path>,
     ) -> Result<Self, PolicyError> {
         let settings = match path {
             None => PolicySettings::default(),
@@ -178,13 +259,12 @@ impl Policy {
                         path: path.display().to_string(),
                         source: Box::new(e),
                     })?;
-                // A list named in the file is relative to the file.
-                if let Some(list) = settings
-                    .restricted_parties
-                    .as_mut()
-                    .filter(|p| p.is_relative())
-                {
-                    *list = path.parent().unwrap_or(Path::new(".")).join(&*list);
+                // Files named in the policy file are relative to it.
+                let dir = path.parent().unwrap_or(Path::new("."));
+                for named in [&mut settings.restricted_parties, &mut settings.signing_keys] {
+                    if let Some(file) = named.as_mut().filter(|p| p.is_relative()) {
+                        *file = dir.join(&*file);
+                    }
                 }
                 settings
             }
@@ -194,7 +274,11 @@ impl Policy {
             Some(p) => RestrictedParties::from_path(p)?,
             None => RestrictedParties::empty(),
         };
-        Self::new(settings, restricted)
+        let keys = keys_override
+            .or(settings.signing_keys.as_deref())
+            .map(KeyRegistry::from_path)
+            .transpose()?;
+        Self::with_keys(settings, restricted, keys)
     }
 
     /// The settings.
@@ -205,6 +289,40 @@ impl Policy {
     /// The restricted-party list.
     pub fn restricted_parties(&self) -> &RestrictedParties {
         &self.restricted
+    }
+
+    /// This policy with `signatures` set to `mode`.
+    pub fn with_signature_mode(self, mode: SignatureMode) -> Result<Self, PolicyError> {
+        let settings = PolicySettings {
+            signatures: Some(mode),
+            ..self.settings
+        };
+        Self::with_keys(settings, self.restricted, self.keys)
+    }
+
+    /// This policy checking signatures against `keys` (required unless the
+    /// settings say otherwise).
+    pub fn with_key_registry(self, keys: KeyRegistry) -> Result<Self, PolicyError> {
+        Self::with_keys(self.settings, self.restricted, Some(keys))
+    }
+
+    /// This policy with `max_submitted_at_skew_seconds` set.
+    pub fn with_max_skew_seconds(self, seconds: u64) -> Result<Self, PolicyError> {
+        let settings = PolicySettings {
+            max_submitted_at_skew_seconds: seconds,
+            ..self.settings
+        };
+        Self::with_keys(settings, self.restricted, self.keys)
+    }
+
+    /// The key registry, if one is configured.
+    pub fn keys(&self) -> Option<&KeyRegistry> {
+        self.keys.as_ref()
+    }
+
+    /// Whether signatures are required, optional or not looked at.
+    pub fn signatures(&self) -> SignatureMode {
+        self.signatures
     }
 
     /// Prohibited end-use terms, case-folded and sorted.
@@ -219,16 +337,27 @@ impl Policy {
     }
 }
 
-fn version_of(settings: &PolicySettings, restricted: &RestrictedParties) -> String {
-    // Canonical form: the settings as JSON (sets are sorted; the list's path
-    // is left out since its contents are hashed), then the list.
+fn version_of(
+    settings: &PolicySettings,
+    restricted: &RestrictedParties,
+    keys: Option<&KeyRegistry>,
+) -> String {
+    // Canonical form: the settings as JSON (sets are sorted; the files'
+    // paths are left out since their contents are hashed), then the list,
+    // then the keys. Settings at their defaults are not written, so a
+    // policy without keys has the version it had before keys existed.
     let mut canonical = settings.clone();
     canonical.restricted_parties = None;
+    canonical.signing_keys = None;
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
     for name in restricted.normal_forms() {
         hasher.update(b"\n");
         hasher.update(name.as_bytes());
+    }
+    for entry in keys.into_iter().flat_map(KeyRegistry::entries) {
+        hasher.update(b"\nkey ");
+        hasher.update(serde_json::to_vec(entry).unwrap_or_default());
     }
     let digest = hasher.finalize();
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -270,6 +399,7 @@ mod tests {
             toml::from_str(include_str!("../../../examples/policy.toml")).unwrap();
         let mut shipped_no_list = shipped.clone();
         shipped_no_list.restricted_parties = None;
+        shipped_no_list.signing_keys = None;
         assert_eq!(shipped_no_list, PolicySettings::default());
     }
 

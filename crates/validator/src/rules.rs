@@ -10,7 +10,8 @@ use forecast_model::{
     Violation, Warning, WarningCode,
 };
 
-use crate::policy::Policy;
+use crate::keys::Finding;
+use crate::policy::{Policy, SignatureMode};
 use crate::text::{case_fold, words};
 
 /// What the stateless rules found in one document.
@@ -44,7 +45,12 @@ impl Report {
         )
     }
 
-    fn violation(&mut self, code: RuleCode, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn violation(
+        &mut self,
+        code: RuleCode,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.violations.push(Violation {
             code,
             field: field.into(),
@@ -55,12 +61,13 @@ impl Report {
 
 /// Checks one decoded document against the policy.
 ///
-/// A `CANCEL` is checked only for `CUSTOMER_UNKNOWN`, `REVISION_INVALID` and
-/// `LINES_ON_CANCEL`, and gets no warnings. When the horizon is
-/// `HORIZON_INVALID` the checks that need it are skipped.
+/// A `CANCEL` is checked only for its signature, `CUSTOMER_UNKNOWN`,
+/// `REVISION_INVALID` and `LINES_ON_CANCEL`, and gets no warnings. When the
+/// horizon is `HORIZON_INVALID` the checks that need it are skipped.
 pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
     let mut r = Report::default();
     let settings = policy.settings();
+    check_signature(doc, policy, &mut r);
 
     if !settings.registered_customers.contains(&doc.customer_id) {
         r.violation(
@@ -112,6 +119,51 @@ pub fn check(doc: &ForecastDocument, policy: &Policy) -> Report {
     check_end_use(doc, policy, &mut r);
     check_license(doc, &mut r);
     r
+}
+
+/// The signature against the key registry (docs/signatures.md): nothing
+/// when signatures are off, or optional and the document is unsigned.
+fn check_signature(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
+    let mode = policy.signatures();
+    let Some(keys) = policy.keys().filter(|_| mode != SignatureMode::Off) else {
+        return;
+    };
+    if mode == SignatureMode::Optional && doc.signature.is_none() {
+        return;
+    }
+    let key = doc.signature.as_ref().map_or("", |s| s.key_id.as_str());
+    for finding in keys.check(doc) {
+        let (code, message) = match finding {
+            Finding::Missing => (
+                RuleCode::SignatureMissing,
+                "the policy requires a signature; sign with `forecastctl sign` or `submit --signing-key`".to_owned(),
+            ),
+            Finding::UnknownKey => (
+                RuleCode::KeyUnknown,
+                format!("key `{key}` is not in the key registry"),
+            ),
+            Finding::OtherCustomer(owner) => (
+                RuleCode::KeyNotForCustomer,
+                format!("key `{key}` signs for `{owner}`, not for `{}`", doc.customer_id),
+            ),
+            Finding::NotYetValid(from) => (
+                RuleCode::KeyNotYetValid,
+                format!("key `{key}` is valid from {from}, after submitted_at {}", doc.submitted_at),
+            ),
+            Finding::Expired(until) => (
+                RuleCode::KeyExpired,
+                format!("key `{key}` expired at {until}, before submitted_at {}", doc.submitted_at),
+            ),
+            Finding::Revoked => (RuleCode::KeyRevoked, format!("key `{key}` is revoked")),
+            Finding::Invalid(why) => (RuleCode::SignatureInvalid, format!("key `{key}`: {why}")),
+        };
+        let field = match code {
+            RuleCode::SignatureMissing => "signature",
+            RuleCode::SignatureInvalid => "signature.value",
+            _ => "signature.key_id",
+        };
+        r.violation(code, field, message);
+    }
 }
 
 /// Validates the horizon; returns it when it is well formed.

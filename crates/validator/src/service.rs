@@ -135,8 +135,11 @@ impl Handler for Validate<'_> {
             .timestamp()
             .to_millis()
             .map_or_else(Timestamp::now, Timestamp::from_millis);
-        let judged =
+        let mut judged =
             validator.judge_framed_reusing(payload, registry, args.max_record_bytes, spare);
+        if let Some(broker_time) = m.timestamp().to_millis() {
+            validator.check_received_at(&mut judged, Timestamp::from_millis(broker_time));
+        }
         let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
         let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
 
