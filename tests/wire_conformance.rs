@@ -31,7 +31,7 @@ fn avro_path_gives_the_expected_verdicts_and_demand() {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let policy = Policy::load(None, Some(&dir.join("restricted.csv"))).unwrap();
+    let policy = Policy::load(None, Some(&dir.join("restricted.csv")), None).unwrap();
     let mut replay = Replay::deciding_at(policy, Timestamp::from_millis(0));
     let mut verdicts = Vec::new();
     let mut framed = 0;

@@ -8,6 +8,7 @@
 //!   [`demand`], [`admin`] (`topics create`, `supply load`): the commands
 //!   that talk to Kafka, wiring the libraries;
 //! - [`up`]: everything on one machine with an embedded broker;
+//! - [`signing`]: `keys generate` and `sign`, for signed submissions;
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod input;
 pub mod replay;
 pub mod report;
 pub mod services;
+pub mod signing;
 pub mod submit;
 pub mod up;
 
@@ -56,6 +58,14 @@ pub enum Command {
     /// the services would, and print every verdict and the final demand.
     /// Exit 0 whatever the verdicts, 2 on a usage error or an unreadable file.
     Replay(ReplayArgs),
+    /// Manage signing keys (docs/signatures.md).
+    #[command(subcommand)]
+    Keys(signing::KeysCommand),
+    /// Sign documents with a customer's key and print them (JSON Lines),
+    /// the signature inside each document. Exit 0 when every document was
+    /// signed, 1 when any did not decode (reported, not printed), 2 on a
+    /// usage error or an unreadable file or key.
+    Sign(signing::SignArgs),
     /// Send documents to the pipeline (Avro, keyed by document_id). A
     /// document that does not decode is reported with its line and not
     /// sent. Exit 0 when every document was delivered, 1 otherwise.
@@ -94,11 +104,30 @@ pub struct PolicyArgs {
     /// replaces the policy file's `restricted_parties`.
     #[arg(long, env = "FORECAST_RESTRICTED_PARTIES", value_name = "FILE")]
     pub restricted_parties: Option<PathBuf>,
+    /// Key registry (JSON Lines, one key per line, as `keys generate`
+    /// prints them) that signatures are checked against; replaces the
+    /// policy file's `signing_keys`. With keys, signatures are required
+    /// unless --signatures or the policy file says otherwise.
+    #[arg(long = "keys", env = "FORECAST_SIGNING_KEYS", value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Whether documents must be signed: required, optional (checked when
+    /// present) or off; replaces the policy file's `signatures`.
+    #[arg(long, env = "FORECAST_SIGNATURES", value_name = "MODE")]
+    pub signatures: Option<forecast_validator::SignatureMode>,
 }
 
 impl PolicyArgs {
-    fn load(&self) -> Result<Policy, forecast_validator::PolicyError> {
-        Policy::load(self.policy.as_deref(), self.restricted_parties.as_deref())
+    /// The policy these arguments name.
+    pub fn load(&self) -> Result<Policy, forecast_validator::PolicyError> {
+        let policy = Policy::load(
+            self.policy.as_deref(),
+            self.restricted_parties.as_deref(),
+            self.keys.as_deref(),
+        )?;
+        match self.signatures {
+            Some(mode) => policy.with_signature_mode(mode),
+            None => Ok(policy),
+        }
     }
 }
 
@@ -138,6 +167,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
+        Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
+        Command::Sign(args) => signing::sign(&args, &mut out),
         other => {
             drop(out);
             return run_async(other);
@@ -210,7 +241,7 @@ fn run_async(command: Command) -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),
-            Command::Check(_) | Command::Replay(_) => {
+            Command::Check(_) | Command::Replay(_) | Command::Keys(_) | Command::Sign(_) => {
                 unreachable!("offline commands run without a runtime")
             }
         }
@@ -233,6 +264,8 @@ pub enum RunError {
     Policy(forecast_validator::PolicyError),
     /// An input could not be read.
     Input { path: PathBuf, source: io::Error },
+    /// A key could not be read or written (the message never holds key material).
+    Key(String),
     /// Output could not be written.
     Output(io::Error),
 }
@@ -246,11 +279,15 @@ impl From<io::Error> for RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Policy(e) => write!(f, "{e} (see --policy / --restricted-parties)"),
+            RunError::Policy(e) => write!(
+                f,
+                "{e} (see --policy / --restricted-parties / --keys / --signatures)"
+            ),
             RunError::Input { path, source } => {
                 write!(f, "cannot read {}: {source}", path.display())
             }
             RunError::Output(e) => write!(f, "cannot write output: {e}"),
+            RunError::Key(e) => f.write_str(e),
         }
     }
 }

@@ -24,6 +24,18 @@ pub struct SubmitArgs {
     /// Largest encoded document sent (bytes); larger ones are refused locally.
     #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = forecast_producer::DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
+    /// Sign every document with this private key (PKCS#8 PEM, as `keys
+    /// generate` writes it) as it is sent, replacing any signature it has.
+    #[arg(long, env = "FORECAST_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Key id the signatures carry; default the id derived from the key.
+    #[arg(
+        long,
+        env = "FORECAST_KEY_ID",
+        value_name = "ID",
+        requires = "signing_key"
+    )]
+    pub key_id: Option<String>,
     /// Files holding one JSON document, or JSON Lines; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -31,8 +43,12 @@ pub struct SubmitArgs {
 
 /// Submits documents; returns whether every one was delivered.
 pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
-    let submitter = Submitter::new(&args.kafka, &args.topics.topic_submitted)?
+    let mut submitter = Submitter::new(&args.kafka, &args.topics.topic_submitted)?
         .with_max_record_bytes(args.max_record_bytes);
+    if let Some(path) = &args.signing_key {
+        submitter =
+            submitter.with_signer(forecast_producer::read_signer(path, args.key_id.clone())?);
+    }
     let mut tally = Tally::default();
     // Hidden when standard error is not a terminal.
     let bar = indicatif::ProgressBar::new(0).with_style(

@@ -208,7 +208,15 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let policy = args
         .policy
         .load()
-        .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
+        .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties / --keys)"))?;
+    // Submissions signed, as customers send them: unless --keys names a
+    // registry (then the examples are sent as they are), each registered
+    // customer of the examples gets a key for this run, and the examples
+    // are signed with their customer's key.
+    let (policy, examples) = match args.policy.keys {
+        Some(_) => (policy, args.examples.clone()),
+        None => sign_examples(policy, &args.examples)?,
+    };
     let validator_metrics = Arc::new(Metrics::new("validator"));
     let aggregator_metrics = Arc::new(Metrics::new("aggregator"));
     let mut tasks = Supervisor::new(token.clone(), Duration::from_secs(30));
@@ -275,8 +283,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
 
     // What the pipeline must end with: the same code, offline.
     let expected = {
-        let file = crate::input::open(&args.examples)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.examples.display()))?;
+        let file = crate::input::open(&examples)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", examples.display()))?;
         let mut replay = forecast_pipeline::Replay::new(policy);
         let mut lines = crate::input::JsonLines::new(file);
         while let Some((_, bytes)) = lines.next_line()? {
@@ -294,9 +302,11 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             log_format: LogFormat::Text,
         },
         max_record_bytes: forecast_producer::DEFAULT_MAX_RECORD_BYTES,
-        files: vec![args.examples.clone()],
+        signing_key: None,
+        key_id: None,
+        files: vec![examples.clone()],
     };
-    eprintln!("submitting {}", args.examples.display());
+    eprintln!("submitting {}", examples.display());
     submit::submit(&submit_args).await?;
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -343,4 +353,96 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     // The broker last: the services flush and commit to it on the way out.
     drop(broker);
     result
+}
+
+/// Makes a key for each registered customer of the examples, requires
+/// signatures with them, and writes the examples signed (lines that do not
+/// decode as they are) to a file in the temporary folder. The examples are
+/// dated in the past: the live validator is told to accept a
+/// `submitted_at` as old as the oldest of them (a deployment keeps the
+/// default of 5 minutes).
+fn sign_examples(
+    policy: forecast_validator::Policy,
+    examples: &Path,
+) -> anyhow::Result<(forecast_validator::Policy, PathBuf)> {
+    use forecast_model::signing::{self, Signer};
+    use std::collections::BTreeMap;
+    use std::io::Write as _;
+
+    let read_error = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {e}", examples.display());
+    let mut lines = crate::input::JsonLines::new(crate::input::open(examples).map_err(read_error)?);
+    let mut docs = Vec::new();
+    while let Some((_, bytes)) = lines.next_line().map_err(read_error)? {
+        docs.push(match forecast_model::parse_submission(bytes) {
+            Ok(doc) => Ok(doc),
+            Err(_) => Err(bytes.to_vec()),
+        });
+    }
+    let now = forecast_model::Timestamp::now();
+    let mut signers: BTreeMap<String, (Signer, forecast_model::Timestamp)> = BTreeMap::new();
+    for doc in docs.iter().flatten() {
+        if !policy
+            .settings()
+            .registered_customers
+            .contains(&doc.customer_id)
+        {
+            continue;
+        }
+        if let Some((_, from)) = signers.get_mut(&doc.customer_id) {
+            if doc.submitted_at.millis() < from.millis() {
+                *from = doc.submitted_at;
+            }
+            continue;
+        }
+        let signer = Signer::new(signing::generate_key()?, None);
+        signers.insert(doc.customer_id.clone(), (signer, doc.submitted_at));
+    }
+    let entries = signers
+        .iter()
+        .map(|(customer, (signer, from))| forecast_validator::KeyEntry {
+            key_id: signer.key_id().to_owned(),
+            customer_id: customer.clone(),
+            public_key: signing::public_key_base64(&signer.public_key()),
+            valid_from: *from,
+            valid_until: Some(forecast_model::Timestamp::from_millis(
+                now.millis() + 24 * 3600 * 1000,
+            )),
+            revoked: false,
+        })
+        .collect::<Vec<_>>();
+    let oldest = entries
+        .iter()
+        .map(|e| e.valid_from.millis())
+        .min()
+        .unwrap_or(now.millis());
+    let skew_seconds = (now.millis() - oldest).max(0) as u64 / 1000 + 3600;
+    let policy = policy
+        .with_key_registry(forecast_validator::KeyRegistry::from_entries(entries)?)?
+        .with_max_skew_seconds(
+            skew_seconds.max(forecast_validator::policy::DEFAULT_MAX_SUBMITTED_AT_SKEW_SECONDS),
+        )?;
+
+    let path =
+        std::env::temp_dir().join(format!("forecast-up-{}.signed.jsonl", std::process::id()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for doc in docs {
+        match doc {
+            Ok(doc) => match signers.get(&doc.customer_id) {
+                Some((signer, _)) => writeln!(out, "{}", crate::signing::signed_json(signer, doc))?,
+                None => writeln!(out, "{}", doc.to_json())?,
+            },
+            Err(bytes) => {
+                out.write_all(&bytes)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "signing the examples: a key for each of {} for this run, signatures required (the examples are dated in the past, so submitted_at may be up to {} days old); signed copy: {}",
+        signers.keys().cloned().collect::<Vec<_>>().join(", "),
+        skew_seconds / 86_400,
+        path.display()
+    );
+    Ok((policy, path))
 }

@@ -14,11 +14,16 @@
 //! id), keyed by `document_id` so every revision of a document stays in
 //! order, and sent by an idempotent producer with `acks=all`. A document
 //! larger than the limit is refused before it is sent.
+//!
+//! With a signing key ([`Submitter::with_signer`], [`read_signer`]) every
+//! document is signed as it is sent (docs/signatures.md), replacing any
+//! signature it carried.
 
 use std::time::Duration;
 
 pub use forecast_kafka::KafkaArgs;
 use forecast_kafka::producer_config;
+pub use forecast_model::signing::Signer;
 use forecast_model::{ForecastDocument, wire};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
@@ -53,18 +58,51 @@ pub enum SubmitError {
     },
 }
 
+/// Why a signing key file could not be used. Never holds key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    #[error("cannot read signing key {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signing key {path}: {source}")]
+    Key {
+        path: String,
+        #[source]
+        source: forecast_model::signing::KeyError,
+    },
+}
+
+/// Reads a signing key file (PKCS#8 PEM, as `forecastctl keys generate`
+/// writes it); its signatures carry `key_id`, or the id derived from the
+/// key when none is given.
+pub fn read_signer(path: &std::path::Path, key_id: Option<String>) -> Result<Signer, SignerError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| SignerError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Signer::from_pem(&pem, key_id).map_err(|source| SignerError::Key {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// A producer for forecast documents.
 #[derive(Clone)]
 pub struct Submitter {
     producer: FutureProducer,
     topic: String,
     max_record_bytes: usize,
+    signer: Option<Signer>,
 }
 
 impl std::fmt::Debug for Submitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Submitter")
             .field("topic", &self.topic)
+            .field("signer", &self.signer)
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +152,14 @@ impl Submitter {
                 .map_err(SubmitError::Client)?,
             topic: topic.to_owned(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            signer: None,
         })
+    }
+
+    /// Signs every document with `signer` as it is sent.
+    pub fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Sets the largest record this submitter sends.
@@ -131,7 +176,14 @@ impl Submitter {
     /// Hands one document to the producer; the returned [`Pending`]
     /// resolves when the broker has it. Use it to keep many in flight.
     pub async fn enqueue(&self, doc: &ForecastDocument) -> Result<Pending, SubmitError> {
-        let value = wire::encode_document(doc);
+        let value = match &self.signer {
+            Some(signer) => {
+                let mut signed = doc.clone();
+                signer.sign(&mut signed);
+                wire::encode_document(&signed)
+            }
+            None => wire::encode_document(doc),
+        };
         if value.len() > self.max_record_bytes {
             return Err(SubmitError::TooLarge {
                 document_id: doc.document_id.clone(),
