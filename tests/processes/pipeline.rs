@@ -113,7 +113,13 @@ impl Pipeline {
     }
 
     pub fn submit(&self, file: &Path) -> String {
+        self.submit_with(file, &[])
+    }
+
+    /// `forecastctl submit` of `file` with `extra` flags; returns its summary line.
+    pub fn submit_with(&self, file: &Path, extra: &[&str]) -> String {
         let mut args = self.names.command(&["submit"], &self.broker.brokers);
+        args.extend(extra.iter().map(|s| s.to_string()));
         args.push(file.display().to_string());
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -62,6 +62,46 @@ fn bench(c: &mut Criterion) {
     g.bench_function("json_decode_and_rules_12_lines", |b| {
         b.iter(|| validator.judge_json(black_box(json.as_bytes())))
     });
+
+    // Signed submissions (docs/signatures.md): the canonical content alone,
+    // and the service's per-record work with signatures required.
+    let signer = forecast_model::signing::Signer::new(
+        forecast_model::signing::SigningKey::from_bytes(&[7; 32]),
+        None,
+    );
+    let mut signed = doc.clone();
+    signer.sign(&mut signed);
+    let signed_record = wire::encode_document(&signed);
+    let keys = forecast_validator::KeyRegistry::from_entries(vec![forecast_validator::KeyEntry {
+        key_id: signer.key_id().to_owned(),
+        customer_id: "TENCENT".into(),
+        public_key: forecast_model::signing::public_key_base64(&signer.public_key()),
+        valid_from: forecast_model::Timestamp::from_millis(0),
+        valid_until: None,
+        revoked: false,
+    }])
+    .expect("registry");
+    let verifying = Validator::new(policy().with_key_registry(keys).expect("policy with keys"));
+    assert!(
+        check(&signed, verifying.policy()).passed(),
+        "the signed benchmark document is accepted"
+    );
+    g.bench_function("canonical_content_12_lines", |b| {
+        b.iter(|| forecast_model::signing::canonical_content(black_box(&signed)))
+    });
+    g.bench_function("avro_decode_reusing_rules_and_signature_12_lines", |b| {
+        let mut spare = None;
+        b.iter(|| {
+            verifying
+                .judge_framed_reusing(
+                    black_box(&signed_record),
+                    Registry::embedded(),
+                    usize::MAX,
+                    &mut spare,
+                )
+                .recycle(&mut spare)
+        })
+    });
     g.finish();
 }
 
