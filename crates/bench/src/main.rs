@@ -80,6 +80,11 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Sign every document (a key per customer) and run the validator with
+    /// their key registry, signatures required: the cost of verification
+    /// (docs/signatures.md).
+    #[arg(long)]
+    signed: bool,
 }
 
 /// A `--latency-rate`: documents/s above zero.
@@ -142,7 +147,20 @@ async fn main() -> anyhow::Result<()> {
     )?;
 
     let producer: FutureProducer = producer_config(&kafka).create()?;
-    let docs = stream(n, "B");
+    let mut docs = stream(n, "B");
+    if args.signed {
+        sign_all(&mut docs, &dir.join("keys.jsonl"))?;
+        // The generated documents are dated in the past: no skew limit.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&policy)
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    b"signing_keys = \"keys.jsonl\"\nsignatures = \"required\"\nmax_submitted_at_skew_seconds = 4000000000\n",
+                )
+            })?;
+    }
     let bench = Bench {
         kafka: &kafka,
         layout,
@@ -284,5 +302,40 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Signs each document with its customer's key (one fixed key per
+/// customer) and writes their key registry to `registry`.
+fn sign_all(docs: &mut [forecast_model::ForecastDocument], registry: &Path) -> anyhow::Result<()> {
+    use forecast_model::signing::{self, Signer, SigningKey};
+    let signers: Vec<(&str, Signer)> = CUSTOMERS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                *c,
+                Signer::new(SigningKey::from_bytes(&[i as u8 + 1; 32]), None),
+            )
+        })
+        .collect();
+    let mut entries = String::new();
+    for (customer, signer) in &signers {
+        let entry = forecast_validator::KeyEntry {
+            key_id: signer.key_id().to_owned(),
+            customer_id: (*customer).to_owned(),
+            public_key: signing::public_key_base64(&signer.public_key()),
+            valid_from: forecast_model::Timestamp::from_millis(0),
+            valid_until: None,
+            revoked: false,
+        };
+        entries += &(serde_json::to_string(&entry)? + "\n");
+    }
+    std::fs::write(registry, entries)?;
+    for doc in docs {
+        if let Some((_, signer)) = signers.iter().find(|(c, _)| *c == doc.customer_id) {
+            signer.sign(doc);
+        }
+    }
     Ok(())
 }

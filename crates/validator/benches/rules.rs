@@ -89,6 +89,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("canonical_content_12_lines", |b| {
         b.iter(|| forecast_model::signing::canonical_content(black_box(&signed)))
     });
+    let canonical = forecast_model::signing::canonical_content(&signed);
+    let public = signer.public_key();
+    let signature = {
+        use ed25519_dalek::Signer as _;
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]).sign(&canonical)
+    };
+    g.bench_function("ed25519_verify_strict", |b| {
+        b.iter(|| {
+            public
+                .verify_strict(black_box(&canonical), &signature)
+                .expect("verifies")
+        })
+    });
     g.bench_function("avro_decode_reusing_rules_and_signature_12_lines", |b| {
         let mut spare = None;
         b.iter(|| {
