@@ -21,6 +21,8 @@ pub struct Pipeline {
     pub aggregator: Child,
     /// `forecastctl planner`, when the test serves the API.
     pub planner: Option<Child>,
+    /// The planner API's tokens, when it was started with some.
+    pub tokens: Vec<String>,
 }
 
 impl Pipeline {
@@ -44,30 +46,86 @@ impl Pipeline {
             validator,
             aggregator,
             planner: None,
+            tokens: Vec::new(),
         }
     }
 
     /// The pipeline with `forecastctl planner` serving the API on `http`,
     /// with the example supply plan.
     pub fn with_planner_api(test: &str, http: &str) -> Pipeline {
+        Pipeline::with_planner_api_tokens(test, http, &[])
+    }
+
+    /// [`Pipeline::with_planner_api`] answering only the holders of tokens
+    /// made for `roles` (`planner`, `customer:<ID>`), by
+    /// `forecastctl tokens generate`; `tokens` holds them in that order.
+    pub fn with_planner_api_tokens(test: &str, http: &str, roles: &[&str]) -> Pipeline {
         let mut p = Pipeline::start_with(test, &[], &[]);
         let mut args = p.names.command(&["planner"], &p.broker.brokers);
         args.extend(["--http", http, "--supply", "examples/supply.csv"].map(String::from));
+        if !roles.is_empty() {
+            let file = p.dir.join("tokens.jsonl");
+            let mut entries = String::new();
+            for (i, role) in roles.iter().enumerate() {
+                let out_file = p.dir.join(format!("token-{i}"));
+                let out = run(&[
+                    "tokens".into(),
+                    "generate".into(),
+                    "--role".into(),
+                    role.to_string(),
+                    "--name".into(),
+                    format!("test-{i}"),
+                    "--out".into(),
+                    out_file.display().to_string(),
+                ]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                entries += &String::from_utf8(out.stdout).unwrap();
+                p.tokens.push(
+                    std::fs::read_to_string(&out_file)
+                        .unwrap()
+                        .trim()
+                        .to_owned(),
+                );
+            }
+            std::fs::write(&file, entries).unwrap();
+            args.extend(["--tokens".to_owned(), file.display().to_string()]);
+        }
         p.planner = Some(spawn_logged(&args, &p.dir.join("planner.log")));
         p
+    }
+
+    /// GET `path` of the planner API at `http`, with the first token if
+    /// there are tokens (a planner's, by convention).
+    pub fn api_get(&self, http: &str, path: &str) -> (String, String) {
+        crate::http_get_as(http, path, self.tokens.first().map(String::as_str))
+            .unwrap_or_else(|| panic!("GET {path}: nothing answers at {http}"))
     }
 
     /// [`Pipeline::with_planner_api`] fed the conformance sample, once the
     /// API's demand equals replay's; also returns replay's output.
     pub fn with_planner_api_fed(test: &str, http: &str) -> (Pipeline, Value) {
-        let p = Pipeline::with_planner_api(test, http);
+        Pipeline::with_planner_api_fed_tokens(test, http, &[])
+    }
+
+    /// [`Pipeline::with_planner_api_fed`] with tokens for `roles`
+    /// ([`Pipeline::with_planner_api_tokens`]); the first must be a planner's.
+    pub fn with_planner_api_fed_tokens(
+        test: &str,
+        http: &str,
+        roles: &[&str],
+    ) -> (Pipeline, Value) {
+        let p = Pipeline::with_planner_api_tokens(test, http, roles);
         let stream = conformance().join("stream.jsonl");
         p.submit(&stream);
         let replayed = replay(&stream);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let body: Value =
-                serde_json::from_str(&http_get(http, "/v1/demand").1).unwrap_or_default();
+                serde_json::from_str(&p.api_get(http, "/v1/demand").1).unwrap_or_default();
             if body["rows"] == replayed["demand"] {
                 return (p, replayed);
             }

@@ -9,6 +9,7 @@
 //!   that talk to Kafka, wiring the libraries;
 //! - [`up`]: everything on one machine with an embedded broker;
 //! - [`signing`]: `keys generate` and `sign`, for signed submissions;
+//! - [`tokens`]: `tokens generate`, bearer tokens of the planner API;
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod report;
 pub mod services;
 pub mod signing;
 pub mod submit;
+pub mod tokens;
 pub mod up;
 
 use std::io::{self, Write};
@@ -61,6 +63,9 @@ pub enum Command {
     /// Manage signing keys (docs/signatures.md).
     #[command(subcommand)]
     Keys(signing::KeysCommand),
+    /// Manage bearer tokens of the planner API (docs/security.md).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Sign documents with a customer's key and print them (JSON Lines),
     /// the signature inside each document. Exit 0 when every document was
     /// signed, 1 when any did not decode (reported, not printed), 2 on a
@@ -169,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Replay(args) => run_replay(&args, &mut out),
         Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
         Command::Sign(args) => signing::sign(&args, &mut out),
+        Command::Tokens(tokens::TokensCommand::Generate(args)) => tokens::generate(&args, &mut out),
         other => {
             drop(out);
             return run_async(other);
@@ -241,7 +247,11 @@ fn run_async(command: Command) -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),
-            Command::Check(_) | Command::Replay(_) | Command::Keys(_) | Command::Sign(_) => {
+            Command::Check(_)
+            | Command::Replay(_)
+            | Command::Keys(_)
+            | Command::Sign(_)
+            | Command::Tokens(_) => {
                 unreachable!("offline commands run without a runtime")
             }
         }

@@ -127,6 +127,8 @@ pub struct PlannerServiceArgs {
     #[command(flatten)]
     pub planner: forecast_planner::PlannerArgs,
     #[command(flatten)]
+    pub access: forecast_planner::auth::AccessArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
 
@@ -235,8 +237,21 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
         metrics.clone(),
         token.clone(),
     );
-    let router =
-        forecast_runtime::http::routes(metrics).merge(forecast_planner::api::routes(planner));
+    let access = args
+        .access
+        .access()
+        .map_err(|e| anyhow::anyhow!("{e} (see --tokens)"))?;
+    if matches!(access, forecast_planner::auth::Access::Open) {
+        tracing::warn!(
+            http = %args.http,
+            "no --tokens: the planner API answers anyone who reaches {}",
+            args.http
+        );
+    }
+    let router = forecast_planner::auth::protect(
+        forecast_runtime::http::routes(metrics).merge(forecast_planner::api::routes(planner)),
+        access,
+    );
     let mut tasks = Supervisor::new(token.clone(), args.shutdown.drain());
     tasks.spawn(
         "the planner API",

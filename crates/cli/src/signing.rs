@@ -165,7 +165,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Creates `path` with `bytes`, refusing to replace an existing file.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RunError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RunError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -76,6 +76,10 @@ pub struct UpArgs {
     /// Stop after showing the demand instead of running until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+    /// Also write the planner token made for this run to this file (mode
+    /// 0600), for scripts; it is printed on standard error either way.
+    #[arg(long, value_name = "FILE")]
+    pub token_out: Option<PathBuf>,
 }
 
 /// The tansu binary: `explicit`, or the build of `scripts/install-tansu`
@@ -205,6 +209,20 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     // Tansu::start waited until it listens; create_topics checks it answers.
     services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
 
+    // The API and dashboard answer a token made for this run.
+    let (planner_token, access) = {
+        use forecast_planner::auth::{Access, Role, Tokens};
+        let (token, entry) = Tokens::generate("up", &Role::Planner)?;
+        let mut tokens = Tokens::default();
+        tokens.add(entry).map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(path) = &args.token_out {
+            // A token of an earlier run is replaced (it is worthless now).
+            let _ = std::fs::remove_file(path);
+            crate::signing::write_new(path, format!("{token}\n").as_bytes(), 0o600)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        (token, Access::Tokens(std::sync::Arc::new(tokens)))
+    };
     let policy = args
         .policy
         .load()
@@ -268,13 +286,16 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             token.clone(),
         );
         tasks.spawn("the planner's feed", async move { feed.await? });
-        let router = forecast_runtime::http::routes(validator_metrics.clone())
-            .nest(
-                "/aggregator",
-                forecast_runtime::http::routes(aggregator_metrics.clone()),
-            )
-            .nest("/planner", forecast_runtime::http::routes(planner_metrics))
-            .merge(forecast_planner::api::routes(planner));
+        let router = forecast_planner::auth::protect(
+            forecast_runtime::http::routes(validator_metrics.clone())
+                .nest(
+                    "/aggregator",
+                    forecast_runtime::http::routes(aggregator_metrics.clone()),
+                )
+                .nest("/planner", forecast_runtime::http::routes(planner_metrics))
+                .merge(forecast_planner::api::routes(planner)),
+            access,
+        );
         tasks.spawn(
             "the dashboard and endpoints",
             forecast_runtime::http::serve_on(listener, router, token.clone()),
@@ -337,6 +358,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     eprintln!(
         "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
          dashboard: http://{0}/   API: http://{0}/v1/demand (described at /openapi.json)\n\
+         planner token (the dashboard asks for it; the API wants `Authorization: Bearer <token>`): {planner_token}\n\
          metrics: http://{0}/metrics  http://{0}/aggregator/metrics  http://{0}/planner/metrics   health: /healthz /readyz\n\
          {1}",
         args.http,

@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`)
-//! loads the page served by a running pipeline; a document is submitted;
-//! the page shows the new demand without a reload (read from its DOM). A
+//! loads the page served by a running pipeline whose API wants a token; the
+//! page asks for one, refuses a wrong one, opens with the right one; a
+//! document is submitted; the page shows the new demand without a reload
+//! (read from its DOM). A
 //! screenshot is saved under the target folder and its path printed.
 
 #![allow(clippy::unwrap_used)]
@@ -217,18 +219,38 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn api(addr: &str, path: &str) -> Value {
-    serde_json::from_str(&http_get(addr, path).1).unwrap()
-}
-
 #[test]
-fn the_dashboard_shows_new_demand_without_a_reload() {
+fn the_dashboard_asks_for_a_token_then_shows_new_demand_without_a_reload() {
     let http = free_addr();
-    let (p, replayed) = Pipeline::with_planner_api_fed("dashboard", &http);
+    let (p, replayed) = Pipeline::with_planner_api_fed_tokens("dashboard", &http, &["planner"]);
     let want = &replayed["demand"];
+    let api = |path: &str| -> Value { serde_json::from_str(&p.api_get(&http, path).1).unwrap() };
 
     let mut browser = Browser::start();
     browser.open(&format!("http://{http}/"));
+    // No token yet: the page asks for one and shows no demand.
+    browser.wait_for(
+        "the token form",
+        "!document.getElementById('login').hidden && document.getElementById('status').textContent === 'token needed'",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#demand tbody tr').length"),
+        0
+    );
+    // A wrong token is refused, then the right one opens it.
+    let give = |browser: &mut Browser, token: &str| {
+        browser.eval(&format!(
+            "document.getElementById('token').value = '{token}'; document.getElementById('login').requestSubmit(); true"
+        ));
+    };
+    give(&mut browser, "fct_wrong");
+    browser.wait_for(
+        "the refusal",
+        "document.getElementById('login-why').textContent.includes('refused')",
+        Duration::from_secs(30),
+    );
+    give(&mut browser, &p.tokens[0]);
     browser.wait_for(
         "the live badge",
         "document.getElementById('status').textContent === 'live'",
@@ -242,12 +264,10 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
     );
     let cell = "TENCENT|H20-96GB|2026-Q4";
     let read_total = format!("document.querySelector('[data-row=\"{cell}\"] .total').textContent");
-    let before = api(
-        &http,
-        "/v1/demand?customer=TENCENT&sku=H20-96GB&quarter=2026-Q4",
-    )["rows"][0]["total_units"]
-        .as_i64()
-        .unwrap();
+    let before =
+        api("/v1/demand?customer=TENCENT&sku=H20-96GB&quarter=2026-Q4")["rows"][0]["total_units"]
+            .as_i64()
+            .unwrap();
     assert_eq!(browser.eval(&read_total), thousands(before));
     assert!(
         browser.eval("document.querySelectorAll('#chart svg rect[data-kind]').length > 0") == true,
@@ -291,9 +311,7 @@ fn the_dashboard_shows_new_demand_without_a_reload() {
         "yes",
         "the page was not reloaded"
     );
-    let total = api(&http, "/v1/demand")["totals"]["total_units"]
-        .as_i64()
-        .unwrap();
+    let total = api("/v1/demand")["totals"]["total_units"].as_i64().unwrap();
     browser.wait_for(
         "the new total",
         &format!(

@@ -444,3 +444,82 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     stop_with_sigterm(&mut planner, "planner", &p.dir, Duration::from_secs(10));
     drop(events);
 }
+
+/// With tokens, through the real server: no data without a token, a
+/// planner reads everything, a customer only its own documents and
+/// rejections, never another customer's documents, verdicts or demand.
+#[test]
+fn a_customer_token_reads_only_that_customers_documents_and_verdicts() {
+    let http = free_addr();
+    let (p, _) = Pipeline::with_planner_api_fed_tokens(
+        "planner-tokens",
+        &http,
+        &["planner", "customer:TENCENT", "customer:BYTEDANCE"],
+    );
+    let as_who = |token: Option<&str>, path: &str| -> (u16, Value) {
+        let (status, body) = forecast_tests::http_get_as(&http, path, token).unwrap();
+        let code: u16 = status.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    let [planner, tencent, bytedance] =
+        [&p.tokens[0], &p.tokens[1], &p.tokens[2]].map(|t| Some(t.as_str()));
+
+    // Anonymous: nothing but the public files.
+    for path in [
+        "/v1/demand",
+        "/v1/rejections",
+        "/v1/documents/TEN-000001",
+        "/metrics",
+    ] {
+        assert_eq!(as_who(None, path).0, 401, "{path}");
+    }
+    assert_eq!(
+        forecast_tests::http_get_as(&http, "/openapi.json", None)
+            .unwrap()
+            .0,
+        "HTTP/1.1 200 OK"
+    );
+
+    // A ByteDance document the planner sees.
+    let (code, rejections) = as_who(planner, "/v1/rejections?customer=BYTEDANCE&limit=1");
+    assert_eq!(code, 200);
+    let byte_doc = rejections["rejections"][0]["document_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(as_who(planner, &format!("/v1/documents/{byte_doc}")).0, 200);
+    assert_eq!(as_who(planner, "/v1/demand").0, 200);
+
+    // Tencent: its own document, not ByteDance's, no demand.
+    let (code, own) = as_who(tencent, "/v1/documents/TEN-000001");
+    assert_eq!(code, 200, "{own}");
+    assert_eq!(own["customer_id"], "TENCENT");
+    let (code, other) = as_who(tencent, &format!("/v1/documents/{byte_doc}"));
+    assert_eq!(code, 404, "{other}");
+    assert!(!other.to_string().contains("BYTEDANCE"), "{other}");
+    let (code, mine) = as_who(tencent, "/v1/rejections?limit=100");
+    assert_eq!(code, 200);
+    let customers: std::collections::BTreeSet<&str> = mine["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer_id"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(customers.into_iter().collect::<Vec<_>>(), ["TENCENT"]);
+    assert_eq!(as_who(tencent, "/v1/rejections?customer=BYTEDANCE").0, 403);
+    for path in [
+        "/v1/demand",
+        "/v1/demand?customer=TENCENT",
+        "/v1/coverage",
+        "/v1/supply",
+        "/metrics",
+    ] {
+        assert_eq!(as_who(tencent, path).0, 403, "{path}");
+    }
+    // And ByteDance sees its own, not Tencent's.
+    assert_eq!(
+        as_who(bytedance, &format!("/v1/documents/{byte_doc}")).0,
+        200
+    );
+    assert_eq!(as_who(bytedance, "/v1/documents/TEN-000001").0, 404);
+}

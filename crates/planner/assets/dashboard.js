@@ -1,5 +1,7 @@
-// The dashboard: follows /v1/demand/stream (Server-Sent Events) and draws
-// the demand as SVG; supply and rejections are polled. No external assets.
+// The dashboard: follows /v1/demand/stream (Server-Sent Events, read with
+// fetch so that it can send the bearer token) and draws the demand as SVG;
+// supply and rejections are polled. When the API answers 401 it asks for a
+// token, kept for this tab only (sessionStorage). No external assets.
 "use strict";
 
 const state = {
@@ -231,36 +233,111 @@ function render() {
   });
 }
 
-function follow() {
-  const source = new EventSource("/v1/demand/stream");
-  source.addEventListener("open", () => { $("status").className = "status live"; $("status").textContent = "live"; });
-  source.addEventListener("error", () => { $("status").className = "status connecting"; $("status").textContent = "reconnecting…"; });
-  source.addEventListener("snapshot", (e) => {
-    const d = JSON.parse(e.data);
-    state.byCustomer = new Map();
-    for (const r of d.rows) {
-      if (!state.byCustomer.has(r.customer_id)) state.byCustomer.set(r.customer_id, []);
-      state.byCustomer.get(r.customer_id).push(r);
+const TOKEN_KEY = "forecast-token";
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// Shows the token form; `why` says what went wrong.
+function askForToken(why) {
+  $("login-why").textContent = why;
+  $("login").hidden = false;
+  $("status").className = "status connecting";
+  $("status").textContent = "token needed";
+  $("token").focus();
+}
+
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  $("login").hidden = true;
+  restart();
+});
+
+async function api(path) {
+  const res = await fetch(path, { headers: authHeaders() });
+  if (res.status === 401) {
+    askForToken(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused." : "This dashboard needs a planner token.");
+    throw new Error("unauthorized");
+  }
+  return res;
+}
+
+// Server-Sent Events over fetch: `event:`/`data:` lines, a blank line ends one.
+function dispatch(block, handlers) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (data.length && handlers[event]) handlers[event](data.join("\n"));
+}
+
+let generation = 0;
+
+async function follow() {
+  const mine = ++generation;
+  const handlers = {
+    snapshot: (text) => {
+      const d = JSON.parse(text);
+      state.byCustomer = new Map();
+      for (const r of d.rows) {
+        if (!state.byCustomer.has(r.customer_id)) state.byCustomer.set(r.customer_id, []);
+        state.byCustomer.get(r.customer_id).push(r);
+      }
+      state.updatedAt = new Date();
+      render();
+    },
+    demand: (text) => {
+      const d = JSON.parse(text);
+      const before = new Map((state.byCustomer.get(d.customer_id) || []).map((r) => [rowKey(r), r.total_units]));
+      for (const r of d.rows) if (before.get(rowKey(r)) !== r.total_units) state.changed.add(rowKey(r));
+      if (d.rows.length) state.byCustomer.set(d.customer_id, d.rows); else state.byCustomer.delete(d.customer_id);
+      state.updatedAt = new Date();
+      render();
+    },
+  };
+  try {
+    const res = await api("/v1/demand/stream");
+    if (!res.ok || !res.body) throw new Error(`status ${res.status}`);
+    $("status").className = "status live";
+    $("status").textContent = "live";
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || mine !== generation) break;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        dispatch(buffer.slice(0, end), handlers);
+        buffer = buffer.slice(end + 2);
+      }
     }
-    state.updatedAt = new Date();
-    render();
-  });
-  source.addEventListener("demand", (e) => {
-    const d = JSON.parse(e.data);
-    const before = new Map((state.byCustomer.get(d.customer_id) || []).map((r) => [rowKey(r), r.total_units]));
-    for (const r of d.rows) if (before.get(rowKey(r)) !== r.total_units) state.changed.add(rowKey(r));
-    if (d.rows.length) state.byCustomer.set(d.customer_id, d.rows); else state.byCustomer.delete(d.customer_id);
-    state.updatedAt = new Date();
-    render();
-  });
+  } catch (e) {
+    if (e.message === "unauthorized") return; // waits for a token
+  }
+  if (mine !== generation) return;
+  $("status").className = "status connecting";
+  $("status").textContent = "reconnecting…";
+  setTimeout(() => { if (mine === generation) follow(); }, 2000);
 }
 
 async function poll(path, apply, every) {
   try {
-    const res = await fetch(path);
+    const res = await api(path);
     if (res.ok) { apply(await res.json()); render(); }
   } catch (_) { /* the status badge shows the connection state */ }
   setTimeout(() => poll(path, apply, every), every);
+}
+
+// (Re)starts the stream, after a token was given.
+function restart() {
+  follow();
 }
 
 for (const id of ["f-customer", "f-sku", "f-quarter"]) $(id).addEventListener("change", render);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +17,14 @@ use futures::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::auth::Principal;
 use crate::feed::Planner;
 use crate::view::{DemandFilter, RECENT_REJECTIONS, RejectionFilter};
 
-/// The routes of the API and the dashboard.
+/// The routes of the API and the dashboard. Serve them inside
+/// [`crate::auth::protect`]: every data route needs the caller's
+/// [`Principal`] it puts in the request, and answers 500 without it (fails
+/// closed).
 pub fn routes(planner: Arc<Planner>) -> Router {
     Router::new()
         .route(
@@ -99,6 +103,22 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// A customer's token on a planner's route.
+    pub(crate) fn forbidden() -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: "this route is for planners; a customer token reads its own documents (/v1/documents/{id}) and rejections (/v1/rejections) only".into(),
+        }
+    }
+
+    /// No token, or one that is not valid.
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -107,13 +127,21 @@ impl IntoResponse for ApiError {
         struct Body {
             error: String,
         }
-        (
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut response = (
             self.status,
             Json(Body {
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"forecast\""),
+            );
+        }
+        response
     }
 }
 
@@ -162,17 +190,40 @@ fn demand_filter(query: &Params) -> Result<DemandFilter, ApiError> {
     Ok(f)
 }
 
-async fn demand(State(p): State<Arc<Planner>>, query: Params) -> Result<Response, ApiError> {
+/// Refuses a customer's token on a planner's route.
+fn planner_only(caller: &Principal) -> Result<(), ApiError> {
+    match caller.customer() {
+        None => Ok(()),
+        Some(_) => Err(ApiError::forbidden()),
+    }
+}
+
+async fn demand(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    planner_only(&caller)?;
     let filter = demand_filter(&query)?;
     Ok(Json(p.read(|v| v.demand(&filter))).into_response())
 }
 
-async fn coverage(State(p): State<Arc<Planner>>, query: Params) -> Result<Response, ApiError> {
+async fn coverage(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    planner_only(&caller)?;
     let filter = demand_filter(&query)?;
     Ok(Json(p.read(|v| v.coverage(&filter))).into_response())
 }
 
-async fn supply(State(p): State<Arc<Planner>>, query: Params) -> Result<Response, ApiError> {
+async fn supply(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    planner_only(&caller)?;
     params(&query, &[])?;
     let entries: Vec<_> = p.read(|v| v.supply().entries().cloned().collect());
     #[derive(Serialize)]
@@ -193,22 +244,44 @@ async fn supply(State(p): State<Arc<Planner>>, query: Params) -> Result<Response
 
 async fn document(
     State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     query: Params,
 ) -> Result<Response, ApiError> {
     params(&query, &[])?;
-    p.read(|v| v.document(&id).map(|d| Json(d).into_response()))
-        .ok_or_else(|| ApiError::not_found(format!("no verdict names document `{id}`")))
+    // Another customer's document is as unknown to a customer as one that
+    // does not exist: the answer says nothing of whether it does.
+    let visible = |customer: Option<&str>| match caller.customer() {
+        None => true,
+        Some(own) => customer == Some(own),
+    };
+    p.read(|v| {
+        v.document(&id)
+            .filter(|d| visible(d.customer_id.as_deref()))
+            .map(|d| Json(d).into_response())
+    })
+    .ok_or_else(|| ApiError::not_found(format!("no verdict names document `{id}`")))
 }
 
-async fn rejections(State(p): State<Arc<Planner>>, query: Params) -> Result<Response, ApiError> {
+async fn rejections(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
     let mut f = RejectionFilter {
         limit: 100,
+        // A customer sees its own rejections only.
+        customer: caller.customer().map(str::to_owned),
         ..RejectionFilter::default()
     };
     for (k, v) in params(&query, &["customer", "code", "limit"])? {
         match k {
-            "customer" => f.customer = Some(v.to_owned()),
+            "customer" => {
+                if caller.customer().is_some_and(|own| own != v) {
+                    return Err(ApiError::forbidden());
+                }
+                f.customer = Some(v.to_owned());
+            }
             "code" => {
                 f.code = Some(RuleCode::from_symbol(v).ok_or_else(|| {
                     ApiError::bad_request(format!("`{v}` is not a rule code (see docs/rules.md)"))
@@ -234,8 +307,10 @@ async fn rejections(State(p): State<Arc<Planner>>, query: Params) -> Result<Resp
 /// filter), then one `demand` event per change of a customer's demand.
 async fn demand_stream(
     State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
     query: Params,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    planner_only(&caller)?;
     let filter = demand_filter(&query)?;
     if filter.sku.is_some() || filter.quarter.is_some() {
         return Err(ApiError::bad_request("the stream filters by customer only"));
@@ -315,9 +390,25 @@ mod tests {
     use super::*;
     use crate::feed::Input;
 
-    /// A planner holding TENCENT's demand: 10 firm units of H20 in 2026-Q3.
+    /// A planner holding TENCENT's demand (10 firm units of H20 in
+    /// 2026-Q3), a rejected TENCENT document and a rejected BYTEDANCE one.
     fn planner() -> Arc<Planner> {
         let planner = Planner::default();
+        for (id, customer) in [("TCT-1", "TENCENT"), ("BYT-1", "BYTEDANCE")] {
+            planner.apply(vec![Input::Verdict(Box::new(forecast_model::Verdict {
+                document_id: Some(id.into()),
+                revision: Some(1),
+                outcome: forecast_model::Outcome::Rejected,
+                stage: forecast_model::Stage::Validate,
+                codes: vec![RuleCode::SkuUnknown],
+                warnings: vec![],
+                violations: vec![],
+                policy_version: "sha256:0".into(),
+                decided_at: Timestamp::from_millis(0),
+                source: None,
+                customer_id: Some(customer.into()),
+            }))]);
+        }
         planner.apply(vec![Input::Demand {
             key: b"TENCENT/0".to_vec(),
             snapshot: Some(DemandSnapshot {
@@ -338,10 +429,26 @@ mod tests {
         Arc::new(planner)
     }
 
-    /// GETs `uri`: status, content type and body.
+    /// GETs `uri` with no tokens configured: status, content type and body.
     async fn get(uri: &str) -> (StatusCode, String, String) {
-        let response = routes(planner())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        get_as(uri, crate::auth::Access::Open, None).await
+    }
+
+    /// GETs `uri` from the routes behind `access`, with `token` if any.
+    async fn get_as(
+        uri: &str,
+        access: crate::auth::Access,
+        token: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let router = Router::new()
+            .route("/metrics", axum::routing::get(|| async { "metrics\n" }))
+            .merge(routes(planner()));
+        let response = crate::auth::protect(router, access)
+            .oneshot(request.body(Body::empty()).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -448,5 +555,136 @@ mod tests {
             let (status, _, body) = get(&format!("/v1/rejections?code={c}")).await;
             assert_eq!(status, StatusCode::OK, "{c}: {body}");
         }
+    }
+
+    /// Tokens for a planner, TENCENT and BYTEDANCE.
+    fn tokens() -> (crate::auth::Access, [String; 3]) {
+        use crate::auth::{Role, Tokens};
+        let mut tokens = Tokens::default();
+        let mut out = Vec::new();
+        for (name, role) in [
+            ("alice", Role::Planner),
+            ("tencent-erp", Role::Customer("TENCENT".into())),
+            ("bytedance-erp", Role::Customer("BYTEDANCE".into())),
+        ] {
+            let (token, entry) = Tokens::generate(name, &role).unwrap();
+            tokens.add(entry).unwrap();
+            out.push(token);
+        }
+        (
+            crate::auth::Access::Tokens(Arc::new(tokens)),
+            out.try_into().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn with_tokens_no_route_with_data_answers_without_one() {
+        let (access, [planner, ..]) = tokens();
+        let planner_view = super::tests::planner;
+        for uri in [
+            "/v1/demand",
+            "/v1/demand/stream",
+            "/v1/coverage",
+            "/v1/supply",
+            "/v1/rejections",
+            "/v1/documents/TCT-1",
+            "/v1/nothing",
+            "/metrics",
+        ] {
+            for token in [None, Some("fct_not-a-token"), Some("")] {
+                let (status, content_type, body) = get_as(uri, access.clone(), token).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} {token:?}");
+                assert_eq!(content_type, "application/json");
+                assert!(error(&body).contains("token"), "{body}");
+                assert!(!body.contains("TENCENT"), "{body}");
+            }
+            if uri != "/v1/demand/stream" {
+                // (The stream's body never ends: its status is checked below.)
+                let (status, _, _) = get_as(uri, access.clone(), Some(&planner)).await;
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "{uri}");
+                assert_ne!(status, StatusCode::FORBIDDEN, "{uri}");
+            }
+        }
+        let router = crate::auth::protect(routes(planner_view()), access.clone());
+        let response = router
+            .oneshot(
+                Request::get("/v1/demand/stream")
+                    .header(header::AUTHORIZATION, format!("Bearer {planner}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        // The page, its files, the description and the probes stay public.
+        for uri in ["/", "/dashboard.js", "/dashboard.css", "/openapi.json"] {
+            assert_eq!(
+                get_as(uri, access.clone(), None).await.0,
+                StatusCode::OK,
+                "{uri}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_401_says_how_to_authenticate() {
+        let (access, _) = tokens();
+        let response = crate::auth::protect(routes(planner()), access)
+            .oneshot(Request::get("/v1/demand").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer realm=\"forecast\""
+        );
+    }
+
+    #[tokio::test]
+    async fn a_customer_reads_its_own_documents_and_rejections_and_nothing_else() {
+        let (access, [_, tencent, bytedance]) = tokens();
+        let as_tencent = |uri: &'static str| get_as(uri, access.clone(), Some(&tencent));
+        // Its own document, and not ByteDance's (as unknown as a missing one).
+        let (status, _, body) = as_tencent("/v1/documents/TCT-1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("SKU_UNKNOWN"), "{body}");
+        let (status, _, body) = as_tencent("/v1/documents/BYT-1").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!body.contains("BYTEDANCE"), "{body}");
+        assert_eq!(
+            body,
+            as_tencent("/v1/documents/NO-SUCH")
+                .await
+                .2
+                .replace("NO-SUCH", "BYT-1")
+        );
+        // Its own rejections only, whatever it asks.
+        let (status, _, body) = as_tencent("/v1/rejections").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("TCT-1") && !body.contains("BYT-1"), "{body}");
+        assert_eq!(
+            as_tencent("/v1/rejections?customer=TENCENT").await.0,
+            StatusCode::OK
+        );
+        let (status, _, body) = as_tencent("/v1/rejections?customer=BYTEDANCE").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(!body.contains("BYT-1"), "{body}");
+        // No demand, coverage, supply, stream or metrics.
+        for uri in [
+            "/v1/demand",
+            "/v1/demand?customer=TENCENT",
+            "/v1/coverage",
+            "/v1/supply",
+            "/v1/demand/stream",
+            "/metrics",
+        ] {
+            let (status, _, body) = as_tencent(uri).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+            assert!(error(&body).contains("for planners"), "{body}");
+        }
+        // And the other way round.
+        let (status, _, body) = get_as("/v1/rejections", access.clone(), Some(&bytedance)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("BYT-1") && !body.contains("TCT-1"), "{body}");
     }
 }

@@ -1,12 +1,14 @@
 //! The planner's side of the pipeline: a read model built from the
 //! pipeline's topics ([`view`], filled by [`feed`]), served as a JSON API,
-//! a Server-Sent Events stream and a dashboard ([`api`]).
+//! a Server-Sent Events stream and a dashboard ([`api`]), to the holders
+//! of bearer tokens when tokens are configured ([`auth`]).
 //!
 //! `forecastctl planner` serves it, a process of its own; it reads topics
 //! only, outside any consumer group, so it never slows the aggregators,
 //! and any instance shows the demand of every partition.
 
 pub mod api;
+pub mod auth;
 pub mod demand;
 pub mod feed;
 pub mod supply;
