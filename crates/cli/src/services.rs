@@ -129,6 +129,8 @@ pub struct PlannerServiceArgs {
     #[command(flatten)]
     pub access: forecast_planner::auth::AccessArgs,
     #[command(flatten)]
+    pub tls: forecast_runtime::http::TlsArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
 
@@ -228,6 +230,7 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
             .planner()
             .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?,
     );
+    let tls = args.tls.config()?;
     let listener = forecast_runtime::http::bind(args.http).await?;
     let metrics = Arc::new(Metrics::new("planner"));
     let feed = forecast_planner::feed::spawn(
@@ -255,7 +258,7 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
     let mut tasks = Supervisor::new(token.clone(), args.shutdown.drain());
     tasks.spawn(
         "the planner API",
-        forecast_runtime::http::serve_on(listener, router, token),
+        forecast_runtime::http::serve_maybe_tls(listener, router, tls, token),
     );
     tasks.spawn("the planner's feed", async move { feed.await? });
     tasks.run().await

@@ -80,6 +80,8 @@ pub struct UpArgs {
     /// 0600), for scripts; it is printed on standard error either way.
     #[arg(long, value_name = "FILE")]
     pub token_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: forecast_runtime::http::TlsArgs,
 }
 
 /// The tansu binary: `explicit`, or the build of `scripts/install-tansu`
@@ -204,7 +206,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         properties: Vec::new(),
     };
     let topics = TopicArgs::default();
-    // Taken first: an address in use stops `up` before it starts anything.
+    // Taken first: an address in use (or a bad certificate) stops `up`
+    // before it starts anything.
+    let tls = args.tls.config()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = forecast_runtime::http::bind(args.http).await?;
     // Tansu::start waited until it listens; create_topics checks it answers.
     services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
@@ -298,7 +303,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         );
         tasks.spawn(
             "the dashboard and endpoints",
-            forecast_runtime::http::serve_on(listener, router, token.clone()),
+            forecast_runtime::http::serve_maybe_tls(listener, router, tls, token.clone()),
         );
     }
 
@@ -357,9 +362,9 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     }
     eprintln!(
         "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
-         dashboard: http://{0}/   API: http://{0}/v1/demand (described at /openapi.json)\n\
+         dashboard: {scheme}://{0}/   API: {scheme}://{0}/v1/demand (described at /openapi.json)\n\
          planner token (the dashboard asks for it; the API wants `Authorization: Bearer <token>`): {planner_token}\n\
-         metrics: http://{0}/metrics  http://{0}/aggregator/metrics  http://{0}/planner/metrics   health: /healthz /readyz\n\
+         metrics: {scheme}://{0}/metrics  {scheme}://{0}/aggregator/metrics  {scheme}://{0}/planner/metrics   health: /healthz /readyz\n\
          {1}",
         args.http,
         if args.once {
