@@ -60,9 +60,20 @@ impl Pipeline {
     /// made for `roles` (`planner`, `customer:<ID>`), by
     /// `forecastctl tokens generate`; `tokens` holds them in that order.
     pub fn with_planner_api_tokens(test: &str, http: &str, roles: &[&str]) -> Pipeline {
+        Pipeline::with_planner_api_args(test, http, roles, &[])
+    }
+
+    /// [`Pipeline::with_planner_api_tokens`] with `extra` planner flags.
+    pub fn with_planner_api_args(
+        test: &str,
+        http: &str,
+        roles: &[&str],
+        extra: &[String],
+    ) -> Pipeline {
         let mut p = Pipeline::start_with(test, &[], &[]);
         let mut args = p.names.command(&["planner"], &p.broker.brokers);
         args.extend(["--http", http, "--supply", "examples/supply.csv"].map(String::from));
+        args.extend(extra.iter().cloned());
         if !roles.is_empty() {
             let file = p.dir.join("tokens.jsonl");
             let mut entries = String::new();

@@ -20,6 +20,7 @@ pub mod replay;
 pub mod report;
 pub mod services;
 pub mod signing;
+pub mod status;
 pub mod submit;
 pub mod tokens;
 pub mod up;
@@ -75,6 +76,10 @@ pub enum Command {
     /// document that does not decode is reported with its line and not
     /// sent. Exit 0 when every document was delivered, 1 otherwise.
     Submit(submit::SubmitArgs),
+    /// Show the verdicts of documents, read from the planner API with your
+    /// token (a customer token sees its own documents only). Exit 0 when
+    /// each one's latest verdict is an acceptance, 1 otherwise.
+    Status(status::StatusArgs),
     /// Run the validating service: forecasts.submitted -> validated,
     /// rejected (dead letters) and audit. Stops cleanly on SIGINT/SIGTERM.
     Validate(services::ValidateArgs),
@@ -218,6 +223,11 @@ fn run_async(command: Command) -> ExitCode {
         let token = forecast_runtime::shutdown::on_signals();
         match command {
             Command::Submit(a) => Ok(if submit::submit(&a).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_REJECTED)
+            }),
+            Command::Status(a) => Ok(if status::status(&a).await? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_REJECTED)

@@ -3,6 +3,7 @@
 //! with its file, line and field when it does not decode.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use forecast_kafka::KafkaArgs;
@@ -28,6 +29,16 @@ pub struct SubmitArgs {
     /// generate` writes it) as it is sent, replacing any signature it has.
     #[arg(long, env = "FORECAST_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+    /// After sending, wait for each document's verdict from the planner
+    /// API (--api, --api-token: the customer's own token) and print it; exit
+    /// 0 only when every one was accepted.
+    #[arg(long, requires = "url")]
+    pub wait: bool,
+    /// How long --wait waits for each verdict (seconds).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    #[command(flatten)]
+    pub api: crate::status::ApiArgs,
     /// Key id the signatures carry; default the id derived from the key.
     #[arg(
         long,
@@ -83,7 +94,10 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
                 Ok(doc) => match submitter.enqueue(&doc).await {
                     Ok(pending) => {
                         let origin = origin.clone();
-                        in_flight.push(async move { (origin, sub.line, pending.receipt().await) });
+                        let (id, revision) = (doc.document_id.clone(), doc.revision);
+                        in_flight.push(async move {
+                            (origin, sub.line, (id, revision), pending.receipt().await)
+                        });
                     }
                     Err(e) => tally.refused(
                         &bar,
@@ -107,7 +121,19 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
         "{} sent, {} refused locally, {} failed",
         tally.sent, tally.refused, tally.failed
     );
-    Ok(tally.refused == 0 && tally.failed == 0)
+    let mut ok = tally.refused == 0 && tally.failed == 0;
+    if args.wait {
+        let client = args.api.client()?;
+        let delivered = std::mem::take(&mut tally.delivered);
+        eprintln!(
+            "waiting for {} verdict(s) from {}",
+            delivered.len(),
+            args.api.url.as_deref().unwrap_or_default()
+        );
+        ok &= crate::status::wait_all(&client, delivered, Duration::from_secs(args.wait_timeout))
+            .await?;
+    }
+    Ok(ok)
 }
 
 /// What `submit` did with each document.
@@ -116,6 +142,8 @@ struct Tally {
     sent: u64,
     refused: u64,
     failed: u64,
+    /// Where each delivered document came from and was stored, for --wait.
+    delivered: Vec<(String, usize, String, i32, forecast_producer::Receipt)>,
 }
 
 impl Tally {
@@ -128,15 +156,19 @@ impl Tally {
     fn settled(
         &mut self,
         bar: &indicatif::ProgressBar,
-        (origin, line, r): (
+        (origin, line, (id, revision), r): (
             String,
             usize,
+            (String, i32),
             Result<forecast_producer::Receipt, forecast_producer::SubmitError>,
         ),
     ) {
         bar.inc(1);
         match r {
-            Ok(_) => self.sent += 1,
+            Ok(receipt) => {
+                self.sent += 1;
+                self.delivered.push((origin, line, id, revision, receipt));
+            }
             Err(e) => {
                 self.failed += 1;
                 bar.suspend(|| eprintln!("{origin}:{line}: not delivered: {e}"));

@@ -330,6 +330,13 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         max_record_bytes: forecast_producer::DEFAULT_MAX_RECORD_BYTES,
         signing_key: None,
         key_id: None,
+        wait: false,
+        wait_timeout: 0,
+        api: crate::status::ApiArgs {
+            url: None,
+            token: None,
+            ca: None,
+        },
         files: vec![examples.clone()],
     };
     eprintln!("submitting {}", examples.display());

@@ -523,3 +523,134 @@ fn a_customer_token_reads_only_that_customers_documents_and_verdicts() {
     );
     assert_eq!(as_who(bytedance, "/v1/documents/TEN-000001").0, 404);
 }
+
+/// A customer's view of its submissions: `submit --wait` with its own
+/// token, over TLS (the API started with --tls-cert/--tls-key, the client
+/// trusting it with --api-ca), prints each verdict and exits 1 when one is
+/// rejected; `status` shows a document's history and says when there is
+/// none (what a customer also gets for another customer's document: see
+/// `a_customer_token_reads_only_that_customers_documents_and_verdicts`).
+#[test]
+fn a_customer_waits_for_its_verdicts_over_tls_and_sees_only_its_own() {
+    let http = free_addr();
+    let tls_dir = std::env::temp_dir().join(format!("forecast-planner-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert_file, key_file) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let p = Pipeline::with_planner_api_args(
+        "planner-wait",
+        &http,
+        &["planner", "customer:TENCENT"],
+        &[
+            "--tls-cert".into(),
+            cert_file.display().to_string(),
+            "--tls-key".into(),
+            key_file.display().to_string(),
+        ],
+    );
+    let api = format!("https://localhost:{}", http.rsplit(':').next().unwrap());
+
+    let good = Pipeline::sample_document("TEN-WAIT-OK");
+    let mut bad = Pipeline::sample_document("TEN-WAIT-BAD");
+    bad["lines"][0]["sku"] = "A100".into();
+    let file = p.dir.join("wait.jsonl");
+    std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+    let mut args = p.names.command(&["submit"], &p.broker.brokers);
+    args.extend(
+        [
+            "--wait",
+            "--wait-timeout",
+            "90",
+            "--api",
+            &api,
+            "--api-ca",
+            cert_file.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let out = std::process::Command::new(forecastctl())
+        .args(&args)
+        .current_dir(repo())
+        .env("FORECAST_API_TOKEN", &p.tokens[1])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{stderr}\n{}",
+        p.logs()
+    );
+    assert!(
+        stdout.contains("TEN-WAIT-OK rev 1 ACCEPTED (SEQUENCE)"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("TEN-WAIT-BAD rev 1 REJECTED (VALIDATE) SKU_UNKNOWN"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains(&p.tokens[1]), "the token leaked: {stderr}");
+
+    // status: its own document's history; another customer's is unknown.
+    let status = |id: &str| {
+        std::process::Command::new(forecastctl())
+            .args([
+                "status",
+                "--api",
+                &api,
+                "--api-ca",
+                cert_file.to_str().unwrap(),
+                id,
+            ])
+            .env("FORECAST_API_TOKEN", &p.tokens[1])
+            .output()
+            .unwrap()
+    };
+    let own = status("TEN-WAIT-OK");
+    assert_eq!(
+        own.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert!(String::from_utf8_lossy(&own.stdout).contains("applied revision 1"));
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = forecast_tests::http_get_as(&http, "/healthz", None);
+    assert!(
+        plain.as_ref().is_none_or(|(status, _)| !status.contains("200")),
+        "{plain:?}"
+    );
+    let other = status("BYT-000001");
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&other.stdout).contains("no verdict"),
+        "{}",
+        String::from_utf8_lossy(&other.stdout)
+    );
+    // A wrong token is refused, saying so.
+    let refused = std::process::Command::new(forecastctl())
+        .args([
+            "status",
+            "--api",
+            &api,
+            "--api-ca",
+            cert_file.to_str().unwrap(),
+            "TEN-WAIT-OK",
+        ])
+        .env("FORECAST_API_TOKEN", "fct_wrong")
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused the request (401)"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&tls_dir);
+}

@@ -15,11 +15,16 @@
 //! order, and sent by an idempotent producer with `acks=all`. A document
 //! larger than the limit is refused before it is sent.
 //!
+//! [`verdicts`] reads a submission's verdict back from the planner API with
+//! the customer's own token.
+//!
 //! With a signing key ([`Submitter::with_signer`], [`read_signer`]) every
 //! document is signed as it is sent (docs/signatures.md), replacing any
 //! signature it carried.
 
 use std::time::Duration;
+
+pub mod verdicts;
 
 pub use forecast_kafka::KafkaArgs;
 use forecast_kafka::producer_config;
