@@ -168,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         producer: &producer,
         records: &docs.iter().map(Encoded::of).collect::<Vec<_>>(),
         broker_pid: broker.as_ref().map(forecastctl::up::Tansu::pid),
+        signed: args.signed,
     };
     let mut runs = Vec::new();
     for r in 0..args.repeat {
@@ -305,26 +306,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs each document with its customer's key (one fixed key per
-/// customer) and writes their key registry to `registry`.
+/// Signs each document with its customer's key ([`workload::signer`])
+/// and writes their key registry to `registry`.
 fn sign_all(docs: &mut [forecast_model::ForecastDocument], registry: &Path) -> anyhow::Result<()> {
-    use forecast_model::signing::{self, Signer, SigningKey};
-    let signers: Vec<(&str, Signer)> = CUSTOMERS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                *c,
-                Signer::new(SigningKey::from_bytes(&[i as u8 + 1; 32]), None),
-            )
-        })
-        .collect();
     let mut entries = String::new();
-    for (customer, signer) in &signers {
+    for customer in CUSTOMERS {
+        let Some(signer) = crate::workload::signer(customer) else {
+            continue;
+        };
         let entry = forecast_validator::KeyEntry {
             key_id: signer.key_id().to_owned(),
-            customer_id: (*customer).to_owned(),
-            public_key: signing::public_key_base64(&signer.public_key()),
+            customer_id: customer.to_owned(),
+            public_key: forecast_model::signing::public_key_base64(&signer.public_key()),
             valid_from: forecast_model::Timestamp::from_millis(0),
             valid_until: None,
             revoked: false,
@@ -333,7 +326,7 @@ fn sign_all(docs: &mut [forecast_model::ForecastDocument], registry: &Path) -> a
     }
     std::fs::write(registry, entries)?;
     for doc in docs {
-        if let Some((_, signer)) = signers.iter().find(|(c, _)| *c == doc.customer_id) {
+        if let Some(signer) = crate::workload::signer(&doc.customer_id) {
             signer.sign(doc);
         }
     }

@@ -161,6 +161,19 @@ pub(crate) async fn produce_all(
 
 /// The document that warms up a run's pipeline and its submitter, of a
 /// customer the measured documents do not use.
-pub(crate) fn warm(run: &str) -> Encoded {
-    Encoded::of(&twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]))
+pub(crate) fn warm(run: &str, signed: bool) -> Encoded {
+    let mut doc = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
+    if signed && let Some(signer) = signer(&doc.customer_id) {
+        signer.sign(&mut doc);
+    }
+    Encoded::of(&doc)
+}
+
+/// The fixed signing key of each customer of a `--signed` run.
+pub(crate) fn signer(customer: &str) -> Option<forecast_model::signing::Signer> {
+    let i = CUSTOMERS.iter().position(|c| *c == customer)?;
+    Some(forecast_model::signing::Signer::new(
+        forecast_model::signing::SigningKey::from_bytes(&[i as u8 + 1; 32]),
+        None,
+    ))
 }

@@ -26,12 +26,7 @@ pub fn run(
     let mut first = true;
     for path in files {
         let origin = path.display().to_string();
-        let submissions = input::open(path)
-            .and_then(input::read_all)
-            .map_err(|source| RunError::Input {
-                path: path.clone(),
-                source,
-            })?;
+        let submissions = input::read_submissions(path)?;
         for sub in submissions {
             let judged = validator.judge_json(&sub.bytes);
             let verdict = validator.verdict(&judged, now, None);

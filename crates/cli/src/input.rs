@@ -65,6 +65,19 @@ impl<R: BufRead> JsonLines<R> {
     }
 }
 
+/// Reads the submissions of `path` (`-`: standard input) with [`read_all`].
+pub fn read_path(path: &Path) -> io::Result<Vec<Submission>> {
+    open(path).and_then(read_all)
+}
+
+/// [`read_path`], its error naming the path (exit code 2).
+pub fn read_submissions(path: &Path) -> Result<Vec<Submission>, crate::RunError> {
+    read_path(path).map_err(|source| crate::RunError::Input {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads a whole input: one JSON document (even pretty-printed over many
 /// lines) when the text is one JSON value, JSON Lines otherwise.
 pub fn read_all(mut reader: impl Read) -> io::Result<Vec<Submission>> {

@@ -110,12 +110,7 @@ pub fn sign(args: &SignArgs, out: &mut impl Write) -> Result<ExitCode, RunError>
         .map_err(|e| RunError::Key(e.to_string()))?;
     let mut all_signed = true;
     for path in &args.files {
-        let submissions = input::open(path)
-            .and_then(input::read_all)
-            .map_err(|source| RunError::Input {
-                path: path.clone(),
-                source,
-            })?;
+        let submissions = input::read_submissions(path)?;
         for sub in submissions {
             match forecast_model::parse_submission(&sub.bytes) {
                 Ok(doc) => writeln!(out, "{}", signed_json(&signer, doc))?,

@@ -71,9 +71,8 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
     let mut in_flight = FuturesUnordered::new();
     for path in &args.files {
         let origin = path.display().to_string();
-        let submissions = input::open(path)
-            .and_then(input::read_all)
-            .map_err(|e| anyhow::anyhow!("cannot read {origin}: {e}"))?;
+        let submissions =
+            input::read_path(path).map_err(|e| anyhow::anyhow!("cannot read {origin}: {e}"))?;
         bar.inc_length(submissions.len() as u64);
         for sub in submissions {
             match forecast_model::parse_submission(&sub.bytes) {

@@ -60,6 +60,18 @@ pub fn parse_submission(json: &[u8]) -> Result<ForecastDocument, InvalidSubmissi
     })
 }
 
+/// The entries of a JSON Lines settings file (the key registry, the API's
+/// tokens): each non-blank line that does not start with `#`, parsed as a
+/// `T`, with its line number (from 1).
+pub fn settings_lines<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> impl Iterator<Item = (usize, Result<T, serde_json::Error>)> + '_ {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        let line = line.trim();
+        (!line.is_empty() && !line.starts_with('#')).then(|| (i + 1, serde_json::from_str(line)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +103,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field, "purpose");
         assert!(e.message.contains("AMEND"), "{}", e.message);
+    }
+
+    #[test]
+    fn settings_lines_skip_blanks_and_comments_and_number_from_one() {
+        let text = "# a comment\n\n  {\"a\": 1}\nnot json\n";
+        let got: Vec<(usize, bool)> = super::settings_lines::<serde_json::Value>(text)
+            .map(|(line, r)| (line, r.is_ok()))
+            .collect();
+        assert_eq!(got, [(3, true), (4, false)]);
     }
 }

@@ -150,18 +150,13 @@ impl Tokens {
     /// Parses a tokens file's text; `name` is what errors call it.
     pub fn from_text(text: &str, name: &str) -> Result<Self, TokensError> {
         let mut tokens = Tokens::default();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        for (line, entry) in forecast_model::json::settings_lines::<TokenEntry>(text) {
             let error = |problem: String| TokensError::Entry {
                 path: name.to_owned(),
-                line: i + 1,
+                line,
                 problem,
             };
-            let entry: TokenEntry =
-                serde_json::from_str(line).map_err(|e| error(format!("not a token entry: {e}")))?;
+            let entry = entry.map_err(|e| error(format!("not a token entry: {e}")))?;
             tokens.add(entry).map_err(error)?;
         }
         Ok(tokens)

@@ -103,18 +103,13 @@ impl KeyRegistry {
     /// Parses a registry's text; `name` is what errors call it.
     pub fn from_text(text: &str, name: &str) -> Result<Self, KeyRegistryError> {
         let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line_text = line.trim();
-            if line_text.is_empty() || line_text.starts_with('#') {
-                continue;
-            }
-            let entry: KeyEntry =
-                serde_json::from_str(line_text).map_err(|e| KeyRegistryError::Entry {
-                    path: name.to_owned(),
-                    line: i + 1,
-                    problem: format!("not a key entry: {e}"),
-                })?;
-            entries.push((i + 1, entry));
+        for (line, entry) in forecast_model::json::settings_lines::<KeyEntry>(text) {
+            let entry = entry.map_err(|e| KeyRegistryError::Entry {
+                path: name.to_owned(),
+                line,
+                problem: format!("not a key entry: {e}"),
+            })?;
+            entries.push((line, entry));
         }
         Self::from_numbered(entries, name)
     }
