@@ -381,3 +381,23 @@ fn planner_refuses_an_unreadable_supply_plan_before_it_serves() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--supply"));
 }
+
+/// `FORECAST_KAFKA_<NAME>` sets librdkafka's `<name>` (where secrets go,
+/// since `-X` values show in the process list), and a secret set there is
+/// never printed.
+#[test]
+fn kafka_properties_come_from_the_environment_and_secrets_stay_out_of_output() {
+    let out = Command::new(env!("CARGO_BIN_EXE_forecastctl"))
+        .args(["topics", "create", "--brokers", "127.0.0.1:1"])
+        .current_dir(repo())
+        .env("FORECAST_KAFKA_SECURITY_PROTOCOL", "not-a-protocol")
+        .env("FORECAST_KAFKA_SASL_PASSWORD", "hunter2-secret")
+        .stdin(Stdio::null())
+        .output()
+        .expect("forecastctl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("security.protocol"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}

@@ -27,6 +27,9 @@ pub struct KafkaArgs {
     pub brokers: String,
     /// Any librdkafka property, `-X key=value`, repeatable (SASL, TLS, tuning);
     /// applied after the pipeline's own settings, so it can override them.
+    /// Secrets belong in the environment instead, where `-X` values (shown
+    /// in the process list) do not: `FORECAST_KAFKA_SASL_PASSWORD=...`
+    /// sets `sasl.password`, and so on for any property.
     #[cfg_attr(
         feature = "clap",
         arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)
@@ -68,7 +71,37 @@ fn base(kafka: &KafkaArgs) -> ClientConfig {
     c
 }
 
+/// Prefix of the environment variables that set librdkafka properties.
+pub const ENV_PREFIX: &str = "FORECAST_KAFKA_";
+
+/// The librdkafka properties set by the environment: each variable
+/// `FORECAST_KAFKA_<NAME>` sets the property `<name>` in lower case with
+/// `_` read as `.` (librdkafka's names have no `_`): for instance
+/// `FORECAST_KAFKA_SASL_PASSWORD` sets `sasl.password`. This is where
+/// secrets go: a `-X` value shows in the process list.
+pub fn env_properties() -> Vec<(String, String)> {
+    properties_from(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
+}
+
+fn properties_from(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(ENV_PREFIX)?;
+            (!name.is_empty()).then(|| (name.to_ascii_lowercase().replace('_', "."), v))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The pipeline's settings, then the environment's properties, then `-X`.
 fn finish(mut c: ClientConfig, kafka: &KafkaArgs) -> ClientConfig {
+    for (k, v) in env_properties() {
+        c.set(k, v);
+    }
     for (k, v) in kafka.overrides() {
         c.set(k, v);
     }
@@ -277,6 +310,25 @@ mod tests {
         );
         assert!(parse_property("novalue").unwrap_err().contains("key=value"));
         assert!(parse_property("=x").is_err());
+    }
+
+    #[test]
+    fn environment_variables_name_properties() {
+        let vars = [
+            ("FORECAST_KAFKA_SASL_PASSWORD", "s3cret"),
+            ("FORECAST_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("FORECAST_KAFKA_", "ignored: no name"),
+            ("FORECAST_BROKERS", "not a property"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            properties_from(vars.into_iter()),
+            [
+                ("sasl.password".to_owned(), "s3cret".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            ]
+        );
     }
 
     fn kafka(properties: &[(&str, &str)]) -> KafkaArgs {
