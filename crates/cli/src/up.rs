@@ -386,6 +386,9 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let result = supervised.await?;
     // The broker last: the services flush and commit to it on the way out.
     drop(broker);
+    if examples != args.examples {
+        let _ = std::fs::remove_file(&examples);
+    }
     result
 }
 
@@ -473,7 +476,7 @@ fn sign_examples(
     }
     out.flush()?;
     eprintln!(
-        "signing the examples: a key for each of {} for this run, signatures required (the examples are dated in the past, so submitted_at may be up to {} days old); signed copy: {}",
+        "signing the examples: a key for each of {} for this run, signatures required (the examples are dated in the past, so submitted_at may be up to {} days old); signed copy (removed when up stops): {}",
         signers.keys().cloned().collect::<Vec<_>>().join(", "),
         skew_seconds / 86_400,
         path.display()

@@ -243,10 +243,13 @@ function authHeaders() {
 // Shows the token form; `why` says what went wrong.
 function askForToken(why) {
   $("login-why").textContent = why;
-  $("login").hidden = false;
   $("status").className = "status connecting";
   $("status").textContent = "token needed";
-  $("token").focus();
+  // The polls ask again every few seconds: take the focus only once.
+  if ($("login").hidden) {
+    $("login").hidden = false;
+    $("token").focus();
+  }
 }
 
 $("login").addEventListener("submit", (e) => {
