@@ -122,9 +122,10 @@ impl DocumentStatus {
             .find(|v| v.stage == "SEQUENCE" && v.revision == Some(revision))
     }
 
-    /// The newest verdict of the newest revision that has one.
+    /// The newest verdict of the newest revision that has one (history is
+    /// oldest first, and `max_by_key` keeps the last of equal maxima).
     pub fn latest(&self) -> Option<&VerdictView> {
-        self.history.iter().rev().max_by_key(|v| v.revision)
+        self.history.iter().max_by_key(|v| v.revision)
     }
 }
 
@@ -311,6 +312,17 @@ mod tests {
         assert!(status.settled(3, &receipt(14)).is_none());
         assert!(status.settled(1, &receipt(99)).is_none());
         assert_eq!(status.latest().unwrap().revision, Some(3));
+        // Of a revision's verdicts, the newest: the aggregator's after the
+        // validator's.
+        let settled_rev1 = DocumentStatus {
+            history: status.history[..4].to_vec(),
+            ..status.clone()
+        };
+        let latest = settled_rev1.latest().unwrap();
+        assert_eq!(
+            (latest.stage.as_str(), latest.verdict.as_str()),
+            ("SEQUENCE", "DUPLICATE")
+        );
     }
 
     #[test]
