@@ -148,8 +148,9 @@ async fn main() -> anyhow::Result<()> {
 
     let producer: FutureProducer = producer_config(&kafka).create()?;
     let mut docs = stream(n, "B");
-    if args.signed {
-        sign_all(&mut docs, &dir.join("keys.jsonl"))?;
+    let signers = args.signed.then(crate::workload::Signers::new);
+    if let Some(signers) = &signers {
+        sign_all(&mut docs, signers, &dir.join("keys.jsonl"))?;
         // The generated documents are dated in the past: no skew limit.
         std::fs::OpenOptions::new()
             .append(true)
@@ -168,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         producer: &producer,
         records: &docs.iter().map(Encoded::of).collect::<Vec<_>>(),
         broker_pid: broker.as_ref().map(forecastctl::up::Tansu::pid),
-        signed: args.signed,
+        signers: signers.as_ref(),
     };
     let mut runs = Vec::new();
     for r in 0..args.repeat {
@@ -306,17 +307,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs each document with its customer's key ([`workload::signer`])
-/// and writes their key registry to `registry`.
-fn sign_all(docs: &mut [forecast_model::ForecastDocument], registry: &Path) -> anyhow::Result<()> {
+/// Signs each document with its customer's key and writes their key
+/// registry to `registry`.
+fn sign_all(
+    docs: &mut [forecast_model::ForecastDocument],
+    signers: &crate::workload::Signers,
+    registry: &Path,
+) -> anyhow::Result<()> {
     let mut entries = String::new();
-    for customer in CUSTOMERS {
-        let Some(signer) = crate::workload::signer(customer) else {
-            continue;
-        };
+    for (customer, signer) in signers.iter() {
         let entry = forecast_validator::KeyEntry {
             key_id: signer.key_id().to_owned(),
-            customer_id: customer.to_owned(),
+            customer_id: (*customer).to_owned(),
             public_key: forecast_model::signing::public_key_base64(&signer.public_key()),
             valid_from: forecast_model::Timestamp::from_millis(0),
             valid_until: None,
@@ -326,9 +328,7 @@ fn sign_all(docs: &mut [forecast_model::ForecastDocument], registry: &Path) -> a
     }
     std::fs::write(registry, entries)?;
     for doc in docs {
-        if let Some(signer) = crate::workload::signer(&doc.customer_id) {
-            signer.sign(doc);
-        }
+        signers.sign(doc);
     }
     Ok(())
 }

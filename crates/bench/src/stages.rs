@@ -117,8 +117,9 @@ pub(crate) struct Bench<'a> {
     pub(crate) records: &'a [Encoded],
     /// The broker's process, when the harness started it.
     pub(crate) broker_pid: Option<u32>,
-    /// Documents are signed and the validator requires it (`--signed`).
-    pub(crate) signed: bool,
+    /// With `--signed`: the customers' keys, which sign every document (the
+    /// validator requires it).
+    pub(crate) signers: Option<&'a crate::workload::Signers>,
 }
 
 impl Bench<'_> {
@@ -167,7 +168,7 @@ impl Bench<'_> {
         // (d) end to end: submit (as the producer library does), until the
         // aggregator settled all
         let (te, ve, ae) = self.pipeline(&format!("{run}-e")).await?;
-        produce_all(producer, &te.topic_submitted, &[warm(run, self.signed)]).await?;
+        produce_all(producer, &te.topic_submitted, &[warm(run, self.signers)]).await?;
         ae.time_until_processed(1, Duration::from_secs(120))?;
         let cpu = || self.cpu_seconds(&ve, &ae);
         let cpu_before = cpu();
@@ -258,7 +259,7 @@ impl Bench<'_> {
         let producer: ThreadedProducer<AckClock> =
             producer_config(kafka).create_with_context(AckClock::new(count + 1))?;
         let (tl, vl, al) = self.pipeline(run).await?;
-        warm(run, self.signed)
+        warm(run, self.signers)
             .send_clocked(&producer, &tl.topic_submitted, count)
             .await?;
         al.time_until_processed(1, Duration::from_secs(120))?;
@@ -285,10 +286,8 @@ impl Bench<'_> {
                 doc.document_id = format!("LAT-{run}-{i:07}");
                 let customer = measured[i % measured.len()];
                 doc.customer_id = customer.to_owned();
-                if self.signed
-                    && let Some(signer) = crate::workload::signer(customer)
-                {
-                    signer.sign(&mut doc);
+                if let Some(signers) = self.signers {
+                    signers.sign(&mut doc);
                 }
                 (customer, Encoded::of(&doc))
             })

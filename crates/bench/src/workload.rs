@@ -160,20 +160,44 @@ pub(crate) async fn produce_all(
 }
 
 /// The document that warms up a run's pipeline and its submitter, of a
-/// customer the measured documents do not use.
-pub(crate) fn warm(run: &str, signed: bool) -> Encoded {
+/// customer the measured documents do not use; signed when `signers` are.
+pub(crate) fn warm(run: &str, signers: Option<&Signers>) -> Encoded {
     let mut doc = twelve_lines(format!("WARM-{run}"), CUSTOMERS[0]);
-    if signed && let Some(signer) = signer(&doc.customer_id) {
-        signer.sign(&mut doc);
+    if let Some(signers) = signers {
+        signers.sign(&mut doc);
     }
     Encoded::of(&doc)
 }
 
-/// The fixed signing key of each customer of a `--signed` run.
-pub(crate) fn signer(customer: &str) -> Option<forecast_model::signing::Signer> {
-    let i = CUSTOMERS.iter().position(|c| *c == customer)?;
-    Some(forecast_model::signing::Signer::new(
-        forecast_model::signing::SigningKey::from_bytes(&[i as u8 + 1; 32]),
-        None,
-    ))
+/// The fixed signing key of each customer of a `--signed` run, made once
+/// (a key's public half is derived when it is made).
+pub(crate) struct Signers(Vec<(&'static str, forecast_model::signing::Signer)>);
+
+impl Signers {
+    pub(crate) fn new() -> Self {
+        Signers(
+            CUSTOMERS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let key = forecast_model::signing::SigningKey::from_bytes(&[i as u8 + 1; 32]);
+                    (*c, forecast_model::signing::Signer::new(key, None))
+                })
+                .collect(),
+        )
+    }
+
+    /// Signs `doc` with its customer's key (a customer without one: unsigned).
+    pub(crate) fn sign(&self, doc: &mut ForecastDocument) {
+        if let Some((_, signer)) = self.0.iter().find(|(c, _)| *c == doc.customer_id) {
+            signer.sign(doc);
+        }
+    }
+
+    /// Each customer and its key.
+    pub(crate) fn iter(
+        &self,
+    ) -> impl Iterator<Item = &(&'static str, forecast_model::signing::Signer)> {
+        self.0.iter()
+    }
 }
