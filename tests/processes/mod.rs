@@ -31,6 +31,21 @@ pub fn forecastctl() -> PathBuf {
     bin
 }
 
+/// Runs `forecastctl args` to completion from the repository's root, with
+/// standard input closed and none of the environment's `FORECAST_*`
+/// settings (a developer's own `FORECAST_POLICY` or `FORECAST_KEY_ID`
+/// would change the outputs the tests pin).
+pub fn forecastctl_clean(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(forecastctl());
+    command.args(args).current_dir(repo()).stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FORECAST_") {
+            command.env_remove(name);
+        }
+    }
+    command.output().expect("forecastctl runs")
+}
+
 /// The repository's root (the services run from there, as `up` does).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -21,15 +21,7 @@ fn conformance() -> PathBuf {
 }
 
 fn forecastctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forecastctl"))
-        .args(args)
-        .current_dir(repo())
-        .env_remove("FORECAST_POLICY")
-        .env_remove("FORECAST_RESTRICTED_PARTIES")
-        .env_remove("FORECAST_FORMAT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("forecastctl runs")
+    forecast_tests::processes::forecastctl_clean(args)
 }
 
 fn stdout_json(out: &Output) -> Value {

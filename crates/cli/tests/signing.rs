@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -13,19 +13,7 @@ fn repo() -> PathBuf {
 }
 
 fn forecastctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forecastctl"))
-        .args(args)
-        .current_dir(repo())
-        .env_remove("FORECAST_POLICY")
-        .env_remove("FORECAST_RESTRICTED_PARTIES")
-        .env_remove("FORECAST_SIGNING_KEYS")
-        .env_remove("FORECAST_SIGNATURES")
-        .env_remove("FORECAST_SIGNING_KEY")
-        .env_remove("FORECAST_KEY_ID")
-        .env_remove("FORECAST_FORMAT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("forecastctl runs")
+    forecast_tests::processes::forecastctl_clean(args)
 }
 
 fn text(b: &[u8]) -> String {
