@@ -316,14 +316,12 @@ fn sign_all(
 ) -> anyhow::Result<()> {
     let mut entries = String::new();
     for (customer, signer) in signers.iter() {
-        let entry = forecast_validator::KeyEntry {
-            key_id: signer.key_id().to_owned(),
-            customer_id: (*customer).to_owned(),
-            public_key: forecast_model::signing::public_key_base64(&signer.public_key()),
-            valid_from: forecast_model::Timestamp::from_millis(0),
-            valid_until: None,
-            revoked: false,
-        };
+        let entry = forecast_validator::KeyEntry::for_signer(
+            signer,
+            customer,
+            forecast_model::Timestamp::from_millis(0),
+            None,
+        );
         entries += &(serde_json::to_string(&entry)? + "\n");
     }
     std::fs::write(registry, entries)?;

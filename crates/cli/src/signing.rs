@@ -83,14 +83,12 @@ pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> Result<ExitCode, R
         signing::public_key_pem(&public).as_bytes(),
         0o644,
     )?;
-    let entry = KeyEntry {
-        key_id: signing::key_id(&public),
-        customer_id: args.customer.clone(),
-        public_key: signing::public_key_base64(&public),
+    let entry = KeyEntry::for_signer(
+        &Signer::new(key, None),
+        &args.customer,
         valid_from,
-        valid_until: Some(valid_until),
-        revoked: false,
-    };
+        Some(valid_until),
+    );
     let line = serde_json::to_string(&entry).map_err(|e| RunError::Key(e.to_string()))?;
     writeln!(out, "{line}")?;
     out.flush()?;

@@ -436,15 +436,9 @@ fn sign_examples(
     }
     let entries = signers
         .iter()
-        .map(|(customer, (signer, from))| forecast_validator::KeyEntry {
-            key_id: signer.key_id().to_owned(),
-            customer_id: customer.clone(),
-            public_key: signing::public_key_base64(&signer.public_key()),
-            valid_from: *from,
-            valid_until: Some(forecast_model::Timestamp::from_millis(
-                now.millis() + 24 * 3600 * 1000,
-            )),
-            revoked: false,
+        .map(|(customer, (signer, from))| {
+            let until = forecast_model::Timestamp::from_millis(now.millis() + 24 * 3600 * 1000);
+            forecast_validator::KeyEntry::for_signer(signer, customer, *from, Some(until))
         })
         .collect::<Vec<_>>();
     let oldest = entries

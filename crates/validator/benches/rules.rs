@@ -72,14 +72,14 @@ fn bench(c: &mut Criterion) {
     let mut signed = doc.clone();
     signer.sign(&mut signed);
     let signed_record = wire::encode_document(&signed);
-    let keys = forecast_validator::KeyRegistry::from_entries(vec![forecast_validator::KeyEntry {
-        key_id: signer.key_id().to_owned(),
-        customer_id: "TENCENT".into(),
-        public_key: forecast_model::signing::public_key_base64(&signer.public_key()),
-        valid_from: forecast_model::Timestamp::from_millis(0),
-        valid_until: None,
-        revoked: false,
-    }])
+    let keys = forecast_validator::KeyRegistry::from_entries(vec![
+        forecast_validator::KeyEntry::for_signer(
+            &signer,
+            "TENCENT",
+            forecast_model::Timestamp::from_millis(0),
+            None,
+        ),
+    ])
     .expect("registry");
     let verifying = Validator::new(policy().with_key_registry(keys).expect("policy with keys"));
     assert!(

@@ -41,6 +41,27 @@ pub struct KeyEntry {
     pub revoked: bool,
 }
 
+impl KeyEntry {
+    /// The entry of `signer`'s public key, under the key id its signatures
+    /// carry, for `customer_id`, valid from `valid_from` until
+    /// `valid_until` (none: no end), not revoked.
+    pub fn for_signer(
+        signer: &signing::Signer,
+        customer_id: &str,
+        valid_from: Timestamp,
+        valid_until: Option<Timestamp>,
+    ) -> Self {
+        KeyEntry {
+            key_id: signer.key_id().to_owned(),
+            customer_id: customer_id.to_owned(),
+            public_key: signing::public_key_base64(&signer.public_key()),
+            valid_from,
+            valid_until,
+            revoked: false,
+        }
+    }
+}
+
 /// Why a key registry could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRegistryError {
