@@ -42,6 +42,18 @@ pub use verdict::{
     Outcome, RuleCode, SourceCoordinates, Stage, Verdict, Violation, Warning, WarningCode,
 };
 
+/// `bytes` as lower-case hexadecimal (digests in key ids, the policy
+/// version, the API's tokens file).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 /// Why bytes could not be decoded into a record. Each variant is a kind of
 /// poison pill the services dead-letter with stage `deserialize`.
 #[derive(Debug, thiserror::Error)]

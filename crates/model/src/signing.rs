@@ -187,7 +187,7 @@ impl Canonical {
 /// nothing but its key file.
 pub fn key_id(public: &VerifyingKey) -> String {
     let digest = Sha256::digest(public.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex(&digest[..8]);
     format!("ed25519:{hex}")
 }
 

@@ -21,7 +21,7 @@ fn block(name: &str) -> &'static str {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    forecast_model::hex(bytes)
 }
 
 #[test]

@@ -133,10 +133,6 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Tokens {
     /// Reads a tokens file.
     pub fn from_path(path: &Path) -> Result<Self, TokensError> {
@@ -197,7 +193,7 @@ impl Tokens {
         let entry = TokenEntry {
             name: name.to_owned(),
             role: role.to_string(),
-            sha256: hex(&digest(&token)),
+            sha256: forecast_model::hex(&digest(&token)),
         };
         Ok((token, entry))
     }

@@ -360,7 +360,7 @@ fn version_of(
         hasher.update(serde_json::to_vec(entry).unwrap_or_default());
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = forecast_model::hex(&digest[..8]);
     format!("sha256:{hex}")
 }
 
