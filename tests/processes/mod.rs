@@ -46,6 +46,61 @@ pub fn forecastctl_clean(args: &[&str]) -> std::process::Output {
     command.output().expect("forecastctl runs")
 }
 
+/// `forecastctl keys generate --customer customer --out dir/name extra...`,
+/// its registry entry appended to `registry`; returns the private key's
+/// path. Fails the test unless it succeeds and prints the entry alone.
+pub fn generate_key(
+    dir: &Path,
+    registry: &Path,
+    customer: &str,
+    name: &str,
+    extra: &[&str],
+) -> PathBuf {
+    let prefix = dir.join(name);
+    let mut args = vec![
+        "keys",
+        "generate",
+        "--customer",
+        customer,
+        "--out",
+        prefix.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = forecastctl_clean(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Standard output is the registry entry alone: one JSON line.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let entry: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(entry["customer_id"], customer);
+    assert_eq!(entry["revoked"], false);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(registry)
+        .unwrap();
+    std::io::Write::write_all(&mut file, stdout.as_bytes()).unwrap();
+    prefix.with_extension("key")
+}
+
+/// `forecastctl sign --signing-key key input`, written to `output`.
+pub fn sign_file(key: &Path, input: &Path, output: &Path) {
+    let out = forecastctl_clean(&[
+        "sign",
+        "--signing-key",
+        key.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(output, &out.stdout).unwrap();
+}
+
 /// The repository's root (the services run from there, as `up` does).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -92,7 +147,85 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A SASL/SCRAM principal of the broker: what its clients pass in the
+/// environment (`FORECAST_KAFKA_<NAME>`, the way the docs tell operators to
+/// pass secrets), never on the command line.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub name: String,
+    pub password: String,
+}
+
+impl Principal {
+    /// `name` with a password of its own (random per test run).
+    pub fn new(name: &str) -> Principal {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Principal {
+            name: name.to_owned(),
+            password: format!("pw-{name}-{nanos:x}-{}", std::process::id()),
+        }
+    }
+
+    /// The same name with another password.
+    pub fn with_password(&self, password: &str) -> Principal {
+        Principal {
+            name: self.name.clone(),
+            password: password.to_owned(),
+        }
+    }
+
+    /// The client settings of this principal, as environment variables.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("FORECAST_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("FORECAST_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+            ("FORECAST_KAFKA_SASL_USERNAME", &self.name),
+            ("FORECAST_KAFKA_SASL_PASSWORD", &self.password),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
+    }
+}
+
 impl Broker {
+    /// A broker (sqlite storage in its own folder) that requires SASL/SCRAM
+    /// and knows only `users`. No `FORECAST_TEST_BROKERS` here: an external
+    /// broker's users are not this test's to make.
+    pub fn start_sasl(users: &[&Principal]) -> Broker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("forecast-tansu-sasl-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let credentials = dir.join("scram-credentials");
+        let lines: String = users
+            .iter()
+            .map(|u| format!("{}:{}\n", u.name, u.password))
+            .collect();
+        std::fs::write(&credentials, lines).unwrap();
+        // tansu reads the URL's path relative to its working folder: an
+        // absolute path takes one slash more.
+        let storage = format!("sqlite:///{}", dir.join("tansu.db").display());
+        let tansu = forecastctl::up::Tansu::start_with(
+            &tansu(),
+            port,
+            Some(&dir.join("broker.log")),
+            &storage,
+            &[
+                "--authentication",
+                "--scram-credentials",
+                credentials.to_str().unwrap(),
+            ],
+        )
+        .expect("tansu starts with SASL");
+        Broker {
+            brokers: tansu.brokers.clone(),
+            _tansu: Some(tansu),
+            _dir: Some(TempDir(dir)),
+        }
+    }
+
     pub fn start() -> Broker {
         if let Ok(brokers) = std::env::var("FORECAST_TEST_BROKERS") {
             return Broker {
@@ -175,10 +308,16 @@ pub fn broker_with_topics(test: &str, kind: &str, partitions: u32) -> (Broker, N
 
 /// Runs `forecastctl` to completion.
 pub fn run(args: &[String]) -> std::process::Output {
+    run_as(args, None)
+}
+
+/// [`run`] as `principal` of a broker that requires SASL.
+pub fn run_as(args: &[String], principal: Option<&Principal>) -> std::process::Output {
     Command::new(forecastctl())
         .args(args)
         .current_dir(repo())
         .env("RUST_LOG", "warn")
+        .envs(principal.map(Principal::env).unwrap_or_default())
         .output()
         .unwrap()
 }
@@ -200,6 +339,11 @@ pub fn spawn_service(
 
 /// Starts `forecastctl args`, its output appended to `log`.
 pub fn spawn_logged(args: &[String], log: &Path) -> Child {
+    spawn_logged_as(args, log, None)
+}
+
+/// [`spawn_logged`] as `principal` of a broker that requires SASL.
+pub fn spawn_logged_as(args: &[String], log: &Path, principal: Option<&Principal>) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -209,6 +353,7 @@ pub fn spawn_logged(args: &[String], log: &Path) -> Child {
         .args(args)
         .current_dir(repo())
         .env("RUST_LOG", "info,rdkafka=warn")
+        .envs(principal.map(Principal::env).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)

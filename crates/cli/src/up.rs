@@ -136,9 +136,22 @@ impl Tansu {
         self.child.id()
     }
 
-    /// Starts `binary` on `port` and waits (30 s at most) until it accepts
-    /// connections. Its output goes to `log`, or nowhere.
+    /// Starts `binary` on `port` with in-memory storage and waits (30 s at
+    /// most) until it accepts connections. Its output goes to `log`, or
+    /// nowhere.
     pub fn start(binary: &Path, port: u16, log: Option<&Path>) -> anyhow::Result<Tansu> {
+        Tansu::start_with(binary, port, log, "memory://tansu/", &[])
+    }
+
+    /// [`Tansu::start`] with the storage URL `storage` and `extra` arguments
+    /// of `tansu broker` (`--authentication`, `--scram-credentials FILE`).
+    pub fn start_with(
+        binary: &Path,
+        port: u16,
+        log: Option<&Path>,
+        storage: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Tansu> {
         let brokers = format!("127.0.0.1:{port}");
         let url = format!("tcp://{brokers}");
         let (out, err) = match log {
@@ -156,8 +169,9 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
             ])
+            .args(extra)
             .stdout(out)
             .stderr(err)
             .spawn()

@@ -271,27 +271,19 @@ fn the_live_validator_verifies_signatures_and_the_submission_time() {
     let keys_dir = std::env::temp_dir().join(format!("forecast-e2e-keys-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&keys_dir);
     std::fs::create_dir_all(&keys_dir).unwrap();
-    let prefix = keys_dir.join("tencent");
-    let out = run(&[
-        "keys".into(),
-        "generate".into(),
-        "--customer".into(),
-        "TENCENT".into(),
-        "--out".into(),
-        prefix.display().to_string(),
-        "--valid-from".into(),
-        "2020-01-01T00:00:00Z".into(),
-        "--valid-until".into(),
-        "2030-01-01T00:00:00Z".into(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let registry = keys_dir.join("keys.jsonl");
-    std::fs::write(&registry, &out.stdout).unwrap();
-    let key = prefix.with_extension("key");
+    let key = generate_key(
+        &keys_dir,
+        &registry,
+        "TENCENT",
+        "tencent",
+        &[
+            "--valid-from",
+            "2020-01-01T00:00:00Z",
+            "--valid-until",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
 
     let mut p = Pipeline::start_with("signed", &["--keys", registry.to_str().unwrap()], &[]);
     let now = forecast_model::Timestamp::now().millis();

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use forecast_tests::processes::{generate_key as generate, sign_file as sign};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -25,47 +26,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Runs `keys generate` and appends its entry to `registry`; returns the
-/// private key's path.
-fn generate(dir: &Path, registry: &Path, customer: &str, name: &str, extra: &[&str]) -> PathBuf {
-    let prefix = dir.join(name);
-    let mut args = vec![
-        "keys",
-        "generate",
-        "--customer",
-        customer,
-        "--out",
-        prefix.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = forecastctl(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    // Standard output is the registry entry alone: one JSON line.
-    let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let entry: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(entry["customer_id"], customer);
-    assert_eq!(entry["revoked"], false);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(registry)
-        .unwrap();
-    std::io::Write::write_all(&mut file, stdout.as_bytes()).unwrap();
-    prefix.with_extension("key")
-}
-
-fn sign(key: &Path, input: &Path, output: &Path) {
-    let out = forecastctl(&[
-        "sign",
-        "--signing-key",
-        key.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    std::fs::write(output, &out.stdout).unwrap();
 }
 
 fn check(registry: &Path, file: &Path) -> (Option<i32>, Value) {

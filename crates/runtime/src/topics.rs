@@ -17,22 +17,101 @@ pub struct TopicLayout {
     pub replication: i32,
 }
 
-/// Fails, naming the flag, when no broker answers within `timeout`.
+/// Fails, naming the flag, when no broker answers within `timeout`, with
+/// the last error librdkafka reported (a refused SASL authentication, a
+/// TLS failure); an authentication refused fails at once, since waiting
+/// would not change it.
 pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Result<()> {
     let config = client_config(kafka);
     let brokers = kafka.brokers.clone();
     tokio::task::spawn_blocking(move || {
-        let client: rdkafka::consumer::BaseConsumer = config.create()?;
-        rdkafka::consumer::Consumer::fetch_metadata(&client, None, timeout)
-            .map(|_| ())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "no broker answered at {brokers} within {timeout:?} ({e}); check --brokers / FORECAST_BROKERS and any -X security settings"
-                )
-            })
+        let client: rdkafka::consumer::BaseConsumer<LastError> =
+            config.create_with_context(LastError::default())?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut seen = None;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let attempt = left.min(Duration::from_secs(1));
+            let error = match rdkafka::consumer::Consumer::fetch_metadata(&client, None, attempt) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            // Serves the error callbacks (nothing is subscribed).
+            let _ = client.poll(Duration::ZERO);
+            // "All brokers are down" says less than the error before it.
+            let last = match (rdkafka::consumer::Consumer::context(&client).take(), seen) {
+                (Some((Some(RDKafkaErrorCode::AllBrokersDown), _)), Some(earlier)) => Some(earlier),
+                (now, earlier) => now.or(earlier),
+            };
+            let authentication = last.as_ref().is_some_and(|(code, _)| {
+                *code == Some(RDKafkaErrorCode::Authentication)
+            });
+            if authentication || left <= attempt {
+                let why = last.map_or_else(String::new, |(_, reason)| format!("; librdkafka: {reason}"));
+                let what = if authentication {
+                    format!("the broker at {brokers} refused to authenticate this client")
+                } else {
+                    format!("no broker answered at {brokers} within {timeout:?} ({error})")
+                };
+                anyhow::bail!(
+                    "{what}{why}; check --brokers / FORECAST_BROKERS and the security settings (-X, FORECAST_KAFKA_*: credentials, SASL mechanism)"
+                );
+            }
+            seen = last;
+        }
     })
     .await?
 }
+
+/// A client context that keeps librdkafka's last error (its code and
+/// reason), for [`check_reachable`] to say why no broker answered.
+#[derive(Default)]
+struct LastError(std::sync::Mutex<Option<(Option<RDKafkaErrorCode>, String)>>);
+
+impl LastError {
+    fn take(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl rdkafka::ClientContext for LastError {
+    /// Logs as rdkafka does, keeping a connection's failure ("FAIL": reset
+    /// by the peer, refused, a TLS error), which says more than the error
+    /// that follows ("all brokers are down").
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{fac} {log_message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{fac} {log_message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac} {log_message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{fac} {log_message}"),
+        }
+        if fac == "FAIL" {
+            let mut last = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_none() {
+                *last = Some((None, log_message.to_owned()));
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((error.rdkafka_error_code(), reason.to_owned()));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
 
 /// Creates the pipeline's topics when missing; existing ones are left as they are.
 pub async fn create_topics(
