@@ -126,7 +126,12 @@ pub async fn create_topics(
     let p = layout.partitions;
     let max_dead_letter = (MAX_DEAD_LETTER_BYTES + 4096).to_string();
     let new = [
-        NewTopic::new(&topics.topic_submitted, p, rf()).set("retention.ms", "604800000"),
+        // The broker's clock, not the sender's, in each record's timestamp:
+        // the validator's submitted_at skew check compares against it
+        // (docs/security.md, "Stolen key").
+        NewTopic::new(&topics.topic_submitted, p, rf())
+            .set("retention.ms", "604800000")
+            .set("message.timestamp.type", "LogAppendTime"),
         // The system of record for demand: kept until deleted by hand.
         NewTopic::new(&topics.topic_validated, p, rf()).set("retention.ms", "-1"),
         NewTopic::new(&topics.topic_rejected, p, rf())

@@ -85,6 +85,7 @@ pub async fn run(
         args,
         metrics: &metrics,
         spare: None,
+        warned_create_time: false,
     };
     args.flight
         .serve(
@@ -111,6 +112,8 @@ struct Validate<'a> {
     metrics: &'a Metrics,
     /// The last decoded document, decoded into again by the next record.
     spare: Option<Box<ForecastDocument>>,
+    /// Whether the producer's-clock warning was logged (once per process).
+    warned_create_time: bool,
 }
 
 impl Handler for Validate<'_> {
@@ -124,6 +127,7 @@ impl Handler for Validate<'_> {
             args,
             metrics,
             ref mut spare,
+            ref mut warned_create_time,
         } = *self;
         let payload = m.payload().unwrap_or_default();
         let source = SourceCoordinates {
@@ -138,6 +142,18 @@ impl Handler for Validate<'_> {
         let mut judged =
             validator.judge_framed_reusing(payload, registry, args.max_record_bytes, spare);
         if let Some(broker_time) = m.timestamp().to_millis() {
+            let required =
+                validator.policy().signatures() == crate::policy::SignatureMode::Required;
+            if required
+                && !*warned_create_time
+                && matches!(m.timestamp(), rdkafka::Timestamp::CreateTime(_))
+            {
+                *warned_create_time = true;
+                tracing::warn!(
+                    topic = m.topic(),
+                    "records carry the producer's clock (CreateTime), so the submitted_at skew check trusts the sender; set message.timestamp.type=LogAppendTime on the topic (forecastctl topics create does; tansu ignores it)"
+                );
+            }
             validator.check_received_at(&mut judged, Timestamp::from_millis(broker_time));
         }
         let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
