@@ -131,6 +131,8 @@ pub struct PlannerServiceArgs {
     #[command(flatten)]
     pub tls: forecast_runtime::http::TlsArgs,
     #[command(flatten)]
+    pub limits: forecast_runtime::http::HttpLimits,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
 
@@ -258,7 +260,7 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
     let mut tasks = Supervisor::new(token.clone(), args.shutdown.drain());
     tasks.spawn(
         "the planner API",
-        forecast_runtime::http::serve_maybe_tls(listener, router, tls, token),
+        forecast_runtime::http::serve_with(listener, router, tls, args.limits.clone(), token),
     );
     tasks.spawn("the planner's feed", async move { feed.await? });
     tasks.run().await

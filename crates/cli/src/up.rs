@@ -82,6 +82,8 @@ pub struct UpArgs {
     pub token_out: Option<PathBuf>,
     #[command(flatten)]
     pub tls: forecast_runtime::http::TlsArgs,
+    #[command(flatten)]
+    pub limits: forecast_runtime::http::HttpLimits,
 }
 
 /// The tansu binary: `explicit`, or the build of `scripts/install-tansu`
@@ -293,6 +295,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     {
         let planner = forecast_planner::PlannerArgs {
             supply: Some(args.supply.clone()),
+            max_streams: forecast_planner::feed::DEFAULT_MAX_STREAMS,
         }
         .planner()?;
         let planner = Arc::new(planner);
@@ -317,7 +320,13 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         );
         tasks.spawn(
             "the dashboard and endpoints",
-            forecast_runtime::http::serve_maybe_tls(listener, router, tls, token.clone()),
+            forecast_runtime::http::serve_with(
+                listener,
+                router,
+                tls,
+                args.limits.clone(),
+                token.clone(),
+            ),
         );
     }
 

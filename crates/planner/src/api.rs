@@ -112,6 +112,14 @@ impl ApiError {
         }
     }
 
+    /// Every live stream taken.
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     /// No token, or one that is not valid.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self {
@@ -315,12 +323,18 @@ async fn demand_stream(
     if filter.sku.is_some() || filter.quarter.is_some() {
         return Err(ApiError::bad_request("the stream filters by customer only"));
     }
+    let permit = p.stream_permit().map_err(|max| {
+        ApiError::unavailable(format!(
+            "{max} live streams are open, as many as this planner serves (--max-streams); try again later"
+        ))
+    })?;
     let (rx, first) = p.subscribe(|v| snapshot_event(v, &filter));
     let closed = p.closed();
-    let state = (Some(first), rx, p, filter);
-    let stream = futures::stream::unfold(state, |(first, mut rx, p, filter)| async move {
+    // The permit lives in the stream's state: freed when the client goes.
+    let state = (Some(first), rx, p, filter, permit);
+    let stream = futures::stream::unfold(state, |(first, mut rx, p, filter, permit)| async move {
         if let Some(event) = first {
-            return Some((Ok(event), (None, rx, p, filter)));
+            return Some((Ok(event), (None, rx, p, filter, permit)));
         }
         loop {
             match rx.recv().await {
@@ -346,12 +360,12 @@ async fn demand_stream(
                             sent_at: Timestamp::now(),
                         })
                         .unwrap_or_else(|_| Event::default().comment("unserialisable change"));
-                    return Some((Ok(event), (None, rx, p, filter)));
+                    return Some((Ok(event), (None, rx, p, filter, permit)));
                 }
                 // Fell behind: send the whole demand again.
                 Err(RecvError::Lagged(_)) => {
                     let event = p.read(|v| snapshot_event(v, &filter));
-                    return Some((Ok(event), (None, rx, p, filter)));
+                    return Some((Ok(event), (None, rx, p, filter, permit)));
                 }
                 Err(RecvError::Closed) => return None,
             }
@@ -427,6 +441,33 @@ mod tests {
             at: None,
         }]);
         Arc::new(planner)
+    }
+
+    /// The live streams a planner serves are bounded: one more is 503 (JSON,
+    /// naming the flag), and a stream whose client went frees its place.
+    #[tokio::test]
+    async fn live_streams_are_bounded_and_a_closed_one_frees_its_place() {
+        let planner = Arc::new(Planner::default().with_max_streams(2));
+        let app = crate::auth::protect(routes(planner), crate::auth::Access::Open);
+        let open = || {
+            app.clone().oneshot(
+                Request::get("/v1/demand/stream")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+        };
+        let first = open().await.unwrap();
+        let second = open().await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(second.status(), StatusCode::OK);
+        let refused = open().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = to_bytes(refused.into_body(), 1 << 20).await.unwrap();
+        let message = error(&String::from_utf8_lossy(&body));
+        assert!(message.contains("--max-streams"), "{message}");
+        drop(first);
+        assert_eq!(open().await.unwrap().status(), StatusCode::OK);
+        drop(second);
     }
 
     /// GETs `uri` with no tokens configured: status, content type and body.

@@ -29,7 +29,14 @@ pub struct Planner {
     changes: broadcast::Sender<Arc<DemandChange>>,
     /// Cancelled when the feed stops: live streams end with it.
     closed: CancellationToken,
+    /// A permit per live stream (SSE): each holds a broadcast receiver and
+    /// a connection, so their number is bounded.
+    streams: Arc<tokio::sync::Semaphore>,
+    max_streams: usize,
 }
+
+/// Live streams served at once unless told otherwise (`--max-streams`).
+pub const DEFAULT_MAX_STREAMS: u32 = 64;
 
 /// Changes a slow live-stream client may fall behind before it is sent the
 /// whole demand again.
@@ -41,6 +48,8 @@ impl Default for Planner {
             view: RwLock::default(),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             closed: CancellationToken::new(),
+            streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS as usize)),
+            max_streams: DEFAULT_MAX_STREAMS as usize,
         }
     }
 }
@@ -55,6 +64,24 @@ impl Planner {
             }
         });
         planner
+    }
+
+    /// This planner serving at most `n` live streams at once.
+    pub fn with_max_streams(self, n: usize) -> Self {
+        Self {
+            streams: Arc::new(tokio::sync::Semaphore::new(n)),
+            max_streams: n,
+            ..self
+        }
+    }
+
+    /// A live stream's permit, held as long as the stream, or the number of
+    /// streams allowed when every permit is taken.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, usize> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.max_streams)
     }
 
     /// Reads the view. Hold it briefly: the feed waits for readers.

@@ -23,6 +23,16 @@ pub struct PlannerArgs {
     /// of the supply.plan topic replace the file's for their SKU and quarter.
     #[arg(long, env = "FORECAST_SUPPLY", value_name = "FILE")]
     pub supply: Option<std::path::PathBuf>,
+    /// Live demand streams (/v1/demand/stream) served at once; one more is
+    /// answered 503 until one closes
+    #[arg(
+        long,
+        env = "FORECAST_MAX_STREAMS",
+        default_value_t = feed::DEFAULT_MAX_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        value_name = "N"
+    )]
+    pub max_streams: u32,
 }
 
 impl PlannerArgs {
@@ -32,6 +42,6 @@ impl PlannerArgs {
             Some(path) => supply::load(path)?,
             None => Vec::new(),
         };
-        Ok(Planner::with_supply(entries))
+        Ok(Planner::with_supply(entries).with_max_streams(self.max_streams as usize))
     }
 }

@@ -46,19 +46,14 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-/// Serves `router` on `listener` until `token` is cancelled.
+/// Serves `router` on `listener` until `token` is cancelled, with the
+/// default [`HttpLimits`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     router: Router,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await?;
-    Ok(())
+    serve_with(listener, router, None, HttpLimits::default(), token).await
 }
 
 /// Serves `router` on `addr` until `token` is cancelled.
@@ -143,21 +138,107 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
-/// Serves `router` on `listener` over TLS until `token` is cancelled, then
-/// gives open connections 5 s to finish. A client that fails its handshake
-/// (or takes over 10 s) is dropped, never the server.
-pub async fn serve_tls_on(
+/// The largest request head (start line and headers) served; a larger one
+/// is answered `431 Request Header Fields Too Large` and the connection
+/// closed.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The most headers a request may have (a request with more is answered 431).
+pub const MAX_HEADERS: usize = 64;
+
+/// What an HTTP endpoint that faces the network takes from its clients
+/// before it refuses or waits (docs/operations.md, "HTTP limits").
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimits {
+    /// Connections served at once; more wait in the listen queue until one
+    /// closes
+    #[arg(
+        long = "http-max-connections",
+        env = "FORECAST_HTTP_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=65_536),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers, from connecting or
+    /// from the end of its previous response: a slow or idle client is
+    /// disconnected then, and its connection freed
+    #[arg(
+        long = "http-header-timeout",
+        env = "FORECAST_HTTP_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3_600),
+        value_name = "SECONDS"
+    )]
+    pub header_timeout_seconds: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout_seconds: 10,
+        }
+    }
+}
+
+impl HttpLimits {
+    fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_seconds)
+    }
+}
+
+/// Serves `router` on `listener`, over TLS when `tls` is given, until
+/// `token` is cancelled, then gives open connections 5 s to finish.
+///
+/// What it refuses, so that no client can hold the server's memory or its
+/// connections without bound: a request head over [`MAX_HEADER_BYTES`] or
+/// [`MAX_HEADERS`] (431), a client that sends no complete head within the
+/// header timeout (also an idle keep-alive connection: disconnected), a TLS
+/// handshake not done within it (dropped), and more than
+/// `max_connections` connections at once (the rest wait to be accepted).
+/// Live streams (SSE) are bounded by their route, not here.
+pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: HttpLimits,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving HTTPS");
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        tracing::info!(%addr, max_connections = limits.max_connections, "serving {scheme}");
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
+    let header_timeout = limits.header_timeout();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    let mut full = false;
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                full = false;
+                slot
+            }
+            Err(_) => {
+                if !full {
+                    full = true;
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "every connection slot is taken (--http-max-connections): new connections wait"
+                    );
+                }
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    slot = slots.clone().acquire_owned() => slot?,
+                }
+            }
+        };
         let (tcp, peer) = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -169,26 +250,43 @@ pub async fn serve_tls_on(
                 }
             },
         };
-        let (acceptor, router, watcher) = (acceptor.clone(), router.clone(), graceful.watcher());
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, router, watcher, http) = (
+            acceptor.clone(),
+            router.clone(),
+            graceful.watcher(),
+            http.clone(),
+        );
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let _slot = slot;
             let service = hyper_util::service::TowerToHyperService::new(router);
-            // No upgrades (WebSockets) are served: a plain connection,
-            // which the graceful shutdown can close.
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
+            // No upgrades (WebSockets) are served: a plain connection, which
+            // the graceful shutdown can close.
+            let served = match acceptor {
+                None => {
+                    let connection =
+                        http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection =
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -197,20 +295,7 @@ pub async fn serve_tls_on(
         .await
         .is_err()
     {
-        tracing::info!("closed HTTPS connections still open after 5 s");
+        tracing::info!("closed HTTP connections still open after 5 s");
     }
     Ok(())
-}
-
-/// [`serve_on`], or [`serve_tls_on`] when `tls` is given.
-pub async fn serve_maybe_tls(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    token: CancellationToken,
-) -> anyhow::Result<()> {
-    match tls {
-        Some(tls) => serve_tls_on(listener, router, tls, token).await,
-        None => serve_on(listener, router, token).await,
-    }
 }

@@ -63,12 +63,10 @@ async fn serves_https_and_survives_clients_that_do_not_speak_tls() {
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
     let router = Router::new().route("/healthz", get(|| async { "ok\n" }));
-    let server = tokio::spawn(forecast_runtime::http::serve_tls_on(
-        listener,
-        router,
-        tls,
-        token.clone(),
-    ));
+    let (limits, stop) = (forecast_runtime::http::HttpLimits::default(), token.clone());
+    let server = tokio::spawn(async move {
+        forecast_runtime::http::serve_with(listener, router, Some(tls), limits, stop).await
+    });
 
     let answer = get_over_tls(addr, &id.cert_der).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
