@@ -65,6 +65,7 @@ fn decode<T>(
         id,
         source: Box::new(e),
     };
+    preflight(&writer.schema, datum)?;
     let mut rest = datum;
     let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(&reader.schema))
         .map_err(resolution)?;
@@ -148,4 +149,179 @@ pub fn decode_snapshot(record: &[u8], registry: &Registry) -> Result<DemandSnaps
         Subject::DemandSnapshot,
         codec::decode_snapshot,
     )
+}
+
+/// Walks `datum` as `schema` writes it, building nothing, and fails where
+/// a length or an array's count is more than the bytes left (every item of
+/// every array of the registered schemas takes at least one byte), or where
+/// the datum ends early.
+///
+/// apache-avro reserves room for an array's count before it reads the
+/// items: a record of an older schema version claiming 50 million lines in
+/// five bytes made it ask for 2.4 GB, and the validator abort (found by
+/// fuzzing: `fuzz/seeds/framed_document/oom-*`). The hand-written codec of
+/// the current versions checks the same as it reads.
+fn preflight(schema: &apache_avro::Schema, datum: &[u8]) -> Result<(), DecodeError> {
+    let resolved = apache_avro::schema::ResolvedSchema::try_from(schema).map_err(|e| {
+        DecodeError::Invalid {
+            what: "schema",
+            offset: 0,
+            detail: e.to_string(),
+        }
+    })?;
+    let mut walk = Walk {
+        names: resolved.get_names(),
+        datum,
+        pos: 0,
+    };
+    walk.value(schema, 0)
+}
+
+struct Walk<'a> {
+    names: &'a std::collections::HashMap<apache_avro::schema::Name, &'a apache_avro::Schema>,
+    datum: &'a [u8],
+    pos: usize,
+}
+
+impl Walk<'_> {
+    /// Deeper than any registered schema nests: a guard, not a limit met.
+    const MAX_DEPTH: usize = 32;
+
+    fn invalid(&self, detail: &str) -> DecodeError {
+        DecodeError::Invalid {
+            what: "datum (checked before schema resolution)",
+            offset: self.pos,
+            detail: detail.to_owned(),
+        }
+    }
+
+    fn long(&mut self) -> Result<i64, DecodeError> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.datum.get(self.pos) else {
+                return Err(DecodeError::Truncated {
+                    what: "varint",
+                    offset: self.pos,
+                    needed: 1,
+                });
+            };
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(self.invalid("a varint longer than 10 bytes"))
+    }
+
+    fn left(&self) -> usize {
+        self.datum.len() - self.pos
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), DecodeError> {
+        if n > self.left() as u64 {
+            return Err(DecodeError::Truncated {
+                what: "bytes or string",
+                offset: self.pos,
+                needed: (n - self.left() as u64) as usize,
+            });
+        }
+        self.pos += n as usize;
+        Ok(())
+    }
+
+    /// A length, refused when negative or above the bytes left.
+    fn size(&mut self) -> Result<u64, DecodeError> {
+        let n = self.long()?;
+        if n < 0 {
+            return Err(self.invalid(&format!("a length of {n}")));
+        }
+        if n as u64 > self.left() as u64 {
+            return Err(DecodeError::Truncated {
+                what: "bytes or string",
+                offset: self.pos,
+                needed: (n as u64 - self.left() as u64) as usize,
+            });
+        }
+        Ok(n as u64)
+    }
+
+    fn value(&mut self, schema: &apache_avro::Schema, depth: usize) -> Result<(), DecodeError> {
+        use apache_avro::Schema as S;
+        if depth > Self::MAX_DEPTH {
+            return Err(self.invalid("nested too deep"));
+        }
+        match schema {
+            S::Null => Ok(()),
+            S::Boolean => self.skip(1),
+            S::Int | S::Long | S::Date | S::TimeMillis | S::TimeMicros => self.long().map(drop),
+            S::TimestampMillis | S::TimestampMicros | S::TimestampNanos => self.long().map(drop),
+            S::LocalTimestampMillis | S::LocalTimestampMicros | S::LocalTimestampNanos => {
+                self.long().map(drop)
+            }
+            S::Float => self.skip(4),
+            S::Double => self.skip(8),
+            S::Bytes | S::String | S::Uuid | S::BigDecimal => {
+                let n = self.size()?;
+                self.skip(n)
+            }
+            S::Fixed(f) => self.skip(f.size as u64),
+            S::Duration => self.skip(12),
+            S::Decimal(d) => self.value(&d.inner, depth + 1),
+            S::Enum(_) => self.long().map(drop),
+            S::Union(u) => {
+                let index = self.long()?;
+                let variant = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| self.invalid(&format!("union index {index}")))?;
+                self.value(variant, depth + 1)
+            }
+            S::Record(r) => r
+                .fields
+                .iter()
+                .try_for_each(|f| self.value(&f.schema, depth + 1)),
+            S::Array(a) => self.blocks(|w| w.value(&a.items, depth + 1)),
+            S::Map(m) => self.blocks(|w| {
+                let n = w.size()?;
+                w.skip(n)?;
+                w.value(&m.types, depth + 1)
+            }),
+            S::Ref { name } => {
+                let named = self
+                    .names
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| self.invalid(&format!("unknown type {}", name.name)))?;
+                self.value(named, depth + 1)
+            }
+        }
+    }
+
+    /// Array or map blocks: a count (negative: followed by a byte size),
+    /// then that many items, until a count of 0.
+    fn blocks(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                self.long()?;
+            }
+            let count = count.unsigned_abs();
+            if count > self.left() as u64 {
+                return Err(self.invalid(&format!(
+                    "an array or map of {count} item(s) with {} byte(s) left",
+                    self.left()
+                )));
+            }
+            for _ in 0..count {
+                item(self)?;
+            }
+        }
+    }
 }
