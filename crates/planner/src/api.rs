@@ -397,50 +397,13 @@ fn snapshot_event(v: &crate::view::PlannerView, filter: &DemandFilter) -> Event 
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
-    use forecast_model::{DemandSnapshot, SnapshotRow, Units};
     use serde_json::Value;
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::feed::Input;
 
-    /// A planner holding TENCENT's demand (10 firm units of H20 in
-    /// 2026-Q3), a rejected TENCENT document and a rejected BYTEDANCE one.
     fn planner() -> Arc<Planner> {
-        let planner = Planner::default();
-        for (id, customer) in [("TCT-1", "TENCENT"), ("BYT-1", "BYTEDANCE")] {
-            planner.apply(vec![Input::Verdict(Box::new(forecast_model::Verdict {
-                document_id: Some(id.into()),
-                revision: Some(1),
-                outcome: forecast_model::Outcome::Rejected,
-                stage: forecast_model::Stage::Validate,
-                codes: vec![RuleCode::SkuUnknown],
-                warnings: vec![],
-                violations: vec![],
-                policy_version: "sha256:0".into(),
-                decided_at: Timestamp::from_millis(0),
-                source: None,
-                customer_id: Some(customer.into()),
-            }))]);
-        }
-        planner.apply(vec![Input::Demand {
-            key: b"TENCENT/0".to_vec(),
-            snapshot: Some(DemandSnapshot {
-                customer_id: "TENCENT".into(),
-                sequence: 1,
-                as_of: Timestamp::from_millis(0),
-                rows: vec![SnapshotRow {
-                    sku: "H20".into(),
-                    quarter: Quarter::new(2026, 3).unwrap(),
-                    units: Units {
-                        firm_units: 10,
-                        planning_units: 0,
-                    },
-                }],
-            }),
-            at: None,
-        }]);
-        Arc::new(planner)
+        Arc::new(crate::testing::sample_planner())
     }
 
     /// The live streams a planner serves are bounded: one more is 503 (JSON,

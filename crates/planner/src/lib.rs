@@ -12,6 +12,8 @@ pub mod auth;
 pub mod demand;
 pub mod feed;
 pub mod supply;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod view;
 
 pub use feed::Planner;

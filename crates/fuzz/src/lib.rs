@@ -1,0 +1,244 @@
+//! Fuzz targets: every decoder of outside input, as a function of the bytes
+//! it is given. A target panics only on a bug: a decoder that panics, or a
+//! decoded value that does not survive its own round trip.
+//!
+//! AFL++ runs them through `fuzz/afl` (`scripts/fuzz TARGET MINUTES`); the
+//! tests run each over its committed seeds (`fuzz/seeds/TARGET/`) and
+//! bounded mutations of them, so CI exercises every target on every run.
+
+use std::sync::{Arc, OnceLock};
+
+use forecast_model::signing::{self, Signer, SigningKey};
+use forecast_model::{ForecastDocument, Registry, Timestamp, wire};
+use forecast_validator::{KeyEntry, KeyRegistry, Policy, PolicySettings, Validator};
+
+/// A fuzz target: panics only on a bug.
+pub type Target = fn(&[u8]);
+
+/// The targets, by name (the folder of their seeds).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("framed_document", framed_document),
+    ("framed_records", framed_records),
+    ("json_document", json_document),
+    ("restricted_csv", restricted_csv),
+    ("policy_toml", policy_toml),
+    ("supply", supply),
+    ("key_registry", key_registry),
+    ("tokens_file", tokens_file),
+    ("api_request", api_request),
+];
+
+/// The target named `name`.
+pub fn target(name: &str) -> Option<Target> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// The seed key of the fuzzing registry (RFC 8032's first test key), so
+/// that documents signed with it reach the signature's checks.
+pub fn seed_signer() -> Signer {
+    let secret: [u8; 32] = [
+        0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c,
+        0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae,
+        0x7f, 0x60,
+    ];
+    Signer::new(SigningKey::from_bytes(&secret), None)
+}
+
+/// A validator that requires signatures, with the seed key registered for
+/// TENCENT.
+fn validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let entry =
+            KeyEntry::for_signer(&seed_signer(), "TENCENT", Timestamp::from_millis(0), None);
+        let keys = KeyRegistry::from_entries(vec![entry]).expect("one key");
+        let policy = Policy::with_keys(
+            PolicySettings::default(),
+            forecast_validator::RestrictedParties::empty(),
+            Some(keys),
+        )
+        .expect("the default policy with a key");
+        Validator::new(policy)
+    })
+}
+
+/// `doc` through the current Avro schema and back: the same document.
+fn assert_wire_round_trip(doc: &ForecastDocument) {
+    let framed = wire::encode_document(doc);
+    let again = wire::decode_document(&framed, Registry::embedded())
+        .unwrap_or_else(|e| panic!("a document encoded here does not decode: {e}"));
+    assert_eq!(&again, doc, "Avro round trip");
+}
+
+/// A framed Avro document of any schema id (resolution of old versions
+/// included), judged by the validator as the service judges a record.
+pub fn framed_document(data: &[u8]) {
+    let registry = Registry::embedded();
+    if let Ok(doc) = wire::decode_document(data, registry) {
+        assert_wire_round_trip(&doc);
+        // What is signed is a function of the document alone.
+        assert_eq!(
+            signing::canonical_content(&doc),
+            signing::canonical_content(&doc.clone())
+        );
+    }
+    let v = validator();
+    let judged = v.judge_framed(data, registry);
+    let _ = v.verdict(&judged, Timestamp::from_millis(0), None);
+}
+
+/// The other framed records the services read: verdicts and demand
+/// snapshots (their topics are written by the services, but a consumer
+/// must not fall over whatever lands there).
+pub fn framed_records(data: &[u8]) {
+    let registry = Registry::embedded();
+    if let Ok(verdict) = wire::decode_verdict(data, registry) {
+        let again = wire::decode_verdict(&wire::encode_verdict(&verdict), registry)
+            .expect("a verdict encoded here decodes");
+        assert_eq!(again, verdict, "verdict round trip");
+    }
+    if let Ok(snapshot) = wire::decode_snapshot(data, registry) {
+        let again = wire::decode_snapshot(&wire::encode_snapshot(&snapshot), registry)
+            .expect("a snapshot encoded here decodes");
+        assert_eq!(again, snapshot, "snapshot round trip");
+    }
+}
+
+/// A JSON submission, as `submit`, `check` and `replay` read it (the
+/// signature envelope included): a document that parses survives JSON and
+/// Avro, and a signed one is checked as the validator checks it.
+pub fn json_document(data: &[u8]) {
+    let Ok(doc) = forecast_model::parse_submission(data) else {
+        return;
+    };
+    let json = doc.to_json();
+    let again = forecast_model::parse_submission(json.as_bytes())
+        .unwrap_or_else(|e| panic!("to_json does not parse back: {e:?}\n{json}"));
+    assert_eq!(again, doc, "JSON round trip");
+    assert_eq!(
+        signing::canonical_content(&again),
+        signing::canonical_content(&doc),
+        "canonical content"
+    );
+    assert_wire_round_trip(&doc);
+    let v = validator();
+    let judged = v.judge_framed(&wire::encode_document(&doc), Registry::embedded());
+    let _ = v.verdict(&judged, Timestamp::from_millis(0), None);
+}
+
+/// The restricted-party list (CSV).
+pub fn restricted_csv(data: &[u8]) {
+    if let Ok(list) = forecast_validator::RestrictedParties::from_reader(data, "fuzz") {
+        for name in list.normal_forms() {
+            assert!(
+                list.matches(name).is_some(),
+                "{name:?} is listed but not matched"
+            );
+        }
+    }
+}
+
+/// The policy file (TOML), with the policy built from it.
+pub fn policy_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(settings) = toml::from_str::<PolicySettings>(text) {
+        let _ = Policy::with_keys(
+            settings,
+            forecast_validator::RestrictedParties::empty(),
+            None,
+        );
+    }
+}
+
+/// The supply plan: a CSV file, or a `supply.plan` record (the first line
+/// of the input is its key, the rest its value).
+pub fn supply(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = forecast_planner::supply::parse_csv("fuzz", text);
+    }
+    let (key, value) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
+    if let Ok(key) = std::str::from_utf8(key) {
+        let _ = forecast_planner::supply::parse_record(key, value);
+    }
+}
+
+/// The key registry (JSON Lines).
+pub fn key_registry(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = KeyRegistry::from_text(text, "fuzz");
+    }
+}
+
+/// The planner's tokens file (JSON Lines).
+pub fn tokens_file(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = forecast_planner::auth::Tokens::from_text(text, "fuzz");
+    }
+}
+
+/// A GET of the planner API: the input is the path and query. No request
+/// is answered with a server error, and every JSON answer is JSON.
+pub fn api_request(data: &[u8]) {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt as _;
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(request) =
+        Request::get(format!("/{}", text.trim_start_matches('/'))).body(Body::empty())
+    else {
+        return;
+    };
+    let (runtime, router) = api();
+    runtime.block_on(async {
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        assert!(
+            !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status} for {text:?}"
+        );
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        // A live stream never ends: its first event is enough.
+        if content_type.starts_with("text/event-stream") {
+            return;
+        }
+        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("a body under 16 MiB");
+        if content_type.starts_with("application/json") {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .unwrap_or_else(|e| panic!("{status} for {text:?}: not JSON ({e})"));
+        }
+    });
+}
+
+/// One runtime and one planner API (open access, the planner of
+/// `forecast_planner::testing::sample_planner`) for every request of a
+/// fuzzing run.
+fn api() -> &'static (tokio::runtime::Runtime, axum::Router) {
+    static API: OnceLock<(tokio::runtime::Runtime, axum::Router)> = OnceLock::new();
+    API.get_or_init(|| {
+        let planner = forecast_planner::testing::sample_planner();
+        let router = forecast_planner::auth::protect(
+            forecast_planner::api::routes(Arc::new(planner)),
+            forecast_planner::auth::Access::Open,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        (runtime, router)
+    })
+}
