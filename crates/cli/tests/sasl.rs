@@ -146,7 +146,7 @@ fn each_service_and_customer_uses_its_own_principal_and_the_broker_refuses_the_r
 
     // The services, each as its own principal.
     let restricted = repo().join("examples/restricted-parties.csv");
-    let mut services = Vec::new();
+    let mut services = Services(Vec::new());
     for (service, who, extra) in [
         (
             "validate",
@@ -164,7 +164,9 @@ fn each_service_and_customer_uses_its_own_principal_and_the_broker_refuses_the_r
         args.extend(["--group".to_owned(), format!("{service}-{}", names.suffix)]);
         args.extend(extra);
         let log = dir.join(format!("{service}.log"));
-        services.push((spawn_logged_as(&args, &log, Some(who)), log));
+        services
+            .0
+            .push((spawn_logged_as(&args, &log, Some(who)), log));
     }
 
     // Each customer submits its own signed documents as itself.
@@ -221,6 +223,7 @@ fn each_service_and_customer_uses_its_own_principal_and_the_broker_refuses_the_r
         std::thread::sleep(Duration::from_secs(1));
     }
     let logs: String = services
+        .0
         .iter()
         .map(|(_, log)| std::fs::read_to_string(log).unwrap_or_default())
         .collect();
@@ -228,11 +231,21 @@ fn each_service_and_customer_uses_its_own_principal_and_the_broker_refuses_the_r
     for user in &users {
         assert!(!logs.contains(&user.password), "a password in the logs");
     }
-    for (mut child, _) in services {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(services);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The services of a test, and their logs; stopped when dropped, so that a
+/// failing test leaves none running.
+struct Services(Vec<(std::process::Child, std::path::PathBuf)>);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// What the broker did with a request.
