@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -146,6 +147,12 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// The most headers a request may have (a request with more is answered 431).
 pub const MAX_HEADERS: usize = 64;
 
+/// Connections served at once unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+
+/// Seconds a client has to send a request's headers unless told otherwise.
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
+
 /// What an HTTP endpoint that faces the network takes from its clients
 /// before it refuses or waits (docs/operations.md, "HTTP limits").
 #[derive(Debug, Clone, clap::Args)]
@@ -155,7 +162,7 @@ pub struct HttpLimits {
     #[arg(
         long = "http-max-connections",
         env = "FORECAST_HTTP_MAX_CONNECTIONS",
-        default_value_t = 256,
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
         value_parser = clap::value_parser!(u32).range(1..=65_536),
         value_name = "N"
     )]
@@ -166,7 +173,7 @@ pub struct HttpLimits {
     #[arg(
         long = "http-header-timeout",
         env = "FORECAST_HTTP_HEADER_TIMEOUT",
-        default_value_t = 10,
+        default_value_t = DEFAULT_HEADER_TIMEOUT_SECONDS,
         value_parser = clap::value_parser!(u64).range(1..=3_600),
         value_name = "SECONDS"
     )]
@@ -176,8 +183,8 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            max_connections: 256,
-            header_timeout_seconds: 10,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout_seconds: DEFAULT_HEADER_TIMEOUT_SECONDS,
         }
     }
 }
@@ -259,31 +266,26 @@ pub async fn serve_with(
         );
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper_util::service::TowerToHyperService::new(router);
             // No upgrades (WebSockets) are served: a plain connection, which
             // the graceful shutdown can close.
+            let serve = |io| {
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                watcher.watch(http.serve_connection(hyper_util::rt::TokioIo::new(io), service))
+            };
             let served = match acceptor {
-                None => {
-                    let connection =
-                        http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                    watcher.watch(connection).await
-                }
+                None => serve(Either::Left(tcp)).await,
                 Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let connection =
-                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    watcher.watch(connection).await
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve(Either::Right(stream)).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
             };
             if let Err(e) = served {
