@@ -28,7 +28,6 @@ pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Re
         let client: rdkafka::consumer::BaseConsumer<LastError> =
             config.create_with_context(LastError::default())?;
         let deadline = std::time::Instant::now() + timeout;
-        let mut seen = None;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let attempt = left.min(Duration::from_secs(1));
@@ -38,11 +37,7 @@ pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Re
             };
             // Serves the error callbacks (nothing is subscribed).
             let _ = client.poll(Duration::ZERO);
-            // "All brokers are down" says less than the error before it.
-            let last = match (rdkafka::consumer::Consumer::context(&client).take(), seen) {
-                (Some((Some(RDKafkaErrorCode::AllBrokersDown), _)), Some(earlier)) => Some(earlier),
-                (now, earlier) => now.or(earlier),
-            };
+            let last = rdkafka::consumer::Consumer::context(&client).get();
             let authentication = last.as_ref().is_some_and(|(code, _)| {
                 *code == Some(RDKafkaErrorCode::Authentication)
             });
@@ -57,30 +52,34 @@ pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Re
                     "{what}{why}; check --brokers / FORECAST_BROKERS and the security settings (-X, FORECAST_KAFKA_*: credentials, SASL mechanism)"
                 );
             }
-            seen = last;
         }
     })
     .await?
 }
 
-/// A client context that keeps librdkafka's last error (its code and
-/// reason), for [`check_reachable`] to say why no broker answered.
+/// A client context that keeps the most telling error librdkafka reported
+/// (its code, if any, and reason), for [`check_reachable`] to say why no
+/// broker answered: the latest error, except that "all brokers are down"
+/// never replaces the error before it, and a connection's failure ("FAIL":
+/// reset by the peer, refused, a TLS error) is kept only when there is no
+/// error yet.
 #[derive(Default)]
 struct LastError(std::sync::Mutex<Option<(Option<RDKafkaErrorCode>, String)>>);
 
 impl LastError {
-    fn take(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<(Option<RDKafkaErrorCode>, String)>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+    }
+
+    fn get(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
+        self.kept().clone()
     }
 }
 
 impl rdkafka::ClientContext for LastError {
-    /// Logs as rdkafka does, keeping a connection's failure ("FAIL": reset
-    /// by the peer, refused, a TLS error), which says more than the error
-    /// that follows ("all brokers are down").
+    /// Logs as rdkafka does, keeping a connection's failure.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         match level {
@@ -92,22 +91,19 @@ impl rdkafka::ClientContext for LastError {
             L::Debug => tracing::debug!(target: "librdkafka", "{fac} {log_message}"),
         }
         if fac == "FAIL" {
-            let mut last = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_none() {
-                *last = Some((None, log_message.to_owned()));
+            let mut kept = self.kept();
+            if kept.is_none() {
+                *kept = Some((None, log_message.to_owned()));
             }
         }
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((error.rdkafka_error_code(), reason.to_owned()));
+        let code = error.rdkafka_error_code();
+        let mut kept = self.kept();
+        if code != Some(RDKafkaErrorCode::AllBrokersDown) || kept.is_none() {
+            *kept = Some((code, reason.to_owned()));
+        }
     }
 }
 
