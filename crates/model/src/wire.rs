@@ -230,20 +230,14 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// A length, refused when negative or above the bytes left.
-    fn size(&mut self) -> Result<u64, DecodeError> {
+    /// A length-prefixed bytes or string, passed over; refused when its
+    /// length is negative or above the bytes left.
+    fn sized(&mut self) -> Result<(), DecodeError> {
         let n = self.long()?;
         if n < 0 {
             return Err(self.invalid(&format!("a length of {n}")));
         }
-        if n as u64 > self.left() as u64 {
-            return Err(DecodeError::Truncated {
-                what: "bytes or string",
-                offset: self.pos,
-                needed: (n as u64 - self.left() as u64) as usize,
-            });
-        }
-        Ok(n as u64)
+        self.skip(n as u64)
     }
 
     fn value(&mut self, schema: &apache_avro::Schema, depth: usize) -> Result<(), DecodeError> {
@@ -254,21 +248,24 @@ impl Walk<'_> {
         match schema {
             S::Null => Ok(()),
             S::Boolean => self.skip(1),
-            S::Int | S::Long | S::Date | S::TimeMillis | S::TimeMicros => self.long().map(drop),
-            S::TimestampMillis | S::TimestampMicros | S::TimestampNanos => self.long().map(drop),
-            S::LocalTimestampMillis | S::LocalTimestampMicros | S::LocalTimestampNanos => {
-                self.long().map(drop)
-            }
+            S::Int
+            | S::Long
+            | S::Enum(_)
+            | S::Date
+            | S::TimeMillis
+            | S::TimeMicros
+            | S::TimestampMillis
+            | S::TimestampMicros
+            | S::TimestampNanos
+            | S::LocalTimestampMillis
+            | S::LocalTimestampMicros
+            | S::LocalTimestampNanos => self.long().map(drop),
             S::Float => self.skip(4),
             S::Double => self.skip(8),
-            S::Bytes | S::String | S::Uuid | S::BigDecimal => {
-                let n = self.size()?;
-                self.skip(n)
-            }
+            S::Bytes | S::String | S::Uuid | S::BigDecimal => self.sized(),
             S::Fixed(f) => self.skip(f.size as u64),
             S::Duration => self.skip(12),
             S::Decimal(d) => self.value(&d.inner, depth + 1),
-            S::Enum(_) => self.long().map(drop),
             S::Union(u) => {
                 let index = self.long()?;
                 let variant = usize::try_from(index)
@@ -283,8 +280,7 @@ impl Walk<'_> {
                 .try_for_each(|f| self.value(&f.schema, depth + 1)),
             S::Array(a) => self.blocks(|w| w.value(&a.items, depth + 1)),
             S::Map(m) => self.blocks(|w| {
-                let n = w.size()?;
-                w.skip(n)?;
+                w.sized()?;
                 w.value(&m.types, depth + 1)
             }),
             S::Ref { name } => {

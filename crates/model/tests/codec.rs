@@ -410,11 +410,8 @@ fn decode_errors_are_typed_and_keep_their_cause() {
     assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
     // One that apache-avro cannot resolve (no such purpose) keeps its error
     // as the source.
-    let v1 = &registry.get(FORECAST_DOCUMENT_V1).unwrap().schema;
-    let v3 = &registry.get(FORECAST_DOCUMENT_V3).unwrap().schema;
-    let as_v1 = from_avro_datum(v3, &mut &good[5..], Some(v1)).unwrap();
     let mut old = wire::frame(FORECAST_DOCUMENT_V1, |b| {
-        b.extend_from_slice(&to_avro_datum(v1, as_v1).unwrap())
+        b.extend_from_slice(&v1_datum(&doc))
     });
     let read = wire::decode_document(&old, registry).unwrap();
     assert_eq!(read.document_id, doc.document_id);
@@ -425,6 +422,17 @@ fn decode_errors_are_typed_and_keep_their_cause() {
         "{err:?}"
     );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+/// `doc` as schema forecast-document.v1 writes it (its current encoding
+/// resolved to v1 by apache-avro).
+fn v1_datum(doc: &ForecastDocument) -> Vec<u8> {
+    let registry = Registry::embedded();
+    let v1 = &registry.get(FORECAST_DOCUMENT_V1).unwrap().schema;
+    let v3 = &registry.get(FORECAST_DOCUMENT_V3).unwrap().schema;
+    let current = wire::encode_document(doc);
+    let value = from_avro_datum(v3, &mut &current[wire::HEADER_LEN..], Some(v1)).unwrap();
+    to_avro_datum(v1, value).unwrap()
 }
 
 /// An older version's record that claims more array items than it has
@@ -438,19 +446,17 @@ fn an_old_record_claiming_more_items_than_bytes_is_refused_before_resolution() {
     let doc =
         ForecastDocument::from_json(include_bytes!("../../../examples/tencent-original.json"))
             .unwrap();
-    let good = wire::encode_document(&doc);
-    let v1 = &registry.get(FORECAST_DOCUMENT_V1).unwrap().schema;
-    let v3 = &registry.get(FORECAST_DOCUMENT_V3).unwrap().schema;
-    let as_v1 = from_avro_datum(v3, &mut &good[5..], Some(v1)).unwrap();
-    let datum = to_avro_datum(v1, as_v1).unwrap();
-    // `lines` follows `bucket`: find its count (the document's line count,
-    // zigzag-encoded, one byte) right after the horizon and bucket, by
-    // re-encoding with one line fewer and comparing.
-    let lines = doc.lines.len() as u8;
+    let datum = v1_datum(&doc);
+    // The lines' count (one byte here) is where the same document without
+    // lines is first written otherwise.
+    let mut no_lines = doc.clone();
+    no_lines.lines.clear();
     let at = datum
-        .windows(1)
-        .position(|w| w[0] == lines * 2)
+        .iter()
+        .zip(v1_datum(&no_lines))
+        .position(|(a, b)| *a != b)
         .expect("the lines' count");
+    assert_eq!(datum[at], doc.lines.len() as u8 * 2, "zigzag count");
     // 50,000,000 items (zigzag 100,000,000 as a varint).
     let mut huge = datum[..at].to_vec();
     let mut n: u64 = 100_000_000;
