@@ -195,35 +195,23 @@ impl Broker {
     /// and knows only `users`. No `FORECAST_TEST_BROKERS` here: an external
     /// broker's users are not this test's to make.
     pub fn start_sasl(users: &[&Principal]) -> Broker {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("forecast-tansu-sasl-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let credentials = dir.join("scram-credentials");
-        let lines: String = users
-            .iter()
-            .map(|u| format!("{}:{}\n", u.name, u.password))
-            .collect();
-        std::fs::write(&credentials, lines).unwrap();
-        // tansu reads the URL's path relative to its working folder: an
-        // absolute path takes one slash more.
-        let storage = format!("sqlite:///{}", dir.join("tansu.db").display());
-        let tansu = forecastctl::up::Tansu::start_with(
-            &tansu(),
-            port,
-            Some(&dir.join("broker.log")),
-            &storage,
-            &[
-                "--authentication",
-                "--scram-credentials",
-                credentials.to_str().unwrap(),
-            ],
-        )
-        .expect("tansu starts with SASL");
-        Broker {
-            brokers: tansu.brokers.clone(),
-            _tansu: Some(tansu),
-            _dir: Some(TempDir(dir)),
-        }
+        Broker::own("tansu-sasl", |dir| {
+            let credentials = dir.join("scram-credentials");
+            let lines: String = users
+                .iter()
+                .map(|u| format!("{}:{}\n", u.name, u.password))
+                .collect();
+            std::fs::write(&credentials, lines).unwrap();
+            // tansu reads the URL's path relative to its working folder: an
+            // absolute path takes one slash more.
+            let storage = format!("sqlite:///{}", dir.join("tansu.db").display());
+            let extra = vec![
+                "--authentication".to_owned(),
+                "--scram-credentials".to_owned(),
+                credentials.display().to_string(),
+            ];
+            (storage, extra)
+        })
     }
 
     pub fn start() -> Broker {
@@ -234,11 +222,27 @@ impl Broker {
                 _dir: None,
             };
         }
+        Broker::own("tansu", |_| ("memory://tansu/".to_owned(), Vec::new()))
+    }
+
+    /// A tansu of this test's own on a free port, its log in the folder
+    /// `forecast-<kind>-<port>` (removed when dropped); `prepare` writes what
+    /// else it needs there and returns the storage URL and the extra
+    /// arguments of `tansu broker`.
+    fn own(kind: &str, prepare: impl FnOnce(&Path) -> (String, Vec<String>)) -> Broker {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("forecast-tansu-{port}"));
+        let dir = std::env::temp_dir().join(format!("forecast-{kind}-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let tansu = forecastctl::up::Tansu::start(&tansu(), port, Some(&dir.join("broker.log")))
-            .expect("tansu starts");
+        let (storage, extra) = prepare(&dir);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let tansu = forecastctl::up::Tansu::start_with(
+            &tansu(),
+            port,
+            Some(&dir.join("broker.log")),
+            &storage,
+            &extra,
+        )
+        .unwrap_or_else(|e| panic!("tansu ({kind}) does not start: {e:#}"));
         Broker {
             brokers: tansu.brokers.clone(),
             _tansu: Some(tansu),
