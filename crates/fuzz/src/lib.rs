@@ -63,11 +63,13 @@ fn validator() -> &'static Validator {
 }
 
 /// `doc` through the current Avro schema and back: the same document.
-fn assert_wire_round_trip(doc: &ForecastDocument) {
+/// Returns the framed record.
+fn assert_wire_round_trip(doc: &ForecastDocument) -> Vec<u8> {
     let framed = wire::encode_document(doc);
     let again = wire::decode_document(&framed, Registry::embedded())
         .unwrap_or_else(|e| panic!("a document encoded here does not decode: {e}"));
     assert_eq!(&again, doc, "Avro round trip");
+    framed
 }
 
 /// A framed Avro document of any schema id (resolution of old versions
@@ -76,11 +78,8 @@ pub fn framed_document(data: &[u8]) {
     let registry = Registry::embedded();
     if let Ok(doc) = wire::decode_document(data, registry) {
         assert_wire_round_trip(&doc);
-        // What is signed is a function of the document alone.
-        assert_eq!(
-            signing::canonical_content(&doc),
-            signing::canonical_content(&doc.clone())
-        );
+        // Whatever a decoded document holds, its signed form can be written.
+        signing::canonical_content(&doc);
     }
     let v = validator();
     let judged = v.judge_framed(data, registry);
@@ -120,9 +119,9 @@ pub fn json_document(data: &[u8]) {
         signing::canonical_content(&doc),
         "canonical content"
     );
-    assert_wire_round_trip(&doc);
+    let framed = assert_wire_round_trip(&doc);
     let v = validator();
-    let judged = v.judge_framed(&wire::encode_document(&doc), Registry::embedded());
+    let judged = v.judge_framed(&framed, Registry::embedded());
     let _ = v.verdict(&judged, Timestamp::from_millis(0), None);
 }
 
