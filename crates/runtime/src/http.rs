@@ -8,19 +8,21 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 
 /// The operational routes; merge more routes into it before serving.
 pub fn routes(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move { m.render() }),
+            get(|State(m): State<Arc<Metrics>>| async move {
+                ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], m.render())
+            }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -41,9 +43,10 @@ pub fn routes(metrics: Arc<Metrics>) -> Router {
 /// instead of leaving it running with no `/readyz`.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr} (--http / FORECAST_HTTP): {e}; choose a free address"
-        )
+        let why =
+            format!("cannot listen on {addr} (--http / FORECAST_HTTP): {e}; choose a free address");
+        // Kept as the cause, for the error's domain (crate::failure).
+        anyhow::Error::new(e).context(why)
     })
 }
 

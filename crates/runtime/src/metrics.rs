@@ -1,34 +1,52 @@
-//! Service metrics in the Prometheus text format. Labels are bounded: topic,
-//! stage, rule code; never a document or customer id.
+//! Service metrics, exposed in the OpenMetrics text format by
+//! `prometheus-client` (the Prometheus project's Rust client). Labels are
+//! bounded: service, output topic, stage, rule code; never a document or
+//! customer id. Every labelled series is made when the service starts, so
+//! each reads 0 before its first event and the hot path is one atomic add
+//! on a handle kept here (no label lookup per record).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use forecast_model::{RuleCode, Stage};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-/// Counters of one service.
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A Unix time in seconds, as a gauge.
+type Seconds = Gauge<f64, AtomicU64>;
+
+/// One label, as a family's label set.
+type Label = [(&'static str, String); 1];
+
+/// Counters of one service, registered in its own registry (labelled with
+/// the service's name), so several services can share a process (`up`).
 #[derive(Debug)]
 pub struct Metrics {
-    service: &'static str,
-    records_in: AtomicU64,
-    records_out: [AtomicU64; 5],
-    rejections: Vec<AtomicU64>,
-    dead_letters: [AtomicU64; 3],
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-    consumer_lag: AtomicI64,
-    rereads: AtomicU64,
-    offsets_passed: AtomicU64,
+    registry: Registry,
+    records_in: Counter,
+    processed: Counter,
+    records_out: [Counter; 5],
+    rejections: Vec<Counter>,
+    dead_letters: Vec<Counter>,
+    processing: Histogram,
+    consumer_lag: Gauge,
+    rereads: Counter,
+    offsets_passed: Counter,
+    /// When the first record was consumed (0: none yet).
+    first_in: Seconds,
+    /// When a batch's outputs were last all acknowledged (0: none yet).
+    last_processed: Seconds,
     ready: AtomicBool,
-    /// Unix microseconds of the first record consumed (0: none yet).
-    first_in_micros: AtomicU64,
-    /// Unix microseconds when a batch's outputs were last all acknowledged.
-    last_processed_micros: AtomicU64,
 }
 
 /// Output topics, as metric labels.
@@ -43,89 +61,165 @@ pub enum Output {
 
 const OUTPUT_NAMES: [&str; 5] = ["validated", "rejected", "audit", "demand", "submitted"];
 
+/// Registers a family of counters under `name` with one label `key`, and
+/// returns a handle per value of `values`, in their order.
+fn counters(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    key: &'static str,
+    values: impl IntoIterator<Item = String>,
+) -> Vec<Counter> {
+    let family = Family::<Label, Counter>::default();
+    registry.register(name, help, family.clone());
+    values
+        .into_iter()
+        .map(|v| family.get_or_create(&[(key, v)]).clone())
+        .collect()
+}
+
+/// Registers `metric` under `name` and returns it.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
-    /// Metrics of `service` (`validator`, `aggregator`).
+    /// Metrics of `service` (`validator`, `aggregator`, `planner`).
     pub fn new(service: &'static str) -> Self {
+        let mut r = Registry::with_labels([("service".into(), service.into())].into_iter());
+        let records_out = counters(
+            &mut r,
+            "forecast_records_out",
+            "Records produced, by output topic",
+            "output",
+            OUTPUT_NAMES.map(String::from),
+        );
+        let consumer_lag = Gauge::default();
+        consumer_lag.set(-1);
         Self {
-            service,
-            records_in: AtomicU64::new(0),
-            records_out: Default::default(),
-            rejections: RuleCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            dead_letters: Default::default(),
-            latency_buckets: Default::default(),
-            latency_count: AtomicU64::new(0),
-            latency_sum_micros: AtomicU64::new(0),
-            consumer_lag: AtomicI64::new(-1),
-            rereads: AtomicU64::new(0),
-            offsets_passed: AtomicU64::new(0),
+            records_in: registered(
+                &mut r,
+                "forecast_records_in",
+                "Records consumed",
+                Counter::default(),
+            ),
+            processed: registered(
+                &mut r,
+                "forecast_records_processed",
+                "Records whose outputs were all acknowledged",
+                Counter::default(),
+            ),
+            records_out: std::array::from_fn(|i| records_out[i].clone()),
+            rejections: counters(
+                &mut r,
+                "forecast_rejections",
+                "Rejections, by rule code",
+                "code",
+                RuleCode::ALL.iter().map(|c| c.to_string()),
+            ),
+            dead_letters: counters(
+                &mut r,
+                "forecast_dead_letters",
+                "Records dead-lettered, by stage",
+                "stage",
+                Stage::ALL.iter().map(|s| s.as_str().to_ascii_lowercase()),
+            ),
+            processing: registered(
+                &mut r,
+                "forecast_processing_seconds",
+                "From consuming a record to its outputs acknowledged",
+                Histogram::new(BUCKETS),
+            ),
+            consumer_lag: registered(
+                &mut r,
+                "forecast_consumer_lag",
+                "Records behind the end of the input topic (-1: unknown)",
+                consumer_lag,
+            ),
+            rereads: registered(
+                &mut r,
+                "forecast_consumer_rereads",
+                "Seeks back to read records the broker passed over (a fetch that skipped part of a batch)",
+                Counter::default(),
+            ),
+            offsets_passed: registered(
+                &mut r,
+                "forecast_consumer_offsets_passed",
+                "Input offsets with no record the broker could return (deleted, or transaction markers), passed over",
+                Counter::default(),
+            ),
+            first_in: registered(
+                &mut r,
+                "forecast_first_record_in_timestamp_seconds",
+                "When the first record was consumed, Unix seconds (0: none yet)",
+                Seconds::default(),
+            ),
+            last_processed: registered(
+                &mut r,
+                "forecast_last_processed_timestamp_seconds",
+                "When a record's outputs were last all acknowledged, Unix seconds (0: none yet)",
+                Seconds::default(),
+            ),
             ready: AtomicBool::new(false),
-            first_in_micros: AtomicU64::new(0),
-            last_processed_micros: AtomicU64::new(0),
+            registry: r,
         }
     }
 
     pub fn record_in(&self) {
-        if self.records_in.fetch_add(1, Relaxed) == 0 {
-            self.first_in_micros.store(unix_micros(), Relaxed);
+        if self.records_in.inc() == 0 {
+            self.first_in.set(unix_seconds());
         }
     }
 
     pub fn record_out(&self, output: Output) {
-        self.records_out[output as usize].fetch_add(1, Relaxed);
+        self.records_out[output as usize].inc();
     }
 
     pub fn rejected(&self, codes: &[RuleCode]) {
         for c in codes {
-            self.rejections[c.index()].fetch_add(1, Relaxed);
+            self.rejections[c.index()].inc();
         }
     }
 
     pub fn dead_letter(&self, stage: Stage) {
-        self.dead_letters[stage.index()].fetch_add(1, Relaxed);
+        self.dead_letters[stage.index()].inc();
     }
 
     /// Records the processing times (from receiving a record to all its
-    /// outputs acknowledged) of a batch's records: counted locally, then
-    /// one atomic add per histogram bucket (not per record and bucket).
+    /// outputs acknowledged) of a batch's records. The last-processed time
+    /// is set before the records are counted, so a reader that sees them
+    /// counted sees the time of their batch.
     pub fn latencies(&self, times: impl IntoIterator<Item = Duration>) {
-        let mut first_fit = [0u64; BUCKETS.len()];
-        let (mut count, mut micros) = (0u64, 0u64);
+        let mut times = times.into_iter().peekable();
+        if times.peek().is_none() {
+            return;
+        }
+        self.last_processed.set(unix_seconds());
+        let mut count = 0;
         for d in times {
-            let s = d.as_secs_f64();
-            if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
-                first_fit[i] += 1;
-            }
+            self.processing.observe(d.as_secs_f64());
             count += 1;
-            micros += d.as_micros() as u64;
         }
-        if count > 0 {
-            self.last_processed_micros.store(unix_micros(), Relaxed);
-        }
-        // Buckets are cumulative: one that fits in `le` fits every larger.
-        let mut cumulative = 0;
-        for (bucket, n) in self.latency_buckets.iter().zip(first_fit) {
-            cumulative += n;
-            if cumulative > 0 {
-                bucket.fetch_add(cumulative, Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(count, Relaxed);
-        self.latency_sum_micros.fetch_add(micros, Relaxed);
+        self.processed.inc_by(count);
     }
 
     /// A seek back to read records the broker passed over
     /// ([`crate::continuity`]).
     pub fn reread(&self) {
-        self.rereads.fetch_add(1, Relaxed);
+        self.rereads.inc();
     }
 
     /// Offsets with no record the broker can return, passed over.
     pub fn offsets_passed(&self, n: i64) {
-        self.offsets_passed.fetch_add(n.max(0) as u64, Relaxed);
+        self.offsets_passed.inc_by(n.max(0) as u64);
     }
 
     pub fn set_lag(&self, lag: i64) {
-        self.consumer_lag.store(lag, Relaxed);
+        self.consumer_lag.set(lag);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -138,162 +232,48 @@ impl Metrics {
 
     /// Records whose outputs are all acknowledged.
     pub fn processed_total(&self) -> u64 {
-        self.latency_count.load(Relaxed)
+        self.processed.get()
     }
 
     pub fn records_in_total(&self) -> u64 {
-        self.records_in.load(Relaxed)
+        self.records_in.get()
     }
 
     /// Unix seconds of the first record consumed and of the last batch
     /// processed (0 where none yet): a run's span by the service's clock.
     pub fn span_seconds(&self) -> (f64, f64) {
-        let seconds = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
-        (
-            seconds(&self.first_in_micros),
-            seconds(&self.last_processed_micros),
-        )
+        (self.first_in.get(), self.last_processed.get())
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let svc = self.service;
         let mut o = String::new();
-        single(
-            &mut o,
-            svc,
-            "forecast_records_in_total",
-            "Records consumed.",
-            "counter",
-            self.records_in.load(Relaxed),
-        );
-        let _ = writeln!(
-            o,
-            "# HELP forecast_records_out_total Records produced, by output topic.\n# TYPE forecast_records_out_total counter"
-        );
-        for (i, n) in OUTPUT_NAMES.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "forecast_records_out_total{{service=\"{svc}\",output=\"{n}\"}} {}",
-                self.records_out[i].load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP forecast_rejections_total Rejections, by rule code.\n# TYPE forecast_rejections_total counter"
-        );
-        for (code, n) in RuleCode::ALL.iter().zip(&self.rejections) {
-            let _ = writeln!(
-                o,
-                "forecast_rejections_total{{service=\"{svc}\",code=\"{code}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP forecast_dead_letters_total Records dead-lettered, by stage.\n# TYPE forecast_dead_letters_total counter"
-        );
-        for (stage, n) in Stage::ALL.iter().zip(&self.dead_letters) {
-            let stage = stage.as_str().to_ascii_lowercase();
-            let _ = writeln!(
-                o,
-                "forecast_dead_letters_total{{service=\"{svc}\",stage=\"{stage}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP forecast_processing_seconds From consuming a record to its outputs acknowledged.\n# TYPE forecast_processing_seconds histogram"
-        );
-        for (b, n) in BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                o,
-                "forecast_processing_seconds_bucket{{service=\"{svc}\",le=\"{b}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            o,
-            "forecast_processing_seconds_bucket{{service=\"{svc}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            o,
-            "forecast_processing_seconds_sum{{service=\"{svc}\"}} {}",
-            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            o,
-            "forecast_processing_seconds_count{{service=\"{svc}\"}} {count}"
-        );
-        single(
-            &mut o,
-            svc,
-            "forecast_consumer_lag",
-            "Records behind the end of the input topic (-1: unknown).",
-            "gauge",
-            self.consumer_lag.load(Relaxed),
-        );
-        single(
-            &mut o,
-            svc,
-            "forecast_consumer_rereads_total",
-            "Seeks back to read records the broker passed over (a fetch that skipped part of a batch).",
-            "counter",
-            self.rereads.load(Relaxed),
-        );
-        let (first_in, last_processed) = self.span_seconds();
-        single(
-            &mut o,
-            svc,
-            "forecast_first_record_in_timestamp_seconds",
-            "When the first record was consumed, Unix seconds (0: none yet).",
-            "gauge",
-            format_args!("{first_in:.6}"),
-        );
-        single(
-            &mut o,
-            svc,
-            "forecast_last_processed_timestamp_seconds",
-            "When a record's outputs were last all acknowledged, Unix seconds (0: none yet).",
-            "gauge",
-            format_args!("{last_processed:.6}"),
-        );
-        single(
-            &mut o,
-            svc,
-            "forecast_consumer_offsets_passed_total",
-            "Input offsets with no record the broker could return (deleted, or transaction markers), passed over.",
-            "counter",
-            self.offsets_passed.load(Relaxed),
-        );
+        // Writing to a String cannot fail; the encoder fails only when its
+        // writer does.
+        let _ = encode(&mut o, &self.registry);
         o
     }
 }
 
-fn unix_micros() -> u64 {
+fn unix_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Writes a metric of one value, labelled with the service, with its help
-/// and type lines.
-fn single(
-    o: &mut String,
-    svc: &str,
-    name: &str,
-    help: &str,
-    kind: &str,
-    value: impl std::fmt::Display,
-) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    let _ = writeln!(o, "{name}{{service=\"{svc}\"}} {value}");
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of the sample `series` (name and labels) in `rendered`.
+    fn sample(rendered: &str, series: &str) -> f64 {
+        let prefix = format!("{series} ");
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {series} in\n{rendered}"))
+    }
 
     #[test]
     fn the_span_starts_at_the_first_record_in() {
@@ -307,22 +287,22 @@ mod tests {
         let (again, last) = m.span_seconds();
         assert_eq!(again, first, "the first record's time is kept");
         assert!(last - first >= 0.019, "{first} .. {last}");
-        assert!(
-            m.render().contains(&format!(
-                "forecast_first_record_in_timestamp_seconds{{service=\"t\"}} {first:.6}"
-            )),
-            "{}",
-            m.render()
+        let r = m.render();
+        assert_eq!(
+            sample(
+                &r,
+                "forecast_first_record_in_timestamp_seconds{service=\"t\"}"
+            ),
+            first
         );
+        assert_eq!(sample(&r, "forecast_records_in_total{service=\"t\"}"), 2.0);
     }
 
-    fn bucket(rendered: &str, le: &str) -> u64 {
-        let prefix = format!("forecast_processing_seconds_bucket{{service=\"t\",le=\"{le}\"}} ");
-        rendered
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no bucket le={le} in\n{rendered}"))
+    fn bucket(rendered: &str, le: &str) -> f64 {
+        sample(
+            rendered,
+            &format!("forecast_processing_seconds_bucket{{service=\"t\",le=\"{le}\"}}"),
+        )
     }
 
     #[test]
@@ -331,21 +311,72 @@ mod tests {
         let ms = Duration::from_millis;
         m.latencies([Duration::from_micros(500), ms(3), ms(2_000), ms(10_000)]);
         m.latencies([ms(1)]);
+        m.latencies([]);
         let r = m.render();
-        assert_eq!(bucket(&r, "0.001"), 2, "0.5 ms and the 1 ms on the bound");
-        assert_eq!(bucket(&r, "0.0025"), 2);
-        assert_eq!(bucket(&r, "0.005"), 3);
-        assert_eq!(bucket(&r, "1"), 3);
-        assert_eq!(bucket(&r, "5"), 4, "10 s is above every bound");
+        assert_eq!(bucket(&r, "0.001"), 2.0, "0.5 ms and the 1 ms on the bound");
+        assert_eq!(bucket(&r, "0.0025"), 2.0);
+        assert_eq!(bucket(&r, "0.005"), 3.0);
+        assert_eq!(bucket(&r, "1.0"), 3.0);
+        assert_eq!(bucket(&r, "5.0"), 4.0, "10 s is above every bound");
+        assert_eq!(bucket(&r, "+Inf"), 5.0);
         assert_eq!(m.processed_total(), 5);
+        assert_eq!(
+            sample(&r, "forecast_processing_seconds_count{service=\"t\"}"),
+            5.0
+        );
+        assert_eq!(
+            sample(&r, "forecast_records_processed_total{service=\"t\"}"),
+            5.0
+        );
         let (_, last) = m.span_seconds();
         assert!(
             last > 1.7e9,
             "the last batch processed is now, in Unix seconds: {last}"
         );
-        assert!(
-            r.contains("forecast_processing_seconds_sum{service=\"t\"} 12.0045"),
-            "{r}"
+        let sum = sample(&r, "forecast_processing_seconds_sum{service=\"t\"}");
+        assert!((sum - 12.0045).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn every_labelled_series_is_there_from_the_start_and_counts_its_own_events() {
+        let m = Metrics::new("validator");
+        m.record_out(Output::Audit);
+        m.rejected(&[RuleCode::ALL[1], RuleCode::ALL[1]]);
+        m.dead_letter(Stage::Sequence);
+        m.set_lag(7);
+        let r = m.render();
+        for (i, output) in OUTPUT_NAMES.iter().enumerate() {
+            let want = if i == Output::Audit as usize {
+                1.0
+            } else {
+                0.0
+            };
+            let series =
+                format!("forecast_records_out_total{{service=\"validator\",output=\"{output}\"}}");
+            assert_eq!(sample(&r, &series), want, "{series}");
+        }
+        for (i, code) in RuleCode::ALL.iter().enumerate() {
+            let want = if i == 1 { 2.0 } else { 0.0 };
+            let series =
+                format!("forecast_rejections_total{{service=\"validator\",code=\"{code}\"}}");
+            assert_eq!(sample(&r, &series), want, "{series}");
+        }
+        for (stage, want) in [("deserialize", 0.0), ("validate", 0.0), ("sequence", 1.0)] {
+            let series =
+                format!("forecast_dead_letters_total{{service=\"validator\",stage=\"{stage}\"}}");
+            assert_eq!(sample(&r, &series), want, "{series}");
+        }
+        assert_eq!(
+            sample(&r, "forecast_consumer_lag{service=\"validator\"}"),
+            7.0
         );
+        assert!(r.contains("# TYPE forecast_records_in counter\n"), "{r}");
+        assert!(r.ends_with("# EOF\n"), "OpenMetrics ends with # EOF: {r}");
+    }
+
+    #[test]
+    fn lag_is_unknown_until_set() {
+        let r = Metrics::new("t").render();
+        assert_eq!(sample(&r, "forecast_consumer_lag{service=\"t\"}"), -1.0);
     }
 }
