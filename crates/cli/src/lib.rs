@@ -270,10 +270,25 @@ fn run_async(command: Command) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("forecastctl: {e:#}");
-            ExitCode::FAILURE
+        Err(e) => failed(&e),
+    }
+}
+
+/// Says why a command failed and what to do, and returns its exit code:
+/// the domain's (75 the broker, retry; 78 the deployment; 65 the data;
+/// docs/operations.md) or 1 where the error has none.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    let message = format!("{e:#}");
+    eprintln!("forecastctl: {message}");
+    match forecast_runtime::failure::Domain::of(e) {
+        Some(domain) => {
+            // A delivery failure says its hint already.
+            if !message.contains(domain.hint()) {
+                eprintln!("forecastctl: {}", domain.hint());
+            }
+            ExitCode::from(domain.exit_code())
         }
+        None => ExitCode::FAILURE,
     }
 }
 

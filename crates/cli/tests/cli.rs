@@ -374,6 +374,31 @@ fn planner_refuses_an_unreadable_supply_plan_before_it_serves() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--supply"));
 }
 
+/// A service that cannot take its `--http` address stops at once, before
+/// any broker is asked, saying which address and flag, with the exit code
+/// of a deployment to fix (78), not of a broker to wait for (75).
+#[test]
+fn a_service_whose_http_address_is_taken_exits_78_naming_it() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for service in ["validate", "aggregate", "planner"] {
+        let started = std::time::Instant::now();
+        let out = forecastctl(&[service, "--brokers", "127.0.0.1:9", "--http", &addr]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{service}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {addr} (--http / FORECAST_HTTP)"))
+                && stderr.contains("not retriable as is"),
+            "{service}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{service} waited for the broker first ({:?})",
+            started.elapsed()
+        );
+    }
+}
+
 /// `FORECAST_KAFKA_<NAME>` sets librdkafka's `<name>` (where secrets go,
 /// since `-X` values show in the process list), and a secret set there is
 /// never printed.
@@ -388,7 +413,8 @@ fn kafka_properties_come_from_the_environment_and_secrets_stay_out_of_output() {
         .output()
         .expect("forecastctl runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A setting librdkafka refuses: the deployment's to fix (exit 78).
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("security.protocol"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));

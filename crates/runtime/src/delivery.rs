@@ -2,22 +2,8 @@
 //! it.
 
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 
-/// What a failure is about, which says whether trying again can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Domain {
-    /// The record itself was refused (its size or form): sending it again
-    /// fails again until the record, the producer's or the topic's
-    /// settings change.
-    BadData,
-    /// The broker did not take it in time or was unavailable: passing,
-    /// the same records succeed once it answers.
-    Broker,
-    /// This client was refused (authorization, a topic that does not
-    /// exist, a setting): a fix of the deployment is needed.
-    Internal,
-}
+pub use crate::failure::Domain;
 
 /// An output the broker did not take, with the error librdkafka reported
 /// once its own retries (`message.timeout.ms`) were spent.
@@ -30,43 +16,12 @@ pub struct DeliveryFailure {
 impl DeliveryFailure {
     /// Which domain the failure is in.
     pub fn domain(&self) -> Domain {
-        use RDKafkaErrorCode as C;
-        match self.error.rdkafka_error_code() {
-            Some(
-                C::MessageSizeTooLarge
-                | C::InvalidRecord
-                | C::BadMessage
-                | C::InvalidMessage
-                | C::InvalidMessageSize
-                | C::MessageBatchTooLarge,
-            ) => Domain::BadData,
-            Some(
-                C::TopicAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::TransactionalIdAuthorizationFailed
-                | C::SaslAuthenticationFailed
-                | C::UnknownTopicOrPartition
-                | C::UnknownTopic
-                | C::InvalidConfig
-                | C::UnsupportedVersion,
-            ) => Domain::Internal,
-            _ => Domain::Broker,
-        }
+        Domain::of_kafka(&self.error)
     }
 
     /// What to do about it.
     pub fn retry_hint(&self) -> &'static str {
-        match self.domain() {
-            Domain::Broker => {
-                "retriable: the records are read again when the service restarts; restart it once the broker answers"
-            }
-            Domain::BadData => {
-                "not retriable as is: the broker refused the record itself; check the topic's and the producer's size limits (message.max.bytes)"
-            }
-            Domain::Internal => {
-                "not retriable as is: the broker refused this client; check its credentials, ACLs and the topic"
-            }
-        }
+        self.domain().hint()
     }
 }
 
@@ -91,6 +46,7 @@ impl std::error::Error for DeliveryFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
 
     fn failure(topic: &str, code: RDKafkaErrorCode) -> DeliveryFailure {
         DeliveryFailure {

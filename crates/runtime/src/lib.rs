@@ -8,15 +8,18 @@
 //! - [`supervise`]: the critical tasks of a service, stopped together, with
 //!   a bounded drain; blocking client calls off the async workers;
 //! - [`telemetry`]: tracing set-up;
-//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`;
+//! - [`metrics`], [`http`]: OpenMetrics metrics, `/healthz`, `/readyz`;
 //! - [`inflight`]: records in flight until their outputs are acknowledged;
-//! - [`delivery`]: a failed delivery, its domain and retry hint;
+//! - [`failure`]: an error's domain (bad data, broker, internal), its
+//!   hint and its exit code;
+//! - [`delivery`]: a failed delivery, with its domain;
 //! - [`continuity`]: no record passed over when a partition resumes;
 //! - [`headers`]: dead-letter and metadata header names.
 
 pub mod config;
 pub mod continuity;
 pub mod delivery;
+pub mod failure;
 pub mod group;
 pub mod headers;
 pub mod http;

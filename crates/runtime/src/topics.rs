@@ -8,6 +8,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::TopicArgs;
+use crate::failure::{Classified, Domain};
 use forecast_kafka::{KafkaArgs, MAX_DEAD_LETTER_BYTES, client_config};
 
 /// How many partitions each topic gets when created.
@@ -43,14 +44,22 @@ pub async fn check_reachable(kafka: &KafkaArgs, timeout: Duration) -> anyhow::Re
             });
             if authentication || left <= attempt {
                 let why = last.map_or_else(String::new, |(_, reason)| format!("; librdkafka: {reason}"));
-                let what = if authentication {
-                    format!("the broker at {brokers} refused to authenticate this client")
+                let (domain, what) = if authentication {
+                    (
+                        Domain::Internal,
+                        format!("the broker at {brokers} refused to authenticate this client"),
+                    )
                 } else {
-                    format!("no broker answered at {brokers} within {timeout:?} ({error})")
+                    (
+                        Domain::Broker,
+                        format!("no broker answered at {brokers} within {timeout:?} ({error})"),
+                    )
                 };
-                anyhow::bail!(
-                    "{what}{why}; check --brokers / FORECAST_BROKERS and the security settings (-X, FORECAST_KAFKA_*: credentials, SASL mechanism)"
-                );
+                return Err(Classified::new(
+                    domain,
+                    format!("{what}{why}; check --brokers / FORECAST_BROKERS and the security settings (-X, FORECAST_KAFKA_*: credentials, SASL mechanism)"),
+                )
+                .into());
             }
         }
     })
