@@ -24,6 +24,15 @@ use crate::supply::{SupplyEntry, SupplyPlan};
 /// How many rejections [`PlannerView::rejections`] keeps (the newest).
 pub const RECENT_REJECTIONS: usize = 1000;
 
+/// Verdicts kept per document for `/v1/documents` (16 revisions of two
+/// verdicts each): older ones are counted, not kept, so a document revised
+/// without end takes bounded memory; `forecasts.audit` holds them all.
+pub const HISTORY_KEPT: usize = 32;
+
+/// Sources of verdicts that name no document remembered, to drop their
+/// repeats; the oldest are forgotten past this.
+pub const ANONYMOUS_KEPT: usize = 100_000;
+
 /// Filters of the demand and coverage views; `None` matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DemandFilter {
@@ -159,8 +168,10 @@ pub struct DocumentHistory {
     pub customer_id: Option<Arc<str>>,
     /// The revision the aggregator applied last (`null` when none was).
     pub applied_revision: Option<i32>,
-    /// Every verdict on every revision, oldest first.
+    /// The newest verdicts (at most [`HISTORY_KEPT`]), oldest first.
     pub history: Vec<VerdictEntry>,
+    /// Verdicts older than `history`, counted but no longer kept.
+    pub earlier_verdicts: u64,
 }
 
 /// Recent rejections and counts by code.
@@ -240,6 +251,9 @@ pub struct Coverage {
     pub by_quarter: Vec<CoverageRow>,
 }
 
+/// Stage and source (partition, offset, topic) of a verdict.
+type AnonymousSource = (Stage, i32, i64, String);
+
 /// Everything the planner API reads.
 #[derive(Debug, Default)]
 pub struct PlannerView {
@@ -251,7 +265,9 @@ pub struct PlannerView {
     strings: Interner,
     /// Stage and source of each verdict taken that names no document, to
     /// drop repeats (a document's own history says which it has).
-    seen_anonymous: HashSet<(Stage, i32, i64, String)>,
+    seen_anonymous: HashSet<AnonymousSource>,
+    /// The same, oldest first, to forget the oldest past [`ANONYMOUS_KEPT`].
+    anonymous_order: VecDeque<AnonymousSource>,
     rejections: VecDeque<VerdictEntry>,
     /// Per customer (`None`: unknown): rejections, and rejections by code.
     rejection_counts: HashMap<Option<Arc<str>>, RejectionCount>,
@@ -329,12 +345,19 @@ impl PlannerView {
                             })
                     })
                 }),
-                None => !self.seen_anonymous.insert((
-                    verdict.stage,
-                    s.partition,
-                    s.offset,
-                    s.topic.clone(),
-                )),
+                None => {
+                    let source = (verdict.stage, s.partition, s.offset, s.topic.clone());
+                    let repeat = !self.seen_anonymous.insert(source.clone());
+                    if !repeat {
+                        self.anonymous_order.push_back(source);
+                        if self.anonymous_order.len() > ANONYMOUS_KEPT
+                            && let Some(oldest) = self.anonymous_order.pop_front()
+                        {
+                            self.seen_anonymous.remove(&oldest);
+                        }
+                    }
+                    repeat
+                }
             };
             if repeat {
                 return false;
@@ -365,12 +388,17 @@ impl PlannerView {
                     applied_revision: None,
                     // Most documents get two verdicts (validator, aggregator).
                     history: Vec::with_capacity(2),
+                    earlier_verdicts: 0,
                 });
             if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
                 doc.applied_revision = doc.applied_revision.max(entry.revision);
                 doc.customer_id.clone_from(&entry.customer_id);
             } else if doc.applied_revision.is_none() && entry.customer_id.is_some() {
                 doc.customer_id.clone_from(&entry.customer_id);
+            }
+            if doc.history.len() == HISTORY_KEPT {
+                doc.history.remove(0);
+                doc.earlier_verdicts += 1;
             }
             doc.history.push(entry);
         }
@@ -632,6 +660,84 @@ mod tests {
             ..RejectionFilter::default()
         });
         assert_eq!((r.total, r.counts.get("SCHEMA_INVALID")), (2, Some(&2)));
+    }
+
+    #[test]
+    fn a_document_revised_without_end_keeps_its_newest_verdicts_and_counts_the_rest() {
+        let mut v = PlannerView::default();
+        let revisions = HISTORY_KEPT as i32 * 3;
+        for rev in 1..=revisions {
+            let offset = i64::from(rev);
+            assert!(v.on_verdict(verdict(
+                "D",
+                rev,
+                Outcome::Accepted,
+                Stage::Validate,
+                &[],
+                offset
+            )));
+            assert!(v.on_verdict(verdict(
+                "D",
+                rev,
+                Outcome::Accepted,
+                Stage::Sequence,
+                &[],
+                offset
+            )));
+        }
+        let d = v.document("D").unwrap();
+        assert_eq!(d.history.len(), HISTORY_KEPT);
+        assert_eq!(
+            d.earlier_verdicts,
+            2 * revisions as u64 - HISTORY_KEPT as u64
+        );
+        assert_eq!(d.applied_revision, Some(revisions));
+        let kept: Vec<_> = d.history.iter().map(|e| e.revision).collect();
+        assert_eq!(
+            kept.first(),
+            Some(&Some(revisions - HISTORY_KEPT as i32 / 2 + 1)),
+            "oldest first: {kept:?}"
+        );
+        assert_eq!(kept.last(), Some(&Some(revisions)));
+        // A repeat of a kept verdict is still found.
+        let offset = i64::from(revisions);
+        assert!(!v.on_verdict(verdict(
+            "D",
+            revisions,
+            Outcome::Accepted,
+            Stage::Sequence,
+            &[],
+            offset
+        )));
+    }
+
+    #[test]
+    fn the_sources_of_anonymous_verdicts_remembered_are_bounded() {
+        let mut v = PlannerView::default();
+        let undecodable = |offset| Verdict {
+            document_id: None,
+            revision: None,
+            customer_id: None,
+            ..verdict(
+                "-",
+                0,
+                Outcome::Rejected,
+                Stage::Deserialize,
+                &[RuleCode::SchemaInvalid],
+                offset,
+            )
+        };
+        let n = ANONYMOUS_KEPT as i64 + 10;
+        for offset in 0..n {
+            assert!(v.on_verdict(undecodable(offset)));
+        }
+        assert_eq!(v.seen_anonymous.len(), ANONYMOUS_KEPT);
+        assert_eq!(v.anonymous_order.len(), ANONYMOUS_KEPT);
+        assert!(
+            !v.on_verdict(undecodable(n - 1)),
+            "a recent repeat is dropped"
+        );
+        assert!(v.on_verdict(undecodable(0)), "the oldest is forgotten");
     }
 
     #[test]
