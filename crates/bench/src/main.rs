@@ -16,10 +16,16 @@
 //! counted). Submitted records are encoded before any clock starts.
 //! The planner (the API's read model) is not part of (d): it is a reader
 //! of the output topics, in a process of its own, as it is deployed.
+//!
+//! `--soak-minutes` runs the soak instead (`soak`): the whole pipeline at
+//! half of what end to end sustains (or `--soak-rate`) for that long, with
+//! SSE clients on the planner and an HTTP load on its API in one window,
+//! memory and lag sampled into a CSV (`scripts/plot-soak` draws it).
 
 mod probe;
 mod procs;
 mod report;
+mod soak;
 mod stages;
 mod workload;
 
@@ -56,6 +62,12 @@ struct Args {
         conflicts_with = "brokers"
     )]
     tansu: Option<PathBuf>,
+    /// The started broker's storage: `memory://tansu/` (it keeps every
+    /// record in memory) or `sqlite:///RELATIVE/PATH.db` (on disk, relative
+    /// to the working folder; `sqlite:////tmp/x.db` for an absolute path: the soak.s,
+    /// whose records would not fit in memory).
+    #[arg(long, default_value = "memory://tansu/", conflicts_with = "brokers")]
+    storage: String,
     /// A librdkafka property for every client of the run (the passthrough's
     /// and the services'), `-X key=value`, repeatable: to try a setting.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = forecast_kafka::parse_property)]
@@ -85,6 +97,37 @@ struct Args {
     /// (docs/signatures.md).
     #[arg(long)]
     signed: bool,
+    /// Run the soak for this many minutes instead of the figures.
+    #[arg(long, value_name = "MINUTES", value_parser = positive_rate)]
+    soak_minutes: Option<f64>,
+    /// Documents/s the soak offers (default: half of what one end-to-end
+    /// run of `--documents` sustains, measured first).
+    #[arg(long, value_parser = positive_rate, requires = "soak_minutes")]
+    soak_rate: Option<f64>,
+    /// Distinct documents of the soak; each round offers a new revision of
+    /// each.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    soak_documents: u64,
+    /// Live SSE clients on the planner's demand stream during the soak.
+    #[arg(long, default_value_t = 20)]
+    soak_sse_clients: usize,
+    /// Seconds between two samples of the soak.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    soak_sample_seconds: u64,
+    /// Where the soak writes its samples (CSV).
+    #[arg(long, default_value = "soak.csv")]
+    soak_csv: PathBuf,
+    /// Seconds of HTTP load (wrk, from a second process) on the planner's
+    /// `/v1/demand` during the soak; 0: none.
+    #[arg(long, default_value_t = 60)]
+    soak_load_seconds: u64,
+    /// Minute of the soak at which the HTTP load starts (default: the
+    /// middle of the run).
+    #[arg(long)]
+    soak_load_at_minute: Option<f64>,
+    /// wrk's connections.
+    #[arg(long, default_value_t = 16)]
+    soak_load_connections: u32,
 }
 
 /// A `--latency-rate`: documents/s above zero.
@@ -119,7 +162,9 @@ async fn main() -> anyhow::Result<()> {
                 Path::new(forecastctl::up::DEFAULT_CACHE_DIR),
             )?;
             eprintln!("broker: {}", tansu.display());
-            let t = forecastctl::up::Tansu::start(&tansu, free_port(), None)?;
+            eprintln!("broker storage: {}", args.storage);
+            let t =
+                forecastctl::up::Tansu::start_with(&tansu, free_port(), None, &args.storage, &[])?;
             (t.brokers.clone(), Some(t), Some(tansu))
         }
     };
@@ -171,6 +216,54 @@ async fn main() -> anyhow::Result<()> {
         broker_pid: broker.as_ref().map(forecastctl::up::Tansu::pid),
         signers: signers.as_ref(),
     };
+    if let Some(minutes) = args.soak_minutes {
+        let rate = match args.soak_rate {
+            Some(r) => r,
+            None => {
+                let f = bench.throughput(&format!("{run}-sr")).await?;
+                eprintln!(
+                    "end to end sustained {:.0} docs/s; the soak offers half",
+                    f.end_to_end
+                );
+                f.end_to_end / 2.0
+            }
+        };
+        let plan = soak::SoakPlan {
+            minutes,
+            rate,
+            documents: usize::try_from(args.soak_documents)?,
+            sse_clients: args.soak_sse_clients,
+            sample: std::time::Duration::from_secs(args.soak_sample_seconds),
+            csv: args.soak_csv.clone(),
+            load: (args.soak_load_seconds > 0).then(|| soak::LoadWindow {
+                at_minute: args.soak_load_at_minute.unwrap_or(minutes / 2.0),
+                seconds: args.soak_load_seconds,
+                connections: args.soak_load_connections,
+            }),
+        };
+        eprintln!(
+            "soak: {minutes} min at {rate:.0} docs/s over {} documents, {} SSE clients; samples in {}",
+            plan.documents,
+            plan.sse_clients,
+            plan.csv.display()
+        );
+        let report = soak::soak(&bench, &format!("{run}-soak"), &plan).await?;
+        report.print();
+        let mut json = report.json();
+        json["rate_docs_per_s"] = rate.into();
+        json["documents"] = plan.documents.into();
+        json["csv"] = plan.csv.display().to_string().into();
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+        }
+        eprintln!(
+            "plot: scripts/plot-soak {} {}",
+            plan.csv.display(),
+            soak::plot_path(&plan.csv).display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let mut runs = Vec::new();
     for r in 0..args.repeat {
         let f = bench.throughput(&format!("{run}-{r}")).await?;
