@@ -6,6 +6,7 @@ use crate::DecodeError;
 use crate::avro::{Reader, Writer};
 use crate::demand::{DemandSnapshot, SnapshotRow, Units};
 use crate::document::*;
+use crate::licence::{DecisionStatus, LicenceDecision};
 use crate::time::{Date, Quarter, Timestamp};
 use crate::verdict::*;
 
@@ -84,8 +85,9 @@ pub fn decode_document_into(datum: &[u8], doc: &mut ForecastDocument) -> Result<
 
 /// Decodes for sequencing: reads into `doc` the fields sequencing and
 /// demand use (`document_id`, `revision`, `purpose`, `customer_id`,
-/// `submitted_at`, `bucket` and the lines' SKU, period, quantity and
-/// confidence) and passes over its other strings (the horizon, free text,
+/// `submitted_at`, `bucket`, the lines' SKU, period, quantity and
+/// confidence, and the export licence's status and application number)
+/// and passes over its other strings (the horizon, free text,
 /// references: left empty, not checked as UTF-8); returns the document's
 /// [`content_digest`], which still covers every field. The digest is taken
 /// from the datum's own bytes where they are the only encoding of its
@@ -183,7 +185,8 @@ fn read_document(r: &mut Reader<'_>, doc: &mut ForecastDocument) -> Result<Posit
         "export_license.application_number",
         &mut licence.application_number,
         String::new,
-        |r, s| r.text_into("export_license.application_number", s),
+        // Read even when skimming: licence decisions apply by it.
+        |r, s| r.string_into("export_license.application_number", s),
     )?;
     let signature = r.position();
     r.optional_into(
@@ -325,6 +328,48 @@ pub fn encode_snapshot(s: &DemandSnapshot, buf: &mut Vec<u8>) {
         w.long(row.units.planning_units);
         w.long(row.units.total());
     });
+}
+
+/// Encodes a licence decision as an Avro datum of `licence-decision.v1`.
+pub fn encode_decision(d: &LicenceDecision, buf: &mut Vec<u8>) {
+    let mut w = Writer::new(buf);
+    w.string(&d.application_number);
+    w.enum_index(d.status.index());
+    w.long(d.decided_at.millis());
+    w.int(d.decided_at.offset_minutes());
+    let approved: Vec<_> = d.approved_quantity.iter().collect();
+    w.array(&approved, |w, (sku, units)| {
+        w.string(sku);
+        w.long(**units);
+    });
+    w.optional(d.expires_on.as_ref(), |w, e| w.int(e.days()));
+}
+
+/// Decodes an Avro datum written with schema `licence-decision.v1`, with
+/// the checks of [`LicenceDecision::check`].
+pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
+    let mut r = Reader::new(datum);
+    let application_number = r.string("application_number")?;
+    let status = r.enum_value("status", DecisionStatus::from_index)?;
+    let decided_at = Timestamp::from_millis(r.long("decided_at")?)
+        .with_offset_minutes(r.int("decided_at_offset_minutes")?);
+    let approved = r.array("approved_quantity", |r| {
+        Ok((
+            r.string("approved_quantity[].sku")?,
+            r.long("approved_quantity[].units")?,
+        ))
+    })?;
+    let expires_on = r.optional("expires_on", |r| Ok(Date::from_days(r.int("expires_on")?)))?;
+    let d = LicenceDecision {
+        application_number,
+        status,
+        decided_at,
+        approved_quantity: approved.into_iter().collect(),
+        expires_on,
+    };
+    d.check().map_err(|e| r.invalid("licence decision", e))?;
+    r.finish()?;
+    Ok(d)
 }
 
 /// Decodes an Avro datum written with schema `demand-snapshot.v1`.

@@ -24,6 +24,7 @@ pub mod document;
 pub mod fixtures;
 pub mod intern;
 pub mod json;
+pub mod licence;
 pub mod schema;
 pub mod signing;
 #[cfg(feature = "testing")]
@@ -36,6 +37,7 @@ pub use demand::{DemandRow, DemandSnapshot, DemandView, SnapshotRow, Units};
 pub use document::*;
 pub use intern::Interner;
 pub use json::{InvalidSubmission, parse_submission};
+pub use licence::{DecisionStatus, ExposureStatus, LicenceDecision};
 pub use schema::{Registry, Subject};
 pub use time::{Date, Quarter, Timestamp};
 pub use verdict::{

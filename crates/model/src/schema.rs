@@ -20,6 +20,8 @@ pub enum Subject {
     Verdict,
     /// Values of `demand.by-customer`.
     DemandSnapshot,
+    /// Values of `licences.decisions`.
+    LicenceDecision,
 }
 
 impl Subject {
@@ -29,6 +31,7 @@ impl Subject {
             Subject::ForecastDocument => "forecast-document",
             Subject::Verdict => "verdict",
             Subject::DemandSnapshot => "demand-snapshot",
+            Subject::LicenceDecision => "licence-decision",
         }
     }
 
@@ -38,6 +41,7 @@ impl Subject {
             Subject::ForecastDocument => FORECAST_DOCUMENT_V3,
             Subject::Verdict => VERDICT_V2,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
+            Subject::LicenceDecision => LICENCE_DECISION_V1,
         }
     }
 }
@@ -53,6 +57,8 @@ pub const DEMAND_SNAPSHOT_V1: u32 = 4;
 /// The verdict record with the submission's customer.
 pub const VERDICT_V2: u32 = 5;
 pub const FORECAST_DOCUMENT_V3: u32 = 6;
+/// A decision on a licence application.
+pub const LICENCE_DECISION_V1: u32 = 7;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +114,13 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 3,
         file: "forecast-document.v3.avsc",
         source: include_str!("../../../schemas/forecast-document.v3.avsc"),
+    },
+    EmbeddedSchema {
+        id: LICENCE_DECISION_V1,
+        subject: Subject::LicenceDecision,
+        version: 1,
+        file: "licence-decision.v1.avsc",
+        source: include_str!("../../../schemas/licence-decision.v1.avsc"),
     },
 ];
 

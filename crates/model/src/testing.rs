@@ -208,3 +208,27 @@ pub fn resident_bytes() -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
 }
+
+/// A licence decision (its application number never blank, quantities
+/// never negative: what [`crate::LicenceDecision::check`] lets through).
+pub fn decision() -> impl Strategy<Value = crate::LicenceDecision> {
+    (
+        "[A-Z]-[0-9]{1,7}",
+        pick(crate::DecisionStatus::ALL),
+        (any::<i64>(), -1439i32..=1439),
+        proptest::collection::btree_map("[A-Z0-9-]{1,12}", 0i64..1 << 40, 0..4),
+        option::of(-100_000i32..100_000),
+    )
+        .prop_map(
+            |(application_number, status, (at, offset), approved_quantity, expires)| {
+                crate::LicenceDecision {
+                    application_number,
+                    status,
+                    // Written with any offset: it must read back as written.
+                    decided_at: Timestamp::from_millis(at).with_offset_minutes(offset),
+                    approved_quantity,
+                    expires_on: expires.map(crate::Date::from_days),
+                }
+            },
+        )
+}

@@ -10,6 +10,7 @@ use crate::DecodeError;
 use crate::codec;
 use crate::demand::DemandSnapshot;
 use crate::document::ForecastDocument;
+use crate::licence::LicenceDecision;
 use crate::schema::{Registry, Subject};
 use crate::verdict::Verdict;
 
@@ -139,6 +140,23 @@ pub fn encode_snapshot(s: &DemandSnapshot) -> Vec<u8> {
     frame(Subject::DemandSnapshot.current_id(), |b| {
         codec::encode_snapshot(s, b)
     })
+}
+
+/// A licence decision, framed with the current licence-decision schema id.
+pub fn encode_decision(d: &LicenceDecision) -> Vec<u8> {
+    frame(Subject::LicenceDecision.current_id(), |b| {
+        codec::encode_decision(d, b)
+    })
+}
+
+/// Decodes a framed licence decision.
+pub fn decode_decision(record: &[u8], registry: &Registry) -> Result<LicenceDecision, DecodeError> {
+    decode(
+        record,
+        registry,
+        Subject::LicenceDecision,
+        codec::decode_decision,
+    )
 }
 
 /// Decodes a framed demand snapshot.

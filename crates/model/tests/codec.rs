@@ -146,6 +146,14 @@ proptest! {
     }
 
     #[test]
+    fn decision_codec_matches_the_schema_file(d in testing::decision()) {
+        let mut ours = Vec::new();
+        codec::encode_decision(&d, &mut ours);
+        assert_agrees_with_apache_avro(Subject::LicenceDecision, &ours)?;
+        prop_assert_eq!(wire::decode_decision(&wire::encode_decision(&d), Registry::embedded()).unwrap(), d);
+    }
+
+    #[test]
     fn json_form_round_trips(doc in testing::document()) {
         prop_assert_eq!(ForecastDocument::from_json(doc.to_json().as_bytes()).unwrap(), doc);
     }
