@@ -283,6 +283,7 @@ impl Names {
             ("--topic-audit", "forecasts.audit"),
             ("--topic-demand", "demand.by-customer"),
             ("--topic-supply", "supply.plan"),
+            ("--topic-licences", "licences.decisions"),
         ] {
             v.push(flag.to_owned());
             v.push(self.topic(base));

@@ -9,4 +9,6 @@
 pub mod service;
 pub mod state;
 
-pub use state::{DemandState, Sequenced, sequenced_verdict};
+pub use state::{
+    Decided, DemandState, LicenceRow, LostDocument, OverApproved, Sequenced, sequenced_verdict,
+};

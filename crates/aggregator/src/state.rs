@@ -6,7 +6,7 @@
 //! call, so nobody can observe a half-applied `REPLACE`), ignores it as a
 //! `DUPLICATE`, or rejects it with a sequencing code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 // Keyed (randomly seeded per process) and several times faster than
 // SipHash on short keys; document ids come from customers, so the hasher
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use forecast_model::Interner;
 use forecast_model::codec::content_digest;
 use forecast_model::{
-    Confidence, DemandRow, DemandSnapshot, ForecastDocument, Purpose, Quarter, RuleCode,
-    SnapshotRow, Timestamp, Units,
+    Confidence, DecisionStatus, DemandRow, DemandSnapshot, ExposureStatus, ForecastDocument,
+    LicenceDecision, LicenseStatus, Purpose, Quarter, RuleCode, SnapshotRow, Timestamp, Units,
 };
 
 /// What sequencing decided for one document.
@@ -53,6 +53,9 @@ struct Applied {
     customer_id: Arc<str>,
     digest: [u8; 16],
     contributions: Box<[Contribution]>,
+    /// The licence status the document claims, and its application.
+    claimed: LicenseStatus,
+    application: Option<Arc<str>>,
 }
 
 /// One customer's demand.
@@ -64,13 +67,112 @@ struct CustomerDemand {
     sequence: i64,
 }
 
-/// Last applied revision per document and demand per customer x SKU x quarter.
+/// Last applied revision per document and demand per customer x SKU x
+/// quarter; and the same demand by licence status, with the licence
+/// decisions taken.
 #[derive(Debug, Clone, Default)]
 pub struct DemandState {
     documents: HashMap<Box<str>, Applied>,
     customers: BTreeMap<Arc<str>, CustomerDemand>,
-    /// Interned customer ids and SKUs: a few distinct values shared by all documents.
+    /// Interned customer ids, SKUs and application numbers: a few distinct
+    /// values shared by many documents.
     interned: Interner,
+    licences: Licences,
+}
+
+/// Demand by licence status, and the decisions it follows.
+#[derive(Debug, Clone, Default)]
+struct Licences {
+    /// The decision that counts per application (the one decided last).
+    decisions: HashMap<Arc<str>, LicenceDecision>,
+    /// The live documents that reference each application.
+    documents: HashMap<Arc<str>, BTreeSet<Box<str>>>,
+    /// Non-zero cells per customer: SKU x quarter x status.
+    cells: BTreeMap<Arc<str>, LicenceCells>,
+}
+
+/// One customer's units by SKU x quarter x licence status.
+type LicenceCells = BTreeMap<(Arc<str>, Quarter, ExposureStatus), Units>;
+
+impl Licences {
+    /// The status a document's units count under now.
+    fn status(&self, claimed: LicenseStatus, application: Option<&Arc<str>>) -> ExposureStatus {
+        let decision = application
+            .and_then(|a| self.decisions.get(a))
+            .map(|d| d.status);
+        ExposureStatus::of(claimed, decision)
+    }
+
+    /// Adds `sign` times a document's contributions under `status`.
+    fn add(
+        &mut self,
+        customer: &Arc<str>,
+        contributions: &[Contribution],
+        status: ExposureStatus,
+        sign: i64,
+    ) {
+        let cells = self.cells.entry(customer.clone()).or_default();
+        for c in contributions {
+            let key = (c.sku.clone(), c.quarter, status);
+            let cell = cells.entry(key.clone()).or_default();
+            cell.firm_units = cell
+                .firm_units
+                .saturating_add(sign.saturating_mul(c.units.firm_units));
+            cell.planning_units = cell
+                .planning_units
+                .saturating_add(sign.saturating_mul(c.units.planning_units));
+            if *cell == Units::default() {
+                cells.remove(&key);
+            }
+        }
+    }
+}
+
+/// Units of one customer x SKU x quarter under one licence status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LicenceRow {
+    pub customer_id: String,
+    pub sku: String,
+    pub quarter: Quarter,
+    pub licence_status: ExposureStatus,
+    pub firm_units: i64,
+    pub planning_units: i64,
+    pub total_units: i64,
+}
+
+/// A live document whose licence was denied or revoked, with its firm
+/// units: the demand that has no buyer unless the decision changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LostDocument {
+    pub document_id: String,
+    pub customer_id: String,
+    pub revision: i32,
+    pub application_number: String,
+    pub licence_status: ExposureStatus,
+    pub decided_at: Timestamp,
+    pub firm_units: i64,
+    pub planning_units: i64,
+}
+
+/// An approved licence whose quantity for a SKU is below the demand that
+/// references it (a warning, not a rejection).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OverApproved {
+    pub application_number: String,
+    pub sku: String,
+    pub approved_units: i64,
+    /// Units (firm and planning, every quarter) of the live documents
+    /// that reference the application.
+    pub demanded_units: i64,
+}
+
+/// What taking a licence decision did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// It counts now; the customers whose demand moved between statuses.
+    Taken { moved: Vec<String> },
+    /// A decision decided later already counts for the application.
+    Superseded,
 }
 
 impl DemandState {
@@ -132,6 +234,12 @@ impl DemandState {
         };
         let customer_id = self.interned.get(&doc.customer_id);
         let contributions = self.contributions(doc);
+        let application = doc
+            .export_license
+            .application_number
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| self.interned.get(a));
         let old = self.documents.insert(
             doc.document_id.as_str().into(),
             Applied {
@@ -139,9 +247,38 @@ impl DemandState {
                 customer_id: customer_id.clone(),
                 digest,
                 contributions,
+                claimed: doc.export_license.status,
+                application: application.clone(),
             },
         );
+        // The same demand by licence status: the old revision's units out
+        // under the status they counted under, the new one's in.
+        if let Some(o) = &old {
+            let status = self.licences.status(o.claimed, o.application.as_ref());
+            self.licences
+                .add(&o.customer_id, &o.contributions, status, -1);
+            if o.application != application
+                && let Some(a) = &o.application
+                && let Some(docs) = self.licences.documents.get_mut(a)
+            {
+                docs.remove(doc.document_id.as_str());
+                if docs.is_empty() {
+                    self.licences.documents.remove(a);
+                }
+            }
+        }
         let new = &self.documents[doc.document_id.as_str()].contributions;
+        let status = self
+            .licences
+            .status(doc.export_license.status, application.as_ref());
+        self.licences.add(&customer_id, new, status, 1);
+        if let Some(a) = application {
+            self.licences
+                .documents
+                .entry(a)
+                .or_default()
+                .insert(doc.document_id.as_str().into());
+        }
         let demand = self.customers.entry(customer_id).or_default();
         let mut changed = false;
         if let Some(old) = &old {
@@ -190,6 +327,158 @@ impl DemandState {
                 units,
             })
             .collect()
+    }
+
+    /// Takes a licence decision: from now on the live documents that
+    /// reference its application, and those that will, count under its
+    /// status, unless a decision decided later already counts.
+    pub fn take_decision(&mut self, decision: LicenceDecision) -> Decided {
+        let application = self.interned.get(&decision.application_number);
+        if self
+            .licences
+            .decisions
+            .get(&application)
+            .is_some_and(|taken| !decision.supersedes(taken))
+        {
+            return Decided::Superseded;
+        }
+        let before = self.licences.decisions.get(&application).map(|d| d.status);
+        let after = decision.status;
+        self.licences
+            .decisions
+            .insert(application.clone(), decision);
+        let mut moved = BTreeSet::new();
+        let ids = self
+            .licences
+            .documents
+            .get(&application)
+            .cloned()
+            .unwrap_or_default();
+        for id in ids {
+            let Some(d) = self.documents.get(&*id) else {
+                continue;
+            };
+            let (from, to) = (
+                ExposureStatus::of(d.claimed, before),
+                ExposureStatus::of(d.claimed, Some(after)),
+            );
+            if from != to && !d.contributions.is_empty() {
+                let (customer, contributions) = (d.customer_id.clone(), d.contributions.clone());
+                self.licences.add(&customer, &contributions, from, -1);
+                self.licences.add(&customer, &contributions, to, 1);
+                moved.insert(customer.to_string());
+            }
+        }
+        Decided::Taken {
+            moved: moved.into_iter().collect(),
+        }
+    }
+
+    /// The licence decisions taken, one per application (the one that counts).
+    pub fn decisions(&self) -> impl Iterator<Item = &LicenceDecision> + '_ {
+        self.licences.decisions.values()
+    }
+
+    /// Demand by licence status: rows with units, sorted by customer, SKU,
+    /// quarter, status. Per customer x SKU x quarter they add up to
+    /// [`rows`](Self::rows).
+    pub fn licence_rows(&self) -> impl Iterator<Item = LicenceRow> + '_ {
+        self.licences.cells.iter().flat_map(|(customer, cells)| {
+            cells
+                .iter()
+                .map(move |((sku, quarter, status), units)| LicenceRow {
+                    customer_id: customer.to_string(),
+                    sku: sku.to_string(),
+                    quarter: *quarter,
+                    licence_status: *status,
+                    firm_units: units.firm_units,
+                    planning_units: units.planning_units,
+                    total_units: units.total(),
+                })
+        })
+    }
+
+    /// Live documents with firm units whose licence was denied or revoked,
+    /// sorted by customer and document: whom a planner calls.
+    pub fn lost_firm_demand(&self) -> Vec<LostDocument> {
+        let mut lost = Vec::new();
+        for (application, decision) in &self.licences.decisions {
+            for id in self
+                .licences
+                .documents
+                .get(application)
+                .into_iter()
+                .flatten()
+            {
+                let Some(d) = self.documents.get(&**id) else {
+                    continue;
+                };
+                let status = ExposureStatus::of(d.claimed, Some(decision.status));
+                let firm: i64 = d.contributions.iter().map(|c| c.units.firm_units).sum();
+                if status.is_lost() && firm != 0 {
+                    lost.push(LostDocument {
+                        document_id: id.to_string(),
+                        customer_id: d.customer_id.to_string(),
+                        revision: d.revision,
+                        application_number: application.to_string(),
+                        licence_status: status,
+                        decided_at: decision.decided_at,
+                        firm_units: firm,
+                        planning_units: d
+                            .contributions
+                            .iter()
+                            .map(|c| c.units.planning_units)
+                            .sum(),
+                    });
+                }
+            }
+        }
+        lost.sort_by(|a, b| {
+            (&a.customer_id, &a.document_id).cmp(&(&b.customer_id, &b.document_id))
+        });
+        lost
+    }
+
+    /// Approved licences whose quantity for a SKU is below the units of
+    /// the live documents that reference them, sorted by application and SKU.
+    pub fn over_approved(&self) -> Vec<OverApproved> {
+        let mut over = Vec::new();
+        for (application, decision) in &self.licences.decisions {
+            if decision.status != DecisionStatus::Approved || decision.approved_quantity.is_empty()
+            {
+                continue;
+            }
+            let mut demanded: BTreeMap<&str, i64> = BTreeMap::new();
+            for id in self
+                .licences
+                .documents
+                .get(application)
+                .into_iter()
+                .flatten()
+            {
+                for c in self
+                    .documents
+                    .get(&**id)
+                    .into_iter()
+                    .flat_map(|d| d.contributions.iter())
+                {
+                    *demanded.entry(&c.sku).or_default() += c.units.total();
+                }
+            }
+            for (sku, approved) in &decision.approved_quantity {
+                let units = demanded.get(sku.as_str()).copied().unwrap_or(0);
+                if units > *approved {
+                    over.push(OverApproved {
+                        application_number: application.to_string(),
+                        sku: sku.clone(),
+                        approved_units: *approved,
+                        demanded_units: units,
+                    });
+                }
+            }
+        }
+        over.sort_by(|a, b| (&a.application_number, &a.sku).cmp(&(&b.application_number, &b.sku)));
+        over
     }
 
     /// The applied revision of a document, if any.

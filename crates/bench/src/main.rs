@@ -146,6 +146,7 @@ pub(crate) fn topics(run: &str) -> TopicArgs {
         topic_audit: format!("bench.{run}.audit"),
         topic_demand: format!("bench.{run}.demand"),
         topic_supply: format!("bench.{run}.supply"),
+        topic_licences: format!("bench.{run}.licences"),
     }
 }
 

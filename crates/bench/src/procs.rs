@@ -86,6 +86,8 @@ impl Service {
                 &t.topic_demand,
                 "--topic-supply",
                 &t.topic_supply,
+                "--topic-licences",
+                &t.topic_licences,
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

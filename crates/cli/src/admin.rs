@@ -1,4 +1,5 @@
-//! `forecastctl topics create` and `forecastctl supply load`.
+//! `forecastctl topics create`, `forecastctl supply load` and
+//! `forecastctl licences load`.
 
 use std::path::PathBuf;
 
@@ -38,6 +39,66 @@ pub enum SupplyCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// `licences` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LicencesCommand {
+    /// Publish licence decisions (JSON Lines: application_number, status
+    /// APPROVED|DENIED|PENDING|REVOKED, decided_at, optional
+    /// approved_quantity per SKU and expires_on) to the licences.decisions
+    /// topic, one record per decision (key application number, Avro). A
+    /// decision applies to every live document that references the
+    /// application; of two decisions on one application the one decided
+    /// later counts. The whole file is checked before anything is sent.
+    Load {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        topics: TopicArgs,
+        /// The decisions.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Publishes a licence file's decisions to the licences topic, which must
+/// exist; nothing is sent when any line of the file is wrong.
+pub async fn load_licences(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let decisions = crate::read_licences(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topic = &topics.topic_licences;
+    forecast_runtime::topics::require_topic(kafka, topic).await?;
+    let producer: rdkafka::producer::FutureProducer =
+        forecast_kafka::producer_config(kafka).create()?;
+    let mut deliveries = Vec::with_capacity(decisions.len());
+    for d in &decisions {
+        let value = forecast_model::wire::encode_decision(d);
+        let record = rdkafka::producer::FutureRecord::to(topic)
+            .key(d.application_number.as_bytes())
+            .payload(value.as_slice());
+        deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
+    }
+    for (d, delivery) in decisions.iter().zip(deliveries) {
+        delivery
+            .await
+            .map_err(|_| anyhow::anyhow!("the producer went away"))?
+            .map_err(|(e, _)| {
+                anyhow::Error::new(forecast_runtime::delivery::DeliveryFailure {
+                    topic: topic.clone(),
+                    error: e,
+                })
+                .context(format!(
+                    "decision on {} not published",
+                    d.application_number
+                ))
+            })?;
+    }
+    eprintln!("{} licence decisions published to {topic}", decisions.len());
+    Ok(())
 }
 
 /// Publishes a supply plan file to the supply topic, which must exist.

@@ -5,7 +5,7 @@
 //! - [`check`]: stateless rules, one verdict per document;
 //! - [`replay`]: validator and aggregator cores in order over a stream;
 //! - [`submit`], [`services`] (`validate`, `aggregate`, `planner`),
-//!   [`demand`], [`admin`] (`topics create`, `supply load`): the commands
+//!   [`demand`], [`admin`] (`topics create`, `supply load`, `licences load`): the commands
 //!   that talk to Kafka, wiring the libraries;
 //! - [`up`]: everything on one machine with an embedded broker;
 //! - [`signing`]: `keys generate` and `sign`, for signed submissions;
@@ -99,6 +99,10 @@ pub enum Command {
     /// Manage the supply plan planners compare demand with.
     #[command(subcommand)]
     Supply(admin::SupplyCommand),
+    /// Publish the licence decisions demand is counted by (docs/planner.md,
+    /// "Licence exposure").
+    #[command(subcommand)]
+    Licences(admin::LicencesCommand),
     /// Run everything on this machine: an embedded broker (tansu), the
     /// validator and the aggregator; submit the examples and show demand.
     Up(up::UpArgs),
@@ -165,6 +169,12 @@ pub struct ReplayArgs {
     /// JSON Lines file, one submission per line, in order; `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Licence decisions (JSON Lines, as `licences load` takes them):
+    /// also print demand by licence status, the firm demand whose licence
+    /// was denied or revoked, and approved quantities the demand exceeds.
+    /// An empty file gives the breakdown by the documents' own statuses.
+    #[arg(long, value_name = "FILE")]
+    pub licences: Option<PathBuf>,
 }
 
 const EXIT_REJECTED: u8 = 1;
@@ -256,6 +266,13 @@ fn run_async(command: Command) -> ExitCode {
             }) => admin::load_supply(&kafka, &topics, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Licences(admin::LicencesCommand::Load {
+                kafka,
+                topics,
+                file,
+            }) => admin::load_licences(&kafka, &topics, &file)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),
             Command::Check(_)
             | Command::Replay(_)
@@ -292,6 +309,18 @@ fn failed(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// The decisions of a licence file, or why it cannot be read.
+pub fn read_licences(
+    path: &std::path::Path,
+) -> Result<Vec<forecast_model::LicenceDecision>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Input {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    forecast_model::licence::read_decisions(&text, &path.display().to_string())
+        .map_err(|e| RunError::Licences(e.to_string()))
+}
+
 /// Why a command could not do its work (exit code 2).
 #[derive(Debug)]
 pub enum RunError {
@@ -303,6 +332,8 @@ pub enum RunError {
     Key(String),
     /// Output could not be written.
     Output(io::Error),
+    /// A licence file does not read (file, line and why).
+    Licences(String),
 }
 
 impl From<io::Error> for RunError {
@@ -323,6 +354,7 @@ impl std::fmt::Display for RunError {
             }
             RunError::Output(e) => write!(f, "cannot write output: {e}"),
             RunError::Key(e) => f.write_str(e),
+            RunError::Licences(e) => write!(f, "{e} (see --licences)"),
         }
     }
 }
@@ -345,6 +377,7 @@ fn run_replay(args: &ReplayArgs, out: &mut impl Write) -> Result<ExitCode, RunEr
         path: args.file.clone(),
         source,
     })?;
-    replay::run(policy, file, &args.file, args.format, out)?;
+    let licences = args.licences.as_deref().map(read_licences).transpose()?;
+    replay::run_with_licences(policy, licences, file, &args.file, args.format, out)?;
     Ok(ExitCode::SUCCESS)
 }

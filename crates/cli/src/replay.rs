@@ -4,7 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use forecast_model::{DemandRow, Outcome};
+use forecast_model::{DemandRow, LicenceDecision, Outcome};
 use forecast_pipeline::Replay;
 use forecast_validator::Policy;
 
@@ -41,12 +41,30 @@ pub fn run(
     format: Format,
     out: &mut impl Write,
 ) -> Result<Summary, RunError> {
+    run_with_licences(policy, None, input, origin, format, out)
+}
+
+/// [`run`], with the licence decisions of `licences` taken before the
+/// stream (the result does not depend on their order against it), and
+/// demand by licence status written after the demand.
+pub fn run_with_licences(
+    policy: Policy,
+    licences: Option<Vec<LicenceDecision>>,
+    input: impl BufRead,
+    origin: &Path,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<Summary, RunError> {
     let read_error = |source| RunError::Input {
         path: origin.to_path_buf(),
         source,
     };
     let name = origin.display().to_string();
     let mut replay = Replay::new(policy);
+    let with_licences = licences.is_some();
+    for d in licences.into_iter().flatten() {
+        replay.take_decision(d);
+    }
     let mut lines = JsonLines::new(input);
     let mut summary = Summary::default();
     if format == Format::Json {
@@ -92,6 +110,18 @@ pub fn run(
         Format::Json => {
             out.write_all(b"\n],\"demand\":")?;
             report::write_json(out, &rows)?;
+            if with_licences {
+                let state = replay.state();
+                out.write_all(b",\"licences\":")?;
+                report::write_json(
+                    out,
+                    &serde_json::json!({
+                        "by_status": state.licence_rows().collect::<Vec<_>>(),
+                        "lost_firm_demand": state.lost_firm_demand(),
+                        "over_approved": state.over_approved(),
+                    }),
+                )?;
+            }
             out.write_all(b"}\n")?;
         }
         Format::Text => {
@@ -105,6 +135,16 @@ pub fn run(
                 replay.policy().version()
             )?;
             report::write_demand_table(out, &rows)?;
+            if with_licences {
+                let state = replay.state();
+                writeln!(out)?;
+                report::write_licence_tables(
+                    out,
+                    &state.licence_rows().collect::<Vec<_>>(),
+                    &state.lost_firm_demand(),
+                    &state.over_approved(),
+                )?;
+            }
         }
     }
     out.flush()?;

@@ -150,74 +150,192 @@ const DEMAND_COLUMNS: [&str; 6] = [
     "total_units",
 ];
 
-/// Writes demand rows as an aligned table with a total line.
+/// Writes demand rows as an aligned text table with a total row.
 pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "(no demand: no accepted document has a non-zero line)");
     }
-    let header = ["CUSTOMER", "SKU", "QUARTER", "FIRM", "PLANNING", "TOTAL"];
     let (firm, planning) = rows.iter().fold((0i64, 0i64), |(f, p), r| {
         (
             f.saturating_add(r.firm_units),
             p.saturating_add(r.planning_units),
         )
     });
-    let mut cells: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.customer_id.clone(),
-                r.sku.clone(),
-                r.quarter.to_string(),
-                thousands(r.firm_units),
-                thousands(r.planning_units),
-                thousands(r.total_units),
-            ]
-        })
+    let body = rows.iter().map(|r| {
+        vec![
+            r.customer_id.clone(),
+            r.sku.clone(),
+            r.quarter.to_string(),
+            thousands(r.firm_units),
+            thousands(r.planning_units),
+            thousands(r.total_units),
+        ]
+    });
+    let total = ["TOTAL", "", ""]
+        .map(String::from)
+        .into_iter()
+        .chain([firm, planning, firm.saturating_add(planning)].map(thousands))
         .collect();
-    cells.push([
-        "TOTAL".into(),
-        String::new(),
-        String::new(),
-        thousands(firm),
-        thousands(planning),
-        thousands(firm.saturating_add(planning)),
-    ]);
-    let mut width = header.map(str::len);
-    for row in &cells {
+    write_table(
+        out,
+        &["CUSTOMER", "SKU", "QUARTER", "FIRM", "PLANNING", "TOTAL"],
+        3,
+        body,
+        Some(total),
+    )
+}
+
+/// Writes demand by licence status, the firm demand whose licence was
+/// denied or revoked, and the licences whose approved quantity the demand
+/// exceeds (`replay --licences`, `demand --by-licence`).
+pub fn write_licence_tables(
+    out: &mut impl Write,
+    rows: &[forecast_aggregator::LicenceRow],
+    lost: &[forecast_aggregator::LostDocument],
+    over: &[forecast_aggregator::OverApproved],
+) -> io::Result<()> {
+    writeln!(out, "Demand by licence status:")?;
+    if rows.is_empty() {
+        writeln!(out, "(no demand)")?;
+    } else {
+        let mut by_status: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+        for r in rows {
+            let s = by_status.entry(r.licence_status.as_str()).or_default();
+            s.0 = s.0.saturating_add(r.firm_units);
+            s.1 = s.1.saturating_add(r.planning_units);
+        }
+        write_table(
+            out,
+            &[
+                "CUSTOMER", "SKU", "QUARTER", "LICENCE", "FIRM", "PLANNING", "TOTAL",
+            ],
+            4,
+            rows.iter().map(|r| {
+                vec![
+                    r.customer_id.clone(),
+                    r.sku.clone(),
+                    r.quarter.to_string(),
+                    r.licence_status.to_string(),
+                    thousands(r.firm_units),
+                    thousands(r.planning_units),
+                    thousands(r.total_units),
+                ]
+            }),
+            None,
+        )?;
+        writeln!(out)?;
+        write_table(
+            out,
+            &["LICENCE", "FIRM", "PLANNING", "TOTAL"],
+            1,
+            by_status.iter().map(|(status, (f, p))| {
+                vec![
+                    (*status).to_owned(),
+                    thousands(*f),
+                    thousands(*p),
+                    thousands(f.saturating_add(*p)),
+                ]
+            }),
+            None,
+        )?;
+    }
+    writeln!(out, "\nFirm demand whose licence was denied or revoked:")?;
+    if lost.is_empty() {
+        writeln!(out, "(none)")?;
+    } else {
+        write_table(
+            out,
+            &[
+                "DOCUMENT",
+                "CUSTOMER",
+                "REV",
+                "APPLICATION",
+                "LICENCE",
+                "DECIDED AT",
+                "FIRM",
+                "PLANNING",
+            ],
+            6,
+            lost.iter().map(|l| {
+                vec![
+                    l.document_id.clone(),
+                    l.customer_id.clone(),
+                    l.revision.to_string(),
+                    l.application_number.clone(),
+                    l.licence_status.to_string(),
+                    l.decided_at.to_string(),
+                    thousands(l.firm_units),
+                    thousands(l.planning_units),
+                ]
+            }),
+            None,
+        )?;
+    }
+    writeln!(out, "\nApproved quantities the demand exceeds (warnings):")?;
+    if over.is_empty() {
+        return writeln!(out, "(none)");
+    }
+    write_table(
+        out,
+        &["APPLICATION", "SKU", "APPROVED", "DEMANDED", "OVER BY"],
+        2,
+        over.iter().map(|o| {
+            vec![
+                o.application_number.clone(),
+                o.sku.clone(),
+                thousands(o.approved_units),
+                thousands(o.demanded_units),
+                thousands(o.demanded_units.saturating_sub(o.approved_units)),
+            ]
+        }),
+        None,
+    )
+}
+
+/// Writes an aligned text table: the header, a rule, the rows, and, when
+/// given, a rule and a total row. Columns from `numbers_from` on are
+/// numbers, aligned right.
+pub fn write_table(
+    out: &mut impl Write,
+    header: &[&str],
+    numbers_from: usize,
+    rows: impl IntoIterator<Item = Vec<String>>,
+    total: Option<Vec<String>>,
+) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = rows.into_iter().collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows.iter().chain(&total) {
         for (w, c) in width.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |out: &mut dyn Write, row: [&str; 6]| -> io::Result<()> {
-        writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3],
-            w4 = width[4],
-            w5 = width[5],
-        )
+    let line = |out: &mut dyn Write, row: &[&str]| -> io::Result<()> {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&width)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i >= numbers_from {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        writeln!(out, "{}", cells.join("  "))
     };
+    let rule: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+    let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
     line(out, header)?;
-    let rule = width.map(|w| "-".repeat(w));
-    line(out, rule.each_ref().map(String::as_str))?;
-    let (total, body) = cells
-        .split_last()
-        .unwrap_or_else(|| unreachable!("the total row was pushed"));
-    for row in body {
-        line(out, row.each_ref().map(String::as_str))?;
+    line(out, &rule)?;
+    for row in &rows {
+        line(out, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
     }
-    line(out, rule.each_ref().map(String::as_str))?;
-    line(out, total.each_ref().map(String::as_str))
+    if let Some(total) = &total {
+        line(out, &rule)?;
+        line(out, &total.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -372,6 +372,111 @@ fn planner_refuses_an_unreadable_supply_plan_before_it_serves() {
     let out = forecastctl(&["aggregate", "--supply", "examples/supply.csv"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--supply"));
+}
+
+/// `replay --licences`: the examples' demand by licence status adds up to
+/// their demand, the revoked application's firm units are listed by
+/// document, and the approved quantity the demand exceeds is a warning;
+/// without the flag the output has no licence part (the conformance
+/// sample's form).
+#[test]
+fn replay_with_licences_breaks_the_demand_down_by_decision() {
+    let base = [
+        "replay",
+        "--format",
+        "json",
+        "--policy",
+        "examples/policy.toml",
+        "--restricted-parties",
+        "examples/restricted-parties.csv",
+    ];
+    let plain = stdout_json(&forecastctl(
+        &[&base[..], &["examples/stream.jsonl"]].concat(),
+    ));
+    assert!(plain.get("licences").is_none(), "{plain}");
+    let out = forecastctl(
+        &[
+            &base[..],
+            &[
+                "--licences",
+                "examples/licences.jsonl",
+                "examples/stream.jsonl",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = stdout_json(&out);
+    assert_eq!(
+        got["demand"], plain["demand"],
+        "the demand rows do not change"
+    );
+    let mut by_status: std::collections::BTreeMap<String, i64> = Default::default();
+    for r in got["licences"]["by_status"].as_array().unwrap() {
+        *by_status
+            .entry(r["licence_status"].as_str().unwrap().into())
+            .or_default() += r["total_units"].as_i64().unwrap();
+    }
+    let total: i64 = plain["demand"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["total_units"].as_i64().unwrap())
+        .sum();
+    assert_eq!(by_status.values().sum::<i64>(), total);
+    assert_eq!(
+        by_status,
+        [
+            ("APPROVED", 117_000),
+            ("PENDING", 152_000),
+            ("REVOKED", 37_000)
+        ]
+        .map(|(s, n)| (s.to_owned(), n))
+        .into()
+    );
+    let lost = &got["licences"]["lost_firm_demand"];
+    assert_eq!(lost.as_array().unwrap().len(), 1, "{lost}");
+    assert_eq!(
+        (
+            &lost[0]["document_id"],
+            &lost[0]["application_number"],
+            &lost[0]["firm_units"]
+        ),
+        (&json!("ALI-2026-0001"), &json!("Z-7201843"), &json!(10_000))
+    );
+    assert_eq!(
+        got["licences"]["over_approved"],
+        json!([{"application_number": "Z-2450685", "sku": "H20-141GB", "approved_units": 100_000, "demanded_units": 105_000}])
+    );
+
+    // A wrong licence file is a usage error naming the file and line.
+    let dir = std::env::temp_dir().join(format!("forecast-licences-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("l.jsonl");
+    std::fs::write(
+        &bad,
+        "\n{\"application_number\": \"Z-1\", \"status\": \"DENIED\"}\n",
+    )
+    .unwrap();
+    let out = forecastctl(
+        &[
+            &base[..],
+            &["--licences", bad.to_str().unwrap(), "examples/stream.jsonl"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("l.jsonl, line 2") && stderr.contains("decided_at"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A service that cannot take its `--http` address stops at once, before

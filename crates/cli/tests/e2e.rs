@@ -340,3 +340,55 @@ fn the_live_validator_verifies_signatures_and_the_submission_time() {
     p.stop_gracefully();
     let _ = std::fs::remove_dir_all(&keys_dir);
 }
+
+/// `licences load` publishes each decision of a file, keyed by its
+/// application number, as the aggregator reads them back; a file with one
+/// wrong line sends nothing.
+#[test]
+fn licences_load_publishes_the_files_decisions_and_refuses_a_wrong_file_whole() {
+    let (broker, names, dir) = broker_with_topics("licences", "licences", 1);
+    let topic = names.topic("licences.decisions");
+    let bad = dir.join("bad-licences.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"application_number\": \"Z-1\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n{\"application_number\": \"Z-2\", \"status\": \"MAYBE\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let mut args = names.command(&["licences", "load"], &broker.brokers);
+    args.push(bad.display().to_string());
+    let out = run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("bad-licences.jsonl, line 2") && stderr.contains("MAYBE"),
+        "{stderr}"
+    );
+    assert!(read_all(&broker.brokers, &topic, Duration::from_secs(1)).is_empty());
+
+    let mut args = names.command(&["licences", "load"], &broker.brokers);
+    args.push("examples/licences.jsonl".into());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = forecast_model::licence::read_decisions(
+        &std::fs::read_to_string(repo().join("examples/licences.jsonl")).unwrap(),
+        "examples",
+    )
+    .unwrap();
+    let got: Vec<_> = read_all(&broker.brokers, &topic, Duration::from_secs(2))
+        .into_iter()
+        .map(|r| {
+            let d = forecast_model::wire::decode_decision(
+                r.value.as_deref().unwrap(),
+                forecast_model::Registry::embedded(),
+            )
+            .unwrap();
+            assert_eq!(r.key.as_deref(), Some(d.application_number.as_bytes()));
+            d
+        })
+        .collect();
+    assert_eq!(got, want);
+}

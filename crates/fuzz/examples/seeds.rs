@@ -79,6 +79,18 @@ fn main() {
         "snapshot.avro",
         &wire::encode_snapshot(&snapshot),
     );
+    let licences = forecast_model::licence::read_decisions(
+        &std::fs::read_to_string(repo.join("examples/licences.jsonl")).unwrap(),
+        "examples/licences.jsonl",
+    )
+    .unwrap();
+    for (i, d) in licences.iter().enumerate() {
+        write(
+            "framed_records",
+            &format!("decision-{i:02}.avro"),
+            &wire::encode_decision(d),
+        );
+    }
 
     for (target, name, file) in [
         (
@@ -88,6 +100,7 @@ fn main() {
         ),
         ("policy_toml", "examples.toml", "examples/policy.toml"),
         ("supply", "examples.csv", "examples/supply.csv"),
+        ("licence_file", "examples.jsonl", "examples/licences.jsonl"),
     ] {
         write(target, name, &std::fs::read(repo.join(file)).unwrap());
     }

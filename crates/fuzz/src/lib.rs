@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("supply", supply),
     ("key_registry", key_registry),
     ("tokens_file", tokens_file),
+    ("licence_file", licence_file),
     ("api_request", api_request),
 ];
 
@@ -101,6 +102,62 @@ pub fn framed_records(data: &[u8]) {
             .expect("a snapshot encoded here decodes");
         assert_eq!(again, snapshot, "snapshot round trip");
     }
+    if let Ok(decision) = wire::decode_decision(data, registry) {
+        let again = wire::decode_decision(&wire::encode_decision(&decision), registry)
+            .expect("a decision encoded here decodes");
+        assert_eq!(again, decision, "licence decision round trip");
+    }
+}
+
+/// A licence file (JSON Lines, `licences load` and `replay --licences`):
+/// its decisions survive JSON and Avro, and taking them into a demand
+/// state with the examples' documents keeps the breakdown equal to the
+/// demand.
+pub fn licence_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(decisions) = forecast_model::licence::read_decisions(text, "fuzz") else {
+        return;
+    };
+    let registry = Registry::embedded();
+    let mut state = forecast_aggregator::DemandState::new();
+    for doc in example_documents() {
+        state.apply(doc);
+    }
+    for d in decisions {
+        let json = serde_json::to_string(&d).expect("a decision serializes");
+        let again: forecast_model::LicenceDecision =
+            serde_json::from_str(&json).expect("a decision's JSON parses back");
+        assert_eq!(again, d, "JSON round trip");
+        let framed = wire::decode_decision(&wire::encode_decision(&d), registry)
+            .expect("a decision encoded here decodes");
+        assert_eq!(framed, d, "Avro round trip");
+        state.take_decision(d);
+    }
+    let mut by_cell: std::collections::BTreeMap<(String, String, String), i64> = Default::default();
+    for r in state.licence_rows() {
+        *by_cell
+            .entry((r.customer_id, r.sku, r.quarter.to_string()))
+            .or_default() += r.total_units;
+    }
+    by_cell.retain(|_, units| *units != 0);
+    let rows: std::collections::BTreeMap<_, _> = state
+        .rows()
+        .map(|r| ((r.customer_id, r.sku, r.quarter.to_string()), r.total_units))
+        .collect();
+    assert_eq!(by_cell, rows, "the breakdown adds up to the demand");
+}
+
+/// The examples' accepted documents (parsed once).
+fn example_documents() -> &'static [ForecastDocument] {
+    static DOCS: OnceLock<Vec<ForecastDocument>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        include_str!("../../../examples/stream.jsonl")
+            .lines()
+            .filter_map(|l| forecast_model::parse_submission(l.as_bytes()).ok())
+            .collect()
+    })
 }
 
 /// A JSON submission, as `submit`, `check` and `replay` read it (the

@@ -104,6 +104,16 @@ impl Replay {
         }
     }
 
+    /// Takes a licence decision into the demand state (docs/planner.md,
+    /// "Licence exposure"): the same call the aggregator makes for each
+    /// record of `licences.decisions`.
+    pub fn take_decision(
+        &mut self,
+        decision: forecast_model::LicenceDecision,
+    ) -> forecast_aggregator::Decided {
+        self.state.take_decision(decision)
+    }
+
     /// The demand state so far.
     pub fn state(&self) -> &DemandState {
         &self.state

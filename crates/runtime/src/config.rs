@@ -15,6 +15,7 @@ pub const DEFAULT_TOPIC_AUDIT: &str = "forecasts.audit";
 pub const DEFAULT_TOPIC_DEMAND: &str = "demand.by-customer";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_SUPPLY: &str = "supply.plan";
+pub const DEFAULT_TOPIC_LICENCES: &str = "licences.decisions";
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
@@ -57,6 +58,14 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_SUPPLY
     )]
     pub topic_supply: String,
+    /// Licence decisions (compacted; key application number, Avro
+    /// LicenceDecision).
+    #[arg(
+        long,
+        env = "FORECAST_TOPIC_LICENCES",
+        default_value = DEFAULT_TOPIC_LICENCES
+    )]
+    pub topic_licences: String,
 }
 
 impl Default for TopicArgs {
@@ -69,6 +78,7 @@ impl Default for TopicArgs {
             topic_audit: DEFAULT_TOPIC_AUDIT.into(),
             topic_demand: DEFAULT_TOPIC_DEMAND.into(),
             topic_supply: DEFAULT_TOPIC_SUPPLY.into(),
+            topic_licences: DEFAULT_TOPIC_LICENCES.into(),
         }
     }
 }

@@ -146,6 +146,9 @@ pub async fn create_topics(
         NewTopic::new(&topics.topic_demand, p, rf()).set("cleanup.policy", "compact"),
         // Small: one partition keeps the plan in one ordered log.
         NewTopic::new(&topics.topic_supply, 1, rf()).set("cleanup.policy", "compact"),
+        // Read whole by every reader (a table, not a stream): one partition,
+        // the latest decision per application kept.
+        NewTopic::new(&topics.topic_licences, 1, rf()).set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();

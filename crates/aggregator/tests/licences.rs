@@ -1,0 +1,339 @@
+//! Demand by licence status: a decision moves a document's units at once,
+//! whatever the document says and whichever arrives first; the breakdown
+//! always adds up to the demand rows.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use forecast_aggregator::{Decided, DemandState};
+use forecast_model::*;
+use proptest::prelude::*;
+
+fn doc(
+    id: &str,
+    revision: i32,
+    customer: &str,
+    licence: (LicenseStatus, Option<&str>),
+    lines: &[(&str, &str, i64, Confidence)],
+) -> ForecastDocument {
+    let base = r#"{"document_id":"X","revision":1,"purpose":"ORIGINAL","customer_id":"C","submitted_at":"2026-07-15T08:00:00Z",
+        "horizon":{"start":"2026-Q3","end":"2027-Q2"},"bucket":"QUARTER","lines":[],
+        "end_use":{"category":"AI_INFERENCE","description":"d","end_users":[{"name":"n","country":"CN"}]},
+        "documents":[],"export_license":{"status":"PENDING","application_number":"Z-1"}}"#;
+    let mut d = ForecastDocument::from_json(base.as_bytes()).unwrap();
+    d.document_id = id.into();
+    d.revision = revision;
+    d.purpose = if revision == 1 {
+        Purpose::Original
+    } else {
+        Purpose::Replace
+    };
+    d.customer_id = customer.into();
+    d.export_license.status = licence.0;
+    d.export_license.application_number = licence.1.map(str::to_owned);
+    d.lines = lines
+        .iter()
+        .map(|(sku, period, quantity, confidence)| Line {
+            sku: (*sku).into(),
+            period_start: period.parse().unwrap(),
+            quantity: *quantity,
+            confidence: *confidence,
+            ship_to: None,
+        })
+        .collect();
+    d
+}
+
+fn decision(application: &str, status: DecisionStatus, at_ms: i64) -> LicenceDecision {
+    LicenceDecision {
+        application_number: application.into(),
+        status,
+        decided_at: Timestamp::from_millis(at_ms),
+        approved_quantity: BTreeMap::new(),
+        expires_on: None,
+    }
+}
+
+use Confidence::{Firm, Planning};
+use LicenseStatus::{Approved, NotFiled, Pending};
+
+/// (customer, sku, quarter, status) -> (firm, planning).
+fn by_status(s: &DemandState) -> BTreeMap<(String, String, String, String), (i64, i64)> {
+    s.licence_rows()
+        .map(|r| {
+            assert_eq!(r.total_units, r.firm_units + r.planning_units);
+            (
+                (
+                    r.customer_id,
+                    r.sku,
+                    r.quarter.to_string(),
+                    r.licence_status.to_string(),
+                ),
+                (r.firm_units, r.planning_units),
+            )
+        })
+        .collect()
+}
+
+fn cell(s: &DemandState, customer: &str, sku: &str, quarter: &str, status: &str) -> (i64, i64) {
+    by_status(s)
+        .get(&(customer.into(), sku.into(), quarter.into(), status.into()))
+        .copied()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_decision_moves_the_units_of_every_document_that_references_it() {
+    let mut s = DemandState::new();
+    s.apply(&doc(
+        "T-1",
+        1,
+        "TENCENT",
+        (Pending, Some("Z-1")),
+        &[
+            ("H20", "2026-10-01", 100, Firm),
+            ("H20", "2027-01-01", 40, Planning),
+        ],
+    ));
+    s.apply(&doc(
+        "T-2",
+        1,
+        "TENCENT",
+        (Pending, Some("Z-1")),
+        &[("H20", "2026-10-01", 10, Firm)],
+    ));
+    s.apply(&doc(
+        "B-1",
+        1,
+        "BYTEDANCE",
+        (Approved, Some("Z-2")),
+        &[("H20", "2026-10-01", 70, Firm)],
+    ));
+    s.apply(&doc(
+        "A-1",
+        1,
+        "ALIBABA",
+        (NotFiled, None),
+        &[("H20", "2026-10-01", 5, Planning)],
+    ));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "PENDING"), (110, 0));
+    assert_eq!(cell(&s, "ALIBABA", "H20", "2026-Q4", "NOT_FILED"), (0, 5));
+    assert!(s.lost_firm_demand().is_empty());
+
+    // Z-1 denied: both TENCENT documents move, the demand rows do not.
+    let rows_before: Vec<_> = s.rows().collect();
+    assert_eq!(
+        s.take_decision(decision("Z-1", DecisionStatus::Denied, 1_000)),
+        Decided::Taken {
+            moved: vec!["TENCENT".into()]
+        }
+    );
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "PENDING"), (0, 0));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "DENIED"), (110, 0));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2027-Q1", "DENIED"), (0, 40));
+    assert_eq!(s.rows().collect::<Vec<_>>(), rows_before);
+    let lost = s.lost_firm_demand();
+    assert_eq!(
+        lost.iter()
+            .map(|l| (l.document_id.as_str(), l.firm_units, l.planning_units))
+            .collect::<Vec<_>>(),
+        [("T-1", 100, 40), ("T-2", 10, 0)]
+    );
+    assert_eq!(lost[0].licence_status, ExposureStatus::Denied);
+
+    // An older decision arriving late changes nothing; a later one does.
+    assert_eq!(
+        s.take_decision(decision("Z-1", DecisionStatus::Approved, 999)),
+        Decided::Superseded
+    );
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "DENIED"), (110, 0));
+    s.take_decision(decision("Z-1", DecisionStatus::Approved, 2_000));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "APPROVED"), (110, 0));
+    assert!(s.lost_firm_demand().is_empty());
+
+    // A REPLACE that names another application counts under that one.
+    s.take_decision(decision("Z-2", DecisionStatus::Revoked, 3_000));
+    assert_eq!(cell(&s, "BYTEDANCE", "H20", "2026-Q4", "REVOKED"), (70, 0));
+    s.apply(&doc(
+        "T-2",
+        2,
+        "TENCENT",
+        (Pending, Some("Z-2")),
+        &[("H20", "2026-10-01", 12, Firm)],
+    ));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "APPROVED"), (100, 0));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "REVOKED"), (12, 0));
+    assert_eq!(s.lost_firm_demand().len(), 2, "B-1 and T-2 rev 2");
+}
+
+#[test]
+fn a_decision_that_arrives_before_its_document_is_kept_and_applied_when_it_comes() {
+    let mut s = DemandState::new();
+    assert_eq!(
+        s.take_decision(decision("Z-9", DecisionStatus::Revoked, 5)),
+        Decided::Taken { moved: vec![] }
+    );
+    s.apply(&doc(
+        "T-9",
+        1,
+        "TENCENT",
+        (Approved, Some("Z-9")),
+        &[("H20", "2026-10-01", 30, Firm)],
+    ));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "REVOKED"), (30, 0));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "APPROVED"), (0, 0));
+    assert_eq!(s.lost_firm_demand()[0].document_id, "T-9");
+}
+
+#[test]
+fn an_approved_quantity_below_the_demand_that_references_it_is_reported() {
+    let mut s = DemandState::new();
+    s.apply(&doc(
+        "T-1",
+        1,
+        "TENCENT",
+        (Approved, Some("Z-1")),
+        &[
+            ("H20", "2026-10-01", 60, Firm),
+            ("H20", "2027-01-01", 30, Planning),
+            ("L20", "2026-10-01", 5, Firm),
+        ],
+    ));
+    let mut d = decision("Z-1", DecisionStatus::Approved, 1);
+    d.approved_quantity = [("H20".to_owned(), 80), ("L20".to_owned(), 5)].into();
+    s.take_decision(d);
+    let over = s.over_approved();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert_eq!(
+        (
+            over[0].sku.as_str(),
+            over[0].approved_units,
+            over[0].demanded_units
+        ),
+        ("H20", 80, 90)
+    );
+    // A denial is not an approval to exceed.
+    s.take_decision(decision("Z-1", DecisionStatus::Denied, 2));
+    assert!(s.over_approved().is_empty());
+}
+
+/// A document that passed the rules, among a few ids, customers and
+/// applications, with any licence status a document can be accepted with.
+fn any_document() -> impl Strategy<Value = ForecastDocument> {
+    let line = (0..2usize, 0..3usize, 0i64..100, any::<bool>());
+    (
+        0..4usize,
+        1..4i32,
+        0..2usize,
+        0..3usize,
+        0..3usize,
+        proptest::collection::vec(line, 0..4),
+    )
+        .prop_map(|(id, revision, customer, status, application, lines)| {
+            let status = [NotFiled, Pending, Approved][status];
+            let application = [None, Some("Z-1"), Some("Z-2")][application];
+            let lines: Vec<_> = lines
+                .into_iter()
+                .map(|(sku, quarter, q, firm)| {
+                    (
+                        ["H20", "L20"][sku],
+                        ["2026-07-01", "2026-10-01", "2027-01-01"][quarter],
+                        q,
+                        if firm { Firm } else { Planning },
+                    )
+                })
+                .collect();
+            doc(
+                &format!("D-{id}"),
+                revision,
+                ["TENCENT", "ALIBABA"][customer],
+                (status, application),
+                &lines,
+            )
+        })
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Document(Box<ForecastDocument>),
+    Decision(LicenceDecision),
+}
+
+fn any_events() -> impl Strategy<Value = Vec<Event>> {
+    let decision = (0..3usize, 0..4usize, 0i64..4).prop_map(|(a, s, at)| {
+        Event::Decision(decision(
+            ["Z-1", "Z-2", "Z-3"][a],
+            DecisionStatus::ALL[s],
+            at,
+        ))
+    });
+    let event =
+        prop_oneof![3 => any_document().prop_map(|d| Event::Document(Box::new(d))), 1 => decision];
+    proptest::collection::vec(event, 0..40)
+}
+
+fn run(events: &[Event]) -> DemandState {
+    let mut s = DemandState::new();
+    for e in events {
+        match e {
+            Event::Document(d) => {
+                s.apply(d);
+            }
+            Event::Decision(d) => {
+                s.take_decision(d.clone());
+            }
+        }
+    }
+    s
+}
+
+/// Demand rows as (customer, sku, quarter) -> (firm, planning).
+fn summed(s: &DemandState) -> BTreeMap<(String, String, String), (i64, i64)> {
+    let mut sums: BTreeMap<_, (i64, i64)> = BTreeMap::new();
+    for ((c, sku, q, _), (f, p)) in by_status(s) {
+        let cell = sums.entry((c, sku, q)).or_default();
+        cell.0 += f;
+        cell.1 += p;
+    }
+    sums.retain(|_, (f, p)| *f + *p != 0);
+    sums
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// After every document and every decision, the units by licence
+    /// status add up, cell by cell, to the demand rows.
+    #[test]
+    fn the_breakdown_adds_up_to_the_demand_after_every_step(events in any_events()) {
+        let mut s = DemandState::new();
+        for e in &events {
+            match e {
+                Event::Document(d) => { s.apply(d); }
+                Event::Decision(d) => { s.take_decision(d.clone()); }
+            }
+            let rows: BTreeMap<_, _> = s
+                .rows()
+                .map(|r| ((r.customer_id, r.sku, r.quarter.to_string()), (r.firm_units, r.planning_units)))
+                .collect();
+            prop_assert_eq!(summed(&s), rows);
+        }
+    }
+
+    /// Decisions and documents in any interleaving (each kept in its own
+    /// order) end in the same breakdown, losses and warnings.
+    #[test]
+    fn decisions_before_or_after_the_documents_end_the_same(events in any_events()) {
+        let (docs, decisions): (Vec<_>, Vec<_>) =
+            events.iter().cloned().partition(|e| matches!(e, Event::Document(_)));
+        let first = run(&[decisions.clone(), docs.clone()].concat());
+        let last = run(&[docs, decisions].concat());
+        let mixed = run(&events);
+        for s in [&last, &mixed] {
+            prop_assert_eq!(by_status(s), by_status(&first));
+            prop_assert_eq!(s.lost_firm_demand(), first.lost_firm_demand());
+            prop_assert_eq!(s.over_approved(), first.over_approved());
+        }
+    }
+}
