@@ -113,17 +113,7 @@ impl Licences {
     ) {
         let cells = self.cells.entry(customer.clone()).or_default();
         for c in contributions {
-            let key = (c.sku.clone(), c.quarter, status);
-            let cell = cells.entry(key.clone()).or_default();
-            cell.firm_units = cell
-                .firm_units
-                .saturating_add(sign.saturating_mul(c.units.firm_units));
-            cell.planning_units = cell
-                .planning_units
-                .saturating_add(sign.saturating_mul(c.units.planning_units));
-            if *cell == Units::default() {
-                cells.remove(&key);
-            }
+            add_units(cells, (c.sku.clone(), c.quarter, status), c.units, sign);
         }
     }
 }
@@ -531,20 +521,25 @@ impl DemandState {
 /// Adds `sign` times a contribution to its cell; drops cells that become zero.
 /// Returns true when the cell changed.
 fn add(cells: &mut BTreeMap<(Arc<str>, Quarter), Units>, c: &Contribution, sign: i64) -> bool {
-    let key = (c.sku.clone(), c.quarter);
+    add_units(cells, (c.sku.clone(), c.quarter), c.units, sign);
+    c.units != Units::default()
+}
+
+/// Adds `sign` times `units` to the cell `key`, dropping it when it
+/// becomes zero.
+fn add_units<K: Ord + Clone>(cells: &mut BTreeMap<K, Units>, key: K, units: Units, sign: i64) {
     let cell = cells.entry(key.clone()).or_default();
     // Saturating: quantities are bounded by policy, but the state must not
     // panic on any input it is given.
     cell.firm_units = cell
         .firm_units
-        .saturating_add(sign.saturating_mul(c.units.firm_units));
+        .saturating_add(sign.saturating_mul(units.firm_units));
     cell.planning_units = cell
         .planning_units
-        .saturating_add(sign.saturating_mul(c.units.planning_units));
+        .saturating_add(sign.saturating_mul(units.planning_units));
     if *cell == Units::default() {
         cells.remove(&key);
     }
-    c.units != Units::default()
 }
 
 fn same_units(a: &[Contribution], b: &[Contribution]) -> bool {

@@ -10,6 +10,10 @@ use forecast_aggregator::{Decided, DemandState};
 use forecast_model::*;
 use proptest::prelude::*;
 
+mod common;
+
+/// [`common::doc`] (an ORIGINAL at revision 1, else a REPLACE) claiming
+/// `licence`: its status and application.
 fn doc(
     id: &str,
     revision: i32,
@@ -17,31 +21,14 @@ fn doc(
     licence: (LicenseStatus, Option<&str>),
     lines: &[(&str, &str, i64, Confidence)],
 ) -> ForecastDocument {
-    let base = r#"{"document_id":"X","revision":1,"purpose":"ORIGINAL","customer_id":"C","submitted_at":"2026-07-15T08:00:00Z",
-        "horizon":{"start":"2026-Q3","end":"2027-Q2"},"bucket":"QUARTER","lines":[],
-        "end_use":{"category":"AI_INFERENCE","description":"d","end_users":[{"name":"n","country":"CN"}]},
-        "documents":[],"export_license":{"status":"PENDING","application_number":"Z-1"}}"#;
-    let mut d = ForecastDocument::from_json(base.as_bytes()).unwrap();
-    d.document_id = id.into();
-    d.revision = revision;
-    d.purpose = if revision == 1 {
+    let purpose = if revision == 1 {
         Purpose::Original
     } else {
         Purpose::Replace
     };
-    d.customer_id = customer.into();
+    let mut d = common::doc(id, revision, purpose, customer, lines);
     d.export_license.status = licence.0;
     d.export_license.application_number = licence.1.map(str::to_owned);
-    d.lines = lines
-        .iter()
-        .map(|(sku, period, quantity, confidence)| Line {
-            sku: (*sku).into(),
-            period_start: period.parse().unwrap(),
-            quantity: *quantity,
-            confidence: *confidence,
-            ship_to: None,
-        })
-        .collect();
     d
 }
 

@@ -634,10 +634,9 @@ mod tests {
         assert_eq!((none.total, none.rejections.len()), (0, 0));
     }
 
-    #[test]
-    fn verdicts_naming_no_document_are_taken_once_per_stage_and_source() {
-        let mut v = PlannerView::default();
-        let undecodable = |offset| Verdict {
+    /// The verdict of an undecodable record at `offset`: it names no document.
+    fn undecodable(offset: i64) -> Verdict {
+        Verdict {
             document_id: None,
             revision: None,
             customer_id: None,
@@ -649,7 +648,12 @@ mod tests {
                 &[RuleCode::SchemaInvalid],
                 offset,
             )
-        };
+        }
+    }
+
+    #[test]
+    fn verdicts_naming_no_document_are_taken_once_per_stage_and_source() {
+        let mut v = PlannerView::default();
         assert!(v.on_verdict(undecodable(7)));
         assert!(!v.on_verdict(undecodable(7)));
         assert!(v.on_verdict(undecodable(8)));
@@ -714,19 +718,6 @@ mod tests {
     #[test]
     fn the_sources_of_anonymous_verdicts_remembered_are_bounded() {
         let mut v = PlannerView::default();
-        let undecodable = |offset| Verdict {
-            document_id: None,
-            revision: None,
-            customer_id: None,
-            ..verdict(
-                "-",
-                0,
-                Outcome::Rejected,
-                Stage::Deserialize,
-                &[RuleCode::SchemaInvalid],
-                offset,
-            )
-        };
         let n = ANONYMOUS_KEPT as i64 + 10;
         for offset in 0..n {
             assert!(v.on_verdict(undecodable(offset)));
