@@ -388,21 +388,26 @@ impl DemandState {
         })
     }
 
+    /// The live documents that reference `application`, with their ids.
+    fn referencing<'a>(
+        &'a self,
+        application: &Arc<str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Applied)> + 'a {
+        let ids = self
+            .licences
+            .documents
+            .get(application)
+            .into_iter()
+            .flatten();
+        ids.filter_map(|id| self.documents.get(&**id).map(|d| (&**id, d)))
+    }
+
     /// Live documents with firm units whose licence was denied or revoked,
     /// sorted by customer and document: whom a planner calls.
     pub fn lost_firm_demand(&self) -> Vec<LostDocument> {
         let mut lost = Vec::new();
         for (application, decision) in &self.licences.decisions {
-            for id in self
-                .licences
-                .documents
-                .get(application)
-                .into_iter()
-                .flatten()
-            {
-                let Some(d) = self.documents.get(&**id) else {
-                    continue;
-                };
+            for (id, d) in self.referencing(application) {
                 let status = ExposureStatus::of(d.claimed, Some(decision.status));
                 let firm: i64 = d.contributions.iter().map(|c| c.units.firm_units).sum();
                 if status.is_lost() && firm != 0 {
@@ -439,19 +444,8 @@ impl DemandState {
                 continue;
             }
             let mut demanded: BTreeMap<&str, i64> = BTreeMap::new();
-            for id in self
-                .licences
-                .documents
-                .get(application)
-                .into_iter()
-                .flatten()
-            {
-                for c in self
-                    .documents
-                    .get(&**id)
-                    .into_iter()
-                    .flat_map(|d| d.contributions.iter())
-                {
+            for (_, d) in self.referencing(application) {
+                for c in d.contributions.iter() {
                     *demanded.entry(&c.sku).or_default() += c.units.total();
                 }
             }
