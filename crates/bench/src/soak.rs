@@ -252,12 +252,7 @@ fn sse_client(http: String, events: Arc<AtomicU64>, open: Arc<AtomicU64>, stop: 
 
 /// Runs `wrk` against `url` for `seconds`; its requests/s, p99 (ms) and
 /// responses that were not 2xx or 3xx.
-fn wrk(
-    url: &str,
-    seconds: u64,
-    connections: u32,
-    token: Option<&str>,
-) -> anyhow::Result<(f64, f64, u64)> {
+fn wrk(url: &str, seconds: u64, connections: u32) -> anyhow::Result<(f64, f64, u64)> {
     let mut cmd = std::process::Command::new("wrk");
     cmd.args([
         "-t1",
@@ -265,9 +260,6 @@ fn wrk(
         &format!("-d{seconds}s"),
         "--latency",
     ]);
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
     let out = cmd
         .arg(url)
         .output()
@@ -381,28 +373,30 @@ pub(crate) async fn soak(
     let mut replay = Replay::new(policy);
     let (t, validator, aggregator) = bench.pipeline(run).await?;
     let planner = Service::planner(bench.kafka, &t)?;
-    produce_all(bench.producer, &t.topic_submitted, &[warm(run, None)]).await?;
+    let warm_up = warm(run, None);
+    produce_all(
+        bench.producer,
+        &t.topic_submitted,
+        std::slice::from_ref(&warm_up),
+    )
+    .await?;
     aggregator.time_until_processed(1, Duration::from_secs(120))?;
     // The warm-up document counts in the expected demand too.
-    replay.submit_framed(&warm(run, None).value);
+    replay.submit_framed(&warm_up.value);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (events, open) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let open = Arc::new(AtomicU64::new(0));
     let per_client: Vec<Arc<AtomicU64>> = (0..plan.sse_clients).map(|_| Arc::default()).collect();
     let clients: Vec<_> = per_client
         .iter()
         .map(|mine| {
-            let (http, mine, open, stop, events) = (
+            let (http, mine, open, stop) = (
                 planner.http.clone(),
                 mine.clone(),
                 open.clone(),
                 stop.clone(),
-                events.clone(),
             );
-            std::thread::spawn(move || {
-                sse_client(http, mine.clone(), open, stop);
-                events.fetch_add(mine.load(Relaxed), Relaxed);
-            })
+            std::thread::spawn(move || sse_client(http, mine, open, stop))
         })
         .collect();
 
@@ -524,7 +518,6 @@ pub(crate) async fn soak(
                             &format!("http://{http}/v1/demand"),
                             w.seconds,
                             w.connections,
-                            None,
                         );
                         load_on.store(false, Relaxed);
                         let during_end = aggregator.progress().processed;
