@@ -6,7 +6,10 @@ use crate::DecodeError;
 use crate::avro::{Reader, Writer};
 use crate::demand::{DemandSnapshot, SnapshotRow, Units};
 use crate::document::*;
-use crate::licence::{DecisionStatus, LicenceDecision};
+use crate::licence::{
+    DecisionStatus, ExposureStatus, LicenceCell, LicenceDecision, LicenceSnapshot, LostDocument,
+    Reference,
+};
 use crate::time::{Date, Quarter, Timestamp};
 use crate::verdict::*;
 
@@ -370,6 +373,89 @@ pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
     d.check().map_err(|e| r.invalid("licence decision", e))?;
     r.finish()?;
     Ok(d)
+}
+
+/// Appends the Avro datum of `s` (schema `licence-snapshot.v1`) to `buf`.
+pub fn encode_licence_snapshot(s: &LicenceSnapshot, buf: &mut Vec<u8>) {
+    let mut w = Writer::new(buf);
+    w.string(&s.customer_id);
+    w.long(s.as_of.millis());
+    w.array(&s.rows, |w, row| {
+        w.string(&row.sku);
+        w.string(&row.quarter.to_string());
+        w.enum_index(row.licence_status.index());
+        w.long(row.units.firm_units);
+        w.long(row.units.planning_units);
+    });
+    w.array(&s.lost, |w, lost| {
+        w.string(&lost.document_id);
+        w.int(lost.revision);
+        w.string(&lost.application_number);
+        w.enum_index(lost.licence_status.index());
+        w.long(lost.decided_at.millis());
+        w.int(lost.decided_at.offset_minutes());
+        w.long(lost.firm_units);
+        w.long(lost.planning_units);
+    });
+    w.long(s.lost_not_listed);
+    w.array(&s.references, |w, r| {
+        w.string(&r.application_number);
+        w.string(&r.sku);
+        w.long(r.units);
+    });
+}
+
+/// Decodes an Avro datum written with schema `licence-snapshot.v1`.
+pub fn decode_licence_snapshot(datum: &[u8]) -> Result<LicenceSnapshot, DecodeError> {
+    let mut r = Reader::new(datum);
+    let customer_id = r.string("customer_id")?;
+    let as_of = Timestamp::from_millis(r.long("as_of")?);
+    let rows = r.array("rows", |r| {
+        let sku = r.string("rows[].sku")?;
+        let q = r.str("rows[].quarter")?;
+        let quarter: Quarter = q
+            .parse()
+            .map_err(|e| r.invalid("rows[].quarter", format!("{e}")))?;
+        Ok(LicenceCell {
+            sku,
+            quarter,
+            licence_status: r.enum_value("rows[].licence_status", ExposureStatus::from_index)?,
+            units: Units {
+                firm_units: r.long("rows[].firm_units")?,
+                planning_units: r.long("rows[].planning_units")?,
+            },
+        })
+    })?;
+    let lost = r.array("lost", |r| {
+        Ok(LostDocument {
+            document_id: r.string("lost[].document_id")?,
+            customer_id: customer_id.clone(),
+            revision: r.int("lost[].revision")?,
+            application_number: r.string("lost[].application_number")?,
+            licence_status: r.enum_value("lost[].licence_status", ExposureStatus::from_index)?,
+            decided_at: Timestamp::from_millis(r.long("lost[].decided_at")?)
+                .with_offset_minutes(r.int("lost[].decided_at_offset_minutes")?),
+            firm_units: r.long("lost[].firm_units")?,
+            planning_units: r.long("lost[].planning_units")?,
+        })
+    })?;
+    let lost_not_listed = r.long("lost_not_listed")?;
+    let references = r.array("references", |r| {
+        Ok(Reference {
+            application_number: r.string("references[].application_number")?,
+            sku: r.string("references[].sku")?,
+            units: r.long("references[].units")?,
+        })
+    })?;
+    r.finish()?;
+    Ok(LicenceSnapshot {
+        customer_id,
+        as_of,
+        rows,
+        lost,
+        lost_not_listed,
+        references,
+    })
 }
 
 /// Decodes an Avro datum written with schema `demand-snapshot.v1`.

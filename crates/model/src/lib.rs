@@ -37,7 +37,10 @@ pub use demand::{DemandRow, DemandSnapshot, DemandView, SnapshotRow, Units};
 pub use document::*;
 pub use intern::Interner;
 pub use json::{InvalidSubmission, parse_submission};
-pub use licence::{DecisionStatus, ExposureStatus, LicenceDecision};
+pub use licence::{
+    DecisionStatus, ExposureStatus, LOST_LISTED, LicenceCell, LicenceDecision, LicenceRegister,
+    LicenceRow, LicenceSnapshot, LicenceView, LostDocument, OverApproved, Reference,
+};
 pub use schema::{Registry, Subject};
 pub use time::{Date, Quarter, Timestamp};
 pub use verdict::{

@@ -9,12 +9,14 @@
 //! one decided later counts, whichever arrived first, so the result does
 //! not depend on the order decisions and documents arrive in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::demand::Units;
 use crate::document::{LicenseStatus, symbols};
-use crate::time::{Date, Timestamp};
+use crate::time::{Date, Quarter, Timestamp};
+use crate::{DecodeError, Registry, wire};
 
 symbols!(
     /// A decision on a licence application.
@@ -107,6 +109,261 @@ impl LicenceDecision {
     }
 }
 
+/// Units of one customer x SKU x quarter under one licence status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LicenceRow {
+    pub customer_id: String,
+    pub sku: String,
+    pub quarter: Quarter,
+    pub licence_status: ExposureStatus,
+    pub firm_units: i64,
+    pub planning_units: i64,
+    pub total_units: i64,
+}
+
+/// A live document whose licence was denied or revoked, with its units:
+/// the firm demand that has no buyer unless the decision changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostDocument {
+    pub document_id: String,
+    pub customer_id: String,
+    pub revision: i32,
+    pub application_number: String,
+    pub licence_status: ExposureStatus,
+    pub decided_at: Timestamp,
+    pub firm_units: i64,
+    pub planning_units: i64,
+}
+
+/// An approved licence whose quantity for a SKU is below the demand that
+/// references it (a warning, not a rejection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverApproved {
+    pub application_number: String,
+    pub sku: String,
+    pub approved_units: i64,
+    /// Units (firm and planning, every quarter) of the live documents
+    /// that reference the application.
+    pub demanded_units: i64,
+}
+
+/// The approved decisions among `decisions` whose quantity for a SKU is
+/// below `demanded(application, sku)`, the units of the live documents
+/// that reference the application; sorted by application and SKU. The
+/// aggregator's state and the planner's view both answer with this.
+pub fn over_approved<'a>(
+    decisions: impl IntoIterator<Item = &'a LicenceDecision>,
+    demanded: impl Fn(&str, &str) -> i64,
+) -> Vec<OverApproved> {
+    let mut over = Vec::new();
+    for decision in decisions {
+        if decision.status != DecisionStatus::Approved {
+            continue;
+        }
+        for (sku, approved) in &decision.approved_quantity {
+            let units = demanded(&decision.application_number, sku);
+            if units > *approved {
+                over.push(OverApproved {
+                    application_number: decision.application_number.clone(),
+                    sku: sku.clone(),
+                    approved_units: *approved,
+                    demanded_units: units,
+                });
+            }
+        }
+    }
+    over.sort_by(|a, b| (&a.application_number, &a.sku).cmp(&(&b.application_number, &b.sku)));
+    over
+}
+
+/// The decision that counts per application: of two, the one decided
+/// later ([`LicenceDecision::supersedes`]).
+#[derive(Debug, Clone, Default)]
+pub struct LicenceRegister {
+    decisions: HashMap<String, LicenceDecision>,
+}
+
+impl LicenceRegister {
+    /// Takes `decision` unless one decided later counts; returns whether
+    /// it counts now.
+    pub fn take(&mut self, decision: LicenceDecision) -> bool {
+        if let Some(taken) = self.decisions.get(&decision.application_number)
+            && !decision.supersedes(taken)
+        {
+            return false;
+        }
+        self.decisions
+            .insert(decision.application_number.clone(), decision);
+        true
+    }
+
+    /// The decision that counts for an application.
+    pub fn get(&self, application: &str) -> Option<&LicenceDecision> {
+        self.decisions.get(application)
+    }
+
+    /// Every decision that counts, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &LicenceDecision> + '_ {
+        self.decisions.values()
+    }
+
+    /// Number of applications decided.
+    pub fn len(&self) -> usize {
+        self.decisions.len()
+    }
+
+    /// Whether no decision was taken.
+    pub fn is_empty(&self) -> bool {
+        self.decisions.is_empty()
+    }
+}
+
+/// Units of one SKU x quarter under one licence status, in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenceCell {
+    pub sku: String,
+    pub quarter: Quarter,
+    pub licence_status: ExposureStatus,
+    pub units: Units,
+}
+
+/// Units of the live documents that reference an application, for one
+/// SKU (every quarter, firm and planning): what the licence's approved
+/// quantity is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub application_number: String,
+    pub sku: String,
+    pub units: i64,
+}
+
+/// Most lost documents one snapshot lists; the others are counted in
+/// [`LicenceSnapshot::lost_not_listed`] (their units stay in the rows), so
+/// that one revocation of thousands of documents cannot make a record the
+/// producer refuses.
+pub const LOST_LISTED: usize = 2000;
+
+/// One customer's demand by licence status within one partition of the
+/// validated topic: the value of the compacted topic `demand.by-licence`,
+/// keyed `customer_id/partition` like `demand.by-customer`. Absolute: the
+/// latest value of a key is the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenceSnapshot {
+    pub customer_id: String,
+    pub as_of: Timestamp,
+    /// Sorted by SKU, quarter and status; cells with no units left out.
+    pub rows: Vec<LicenceCell>,
+    /// Documents with firm units whose licence was denied or revoked,
+    /// sorted by document id, at most [`LOST_LISTED`].
+    pub lost: Vec<LostDocument>,
+    /// Lost documents beyond the listed ones.
+    pub lost_not_listed: i64,
+    /// Sorted by application and SKU.
+    pub references: Vec<Reference>,
+}
+
+/// The latest licence snapshot of every key of `demand.by-licence`, and
+/// the decisions of `licences.decisions`: demand by licence status summed
+/// over partitions, what the planner and `demand --by-licence` show.
+#[derive(Debug, Clone, Default)]
+pub struct LicenceView {
+    snapshots: HashMap<Vec<u8>, LicenceSnapshot>,
+    register: LicenceRegister,
+}
+
+impl LicenceView {
+    /// Sets the latest snapshot of a key (`None`: a tombstone); returns
+    /// whether the view changed.
+    pub fn set(&mut self, key: &[u8], snapshot: Option<LicenceSnapshot>) -> bool {
+        match snapshot {
+            None => self.snapshots.remove(key).is_some(),
+            Some(s) => self.snapshots.insert(key.to_vec(), s.clone()).as_ref() != Some(&s),
+        }
+    }
+
+    /// Takes a record of `demand.by-licence`; an undecodable one leaves
+    /// the view unchanged and says why.
+    pub fn update(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<bool, DecodeError> {
+        let snapshot = value
+            .map(|v| wire::decode_licence_snapshot(v, Registry::embedded()))
+            .transpose()?;
+        Ok(self.set(key, snapshot))
+    }
+
+    /// Takes a decision of `licences.decisions`; returns whether it counts.
+    pub fn take_decision(&mut self, decision: LicenceDecision) -> bool {
+        self.register.take(decision)
+    }
+
+    /// The decisions that count.
+    pub fn decisions(&self) -> &LicenceRegister {
+        &self.register
+    }
+
+    fn of<'a>(&'a self, customer: Option<&'a str>) -> impl Iterator<Item = &'a LicenceSnapshot> {
+        self.snapshots
+            .values()
+            .filter(move |s| customer.is_none_or(|c| c == s.customer_id))
+    }
+
+    /// Demand by licence status, optionally of one customer: rows with
+    /// units, sorted by customer, SKU, quarter and status.
+    pub fn rows(&self, customer: Option<&str>) -> Vec<LicenceRow> {
+        let mut cells: BTreeMap<(&str, &str, Quarter, ExposureStatus), Units> = BTreeMap::new();
+        for s in self.of(customer) {
+            for r in &s.rows {
+                let cell = cells
+                    .entry((&s.customer_id, &r.sku, r.quarter, r.licence_status))
+                    .or_default();
+                cell.firm_units = cell.firm_units.saturating_add(r.units.firm_units);
+                cell.planning_units = cell.planning_units.saturating_add(r.units.planning_units);
+            }
+        }
+        cells
+            .into_iter()
+            .filter(|(_, u)| *u != Units::default())
+            .map(|((customer, sku, quarter, status), u)| LicenceRow {
+                customer_id: customer.to_owned(),
+                sku: sku.to_owned(),
+                quarter,
+                licence_status: status,
+                firm_units: u.firm_units,
+                planning_units: u.planning_units,
+                total_units: u.total(),
+            })
+            .collect()
+    }
+
+    /// The lost documents listed, sorted by customer and document, and how
+    /// many more the snapshots counted without listing them.
+    pub fn lost(&self, customer: Option<&str>) -> (Vec<LostDocument>, i64) {
+        let mut lost: Vec<LostDocument> = Vec::new();
+        let mut not_listed = 0i64;
+        for s in self.of(customer) {
+            lost.extend(s.lost.iter().cloned());
+            not_listed = not_listed.saturating_add(s.lost_not_listed);
+        }
+        lost.sort_by(|a, b| {
+            (&a.customer_id, &a.document_id).cmp(&(&b.customer_id, &b.document_id))
+        });
+        (lost, not_listed)
+    }
+
+    /// Approved quantities the demand of every customer exceeds.
+    pub fn over_approved(&self) -> Vec<OverApproved> {
+        let mut demanded: HashMap<(&str, &str), i64> = HashMap::new();
+        for s in self.snapshots.values() {
+            for r in &s.references {
+                let units = demanded.entry((&r.application_number, &r.sku)).or_default();
+                *units = units.saturating_add(r.units);
+            }
+        }
+        over_approved(self.register.iter(), |a, s| {
+            demanded.get(&(a, s)).copied().unwrap_or(0)
+        })
+    }
+}
+
 /// A licence file that cannot be read: its name, the line, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}, line {line}: {problem}")]
@@ -137,6 +394,110 @@ pub fn read_decisions(text: &str, file: &str) -> Result<Vec<LicenceDecision>, Li
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(customer: &str, firm: i64, application: &str, lost: &[&str]) -> LicenceSnapshot {
+        LicenceSnapshot {
+            customer_id: customer.into(),
+            as_of: Timestamp::from_millis(0),
+            rows: vec![LicenceCell {
+                sku: "H20".into(),
+                quarter: Quarter::new(2026, 4).unwrap(),
+                licence_status: ExposureStatus::Approved,
+                units: Units {
+                    firm_units: firm,
+                    planning_units: 1,
+                },
+            }],
+            lost: lost
+                .iter()
+                .map(|id| LostDocument {
+                    document_id: (*id).into(),
+                    customer_id: customer.into(),
+                    revision: 1,
+                    application_number: application.into(),
+                    licence_status: ExposureStatus::Revoked,
+                    decided_at: Timestamp::from_millis(5),
+                    firm_units: 3,
+                    planning_units: 0,
+                })
+                .collect(),
+            lost_not_listed: 1,
+            references: vec![Reference {
+                application_number: application.into(),
+                sku: "H20".into(),
+                units: firm + 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_view_sums_the_latest_snapshot_of_every_partition() {
+        let mut v = LicenceView::default();
+        assert!(v.set(b"T/0", Some(snapshot("T", 10, "Z-1", &["D-2"]))));
+        assert!(v.set(b"T/1", Some(snapshot("T", 5, "Z-1", &["D-1"]))));
+        assert!(v.set(b"A/0", Some(snapshot("A", 7, "Z-2", &[]))));
+        // The same snapshot again is no change.
+        assert!(!v.set(b"T/1", Some(snapshot("T", 5, "Z-1", &["D-1"]))));
+        let rows = v.rows(Some("T"));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (
+                rows[0].firm_units,
+                rows[0].planning_units,
+                rows[0].total_units
+            ),
+            (15, 2, 17)
+        );
+        assert_eq!(v.rows(None).len(), 2);
+        let (lost, not_listed) = v.lost(Some("T"));
+        let ids: Vec<_> = lost.iter().map(|l| l.document_id.as_str()).collect();
+        assert_eq!((ids, not_listed), (vec!["D-1", "D-2"], 2));
+        // Approved quantities against the units of every customer.
+        let approve = |application: &str, units: i64, at: i64| LicenceDecision {
+            application_number: application.into(),
+            status: DecisionStatus::Approved,
+            decided_at: Timestamp::from_millis(at),
+            approved_quantity: [("H20".to_owned(), units)].into(),
+            expires_on: None,
+        };
+        assert!(v.take_decision(approve("Z-1", 17, 1)));
+        assert!(v.take_decision(approve("Z-2", 8, 1)));
+        assert!(v.over_approved().is_empty(), "17 of 17, 8 of 8");
+        assert!(!v.take_decision(approve("Z-1", 1, 0)), "decided earlier");
+        assert!(v.take_decision(approve("Z-1", 16, 2)));
+        let over = v.over_approved();
+        assert_eq!(
+            over.iter()
+                .map(|o| (
+                    o.application_number.as_str(),
+                    o.approved_units,
+                    o.demanded_units
+                ))
+                .collect::<Vec<_>>(),
+            [("Z-1", 16, 17)]
+        );
+        // A tombstone takes the partition's snapshot out.
+        assert!(v.set(b"T/0", None));
+        assert!(!v.set(b"T/0", None));
+        assert_eq!(v.rows(Some("T"))[0].firm_units, 5);
+        assert!(v.over_approved().is_empty());
+    }
+
+    #[test]
+    fn an_undecodable_snapshot_leaves_the_view_as_it_was() {
+        let mut v = LicenceView::default();
+        let good = wire::encode_licence_snapshot(&snapshot("T", 10, "Z-1", &[]));
+        assert!(v.update(b"T/0", Some(&good)).unwrap());
+        let err = v.update(b"T/0", Some(&good[..good.len() - 1])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Truncated { .. } | DecodeError::Invalid { .. }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(v.rows(None)[0].firm_units, 10);
+    }
 
     #[test]
     fn a_decision_overrides_the_documents_own_status() {

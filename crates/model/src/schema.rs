@@ -22,6 +22,8 @@ pub enum Subject {
     DemandSnapshot,
     /// Values of `licences.decisions`.
     LicenceDecision,
+    /// Values of `demand.by-licence`.
+    LicenceSnapshot,
 }
 
 impl Subject {
@@ -32,6 +34,7 @@ impl Subject {
             Subject::Verdict => "verdict",
             Subject::DemandSnapshot => "demand-snapshot",
             Subject::LicenceDecision => "licence-decision",
+            Subject::LicenceSnapshot => "licence-snapshot",
         }
     }
 
@@ -42,6 +45,7 @@ impl Subject {
             Subject::Verdict => VERDICT_V2,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
             Subject::LicenceDecision => LICENCE_DECISION_V1,
+            Subject::LicenceSnapshot => LICENCE_SNAPSHOT_V1,
         }
     }
 }
@@ -59,6 +63,8 @@ pub const VERDICT_V2: u32 = 5;
 pub const FORECAST_DOCUMENT_V3: u32 = 6;
 /// A decision on a licence application.
 pub const LICENCE_DECISION_V1: u32 = 7;
+/// One customer's demand by licence status within one partition.
+pub const LICENCE_SNAPSHOT_V1: u32 = 8;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +127,13 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 1,
         file: "licence-decision.v1.avsc",
         source: include_str!("../../../schemas/licence-decision.v1.avsc"),
+    },
+    EmbeddedSchema {
+        id: LICENCE_SNAPSHOT_V1,
+        subject: Subject::LicenceSnapshot,
+        version: 1,
+        file: "licence-snapshot.v1.avsc",
+        source: include_str!("../../../schemas/licence-snapshot.v1.avsc"),
     },
 ];
 
@@ -216,6 +229,8 @@ mod tests {
             Subject::ForecastDocument,
             Subject::Verdict,
             Subject::DemandSnapshot,
+            Subject::LicenceDecision,
+            Subject::LicenceSnapshot,
         ] {
             let current = Registry::embedded().get(subject.current_id()).unwrap();
             assert_eq!(current.subject, subject);

@@ -232,3 +232,85 @@ pub fn decision() -> impl Strategy<Value = crate::LicenceDecision> {
             },
         )
 }
+
+/// A licence snapshot (its lost documents carry its customer, as decoding
+/// gives them).
+pub fn licence_snapshot() -> impl Strategy<Value = crate::LicenceSnapshot> {
+    let status = || pick(crate::ExposureStatus::ALL);
+    (
+        text(),
+        any::<i64>(),
+        vec(
+            (text(), 0i64..40_000, status(), any::<i64>(), any::<i64>()),
+            0..6,
+        ),
+        vec(
+            (
+                text(),
+                any::<i32>(),
+                text(),
+                status(),
+                (any::<i64>(), -1439i32..=1439),
+                any::<i64>(),
+                any::<i64>(),
+            ),
+            0..4,
+        ),
+        any::<i64>(),
+        vec((text(), text(), any::<i64>()), 0..4),
+    )
+        .prop_map(|(customer_id, at, rows, lost, not_listed, references)| {
+            crate::LicenceSnapshot {
+                as_of: Timestamp::from_millis(at),
+                rows: rows
+                    .into_iter()
+                    .map(
+                        |(sku, q, licence_status, firm, planning)| crate::LicenceCell {
+                            sku,
+                            quarter: Quarter::from_index(q),
+                            licence_status,
+                            units: Units {
+                                firm_units: firm,
+                                planning_units: planning,
+                            },
+                        },
+                    )
+                    .collect(),
+                lost: lost
+                    .into_iter()
+                    .map(
+                        |(
+                            document_id,
+                            revision,
+                            application_number,
+                            licence_status,
+                            (at, offset),
+                            firm,
+                            planning,
+                        )| {
+                            crate::LostDocument {
+                                document_id,
+                                customer_id: customer_id.clone(),
+                                revision,
+                                application_number,
+                                licence_status,
+                                decided_at: Timestamp::from_millis(at).with_offset_minutes(offset),
+                                firm_units: firm,
+                                planning_units: planning,
+                            }
+                        },
+                    )
+                    .collect(),
+                lost_not_listed: not_listed,
+                references: references
+                    .into_iter()
+                    .map(|(application_number, sku, units)| crate::Reference {
+                        application_number,
+                        sku,
+                        units,
+                    })
+                    .collect(),
+                customer_id,
+            }
+        })
+}

@@ -10,7 +10,7 @@ use crate::DecodeError;
 use crate::codec;
 use crate::demand::DemandSnapshot;
 use crate::document::ForecastDocument;
-use crate::licence::LicenceDecision;
+use crate::licence::{LicenceDecision, LicenceSnapshot};
 use crate::schema::{Registry, Subject};
 use crate::verdict::Verdict;
 
@@ -156,6 +156,26 @@ pub fn decode_decision(record: &[u8], registry: &Registry) -> Result<LicenceDeci
         registry,
         Subject::LicenceDecision,
         codec::decode_decision,
+    )
+}
+
+/// Frames a licence snapshot with the current licence-snapshot schema.
+pub fn encode_licence_snapshot(s: &LicenceSnapshot) -> Vec<u8> {
+    frame(Subject::LicenceSnapshot.current_id(), |b| {
+        codec::encode_licence_snapshot(s, b)
+    })
+}
+
+/// Decodes a framed licence snapshot.
+pub fn decode_licence_snapshot(
+    record: &[u8],
+    registry: &Registry,
+) -> Result<LicenceSnapshot, DecodeError> {
+    decode(
+        record,
+        registry,
+        Subject::LicenceSnapshot,
+        codec::decode_licence_snapshot,
     )
 }
 

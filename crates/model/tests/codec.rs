@@ -154,6 +154,14 @@ proptest! {
     }
 
     #[test]
+    fn licence_snapshot_codec_matches_the_schema_file(s in testing::licence_snapshot()) {
+        let mut ours = Vec::new();
+        codec::encode_licence_snapshot(&s, &mut ours);
+        assert_agrees_with_apache_avro(Subject::LicenceSnapshot, &ours)?;
+        prop_assert_eq!(wire::decode_licence_snapshot(&wire::encode_licence_snapshot(&s), Registry::embedded()).unwrap(), s);
+    }
+
+    #[test]
     fn json_form_round_trips(doc in testing::document()) {
         prop_assert_eq!(ForecastDocument::from_json(doc.to_json().as_bytes()).unwrap(), doc);
     }
