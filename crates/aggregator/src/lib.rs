@@ -9,6 +9,5 @@
 pub mod service;
 pub mod state;
 
-pub use state::{
-    Decided, DemandState, LicenceRow, LostDocument, OverApproved, Sequenced, sequenced_verdict,
-};
+pub use forecast_model::{LicenceRow, LostDocument, OverApproved};
+pub use state::{Decided, DemandState, Sequenced, sequenced_verdict};

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use forecast_model::Interner;
 use forecast_model::codec::content_digest;
 use forecast_model::{
-    Confidence, DecisionStatus, DemandRow, DemandSnapshot, ExposureStatus, ForecastDocument,
-    LicenceDecision, LicenseStatus, Purpose, Quarter, RuleCode, SnapshotRow, Timestamp, Units,
+    Confidence, DemandRow, DemandSnapshot, ExposureStatus, ForecastDocument, LOST_LISTED,
+    LicenceCell, LicenceDecision, LicenceRow, LicenceSnapshot, LicenseStatus, LostDocument,
+    OverApproved, Purpose, Quarter, Reference, RuleCode, SnapshotRow, Timestamp, Units,
 };
 
 /// What sequencing decided for one document.
@@ -89,7 +90,13 @@ struct Licences {
     documents: HashMap<Arc<str>, BTreeSet<Box<str>>>,
     /// Non-zero cells per customer: SKU x quarter x status.
     cells: BTreeMap<Arc<str>, LicenceCells>,
+    /// Per customer, the units (firm and planning, every quarter) of its
+    /// live documents per application x SKU they reference; non-zero only.
+    references: BTreeMap<Arc<str>, References>,
 }
+
+/// One customer's units per application x SKU.
+type References = BTreeMap<(Arc<str>, Arc<str>), i64>;
 
 /// One customer's units by SKU x quarter x licence status.
 type LicenceCells = BTreeMap<(Arc<str>, Quarter, ExposureStatus), Units>;
@@ -116,51 +123,38 @@ impl Licences {
             add_units(cells, (c.sku.clone(), c.quarter, status), c.units, sign);
         }
     }
-}
 
-/// Units of one customer x SKU x quarter under one licence status.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LicenceRow {
-    pub customer_id: String,
-    pub sku: String,
-    pub quarter: Quarter,
-    pub licence_status: ExposureStatus,
-    pub firm_units: i64,
-    pub planning_units: i64,
-    pub total_units: i64,
-}
-
-/// A live document whose licence was denied or revoked, with its firm
-/// units: the demand that has no buyer unless the decision changes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LostDocument {
-    pub document_id: String,
-    pub customer_id: String,
-    pub revision: i32,
-    pub application_number: String,
-    pub licence_status: ExposureStatus,
-    pub decided_at: Timestamp,
-    pub firm_units: i64,
-    pub planning_units: i64,
-}
-
-/// An approved licence whose quantity for a SKU is below the demand that
-/// references it (a warning, not a rejection).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OverApproved {
-    pub application_number: String,
-    pub sku: String,
-    pub approved_units: i64,
-    /// Units (firm and planning, every quarter) of the live documents
-    /// that reference the application.
-    pub demanded_units: i64,
+    /// Adds `sign` times a document's units to what it references of
+    /// `application`.
+    fn reference(
+        &mut self,
+        customer: &Arc<str>,
+        application: Option<&Arc<str>>,
+        contributions: &[Contribution],
+        sign: i64,
+    ) {
+        let Some(application) = application else {
+            return;
+        };
+        let references = self.references.entry(customer.clone()).or_default();
+        for c in contributions {
+            let key = (application.clone(), c.sku.clone());
+            let units = references.entry(key.clone()).or_default();
+            *units = units.saturating_add(sign.saturating_mul(c.units.total()));
+            if *units == 0 {
+                references.remove(&key);
+            }
+        }
+    }
 }
 
 /// What taking a licence decision did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
-    /// It counts now; the customers whose demand moved between statuses.
-    Taken { moved: Vec<String> },
+    /// It counts now; the customers with a live document that references
+    /// the application (their demand by status or their lost documents
+    /// may have changed), sorted.
+    Taken { affected: Vec<String> },
     /// A decision decided later already counts for the application.
     Superseded,
 }
@@ -247,6 +241,8 @@ impl DemandState {
             let status = self.licences.status(o.claimed, o.application.as_ref());
             self.licences
                 .add(&o.customer_id, &o.contributions, status, -1);
+            self.licences
+                .reference(&o.customer_id, o.application.as_ref(), &o.contributions, -1);
             if o.application != application
                 && let Some(a) = &o.application
                 && let Some(docs) = self.licences.documents.get_mut(a)
@@ -262,6 +258,8 @@ impl DemandState {
             .licences
             .status(doc.export_license.status, application.as_ref());
         self.licences.add(&customer_id, new, status, 1);
+        self.licences
+            .reference(&customer_id, application.as_ref(), new, 1);
         if let Some(a) = application {
             self.licences
                 .documents
@@ -337,7 +335,7 @@ impl DemandState {
         self.licences
             .decisions
             .insert(application.clone(), decision);
-        let mut moved = BTreeSet::new();
+        let mut affected = BTreeSet::new();
         let ids = self
             .licences
             .documents
@@ -348,6 +346,7 @@ impl DemandState {
             let Some(d) = self.documents.get(&*id) else {
                 continue;
             };
+            affected.insert(d.customer_id.to_string());
             let (from, to) = (
                 ExposureStatus::of(d.claimed, before),
                 ExposureStatus::of(d.claimed, Some(after)),
@@ -356,11 +355,10 @@ impl DemandState {
                 let (customer, contributions) = (d.customer_id.clone(), d.contributions.clone());
                 self.licences.add(&customer, &contributions, from, -1);
                 self.licences.add(&customer, &contributions, to, 1);
-                moved.insert(customer.to_string());
             }
         }
         Decided::Taken {
-            moved: moved.into_iter().collect(),
+            affected: affected.into_iter().collect(),
         }
     }
 
@@ -403,14 +401,22 @@ impl DemandState {
     }
 
     /// Live documents with firm units whose licence was denied or revoked,
-    /// sorted by customer and document: whom a planner calls.
-    pub fn lost_firm_demand(&self) -> Vec<LostDocument> {
+    /// of one customer or of all, sorted by customer and document: whom a
+    /// planner calls.
+    pub fn lost(&self, customer: Option<&str>) -> Vec<LostDocument> {
         let mut lost = Vec::new();
         for (application, decision) in &self.licences.decisions {
+            // A decision's status wins over the document's claim.
+            let status = ExposureStatus::of(LicenseStatus::Pending, Some(decision.status));
+            if !status.is_lost() {
+                continue;
+            }
             for (id, d) in self.referencing(application) {
-                let status = ExposureStatus::of(d.claimed, Some(decision.status));
+                if customer.is_some_and(|c| c != &*d.customer_id) {
+                    continue;
+                }
                 let firm: i64 = d.contributions.iter().map(|c| c.units.firm_units).sum();
-                if status.is_lost() && firm != 0 {
+                if firm != 0 {
                     lost.push(LostDocument {
                         document_id: id.to_string(),
                         customer_id: d.customer_id.to_string(),
@@ -434,35 +440,64 @@ impl DemandState {
         lost
     }
 
+    /// [`lost`](Self::lost) of every customer.
+    pub fn lost_firm_demand(&self) -> Vec<LostDocument> {
+        self.lost(None)
+    }
+
     /// Approved licences whose quantity for a SKU is below the units of
     /// the live documents that reference them, sorted by application and SKU.
     pub fn over_approved(&self) -> Vec<OverApproved> {
-        let mut over = Vec::new();
-        for (application, decision) in &self.licences.decisions {
-            if decision.status != DecisionStatus::Approved || decision.approved_quantity.is_empty()
-            {
-                continue;
-            }
-            let mut demanded: BTreeMap<&str, i64> = BTreeMap::new();
-            for (_, d) in self.referencing(application) {
-                for c in d.contributions.iter() {
-                    *demanded.entry(&c.sku).or_default() += c.units.total();
-                }
-            }
-            for (sku, approved) in &decision.approved_quantity {
-                let units = demanded.get(sku.as_str()).copied().unwrap_or(0);
-                if units > *approved {
-                    over.push(OverApproved {
-                        application_number: application.to_string(),
-                        sku: sku.clone(),
-                        approved_units: *approved,
-                        demanded_units: units,
-                    });
-                }
-            }
+        let mut demanded: std::collections::HashMap<(&str, &str), i64> =
+            std::collections::HashMap::new();
+        for ((application, sku), units) in self.licences.references.values().flatten() {
+            let d = demanded.entry((application, sku)).or_default();
+            *d = d.saturating_add(*units);
         }
-        over.sort_by(|a, b| (&a.application_number, &a.sku).cmp(&(&b.application_number, &b.sku)));
-        over
+        forecast_model::licence::over_approved(self.licences.decisions.values(), |a, s| {
+            demanded.get(&(a, s)).copied().unwrap_or(0)
+        })
+    }
+
+    /// One customer's demand by licence status, its lost documents and what
+    /// it references of each licence, as published to `demand.by-licence`.
+    pub fn licence_snapshot(&self, customer_id: &str, as_of: Timestamp) -> LicenceSnapshot {
+        let rows = self
+            .licences
+            .cells
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .map(|((sku, quarter, status), units)| LicenceCell {
+                sku: sku.to_string(),
+                quarter: *quarter,
+                licence_status: *status,
+                units: *units,
+            })
+            .collect();
+        let mut lost = self.lost(Some(customer_id));
+        let not_listed = lost.len().saturating_sub(LOST_LISTED);
+        lost.truncate(LOST_LISTED);
+        let references = self
+            .licences
+            .references
+            .get(customer_id)
+            .into_iter()
+            .flatten()
+            .map(|((application, sku), units)| Reference {
+                application_number: application.to_string(),
+                sku: sku.to_string(),
+                units: *units,
+            })
+            .collect();
+        LicenceSnapshot {
+            customer_id: customer_id.to_owned(),
+            as_of,
+            rows,
+            lost,
+            lost_not_listed: i64::try_from(not_listed).unwrap_or(i64::MAX),
+            references,
+        }
     }
 
     /// The applied revision of a document, if any.

@@ -113,7 +113,7 @@ fn a_decision_moves_the_units_of_every_document_that_references_it() {
     assert_eq!(
         s.take_decision(decision("Z-1", DecisionStatus::Denied, 1_000)),
         Decided::Taken {
-            moved: vec!["TENCENT".into()]
+            affected: vec!["TENCENT".into()]
         }
     );
     assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "PENDING"), (0, 0));
@@ -159,7 +159,7 @@ fn a_decision_that_arrives_before_its_document_is_kept_and_applied_when_it_comes
     let mut s = DemandState::new();
     assert_eq!(
         s.take_decision(decision("Z-9", DecisionStatus::Revoked, 5)),
-        Decided::Taken { moved: vec![] }
+        Decided::Taken { affected: vec![] }
     );
     s.apply(&doc(
         "T-9",
@@ -205,6 +205,41 @@ fn an_approved_quantity_below_the_demand_that_references_it_is_reported() {
     assert!(s.over_approved().is_empty());
 }
 
+#[test]
+fn a_snapshot_lists_at_most_lost_listed_documents_and_counts_the_rest() {
+    let mut s = DemandState::new();
+    s.take_decision(decision("Z-1", DecisionStatus::Revoked, 1));
+    let n = LOST_LISTED + 3;
+    for i in 0..n {
+        s.apply(&doc(
+            &format!("T-{i:05}"),
+            1,
+            "TENCENT",
+            (Approved, Some("Z-1")),
+            &[("H20", "2026-10-01", 2, Firm)],
+        ));
+    }
+    let snap = s.licence_snapshot("TENCENT", Timestamp::from_millis(7));
+    assert_eq!(snap.lost.len(), LOST_LISTED);
+    assert_eq!(snap.lost_not_listed, 3);
+    assert_eq!(snap.lost[0].document_id, "T-00000");
+    let units = 2 * n as i64;
+    assert_eq!(snap.rows.len(), 1);
+    assert_eq!(snap.rows[0].licence_status, ExposureStatus::Revoked);
+    assert_eq!(snap.rows[0].units.firm_units, units);
+    assert_eq!(
+        snap.references,
+        [Reference {
+            application_number: "Z-1".into(),
+            sku: "H20".into(),
+            units
+        }]
+    );
+    // Another customer's snapshot holds none of it.
+    let other = s.licence_snapshot("ALIBABA", Timestamp::from_millis(7));
+    assert!(other.rows.is_empty() && other.lost.is_empty() && other.references.is_empty());
+}
+
 /// A document that passed the rules, among a few ids, customers and
 /// applications, with any licence status a document can be accepted with.
 fn any_document() -> impl Strategy<Value = ForecastDocument> {
@@ -248,12 +283,12 @@ enum Event {
 }
 
 fn any_events() -> impl Strategy<Value = Vec<Event>> {
-    let decision = (0..3usize, 0..4usize, 0i64..4).prop_map(|(a, s, at)| {
-        Event::Decision(decision(
-            ["Z-1", "Z-2", "Z-3"][a],
-            DecisionStatus::ALL[s],
-            at,
-        ))
+    let decision = (0..3usize, 0..4usize, 0i64..4, 0i64..150).prop_map(|(a, s, at, q)| {
+        let mut d = decision(["Z-1", "Z-2", "Z-3"][a], DecisionStatus::ALL[s], at);
+        // Quantities around what a few documents ask for, so that some
+        // are exceeded.
+        d.approved_quantity = [("H20".to_owned(), q)].into();
+        Event::Decision(d)
     });
     let event =
         prop_oneof![3 => any_document().prop_map(|d| Event::Document(Box::new(d))), 1 => decision];
@@ -289,6 +324,45 @@ fn summed(s: &DemandState) -> BTreeMap<(String, String, String), (i64, i64)> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The live path: documents spread over partitions by id, each
+    /// partition's state with every decision, every customer's licence
+    /// snapshot of every partition published (through the wire codec) and
+    /// summed by a `LicenceView`, as the planner does; the view answers
+    /// what one state of all the documents answers (`replay`).
+    #[test]
+    fn snapshots_summed_over_partitions_answer_as_one_state(events in any_events()) {
+        let whole = run(&events);
+        let mut parts = [DemandState::new(), DemandState::new(), DemandState::new()];
+        let mut view = LicenceView::default();
+        for e in &events {
+            match e {
+                Event::Document(d) => {
+                    let p = d.document_id.bytes().map(usize::from).sum::<usize>() % parts.len();
+                    parts[p].apply(d);
+                }
+                Event::Decision(d) => {
+                    for s in &mut parts {
+                        s.take_decision(d.clone());
+                    }
+                    view.take_decision(d.clone());
+                }
+            }
+        }
+        for (p, s) in parts.iter().enumerate() {
+            for customer in s.customers() {
+                let snapshot = s.licence_snapshot(customer, Timestamp::from_millis(1));
+                let record = wire::encode_licence_snapshot(&snapshot);
+                view.update(format!("{customer}/{p}").as_bytes(), Some(&record)).unwrap();
+            }
+        }
+        prop_assert_eq!(view.rows(None), whole.licence_rows().collect::<Vec<_>>());
+        prop_assert_eq!(view.lost(None), (whole.lost_firm_demand(), 0));
+        prop_assert_eq!(view.over_approved(), whole.over_approved());
+        for customer in ["TENCENT", "ALIBABA"] {
+            prop_assert_eq!(view.lost(Some(customer)).0, whole.lost(Some(customer)));
+        }
+    }
 
     /// After every document and every decision, the units by licence
     /// status add up, cell by cell, to the demand rows.
