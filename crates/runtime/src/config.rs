@@ -16,6 +16,8 @@ pub const DEFAULT_TOPIC_DEMAND: &str = "demand.by-customer";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_SUPPLY: &str = "supply.plan";
 pub const DEFAULT_TOPIC_LICENCES: &str = "licences.decisions";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_LICENCE_DEMAND: &str = "demand.by-licence";
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
@@ -66,6 +68,14 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_LICENCES
     )]
     pub topic_licences: String,
+    /// Demand by licence status (compacted; key customer/partition, Avro
+    /// LicenceSnapshot).
+    #[arg(
+        long,
+        env = "FORECAST_TOPIC_LICENCE_DEMAND",
+        default_value = DEFAULT_TOPIC_LICENCE_DEMAND
+    )]
+    pub topic_licence_demand: String,
 }
 
 impl Default for TopicArgs {
@@ -79,6 +89,7 @@ impl Default for TopicArgs {
             topic_demand: DEFAULT_TOPIC_DEMAND.into(),
             topic_supply: DEFAULT_TOPIC_SUPPLY.into(),
             topic_licences: DEFAULT_TOPIC_LICENCES.into(),
+            topic_licence_demand: DEFAULT_TOPIC_LICENCE_DEMAND.into(),
         }
     }
 }

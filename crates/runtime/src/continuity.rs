@@ -114,6 +114,14 @@ impl Positions {
         }
     }
 
+    /// Every partition whose next offset is known, with it.
+    pub fn known(&self) -> Vec<(i32, i64)> {
+        (0i32..)
+            .zip(&self.partitions)
+            .filter_map(|(i, p)| Some((i, p.next?)))
+            .collect()
+    }
+
     /// The next offset `partition` hands on, when known.
     pub fn expected(&self, partition: i32) -> Option<i64> {
         let i = usize::try_from(partition).ok()?;
@@ -193,13 +201,29 @@ pub enum Change {
 pub struct Changes {
     pending: AtomicBool,
     list: Mutex<Vec<Change>>,
+    /// Woken when partitions were assigned.
+    assigned: tokio::sync::Notify,
 }
 
 impl Changes {
     pub fn push(&self, changes: impl IntoIterator<Item = Change>) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
         list.extend(changes);
+        let assigned = list[before..]
+            .iter()
+            .any(|c| matches!(c, Change::Assigned { .. }));
         self.pending.store(true, Ordering::Release);
+        drop(list);
+        if assigned {
+            self.assigned.notify_one();
+        }
+    }
+
+    /// Completes once partitions were assigned since the last time it
+    /// completed (cancel safe).
+    pub async fn assigned(&self) {
+        self.assigned.notified().await;
     }
 
     /// Applies the changes noted since the last call, in order (one atomic

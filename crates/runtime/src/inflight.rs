@@ -378,6 +378,39 @@ pub trait Handler {
         let _ = batch;
         async { Ok(()) }
     }
+
+    /// Whether [`side`](Self::side) also runs after partitions are
+    /// assigned (the aggregator restores them at once, so that a second
+    /// input taken meanwhile reaches their outputs). Default: no.
+    const SIDE_ON_ASSIGN: bool = false;
+
+    /// Completes when the handler has input from elsewhere than the
+    /// consumed topic to take (the aggregator's licence decisions);
+    /// awaited beside the consumer, so it must be cancel safe. Default:
+    /// never.
+    fn side_input(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    /// Takes that input between two batches, adding its outputs to `batch`
+    /// (which has no consumed record; [`flush`](Self::flush) follows).
+    /// `assigned`: each assigned partition whose next offset is known, with
+    /// it. Default: nothing.
+    fn side(
+        &mut self,
+        assigned: &[(i32, i64)],
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = (assigned, batch);
+        async { Ok(()) }
+    }
+}
+
+/// What the consume loop handles next.
+enum Next<'c> {
+    Record(BorrowedMessage<'c>),
+    /// [`Handler::side`].
+    Side,
 }
 
 /// Records in flight: the consume loop of a service. Records are handled
@@ -458,17 +491,27 @@ impl InFlight {
         token: &CancellationToken,
         handler: &mut H,
     ) -> anyhow::Result<()> {
-        while let Some(mut m) = self.next(consumer, topic, metrics, token).await {
+        while let Some(next) = self.next(consumer, topic, metrics, token, handler).await {
             let mut batch = Batch::default();
-            let handled = loop {
-                batch.consumed(m.partition(), m.offset());
-                if let Err(e) = handler.handle(&m, &mut batch).await {
-                    break Err(e);
+            let handled = match next {
+                Next::Side => {
+                    consumer.context().changes.apply_to(&mut self.positions);
+                    let assigned = self.positions.known();
+                    match handler.side(&assigned, &mut batch).await {
+                        Ok(()) => handler.flush(&mut batch).await,
+                        Err(e) => Err(e),
+                    }
                 }
-                match self.more(consumer, topic, &batch, metrics) {
-                    Some(next) => m = next,
-                    None => break handler.flush(&mut batch).await,
-                }
+                Next::Record(mut m) => loop {
+                    batch.consumed(m.partition(), m.offset());
+                    if let Err(e) = handler.handle(&m, &mut batch).await {
+                        break Err(e);
+                    }
+                    match self.more(consumer, topic, &batch, metrics) {
+                        Some(next) => m = next,
+                        None => break handler.flush(&mut batch).await,
+                    }
+                },
             };
             if !self.add(handled.map(|()| batch)) {
                 break;
@@ -477,15 +520,17 @@ impl InFlight {
         self.finish(consumer, producer, topic, metrics).await
     }
 
-    /// The next record to handle; `None` once `token` is cancelled or an
-    /// output could not be delivered (then `finish` returns the error).
-    async fn next<'c>(
+    /// The next record to handle, or side input; `None` once `token` is
+    /// cancelled or an output could not be delivered (then `finish`
+    /// returns the error).
+    async fn next<'c, H: Handler>(
         &mut self,
         consumer: &'c GroupConsumer,
         topic: &str,
         metrics: &Metrics,
         token: &CancellationToken,
-    ) -> Option<BorrowedMessage<'c>> {
+        handler: &mut H,
+    ) -> Option<Next<'c>> {
         use futures::stream::StreamExt;
         if self.failure.is_some() {
             return None;
@@ -499,10 +544,14 @@ impl InFlight {
                         return None;
                     }
                 }
+                () = handler.side_input() => return Some(Next::Side),
+                () = consumer.context().changes.assigned(), if H::SIDE_ON_ASSIGN => {
+                    return Some(Next::Side);
+                }
                 message = consumer.recv(), if self.records < self.max => match message {
                     Ok(m) => {
                         if let ControlFlow::Break(m) = self.admitted(consumer, topic, m, metrics) {
-                            return m;
+                            return m.map(Next::Record);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "consumer error; retrying"),

@@ -27,5 +27,6 @@ pub mod inflight;
 pub mod metrics;
 pub mod shutdown;
 pub mod supervise;
+pub mod table;
 pub mod telemetry;
 pub mod topics;

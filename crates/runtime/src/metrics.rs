@@ -35,7 +35,7 @@ pub struct Metrics {
     registry: Registry,
     records_in: Counter,
     processed: Counter,
-    records_out: [Counter; 5],
+    records_out: [Counter; OUTPUT_NAMES.len()],
     rejections: Vec<Counter>,
     dead_letters: Vec<Counter>,
     processing: Histogram,
@@ -57,9 +57,17 @@ pub enum Output {
     Audit = 2,
     Demand = 3,
     Submitted = 4,
+    LicenceDemand = 5,
 }
 
-const OUTPUT_NAMES: [&str; 5] = ["validated", "rejected", "audit", "demand", "submitted"];
+const OUTPUT_NAMES: [&str; 6] = [
+    "validated",
+    "rejected",
+    "audit",
+    "demand",
+    "submitted",
+    "licence_demand",
+];
 
 /// Registers a family of counters under `name` with one label `key`, and
 /// returns a handle per value of `values`, in their order.

@@ -144,6 +144,7 @@ pub async fn create_topics(
             .set("max.message.bytes", &max_dead_letter),
         NewTopic::new(&topics.topic_audit, p, rf()).set("retention.ms", "-1"),
         NewTopic::new(&topics.topic_demand, p, rf()).set("cleanup.policy", "compact"),
+        NewTopic::new(&topics.topic_licence_demand, p, rf()).set("cleanup.policy", "compact"),
         // Small: one partition keeps the plan in one ordered log.
         NewTopic::new(&topics.topic_supply, 1, rf()).set("cleanup.policy", "compact"),
         // Read whole by every reader (a table, not a stream): one partition,
