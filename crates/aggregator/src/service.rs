@@ -22,6 +22,20 @@
 //! document is in one partition, in order; a snapshot covers one customer
 //! within one partition and is keyed `customer_id/partition`: the demand of
 //! a customer is the sum of its latest snapshots (`forecast_model::DemandView`).
+//!
+//! Licence decisions (`licences.decisions`, compacted) are a second input:
+//! every instance reads the whole topic on a thread of its own, first to
+//! its end (before it consumes, waiting at most [`DECISIONS_WAIT`]), then
+//! following it, and takes each decision into the state of every partition
+//! it holds ([`DemandState::take_decision`]) between two batches. The
+//! demand by licence status of each customer within each partition is
+//! published to `demand.by-licence` (same key) after every batch that
+//! changed it: an applied document, a decision on an application one of
+//! the customer's documents references, or a partition restored (its
+//! customers' snapshots are published again, as decisions taken while no
+//! instance held it may have moved them). Partitions are restored as soon
+//! as they are assigned, so a decision reaches every assigned partition
+//! even when no document arrives there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,8 +45,8 @@ use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::reader_config;
 use forecast_model::{
-    DecodeError, ForecastDocument, Outcome, Registry, RuleCode, SourceCoordinates, Stage,
-    Timestamp, Verdict, Violation, WarningCode, wire,
+    DecodeError, ForecastDocument, LicenceDecision, LicenceRegister, Outcome, Registry, RuleCode,
+    SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode, wire,
 };
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
@@ -40,13 +54,18 @@ use forecast_runtime::group::follow;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
 use forecast_runtime::metrics::{Metrics, Output};
+use forecast_runtime::table;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{DemandState, Sequenced, sequenced_verdict};
+use crate::state::{Decided, DemandState, Sequenced, sequenced_verdict};
+
+/// How long the aggregator waits at start for the licence decisions so far
+/// before it consumes; later ones are taken as they arrive.
+pub const DECISIONS_WAIT: Duration = Duration::from_secs(30);
 
 /// Settings of the aggregating service.
 #[derive(Debug, Clone, Args)]
@@ -91,6 +110,26 @@ struct PartitionState {
     next: i64,
 }
 
+impl PartitionState {
+    /// An empty state that holds the decisions of `register`, expecting
+    /// the partition's first record.
+    fn new(register: &LicenceRegister) -> Self {
+        Self {
+            state: seeded(register),
+            next: 0,
+        }
+    }
+}
+
+/// An empty demand state with the decisions of `register` taken.
+fn seeded(register: &LicenceRegister) -> DemandState {
+    let mut state = DemandState::new();
+    for d in register.iter() {
+        state.take_decision(d.clone());
+    }
+    state
+}
+
 /// Key of a snapshot of one customer's demand within one partition.
 pub fn snapshot_key(customer_id: &str, partition: i32) -> String {
     format!("{customer_id}/{partition}")
@@ -106,16 +145,44 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let producer = batch_producer(kafka)?;
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
+    let (tx, mut decisions) = tokio::sync::mpsc::unbounded_channel();
+    let (read, caught_up) = tokio::sync::oneshot::channel();
+    let follower = {
+        let (kafka, topic, token) = (kafka.clone(), topics.topic_licences.clone(), token.clone());
+        std::thread::Builder::new()
+            .name("licence-decisions".into())
+            .spawn(move || follow_decisions(&kafka, &topic, &tx, read, &token))?
+    };
+    // The decisions so far, before any document: the first snapshots
+    // count under them.
+    let mut register = LicenceRegister::default();
+    match tokio::time::timeout(DECISIONS_WAIT, caught_up).await {
+        Ok(Ok(())) => {
+            while let Ok(d) = decisions.try_recv() {
+                register.take(d);
+            }
+            tracing::info!(decisions = register.len(), topic = %topics.topic_licences, "licence decisions read");
+        }
+        _ => tracing::warn!(
+            topic = %topics.topic_licences,
+            "licence decisions not read to their end within {DECISIONS_WAIT:?}; consuming anyway, they apply when they arrive"
+        ),
+    }
     let mut handler = Aggregate {
         partitions: HashMap::new(),
         changed: BTreeMap::new(),
+        licence_changed: BTreeMap::new(),
+        register,
+        decisions,
+        pending: Vec::new(),
         kafka,
         producer: &producer,
         topics,
         metrics: &metrics,
         decoder: Decoder::default(),
     };
-    args.flight
+    let result = args
+        .flight
         .serve(
             kafka,
             &topics.topic_validated,
@@ -127,7 +194,59 @@ pub async fn run(
             &token,
             &mut handler,
         )
-        .await
+        .await;
+    // The follower ends once the receiver is gone.
+    drop(handler);
+    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
+    result
+}
+
+/// Reads `licences.decisions` to its end (then `read` is sent), then
+/// follows it, sending every decision to `tx`, until `token` is cancelled
+/// or the receiver is gone. A topic that cannot be read is retried every
+/// 5 s; an undecodable record is logged and skipped; a tombstone is
+/// ignored (a decision is replaced by a later one, never deleted).
+fn follow_decisions(
+    kafka: &KafkaArgs,
+    topic: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<LicenceDecision>,
+    read: tokio::sync::oneshot::Sender<()>,
+    token: &CancellationToken,
+) {
+    let take = |m: &BorrowedMessage<'_>| {
+        let Some(value) = m.payload() else { return };
+        match wire::decode_decision(value, Registry::embedded()) {
+            Ok(d) => {
+                let _ = tx.send(d);
+            }
+            Err(e) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence decision skipped");
+            }
+        }
+    };
+    let reader = loop {
+        if token.is_cancelled() || tx.is_closed() {
+            return;
+        }
+        match table::read_to_end(kafka, &[topic], DECISIONS_WAIT, take) {
+            Ok(reader) => break reader,
+            Err(e) => {
+                tracing::warn!(topic, error = %format!("{e:#}"), "cannot read the licence decisions; retrying in 5 s");
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        }
+    };
+    let _ = read.send(());
+    while !token.is_cancelled() && !tx.is_closed() {
+        match reader.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => take(&m),
+            // librdkafka recovers by itself.
+            Some(Err(e)) => {
+                tracing::warn!(topic, error = %e, "licence decisions: consumer error; retrying")
+            }
+            None => {}
+        }
+    }
 }
 
 /// The aggregator's consume loop: the state of each input partition, and
@@ -137,6 +256,14 @@ struct Aggregate<'a> {
     /// `(partition, customer)` whose demand changed in this batch, with the
     /// time of the last change: one snapshot each when the batch ends.
     changed: BTreeMap<(i32, String), Timestamp>,
+    /// The same for demand by licence status.
+    licence_changed: BTreeMap<(i32, String), Timestamp>,
+    /// The decisions that count, taken into every partition's state and
+    /// into those restored later.
+    register: LicenceRegister,
+    decisions: tokio::sync::mpsc::UnboundedReceiver<LicenceDecision>,
+    /// Decisions received, not yet taken.
+    pending: Vec<LicenceDecision>,
     decoder: Decoder,
     kafka: &'a KafkaArgs,
     producer: &'a BatchProducer,
@@ -149,8 +276,17 @@ impl Handler for Aggregate<'_> {
     /// sequences the record and enqueues its audit verdict.
     async fn handle(&mut self, m: &BorrowedMessage<'_>, batch: &mut Batch) -> anyhow::Result<()> {
         let (p, o) = (m.partition(), m.offset());
-        let part = restored(&mut self.partitions, self.kafka, self.topics, p, o).await?;
-        let changed = handle(
+        let part = restored(
+            &mut self.partitions,
+            &self.register,
+            &mut self.licence_changed,
+            self.kafka,
+            self.topics,
+            p,
+            o,
+        )
+        .await?;
+        let applied = handle(
             part,
             &mut self.decoder,
             m,
@@ -160,10 +296,65 @@ impl Handler for Aggregate<'_> {
             batch,
         )
         .await?;
-        if let Some((customer, at)) = changed {
-            self.changed.insert((p, customer), at);
+        if let Some(Applied {
+            customer,
+            at,
+            demand_changed,
+        }) = applied
+        {
+            if demand_changed {
+                self.changed.insert((p, customer.clone()), at);
+            }
+            self.licence_changed.insert((p, customer), at);
         }
         part.next = o + 1;
+        Ok(())
+    }
+
+    async fn side_input(&mut self) {
+        if self.pending.is_empty() {
+            match self.decisions.recv().await {
+                Some(d) => self.pending.push(d),
+                // The follower stopped (the service is stopping).
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    const SIDE_ON_ASSIGN: bool = true;
+
+    /// Takes the decisions received into every partition's state, and
+    /// restores the assigned partitions not held yet.
+    async fn side(&mut self, assigned: &[(i32, i64)], _batch: &mut Batch) -> anyhow::Result<()> {
+        while let Ok(d) = self.decisions.try_recv() {
+            self.pending.push(d);
+        }
+        let now = Timestamp::now();
+        for d in std::mem::take(&mut self.pending) {
+            if !self.register.take(d.clone()) {
+                continue;
+            }
+            tracing::info!(application = %d.application_number, status = %d.status, "licence decision taken");
+            for (p, part) in &mut self.partitions {
+                if let Decided::Taken { affected } = part.state.take_decision(d.clone()) {
+                    for customer in affected {
+                        self.licence_changed.insert((*p, customer), now);
+                    }
+                }
+            }
+        }
+        for (p, next) in assigned {
+            restored(
+                &mut self.partitions,
+                &self.register,
+                &mut self.licence_changed,
+                self.kafka,
+                self.topics,
+                *p,
+                *next,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -187,20 +378,42 @@ impl Handler for Aggregate<'_> {
                 .await?;
             self.metrics.record_out(Output::Demand);
         }
+        for ((p, customer), at) in std::mem::take(&mut self.licence_changed) {
+            let Some(part) = self.partitions.get(&p) else {
+                continue;
+            };
+            let snapshot = part.state.licence_snapshot(&customer, at);
+            let value = wire::encode_licence_snapshot(&snapshot);
+            let key = snapshot_key(&customer, p);
+            batch
+                .send(
+                    self.producer,
+                    FutureRecord::to(&self.topics.topic_licence_demand)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice()),
+                )
+                .await?;
+            self.metrics.record_out(Output::LicenceDemand);
+        }
         Ok(())
     }
 }
 
 /// The state of partition `p`, ready for the record at offset `o`: rebuilt
-/// from the partition's start when continuity broke.
+/// from the partition's start when continuity broke, with the decisions of
+/// `register`; then each of its customers is noted in `republish`.
 async fn restored<'p>(
     partitions: &'p mut HashMap<i32, PartitionState>,
+    register: &LicenceRegister,
+    republish: &mut BTreeMap<(i32, String), Timestamp>,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     p: i32,
     o: i64,
 ) -> anyhow::Result<&'p mut PartitionState> {
-    let part = partitions.entry(p).or_default();
+    let part = partitions
+        .entry(p)
+        .or_insert_with(|| PartitionState::new(register));
     if part.next != o {
         // Outputs of records before `o` were produced by whoever read them.
         tracing::info!(
@@ -210,27 +423,38 @@ async fn restored<'p>(
             "restoring partition state"
         );
         let started = Instant::now();
-        let state = restore(kafka.clone(), topics.topic_validated.clone(), p, o).await?;
+        let state = restore(
+            kafka.clone(),
+            topics.topic_validated.clone(),
+            p,
+            o,
+            seeded(register),
+        )
+        .await?;
         tracing::info!(
             partition = p,
             documents = state.live_documents(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored"
         );
+        let now = Timestamp::now();
+        for customer in state.customers() {
+            republish.insert((p, customer.to_owned()), now);
+        }
         *part = PartitionState { state, next: o };
     }
     Ok(part)
 }
 
-/// The state of `partition` after applying its records before `until`.
+/// `state` after applying the records of `partition` before `until`.
 async fn restore(
     kafka: KafkaArgs,
     topic: String,
     partition: i32,
     until: i64,
+    mut state: DemandState,
 ) -> anyhow::Result<DemandState> {
     tokio::task::spawn_blocking(move || {
-        let mut state = DemandState::new();
         if until <= 0 {
             return Ok(state);
         }
@@ -310,8 +534,16 @@ fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
     })
 }
 
-/// Sequences one record and enqueues its audit verdict; returns the
-/// customer whose demand it changed, with the time of the change.
+/// A document applied: its customer, the record's time, and whether the
+/// customer's demand changed.
+struct Applied {
+    customer: String,
+    at: Timestamp,
+    demand_changed: bool,
+}
+
+/// Sequences one record and enqueues its audit verdict; returns what was
+/// applied, if anything.
 async fn handle(
     part: &mut PartitionState,
     decoder: &mut Decoder,
@@ -320,7 +552,7 @@ async fn handle(
     topics: &TopicArgs,
     metrics: &Metrics,
     batch: &mut Batch,
-) -> anyhow::Result<Option<(String, Timestamp)>> {
+) -> anyhow::Result<Option<Applied>> {
     let decided_at = m
         .timestamp()
         .to_millis()
@@ -384,12 +616,12 @@ async fn handle(
         )
         .await?;
     metrics.record_out(Output::Audit);
-    let changed = matches!(
-        outcome,
-        Sequenced::Applied {
-            demand_changed: true,
-            ..
-        }
-    );
-    Ok(changed.then(|| (doc.customer_id.clone(), decided_at)))
+    Ok(match outcome {
+        Sequenced::Applied { demand_changed, .. } => Some(Applied {
+            customer: doc.customer_id.clone(),
+            at: decided_at,
+            demand_changed,
+        }),
+        _ => None,
+    })
 }
