@@ -284,6 +284,7 @@ impl Names {
             ("--topic-demand", "demand.by-customer"),
             ("--topic-supply", "supply.plan"),
             ("--topic-licences", "licences.decisions"),
+            ("--topic-licence-demand", "demand.by-licence"),
         ] {
             v.push(flag.to_owned());
             v.push(self.topic(base));

@@ -8,6 +8,7 @@ const state = {
   byCustomer: new Map(), // customer -> rows [{customer_id, sku, quarter, firm_units, planning_units, total_units}]
   supply: [],            // [{sku, quarter, on_hand, ordered, available}]
   rejections: null,      // {counts, total, rejections}
+  exposure: null,        // /v1/exposure for the filters shown
   changed: new Set(),    // row keys changed by the last event, to flash
   updatedAt: null,
 };
@@ -212,6 +213,51 @@ function renderRejections() {
   }));
 }
 
+function renderExposure() {
+  const e = state.exposure;
+  if (!e) return;
+  const pct = (x) => (x == null ? "–" : `${Math.round(100 * x)}%`);
+  const num = (n) => el("td", { class: "num" }, fmt.format(n));
+  $("exposure").tBodies[0].replaceChildren(...e.by_quarter.map((q) => {
+    const tr = el("tr", { "data-quarter": q.quarter });
+    tr.append(el("td", {}, q.quarter), num(q.approved_units), num(q.pending_units), num(q.not_filed_units),
+      num(q.denied_units + q.revoked_units), num(q.supply_units),
+      el("td", { class: "num" }, pct(q.approved_coverage)), el("td", { class: "num" }, pct(q.approved_and_pending_coverage)));
+    return tr;
+  }));
+  const lost = e.lost_firm_demand;
+  const firm = lost.reduce((a, l) => a + l.firm_units, 0);
+  const more = e.lost_not_listed ? `, ${fmt.format(e.lost_not_listed)} more not listed` : "";
+  $("lost-total").textContent = `(${lost.length} documents, ${fmt.format(firm)} firm units${more})`;
+  $("lost").tBodies[0].replaceChildren(...lost.slice(0, 50).map((l) => {
+    const tr = el("tr", { "data-document": l.document_id });
+    tr.append(el("td", { class: "code" }, l.document_id), num(l.revision), el("td", {}, l.customer_id),
+      el("td", { class: "code" }, l.application_number), el("td", {}, l.licence_status),
+      el("td", {}, l.decided_at.replace("T", " ").slice(0, 16)), num(l.firm_units), num(l.planning_units));
+    return tr;
+  }));
+  $("over-approved").replaceChildren(...e.over_approved.map((o) => el("p", { class: "warning" },
+    `Licence ${o.application_number} approves ${fmt.format(o.approved_units)} units of ${o.sku}; the documents that reference it ask for ${fmt.format(o.demanded_units)}.`)));
+}
+
+// Fetches the exposure for the filters shown; at most one request at a time.
+let exposureWanted = false, exposureBusy = false;
+async function fetchExposure() {
+  exposureWanted = true;
+  if (exposureBusy) return;
+  exposureBusy = true;
+  while (exposureWanted) {
+    exposureWanted = false;
+    const f = filters();
+    const q = new URLSearchParams(Object.entries({ customer: f.customer, sku: f.sku, quarter: f.quarter }).filter(([, v]) => v));
+    try {
+      const res = await api(`/v1/exposure${q.size ? `?${q}` : ""}`);
+      if (res.ok) { state.exposure = await res.json(); render(); }
+    } catch (_) { /* the status badge shows the connection state */ }
+  }
+  exposureBusy = false;
+}
+
 let scheduled = false;
 function render() {
   if (scheduled) return;
@@ -228,6 +274,7 @@ function render() {
     renderCoverage(rows, supply);
     renderTable(rows);
     renderRejections();
+    renderExposure();
     if (state.updatedAt) $("updated").textContent = `updated ${state.updatedAt.toLocaleTimeString()}`;
     state.changed.clear();
   });
@@ -294,6 +341,11 @@ async function follow() {
       }
       state.updatedAt = new Date();
       render();
+      fetchExposure();
+    },
+    licences: () => {
+      state.updatedAt = new Date();
+      fetchExposure();
     },
     demand: (text) => {
       const d = JSON.parse(text);
@@ -343,7 +395,9 @@ function restart() {
   follow();
 }
 
-for (const id of ["f-customer", "f-sku", "f-quarter"]) $(id).addEventListener("change", render);
+for (const id of ["f-customer", "f-sku", "f-quarter"]) {
+  $(id).addEventListener("change", () => { render(); fetchExposure(); });
+}
 window.addEventListener("resize", render);
 follow();
 poll("/v1/supply", (d) => { state.supply = d.supply; }, 10000);

@@ -64,6 +64,7 @@ pub fn routes(planner: Arc<Planner>) -> Router {
         .route("/v1/rejections", get(rejections))
         .route("/v1/supply", get(supply))
         .route("/v1/coverage", get(coverage))
+        .route("/v1/exposure", get(exposure))
         .route(
             "/v1/{*rest}",
             get(|| async { ApiError::not_found("no such API path; see /openapi.json") }),
@@ -226,6 +227,16 @@ async fn coverage(
     Ok(Json(p.read(|v| v.coverage(&filter))).into_response())
 }
 
+async fn exposure(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    planner_only(&caller)?;
+    let filter = demand_filter(&query)?;
+    Ok(Json(p.read(|v| v.exposure(&filter))).into_response())
+}
+
 async fn supply(
     State(p): State<Arc<Planner>>,
     Extension(caller): Extension<Principal>,
@@ -312,7 +323,9 @@ async fn rejections(
 }
 
 /// Server-Sent Events: first `snapshot` (the whole demand matching the
-/// filter), then one `demand` event per change of a customer's demand.
+/// filter), then one `demand` event per change of a customer's demand, and
+/// a `licences` event (`customer_id`, `null` for a licence decision) when
+/// demand by licence status may have changed: `/v1/exposure` has it.
 async fn demand_stream(
     State(p): State<Arc<Planner>>,
     Extension(caller): Extension<Principal>,
@@ -338,7 +351,28 @@ async fn demand_stream(
         }
         loop {
             match rx.recv().await {
-                Ok(change) => {
+                Ok(live) => {
+                    let change = match &*live {
+                        crate::feed::LiveChange::Demand(change) => change,
+                        crate::feed::LiveChange::Licences { customer_id } => {
+                            if let (Some(want), Some(got)) = (&filter.customer, customer_id)
+                                && want != got
+                            {
+                                continue;
+                            }
+                            // What changed is in /v1/exposure: no data here.
+                            let event = Event::default()
+                                .event("licences")
+                                .json_data(serde_json::json!({
+                                    "customer_id": customer_id,
+                                    "sent_at": Timestamp::now(),
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Event::default().comment("unserialisable change")
+                                });
+                            return Some((Ok(event), (None, rx, p, filter, permit)));
+                        }
+                    };
                     if filter
                         .customer
                         .as_ref()
@@ -356,7 +390,7 @@ async fn demand_stream(
                         .event("demand")
                         .id(change.change.to_string())
                         .json_data(Out {
-                            change: &change,
+                            change,
                             sent_at: Timestamp::now(),
                         })
                         .unwrap_or_else(|_| Event::default().comment("unserialisable change"));

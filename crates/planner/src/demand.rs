@@ -2,13 +2,18 @@
 //! topic): to its end, then following it. What `forecastctl demand` (and
 //! its `--watch`) and `forecastctl up` show.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use forecast_kafka::{KafkaArgs, from_start, partition_ids, reader_config};
+use forecast_kafka::KafkaArgs;
+use forecast_model::Registry;
 use forecast_model::demand::DemandView;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, TopicPartitionList};
+use forecast_runtime::config::TopicArgs;
+use forecast_runtime::table;
+use rdkafka::Message;
+use rdkafka::consumer::BaseConsumer;
+
+use crate::feed::Input;
+use crate::view::PlannerView;
 
 /// Takes a record of the demand topic into `view`; an undecodable one is
 /// logged and skipped. Returns whether the view may have changed.
@@ -18,58 +23,47 @@ pub fn apply(view: &mut DemandView, key: &[u8], value: Option<&[u8]>) -> bool {
         .unwrap_or(false)
 }
 
-/// How long the topic must stay quiet, once the reported end is reached,
-/// before reading stops. Some Kafka-protocol brokers (tansu 0.6) report a
-/// high watermark below the last record, so the watermark is only a lower
-/// bound of the end.
-const QUIET: Duration = Duration::from_millis(1000);
-
 /// Reads the demand topic from its start to its current end.
 pub fn read_to_end(
     kafka: &KafkaArgs,
     topic: &str,
     timeout: Duration,
 ) -> anyhow::Result<(DemandView, BaseConsumer)> {
-    let reader: BaseConsumer = reader_config(kafka).create()?;
-    let partitions = partition_ids(reader.client(), topic, timeout)?;
-    if partitions.is_empty() {
-        anyhow::bail!(
-            "topic {topic} does not exist (is the aggregator running against these --brokers?)"
-        );
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, from_start())?;
-        let (low, high) = reader.fetch_watermarks(topic, *p, timeout)?;
-        if high > low {
-            ends.insert(*p, high);
-        }
-    }
-    reader.assign(&tpl)?;
     let mut view = DemandView::default();
-    let deadline = Instant::now() + timeout;
-    let mut last = Instant::now();
-    loop {
-        if Instant::now() > deadline {
-            anyhow::bail!("reading {topic} to its end took longer than {timeout:?}");
-        }
-        match reader.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m?;
-                apply(&mut view, m.key().unwrap_or_default(), m.payload());
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    ends.remove(&m.partition());
-                }
-                last = Instant::now();
+    let reader = table::read_to_end(kafka, &[topic], timeout, |m| {
+        apply(&mut view, m.key().unwrap_or_default(), m.payload());
+    })
+    .map_err(|e| e.context("is the aggregator running against these --brokers?"))?;
+    Ok((view, reader))
+}
+
+/// Reads demand by licence status (`topics.topic_licence_demand`) and the
+/// licence decisions (`topics.topic_licences`) from their start to their
+/// current end, into a view without supply: what `forecastctl demand
+/// --by-licence` shows ([`PlannerView::exposure`]).
+pub fn read_licences_to_end(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    timeout: Duration,
+) -> anyhow::Result<PlannerView> {
+    let mut view = PlannerView::default();
+    let names = [
+        topics.topic_licence_demand.as_str(),
+        topics.topic_licences.as_str(),
+    ];
+    table::read_to_end(kafka, &names, timeout, |m| {
+        match crate::feed::decode(m, m.topic(), topics, Registry::embedded()) {
+            Some(Input::Licence { key, snapshot }) => {
+                view.on_licence_snapshot(&key, snapshot);
             }
-            None if ends.is_empty() && last.elapsed() >= QUIET => return Ok((view, reader)),
-            None => {}
+            Some(Input::Decision(d)) => {
+                view.on_decision(*d);
+            }
+            _ => {}
         }
-    }
+    })
+    .map_err(|e| e.context("is the aggregator running against these --brokers?"))?;
+    Ok(view)
 }
 
 /// A record of the demand topic: its key and value (`None`: a tombstone).

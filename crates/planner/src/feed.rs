@@ -1,5 +1,6 @@
 //! Fills the [`PlannerView`] from the topics: `demand.by-customer`,
-//! `forecasts.audit` and `supply.plan`, each read from its start by a
+//! `forecasts.audit`, `supply.plan`, `demand.by-licence` and
+//! `licences.decisions`, each read from its start by a
 //! consumer outside any group, so every instance serving the API sees the
 //! demand of all partitions whichever aggregator applied them.
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::{from_start, partition_ids, reader_config};
-use forecast_model::{DemandSnapshot, Registry, Timestamp, wire};
+use forecast_model::{DemandSnapshot, LicenceDecision, LicenceSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
 use forecast_runtime::group::follow;
@@ -26,7 +27,7 @@ use crate::view::{DemandChange, PlannerView};
 #[derive(Debug)]
 pub struct Planner {
     view: RwLock<PlannerView>,
-    changes: broadcast::Sender<Arc<DemandChange>>,
+    changes: broadcast::Sender<Arc<LiveChange>>,
     /// Cancelled when the feed stops: live streams end with it.
     closed: CancellationToken,
     /// A permit per live stream (SSE): each holds a broadcast receiver and
@@ -117,7 +118,7 @@ impl Planner {
     pub fn subscribe<T>(
         &self,
         f: impl FnOnce(&PlannerView) -> T,
-    ) -> (broadcast::Receiver<Arc<DemandChange>>, T) {
+    ) -> (broadcast::Receiver<Arc<LiveChange>>, T) {
         let view = self
             .view
             .read()
@@ -126,13 +127,17 @@ impl Planner {
     }
 
     /// Applies a batch of records under one write lock, then announces the
-    /// demand changes.
+    /// changes of demand and of demand by licence status (one event per
+    /// customer, and one for the decisions, per batch).
     pub fn apply(&self, batch: Vec<Input>) {
-        let changes: Vec<DemandChange> = self.update(|v| {
-            batch
+        let changes: Vec<LiveChange> = self.update(|v| {
+            let mut licences = std::collections::BTreeSet::new();
+            let mut changes: Vec<LiveChange> = batch
                 .into_iter()
                 .filter_map(|input| match input {
-                    Input::Demand { key, snapshot, at } => v.on_demand(&key, snapshot, at),
+                    Input::Demand { key, snapshot, at } => {
+                        v.on_demand(&key, snapshot, at).map(LiveChange::Demand)
+                    }
                     Input::Verdict(verdict) => {
                         v.on_verdict(*verdict);
                         None
@@ -141,8 +146,26 @@ impl Planner {
                         v.on_supply(&key, entry);
                         None
                     }
+                    Input::Licence { key, snapshot } => {
+                        if let Some(customer) = v.on_licence_snapshot(&key, snapshot) {
+                            licences.insert(Some(customer));
+                        }
+                        None
+                    }
+                    Input::Decision(d) => {
+                        if v.on_decision(*d) {
+                            licences.insert(None);
+                        }
+                        None
+                    }
                 })
-                .collect()
+                .collect();
+            changes.extend(
+                licences
+                    .into_iter()
+                    .map(|customer_id| LiveChange::Licences { customer_id }),
+            );
+            changes
         });
         for c in changes {
             // No receiver is fine: nobody follows the stream right now.
@@ -151,9 +174,25 @@ impl Planner {
     }
 }
 
+/// What the live stream announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveChange {
+    /// A customer's demand changed.
+    Demand(DemandChange),
+    /// A customer's demand by licence status changed (`None`: a licence
+    /// decision, which may change every customer's exposure).
+    Licences { customer_id: Option<String> },
+}
+
 /// One record, decoded.
 #[derive(Debug)]
 pub enum Input {
+    /// A record of `demand.by-licence` (`None`: a tombstone).
+    Licence {
+        key: Vec<u8>,
+        snapshot: Option<LicenceSnapshot>,
+    },
+    Decision(Box<LicenceDecision>),
     /// A snapshot (`None`: a tombstone), decoded before the view is locked.
     Demand {
         key: Vec<u8>,
@@ -198,6 +237,8 @@ pub fn run(
         topics.topic_demand.as_str(),
         topics.topic_audit.as_str(),
         topics.topic_supply.as_str(),
+        topics.topic_licence_demand.as_str(),
+        topics.topic_licences.as_str(),
     ];
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
@@ -283,7 +324,9 @@ pub fn run(
     Ok(())
 }
 
-fn decode(
+/// Decodes a record of one of `topics`; an undecodable one is logged and
+/// skipped.
+pub(crate) fn decode(
     m: &BorrowedMessage<'_>,
     topic: &str,
     topics: &TopicArgs,
@@ -304,6 +347,31 @@ fn decode(
             snapshot,
             at: m.timestamp().to_millis().map(Timestamp::from_millis),
         })
+    } else if topic == topics.topic_licence_demand {
+        let snapshot = match m
+            .payload()
+            .map(|v| wire::decode_licence_snapshot(v, registry))
+        {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence snapshot skipped");
+                return None;
+            }
+        };
+        Some(Input::Licence {
+            key: key.to_vec(),
+            snapshot,
+        })
+    } else if topic == topics.topic_licences {
+        // A tombstone removes nothing: a decision is replaced, not deleted.
+        match wire::decode_decision(m.payload()?, registry) {
+            Ok(d) => Some(Input::Decision(Box::new(d))),
+            Err(e) => {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence decision skipped");
+                None
+            }
+        }
     } else if topic == topics.topic_audit {
         match wire::decode_verdict(m.payload().unwrap_or_default(), registry) {
             Ok(v) => Some(Input::Verdict(Box::new(v))),

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use ahash::{HashMap, HashSet};
 
 use forecast_model::{
-    DemandRow, DemandSnapshot, Outcome, Quarter, RuleCode, Stage, Timestamp, Verdict,
+    DemandRow, DemandSnapshot, ExposureStatus, LicenceDecision, LicenceRow, LicenceSnapshot,
+    LicenceView, LostDocument, Outcome, OverApproved, Quarter, RuleCode, Stage, Timestamp, Verdict,
 };
 use forecast_model::{DemandView, Interner};
 use serde::Serialize;
@@ -251,6 +252,85 @@ pub struct Coverage {
     pub by_quarter: Vec<CoverageRow>,
 }
 
+/// Demand of one SKU (or all SKUs) in one quarter by licence status
+/// (units, firm and planning), against supply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExposureRow {
+    /// `null` in the per-quarter totals.
+    pub sku: Option<String>,
+    pub quarter: Quarter,
+    /// On hand + ordered.
+    pub supply_units: i64,
+    pub approved_units: i64,
+    pub pending_units: i64,
+    pub not_filed_units: i64,
+    pub denied_units: i64,
+    pub revoked_units: i64,
+    /// Supply over approved demand (`null` without approved demand).
+    pub approved_coverage: Option<f64>,
+    /// Supply over approved + pending demand (`null` without either).
+    pub approved_and_pending_coverage: Option<f64>,
+}
+
+impl ExposureRow {
+    fn new(sku: Option<String>, quarter: Quarter) -> Self {
+        Self {
+            sku,
+            quarter,
+            supply_units: 0,
+            approved_units: 0,
+            pending_units: 0,
+            not_filed_units: 0,
+            denied_units: 0,
+            revoked_units: 0,
+            approved_coverage: None,
+            approved_and_pending_coverage: None,
+        }
+    }
+
+    fn status(&mut self, status: ExposureStatus) -> &mut i64 {
+        match status {
+            ExposureStatus::Approved => &mut self.approved_units,
+            ExposureStatus::Pending => &mut self.pending_units,
+            ExposureStatus::NotFiled => &mut self.not_filed_units,
+            ExposureStatus::Denied => &mut self.denied_units,
+            ExposureStatus::Revoked => &mut self.revoked_units,
+        }
+    }
+
+    fn add(&mut self, other: &ExposureRow) {
+        self.supply_units += other.supply_units;
+        self.approved_units += other.approved_units;
+        self.pending_units += other.pending_units;
+        self.not_filed_units += other.not_filed_units;
+        self.denied_units += other.denied_units;
+        self.revoked_units += other.revoked_units;
+    }
+
+    fn finish(mut self) -> Self {
+        let ratio = |units: i64| (units > 0).then(|| self.supply_units as f64 / units as f64);
+        self.approved_coverage = ratio(self.approved_units);
+        self.approved_and_pending_coverage = ratio(self.approved_units + self.pending_units);
+        self
+    }
+}
+
+/// Licence exposure: demand by licence status (as `replay --licences`
+/// gives it), against supply per SKU x quarter and per quarter, the firm
+/// demand whose licence was denied or revoked, and approved quantities
+/// exceeded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exposure {
+    pub by_status: Vec<LicenceRow>,
+    pub rows: Vec<ExposureRow>,
+    pub by_quarter: Vec<ExposureRow>,
+    pub lost_firm_demand: Vec<LostDocument>,
+    /// Lost documents the aggregators counted without listing them (past
+    /// 2,000 per customer and partition).
+    pub lost_not_listed: i64,
+    pub over_approved: Vec<OverApproved>,
+}
+
 /// Stage and source (partition, offset, topic) of a verdict.
 type AnonymousSource = (Stage, i32, i64, String);
 
@@ -272,9 +352,87 @@ pub struct PlannerView {
     /// Per customer (`None`: unknown): rejections, and rejections by code.
     rejection_counts: HashMap<Option<Arc<str>>, RejectionCount>,
     supply: SupplyPlan,
+    licences: LicenceView,
 }
 
 impl PlannerView {
+    /// Takes a record of `demand.by-licence`, decoded (`None`: a
+    /// tombstone); returns the customer whose demand by licence status
+    /// changed, if it did.
+    pub fn on_licence_snapshot(
+        &mut self,
+        key: &[u8],
+        snapshot: Option<LicenceSnapshot>,
+    ) -> Option<String> {
+        let customer = match &snapshot {
+            Some(s) => s.customer_id.clone(),
+            None => std::str::from_utf8(key)
+                .ok()?
+                .rsplit_once('/')?
+                .0
+                .to_owned(),
+        };
+        self.licences.set(key, snapshot).then_some(customer)
+    }
+
+    /// Takes a licence decision; returns whether it counts (it then
+    /// changes the approved quantities exceeded).
+    pub fn on_decision(&mut self, decision: LicenceDecision) -> bool {
+        self.licences.take_decision(decision)
+    }
+
+    /// Licence exposure for the SKUs and quarters matching `filter` (its
+    /// customer narrows the demand side and the lost documents).
+    pub fn exposure(&self, filter: &DemandFilter) -> Exposure {
+        let customer = filter.customer.as_deref();
+        let by_status: Vec<LicenceRow> = self
+            .licences
+            .rows(customer)
+            .into_iter()
+            .filter(|r| filter.matches(&r.customer_id, &r.sku, r.quarter))
+            .collect();
+        let mut cells: BTreeMap<(String, Quarter), ExposureRow> = BTreeMap::new();
+        for r in &by_status {
+            let cell = cells
+                .entry((r.sku.clone(), r.quarter))
+                .or_insert_with(|| ExposureRow::new(Some(r.sku.clone()), r.quarter));
+            *cell.status(r.licence_status) += r.total_units;
+        }
+        for s in self.supply.entries() {
+            if filter.sku.as_ref().is_some_and(|f| *f != s.sku)
+                || filter.quarter.is_some_and(|q| q != s.quarter)
+            {
+                continue;
+            }
+            cells
+                .entry((s.sku.clone(), s.quarter))
+                .or_insert_with(|| ExposureRow::new(Some(s.sku.clone()), s.quarter))
+                .supply_units += s.available();
+        }
+        let mut by_quarter: BTreeMap<Quarter, ExposureRow> = BTreeMap::new();
+        for c in cells.values() {
+            by_quarter
+                .entry(c.quarter)
+                .or_insert_with(|| ExposureRow::new(None, c.quarter))
+                .add(c);
+        }
+        let (lost, lost_not_listed) = self.licences.lost(customer);
+        let over_approved = self
+            .licences
+            .over_approved()
+            .into_iter()
+            .filter(|o| filter.sku.as_ref().is_none_or(|s| *s == o.sku))
+            .collect();
+        Exposure {
+            by_status,
+            rows: cells.into_values().map(ExposureRow::finish).collect(),
+            by_quarter: by_quarter.into_values().map(ExposureRow::finish).collect(),
+            lost_firm_demand: lost,
+            lost_not_listed,
+            over_approved,
+        }
+    }
+
     /// Takes a record of `demand.by-customer`, decoded (`None`: a
     /// tombstone); returns the customer's new demand when it changed.
     pub fn on_demand(
@@ -828,5 +986,101 @@ mod tests {
         );
         v.on_supply("H20-96GB/2026-Q4", None);
         assert_eq!(v.coverage(&DemandFilter::default()).rows.len(), 2);
+    }
+
+    #[test]
+    fn exposure_is_supply_over_approved_and_over_approved_plus_pending_demand() {
+        use forecast_model::{LicenceCell, Units};
+        let cell = |sku: &str, status, firm, planning| LicenceCell {
+            sku: sku.into(),
+            quarter: "2026-Q3".parse().unwrap(),
+            licence_status: status,
+            units: Units {
+                firm_units: firm,
+                planning_units: planning,
+            },
+        };
+        let licence = |customer: &str, rows| LicenceSnapshot {
+            customer_id: customer.into(),
+            as_of: Timestamp::from_millis(0),
+            rows,
+            lost: Vec::new(),
+            lost_not_listed: 0,
+            references: Vec::new(),
+        };
+        let mut v = PlannerView::default();
+        assert_eq!(
+            v.on_licence_snapshot(
+                b"A/0",
+                Some(licence(
+                    "A",
+                    vec![
+                        cell("H20", ExposureStatus::Approved, 100, 100),
+                        cell("H20", ExposureStatus::Pending, 300, 0),
+                    ]
+                ))
+            ),
+            Some("A".into())
+        );
+        v.on_licence_snapshot(
+            b"B/1",
+            Some(licence(
+                "B",
+                vec![cell("L20", ExposureStatus::Revoked, 50, 0)],
+            )),
+        );
+        v.on_supply(
+            "",
+            Some(SupplyEntry {
+                sku: "H20".into(),
+                quarter: "2026-Q3".parse().unwrap(),
+                on_hand: 300,
+                ordered: 100,
+            }),
+        );
+        let e = v.exposure(&DemandFilter::default());
+        assert_eq!(e.by_status.len(), 3);
+        let h20 = &e.rows[0];
+        assert_eq!(
+            (
+                h20.sku.as_deref(),
+                h20.approved_units,
+                h20.pending_units,
+                h20.supply_units
+            ),
+            (Some("H20"), 200, 300, 400)
+        );
+        assert_eq!(
+            (h20.approved_coverage, h20.approved_and_pending_coverage),
+            (Some(2.0), Some(0.8))
+        );
+        let l20 = &e.rows[1];
+        assert_eq!((l20.revoked_units, l20.approved_coverage), (50, None));
+        let q = &e.by_quarter[0];
+        assert_eq!(
+            (
+                q.sku.clone(),
+                q.approved_units,
+                q.pending_units,
+                q.revoked_units,
+                q.supply_units
+            ),
+            (None, 200, 300, 50, 400)
+        );
+        // Filters narrow both sides.
+        let only_b = v.exposure(&DemandFilter {
+            customer: Some("B".into()),
+            ..DemandFilter::default()
+        });
+        assert_eq!(only_b.by_status.len(), 1);
+        assert_eq!(only_b.rows[0].approved_units, 0, "H20 supply, no B demand");
+        let only_l20 = v.exposure(&DemandFilter {
+            sku: Some("L20".into()),
+            ..DemandFilter::default()
+        });
+        assert_eq!(only_l20.rows.len(), 1);
+        // A tombstone takes the customer's partition out.
+        assert_eq!(v.on_licence_snapshot(b"B/1", None), Some("B".into()));
+        assert_eq!(v.exposure(&DemandFilter::default()).by_status.len(), 2);
     }
 }
