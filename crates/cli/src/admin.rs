@@ -51,6 +51,9 @@ pub enum LicencesCommand {
     /// decision applies to every live document that references the
     /// application; of two decisions on one application the one decided
     /// later counts. The whole file is checked before anything is sent.
+    /// The aggregators take each decision as it arrives: demand moves
+    /// between licence statuses at once (`demand --by-licence`,
+    /// /v1/exposure).
     Load {
         #[command(flatten)]
         kafka: KafkaArgs,

@@ -33,6 +33,12 @@ pub struct DemandArgs {
     /// appended (a table, a JSON line or a CSV block).
     #[arg(long)]
     pub watch: bool,
+    /// Demand by licence status instead (`demand.by-licence` and
+    /// `licences.decisions`): the rows, the firm demand whose licence was
+    /// denied or revoked, and approved quantities exceeded; as text or as
+    /// the `licences` object of `replay --licences --format json`.
+    #[arg(long, conflicts_with = "watch")]
+    pub by_licence: bool,
     /// How long reading the topic to its end may take.
     #[arg(long, default_value = "30", value_name = "SECONDS")]
     pub timeout_secs: u64,
@@ -51,6 +57,9 @@ pub enum DemandFormat {
 
 /// Prints the demand read from the compacted topic.
 pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Result<()> {
+    if args.by_licence {
+        return by_licence(args).await;
+    }
     let kafka = args.kafka.clone();
     let topic = args.topics.topic_demand.clone();
     let timeout = Duration::from_secs(args.timeout_secs);
@@ -80,6 +89,46 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
             print_demand(&view, args, changes)?;
         }
     }
+}
+
+/// `demand --by-licence`.
+async fn by_licence(args: &DemandArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.format != DemandFormat::Csv,
+        "--by-licence prints text or JSON, not CSV"
+    );
+    let (kafka, topics) = (args.kafka.clone(), args.topics.clone());
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let view = tokio::task::spawn_blocking(move || {
+        forecast_planner::demand::read_licences_to_end(&kafka, &topics, timeout)
+    })
+    .await??;
+    let exposure = view.exposure(&forecast_planner::view::DemandFilter {
+        customer: args.customer.clone(),
+        ..Default::default()
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        DemandFormat::Json => {
+            report::write_json(
+                &mut out,
+                &report::licences_json(
+                    &exposure.by_status,
+                    &exposure.lost_firm_demand,
+                    &exposure.over_approved,
+                ),
+            )?;
+            writeln!(out)?;
+        }
+        _ => report::write_licence_tables(
+            &mut out,
+            &exposure.by_status,
+            &exposure.lost_firm_demand,
+            &exposure.over_approved,
+        )?,
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn print_demand(view: &DemandView, args: &DemandArgs, changes: u64) -> anyhow::Result<()> {

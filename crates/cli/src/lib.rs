@@ -83,15 +83,19 @@ pub enum Command {
     /// Run the validating service: forecasts.submitted -> validated,
     /// rejected (dead letters) and audit. Stops cleanly on SIGINT/SIGTERM.
     Validate(services::ValidateArgs),
-    /// Run the aggregating service: forecasts.validated -> demand.by-customer
-    /// and audit (sequencing verdicts). Stops cleanly on SIGINT/SIGTERM.
+    /// Run the aggregating service: forecasts.validated -> demand.by-customer,
+    /// demand.by-licence (demand by licence status, following
+    /// licences.decisions) and audit (sequencing verdicts). Stops cleanly on
+    /// SIGINT/SIGTERM.
     Aggregate(services::AggregateArgs),
     /// Serve the planner API and dashboard: demand, coverage against the
-    /// supply plan, rejections, a live stream. Reads demand.by-customer,
+    /// supply plan, licence exposure, rejections, a live stream. Reads
+    /// demand.by-customer, demand.by-licence, licences.decisions,
     /// forecasts.audit and supply.plan from their start (no consumer group:
     /// every instance sees all). Stops cleanly on SIGINT/SIGTERM.
     Planner(services::PlannerServiceArgs),
-    /// Print the demand read from demand.by-customer.
+    /// Print the demand read from demand.by-customer (or, with
+    /// --by-licence, demand by licence status from demand.by-licence).
     Demand(demand::DemandArgs),
     /// Manage the pipeline's topics.
     #[command(subcommand)]

@@ -115,11 +115,11 @@ pub fn run_with_licences(
                 out.write_all(b",\"licences\":")?;
                 report::write_json(
                     out,
-                    &serde_json::json!({
-                        "by_status": state.licence_rows().collect::<Vec<_>>(),
-                        "lost_firm_demand": state.lost_firm_demand(),
-                        "over_approved": state.over_approved(),
-                    }),
+                    &report::licences_json(
+                        &state.licence_rows().collect::<Vec<_>>(),
+                        &state.lost_firm_demand(),
+                        &state.over_approved(),
+                    ),
                 )?;
             }
             out.write_all(b"}\n")?;

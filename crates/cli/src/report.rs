@@ -185,6 +185,20 @@ pub fn write_demand_table(out: &mut impl Write, rows: &[DemandRow]) -> io::Resul
     )
 }
 
+/// The `licences` object of `replay --licences --format json`, which
+/// `demand --by-licence --format json` prints alone.
+pub fn licences_json(
+    rows: &[forecast_model::LicenceRow],
+    lost: &[forecast_model::LostDocument],
+    over: &[forecast_model::OverApproved],
+) -> serde_json::Value {
+    serde_json::json!({
+        "by_status": rows,
+        "lost_firm_demand": lost,
+        "over_approved": over,
+    })
+}
+
 /// Writes demand by licence status, the firm demand whose licence was
 /// denied or revoked, and the licences whose approved quantity the demand
 /// exceeds (`replay --licences`, `demand --by-licence`).

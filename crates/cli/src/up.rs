@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use forecast_aggregator::service::AggregatorArgs;
 use forecast_kafka::KafkaArgs;
-use forecast_planner::demand::read_to_end;
+use forecast_planner::demand::{read_licences_to_end, read_to_end};
 use forecast_runtime::config::{LogArgs, LogFormat, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::{Supervisor, blocking};
@@ -73,6 +73,10 @@ pub struct UpArgs {
     /// Supply plan shown against demand (CSV: sku,quarter,on_hand,ordered).
     #[arg(long, default_value = "examples/supply.csv", value_name = "FILE")]
     pub supply: PathBuf,
+    /// Licence decisions published (`licences load`) before the examples
+    /// are submitted; demand by licence status is shown after the demand.
+    #[arg(long, default_value = "examples/licences.jsonl", value_name = "FILE")]
+    pub licences: PathBuf,
     /// Stop after showing the demand instead of running until Ctrl-C.
     #[arg(long)]
     pub once: bool,
@@ -229,6 +233,14 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let listener = forecast_runtime::http::bind(args.http).await?;
     // Tansu::start waited until it listens; create_topics checks it answers.
     services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
+    let decisions = crate::read_licences(&args.licences)
+        .map_err(|e| anyhow::anyhow!("{e} (see --licences)"))?;
+    crate::admin::load_licences(&kafka, &topics, &args.licences).await?;
+    eprintln!(
+        "published {} licence decision(s) of {}",
+        decisions.len(),
+        args.licences.display()
+    );
 
     // The API and dashboard answer a token made for this run.
     let (planner_token, access) = {
@@ -335,12 +347,22 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         let file = crate::input::open(&examples)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", examples.display()))?;
         let mut replay = forecast_pipeline::Replay::new(policy);
+        for d in decisions {
+            replay.take_decision(d);
+        }
         let mut lines = crate::input::JsonLines::new(file);
         while let Some((_, bytes)) = lines.next_line()? {
             replay.submit_json(bytes);
         }
-        replay.state().rows().collect::<Vec<_>>()
+        let state = replay.state();
+        let licences = report::licences_json(
+            &state.licence_rows().collect::<Vec<_>>(),
+            &state.lost_firm_demand(),
+            &state.over_approved(),
+        );
+        (state.rows().collect::<Vec<_>>(), licences)
     };
+    let (expected, expected_licences) = expected;
     // The services run supervised while this task submits and waits: the
     // first of them to fail stops everything (and the wait below).
     let supervised = tokio::spawn(tasks.run());
@@ -388,6 +410,40 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     } else {
         eprintln!(
             "\nwarning: after 60 s the demand does not yet equal `forecastctl replay` of the same file"
+        );
+    }
+    // Demand by licence status, as the live pipeline published it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exposure = loop {
+        let (k, t) = (kafka.clone(), topics.clone());
+        let view = tokio::task::spawn_blocking(move || {
+            read_licences_to_end(&k, &t, Duration::from_secs(10))
+        })
+        .await??;
+        let e = view.exposure(&forecast_planner::view::DemandFilter::default());
+        let json = report::licences_json(&e.by_status, &e.lost_firm_demand, &e.over_approved);
+        if json == expected_licences || Instant::now() > deadline || token.is_cancelled() {
+            break (e, json == expected_licences);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, b"\n")?;
+    report::write_licence_tables(
+        &mut out,
+        &exposure.0.by_status,
+        &exposure.0.lost_firm_demand,
+        &exposure.0.over_approved,
+    )?;
+    drop(out);
+    if exposure.1 {
+        eprintln!(
+            "\ndemand by licence status equals `forecastctl replay --licences {}` of the same file",
+            args.licences.display()
+        );
+    } else {
+        eprintln!(
+            "\nwarning: after 30 s demand by licence status does not yet equal `forecastctl replay --licences`"
         );
     }
     eprintln!(

@@ -195,6 +195,52 @@ fn the_dashboard_asks_for_a_token_then_shows_new_demand_without_a_reload() {
         Duration::from_secs(15),
     );
 
+    // A licence revoked after its documents were accepted: the exposure
+    // panel moves their units and lists them, without a reload.
+    wait_for(
+        &tab,
+        "the exposure panel",
+        "document.querySelectorAll('#exposure tbody tr').length > 0",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        eval(&tab, "document.querySelectorAll('#lost tbody tr').length"),
+        0
+    );
+    let decisions = p.dir.join("revoked.jsonl");
+    std::fs::write(
+        &decisions,
+        "{\"application_number\": \"Z-3454487\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let mut args = p.names.command(&["licences", "load"], &p.broker.brokers);
+    args.push(decisions.display().to_string());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lost = api("/v1/exposure");
+    wait_for(
+        &tab,
+        "the revoked documents listed",
+        "document.querySelector('#lost tbody tr[data-document=\"ALI-000016\"]') !== null",
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        eval(&tab, "window.__loaded_once"),
+        "yes",
+        "the page was not reloaded"
+    );
+    let revoked: i64 = api("/v1/exposure")["by_quarter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["revoked_units"].as_i64().unwrap())
+        .sum();
+    assert!(revoked > 0, "before {lost}");
+
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let png = tab
         .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)

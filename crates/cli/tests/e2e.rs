@@ -392,3 +392,193 @@ fn licences_load_publishes_the_files_decisions_and_refuses_a_wrong_file_whole() 
         .collect();
     assert_eq!(got, want);
 }
+
+/// Demand by licence status on the broker: a decision published before the
+/// documents that reference it, the conformance sample, then decisions
+/// after it (a revocation and a denial of applications live documents
+/// reference). `demand --by-licence` and the planner's `/v1/exposure` end
+/// equal to `replay --licences` of all the decisions, and the live stream
+/// says `licences` when a decision moves demand.
+#[test]
+fn licence_decisions_before_and_after_the_documents_end_as_replay_says() {
+    let http = free_addr();
+    let p = Pipeline::with_planner_api("exposure", &http);
+    let before = p.dir.join("before.jsonl");
+    let after = p.dir.join("after.jsonl");
+    let all = p.dir.join("all.jsonl");
+    let before_text = concat!(
+        "{\"application_number\": \"Z-3454487\", \"status\": \"REVOKED\", \"decided_at\": \"2026-11-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-9194925\", \"status\": \"APPROVED\", \"decided_at\": \"2026-11-01T00:00:00+08:00\", \"approved_quantity\": {\"H20-96GB\": 1}}\n",
+    );
+    let after_text = concat!(
+        "{\"application_number\": \"Z-8318200\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-1806916\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-02T00:00:00Z\"}\n",
+    );
+    std::fs::write(&before, before_text).unwrap();
+    std::fs::write(&after, after_text).unwrap();
+    std::fs::write(&all, format!("{before_text}{after_text}")).unwrap();
+    let load = |file: &Path| {
+        let mut args = p.names.command(&["licences", "load"], &p.broker.brokers);
+        args.push(file.display().to_string());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let replayed = |decisions: &Path| -> Value {
+        let list = conformance().join("restricted.csv");
+        let out = run(&[
+            "replay".into(),
+            "--format".into(),
+            "json".into(),
+            RESTRICTED.into(),
+            list.display().to_string(),
+            "--licences".into(),
+            decisions.display().to_string(),
+            conformance().join("stream.jsonl").display().to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["licences"].clone()
+    };
+    let by_licence = || -> Value {
+        let args = p.names.command(
+            &["demand", "--by-licence", "--format", "json"],
+            &p.broker.brokers,
+        );
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let exposure = || -> Value {
+        serde_json::from_str(&p.api_get(&http, "/v1/exposure").1).unwrap_or_default()
+    };
+    let licences_of = |e: &Value| {
+        serde_json::json!({
+            "by_status": e["by_status"],
+            "lost_firm_demand": e["lost_firm_demand"],
+            "over_approved": e["over_approved"],
+        })
+    };
+    // Until both read what `want` says (or a deadline).
+    let wait_for = |want: &Value, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (cli, api) = (by_licence(), licences_of(&exposure()));
+            if cli == *want && api == *want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: never equal to replay --licences\nwant {want}\ndemand --by-licence {cli}\n/v1/exposure {api}\n{}",
+                p.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+
+    load(&before);
+    p.submit(&conformance().join("stream.jsonl"));
+    let first = replayed(&before);
+    assert!(
+        first["lost_firm_demand"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["application_number"] == "Z-3454487"),
+        "the revocation before the documents loses demand: {first}"
+    );
+    assert_eq!(first["over_approved"][0]["application_number"], "Z-9194925");
+    wait_for(&first, "decisions before the documents");
+
+    let mut stream = Events::open(&http, "/v1/demand/stream");
+    load(&after);
+    let last = replayed(&all);
+    assert_ne!(last, first, "the later decisions move demand");
+    for application in ["Z-8318200", "Z-1806916"] {
+        assert!(
+            last["lost_firm_demand"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["application_number"] == application),
+            "{application} is lost: {last}"
+        );
+    }
+    wait_for(&last, "decisions after the documents");
+    assert!(
+        stream.until_event("licences", Duration::from_secs(30)),
+        "the live stream announced no licence change"
+    );
+    // Exposure per SKU x quarter adds up to the rows by status.
+    let e = exposure();
+    let sum = |v: &Value, f: &str| -> i64 {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[f].as_i64().unwrap())
+            .sum()
+    };
+    let revoked: i64 = e["by_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["licence_status"] == "REVOKED")
+        .map(|r| r["total_units"].as_i64().unwrap())
+        .sum();
+    assert!(revoked > 0);
+    assert_eq!(sum(&e["rows"], "revoked_units"), revoked);
+    assert_eq!(sum(&e["by_quarter"], "revoked_units"), revoked);
+    assert!(
+        sum(&e["rows"], "supply_units") > 0,
+        "the example supply plan: {e}"
+    );
+}
+
+/// The event names of a live stream, read as they come.
+struct Events {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Events {
+    fn open(addr: &str, path: &str) -> Events {
+        use std::io::{BufRead, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = std::io::BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "GET {path}: {status}");
+        Events { reader }
+    }
+
+    /// Whether an event named `name` arrives within `within`.
+    fn until_event(&mut self, name: &str, within: Duration) -> bool {
+        use std::io::BufRead;
+        let deadline = Instant::now() + within;
+        let want = format!("event: {name}");
+        while Instant::now() < deadline {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return false,
+                Ok(_) if line.trim_end() == want => return true,
+                Ok(_) | Err(_) => {}
+            }
+        }
+        false
+    }
+}

@@ -410,12 +410,22 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         get_json(&http, "/v1/demand?customer=TENCENT").1["rows"]
     );
     let mut delays = Vec::new();
+    // Each document also changes its customer's demand by licence status,
+    // announced after its demand.
+    let mut licence_events = 0;
     for k in 0..5 {
         let doc = Pipeline::sample_document(&format!("TEN-LIVE-{k}"));
         let file = p.dir.join(format!("live-{k}.json"));
         std::fs::write(&file, doc.to_string()).unwrap();
         p.submit(&file);
-        let (name, change, received) = events.next();
+        let (name, change, received) = loop {
+            let event = events.next();
+            if event.0 != "licences" {
+                break event;
+            }
+            assert_eq!(event.1["customer_id"], "TENCENT", "{}", event.1);
+            licence_events += 1;
+        };
         assert_eq!(name, "demand", "{change}");
         assert_eq!(change["customer_id"], "TENCENT");
         let applied = millis(&change["applied_at"]);
@@ -431,6 +441,10 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
         let (_, doc) = get_json(&http, &format!("/v1/documents/TEN-LIVE-{k}"));
         assert_eq!(doc["applied_revision"], 1, "{doc}");
     }
+    assert!(
+        licence_events >= 4,
+        "a licences event after each document's demand: {licence_events}"
+    );
     delays.sort_unstable();
     eprintln!(
         "live stream: change published by the aggregator -> event read by the client: {:?} ms (max {} ms)",
