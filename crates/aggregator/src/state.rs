@@ -93,10 +93,12 @@ struct Licences {
     /// Per customer, the units (firm and planning, every quarter) of its
     /// live documents per application x SKU they reference; non-zero only.
     references: BTreeMap<Arc<str>, References>,
+    /// [`Licences::reference`]'s buffer.
+    scratch: Vec<(usize, usize, i64)>,
 }
 
-/// One customer's units per application x SKU.
-type References = BTreeMap<(Arc<str>, Arc<str>), i64>;
+/// One customer's units per application, per SKU.
+type References = BTreeMap<Arc<str>, BTreeMap<Arc<str>, i64>>;
 
 /// One customer's units by SKU x quarter x licence status.
 type LicenceCells = BTreeMap<(Arc<str>, Quarter, ExposureStatus), Units>;
@@ -124,27 +126,73 @@ impl Licences {
         }
     }
 
-    /// Adds `sign` times a document's units to what it references of
-    /// `application`.
+    /// Swaps what a revision referenced (`out`: its application and
+    /// units) for what the next one references (`into`), in what
+    /// `customer`'s documents reference. Netted per application and SKU
+    /// first: a `REPLACE` of twelve lines changes one or two entries, not
+    /// twenty-four.
     fn reference(
         &mut self,
         customer: &Arc<str>,
-        application: Option<&Arc<str>>,
-        contributions: &[Contribution],
-        sign: i64,
+        out: Option<(&Arc<str>, &[Contribution])>,
+        into: Option<(&Arc<str>, &[Contribution])>,
     ) {
-        let Some(application) = application else {
-            return;
+        // (side, index of its first contribution of the SKU, units): no
+        // borrow, so that the buffer is kept from one call to the next.
+        let mut net = std::mem::take(&mut self.scratch);
+        let sides = [out, into];
+        let key = |(side, i): (usize, usize)| {
+            sides[side].and_then(|(application, contributions)| {
+                Some((application, &contributions.get(i)?.sku))
+            })
         };
-        let references = self.references.entry(customer.clone()).or_default();
-        for c in contributions {
-            let key = (application.clone(), c.sku.clone());
-            let units = references.entry(key.clone()).or_default();
-            *units = units.saturating_add(sign.saturating_mul(c.units.total()));
-            if *units == 0 {
-                references.remove(&key);
+        for (side, sign) in [(0usize, -1i64), (1, 1)] {
+            let Some((_, contributions)) = sides[side] else {
+                continue;
+            };
+            for (i, c) in contributions.iter().enumerate() {
+                let units = sign.saturating_mul(c.units.total());
+                let here = key((side, i));
+                match net.iter_mut().find(|(s, j, _)| key((*s, *j)) == here) {
+                    Some(entry) => entry.2 = entry.2.saturating_add(units),
+                    None => net.push((side, i, units)),
+                }
             }
         }
+        net.retain(|(_, _, units)| *units != 0);
+        if net.is_empty() {
+            self.scratch = net;
+            return;
+        }
+        let references = match self.references.get_mut(&**customer) {
+            Some(r) => r,
+            None => self.references.entry(customer.clone()).or_default(),
+        };
+        for (application, sku, delta) in net
+            .iter()
+            .filter_map(|(s, i, d)| key((*s, *i)).map(|(a, sku)| (a, sku, *d)))
+        {
+            let by_sku = match references.get_mut(&**application) {
+                Some(m) => m,
+                None => references.entry(application.clone()).or_default(),
+            };
+            match by_sku.get_mut(&**sku) {
+                Some(units) => {
+                    *units = units.saturating_add(delta);
+                    if *units == 0 {
+                        by_sku.remove(&**sku);
+                        if by_sku.is_empty() {
+                            references.remove(&**application);
+                        }
+                    }
+                }
+                None => {
+                    by_sku.insert(sku.clone(), delta);
+                }
+            }
+        }
+        net.clear();
+        self.scratch = net;
     }
 }
 
@@ -241,8 +289,6 @@ impl DemandState {
             let status = self.licences.status(o.claimed, o.application.as_ref());
             self.licences
                 .add(&o.customer_id, &o.contributions, status, -1);
-            self.licences
-                .reference(&o.customer_id, o.application.as_ref(), &o.contributions, -1);
             if o.application != application
                 && let Some(a) = &o.application
                 && let Some(docs) = self.licences.documents.get_mut(a)
@@ -258,8 +304,12 @@ impl DemandState {
             .licences
             .status(doc.export_license.status, application.as_ref());
         self.licences.add(&customer_id, new, status, 1);
-        self.licences
-            .reference(&customer_id, application.as_ref(), new, 1);
+        self.licences.reference(
+            &customer_id,
+            old.as_ref()
+                .and_then(|o| Some((o.application.as_ref()?, &*o.contributions))),
+            application.as_ref().map(|a| (a, &**new)),
+        );
         if let Some(a) = application {
             self.licences
                 .documents
@@ -450,9 +500,11 @@ impl DemandState {
     pub fn over_approved(&self) -> Vec<OverApproved> {
         let mut demanded: std::collections::HashMap<(&str, &str), i64> =
             std::collections::HashMap::new();
-        for ((application, sku), units) in self.licences.references.values().flatten() {
-            let d = demanded.entry((application, sku)).or_default();
-            *d = d.saturating_add(*units);
+        for (application, by_sku) in self.licences.references.values().flatten() {
+            for (sku, units) in by_sku {
+                let d = demanded.entry((&**application, &**sku)).or_default();
+                *d = d.saturating_add(*units);
+            }
         }
         forecast_model::licence::over_approved(self.licences.decisions.values(), |a, s| {
             demanded.get(&(a, s)).copied().unwrap_or(0)
@@ -484,10 +536,12 @@ impl DemandState {
             .get(customer_id)
             .into_iter()
             .flatten()
-            .map(|((application, sku), units)| Reference {
-                application_number: application.to_string(),
-                sku: sku.to_string(),
-                units: *units,
+            .flat_map(|(application, by_sku)| {
+                by_sku.iter().map(move |(sku, units)| Reference {
+                    application_number: application.to_string(),
+                    sku: sku.to_string(),
+                    units: *units,
+                })
             })
             .collect();
         LicenceSnapshot {
