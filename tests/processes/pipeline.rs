@@ -196,6 +196,20 @@ impl Pipeline {
         stderr.lines().last().unwrap().to_owned()
     }
 
+    /// `forecastctl licences load` of `file`, which must succeed.
+    pub fn load_licences(&self, file: &Path) {
+        let mut args = self
+            .names
+            .command(&["licences", "load"], &self.broker.brokers);
+        args.push(file.display().to_string());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "licences load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn demand(&self) -> Value {
         let args = self
             .names
@@ -285,16 +299,27 @@ pub fn stop_with_sigterm(child: &mut Child, name: &str, dir: &Path, within: Dura
 }
 
 pub fn replay(stream: &Path) -> Value {
+    replay_with(stream, &[])
+}
+
+/// `forecastctl replay --format json` of `stream` with `extra` flags.
+pub fn replay_with(stream: &Path, extra: &[&str]) -> Value {
     let list = conformance().join("restricted.csv");
-    let out = run(&[
+    let mut args: Vec<String> = vec![
         "replay".into(),
         "--format".into(),
         "json".into(),
         RESTRICTED.into(),
         list.display().to_string(),
-        stream.display().to_string(),
-    ]);
-    assert!(out.status.success());
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(stream.display().to_string());
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

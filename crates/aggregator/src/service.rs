@@ -361,39 +361,50 @@ impl Handler for Aggregate<'_> {
     /// Publishes the demand of each customer that changed, once per batch:
     /// the batch settles only when these are acknowledged too.
     async fn flush(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
-        for ((p, customer), at) in std::mem::take(&mut self.changed) {
+        let changed = std::mem::take(&mut self.changed);
+        self.publish(
+            batch,
+            changed,
+            &self.topics.topic_demand,
+            Output::Demand,
+            |s, c, at| wire::encode_snapshot(&s.snapshot(c, at)),
+        )
+        .await?;
+        let changed = std::mem::take(&mut self.licence_changed);
+        let topic = &self.topics.topic_licence_demand;
+        self.publish(batch, changed, topic, Output::LicenceDemand, |s, c, at| {
+            wire::encode_licence_snapshot(&s.licence_snapshot(c, at))
+        })
+        .await
+    }
+}
+
+impl Aggregate<'_> {
+    /// Sends `encode(state, customer, at)` of each changed `(partition,
+    /// customer)` to `topic`, keyed `customer/partition`.
+    async fn publish(
+        &self,
+        batch: &mut Batch,
+        changed: BTreeMap<(i32, String), Timestamp>,
+        topic: &str,
+        output: Output,
+        encode: impl Fn(&DemandState, &str, Timestamp) -> Vec<u8>,
+    ) -> anyhow::Result<()> {
+        for ((p, customer), at) in changed {
             let Some(part) = self.partitions.get(&p) else {
                 continue;
             };
-            let snapshot = part.state.snapshot(&customer, at);
-            let value = wire::encode_snapshot(&snapshot);
+            let value = encode(&part.state, &customer, at);
             let key = snapshot_key(&customer, p);
             batch
                 .send(
                     self.producer,
-                    FutureRecord::to(&self.topics.topic_demand)
+                    FutureRecord::to(topic)
                         .key(key.as_bytes())
                         .payload(value.as_slice()),
                 )
                 .await?;
-            self.metrics.record_out(Output::Demand);
-        }
-        for ((p, customer), at) in std::mem::take(&mut self.licence_changed) {
-            let Some(part) = self.partitions.get(&p) else {
-                continue;
-            };
-            let snapshot = part.state.licence_snapshot(&customer, at);
-            let value = wire::encode_licence_snapshot(&snapshot);
-            let key = snapshot_key(&customer, p);
-            batch
-                .send(
-                    self.producer,
-                    FutureRecord::to(&self.topics.topic_licence_demand)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice()),
-                )
-                .await?;
-            self.metrics.record_out(Output::LicenceDemand);
+            self.metrics.record_out(output);
         }
         Ok(())
     }

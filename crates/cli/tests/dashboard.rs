@@ -213,14 +213,7 @@ fn the_dashboard_asks_for_a_token_then_shows_new_demand_without_a_reload() {
         "{\"application_number\": \"Z-3454487\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
     )
     .unwrap();
-    let mut args = p.names.command(&["licences", "load"], &p.broker.brokers);
-    args.push(decisions.display().to_string());
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    p.load_licences(&decisions);
     let lost = api("/v1/exposure");
     wait_for(
         &tab,

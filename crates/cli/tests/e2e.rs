@@ -417,34 +417,10 @@ fn licence_decisions_before_and_after_the_documents_end_as_replay_says() {
     std::fs::write(&before, before_text).unwrap();
     std::fs::write(&after, after_text).unwrap();
     std::fs::write(&all, format!("{before_text}{after_text}")).unwrap();
-    let load = |file: &Path| {
-        let mut args = p.names.command(&["licences", "load"], &p.broker.brokers);
-        args.push(file.display().to_string());
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let load = |file: &Path| p.load_licences(file);
     let replayed = |decisions: &Path| -> Value {
-        let list = conformance().join("restricted.csv");
-        let out = run(&[
-            "replay".into(),
-            "--format".into(),
-            "json".into(),
-            RESTRICTED.into(),
-            list.display().to_string(),
-            "--licences".into(),
-            decisions.display().to_string(),
-            conformance().join("stream.jsonl").display().to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["licences"].clone()
+        let stream = conformance().join("stream.jsonl");
+        replay_with(&stream, &["--licences", decisions.to_str().unwrap()])["licences"].clone()
     };
     let by_licence = || -> Value {
         let args = p.names.command(

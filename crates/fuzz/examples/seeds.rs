@@ -79,6 +79,40 @@ fn main() {
         "snapshot.avro",
         &wire::encode_snapshot(&snapshot),
     );
+    let licence_snapshot = forecast_model::LicenceSnapshot {
+        customer_id: "ALIBABA".into(),
+        as_of: Timestamp::from_millis(1_750_000_000_000),
+        rows: vec![forecast_model::LicenceCell {
+            sku: "H20".into(),
+            quarter: Quarter::new(2026, 4).unwrap(),
+            licence_status: forecast_model::ExposureStatus::Revoked,
+            units: Units {
+                firm_units: 10_000,
+                planning_units: 27_000,
+            },
+        }],
+        lost: vec![forecast_model::LostDocument {
+            document_id: "ALI-2026-0001".into(),
+            customer_id: "ALIBABA".into(),
+            revision: 1,
+            application_number: "Z-7201843".into(),
+            licence_status: forecast_model::ExposureStatus::Revoked,
+            decided_at: Timestamp::from_millis(1_764_748_800_000).with_offset_minutes(480),
+            firm_units: 10_000,
+            planning_units: 27_000,
+        }],
+        lost_not_listed: 0,
+        references: vec![forecast_model::Reference {
+            application_number: "Z-7201843".into(),
+            sku: "H20".into(),
+            units: 37_000,
+        }],
+    };
+    write(
+        "framed_records",
+        "licence-snapshot.avro",
+        &wire::encode_licence_snapshot(&licence_snapshot),
+    );
     let licences = forecast_model::licence::read_decisions(
         &std::fs::read_to_string(repo.join("examples/licences.jsonl")).unwrap(),
         "examples/licences.jsonl",

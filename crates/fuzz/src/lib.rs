@@ -87,8 +87,8 @@ pub fn framed_document(data: &[u8]) {
     let _ = v.verdict(&judged, Timestamp::from_millis(0), None);
 }
 
-/// The other framed records the services read: verdicts and demand
-/// snapshots (their topics are written by the services, but a consumer
+/// The other framed records the services read: verdicts, demand and
+/// licence snapshots, licence decisions (their topics are written by the services, but a consumer
 /// must not fall over whatever lands there).
 pub fn framed_records(data: &[u8]) {
     let registry = Registry::embedded();
@@ -106,6 +106,12 @@ pub fn framed_records(data: &[u8]) {
         let again = wire::decode_decision(&wire::encode_decision(&decision), registry)
             .expect("a decision encoded here decodes");
         assert_eq!(again, decision, "licence decision round trip");
+    }
+    if let Ok(snapshot) = wire::decode_licence_snapshot(data, registry) {
+        let again =
+            wire::decode_licence_snapshot(&wire::encode_licence_snapshot(&snapshot), registry)
+                .expect("a licence snapshot encoded here decodes");
+        assert_eq!(again, snapshot, "licence snapshot round trip");
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Principal;
 use crate::feed::Planner;
-use crate::view::{DemandFilter, RECENT_REJECTIONS, RejectionFilter};
+use crate::view::{DemandFilter, PlannerView, RECENT_REJECTIONS, RejectionFilter};
 
 /// The routes of the API and the dashboard. Serve them inside
 /// [`crate::auth::protect`]: every data route needs the caller's
@@ -207,14 +207,25 @@ fn planner_only(caller: &Principal) -> Result<(), ApiError> {
     }
 }
 
+/// A planner's route that answers `view(filter)` for the demand filters
+/// of the query.
+fn filtered<T: Serialize>(
+    p: &Planner,
+    caller: &Principal,
+    query: &Params,
+    view: impl FnOnce(&PlannerView, &DemandFilter) -> T,
+) -> Result<Response, ApiError> {
+    planner_only(caller)?;
+    let filter = demand_filter(query)?;
+    Ok(Json(p.read(|v| view(v, &filter))).into_response())
+}
+
 async fn demand(
     State(p): State<Arc<Planner>>,
     Extension(caller): Extension<Principal>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    planner_only(&caller)?;
-    let filter = demand_filter(&query)?;
-    Ok(Json(p.read(|v| v.demand(&filter))).into_response())
+    filtered(&p, &caller, &query, PlannerView::demand)
 }
 
 async fn coverage(
@@ -222,9 +233,7 @@ async fn coverage(
     Extension(caller): Extension<Principal>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    planner_only(&caller)?;
-    let filter = demand_filter(&query)?;
-    Ok(Json(p.read(|v| v.coverage(&filter))).into_response())
+    filtered(&p, &caller, &query, PlannerView::coverage)
 }
 
 async fn exposure(
@@ -232,9 +241,7 @@ async fn exposure(
     Extension(caller): Extension<Principal>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    planner_only(&caller)?;
-    let filter = demand_filter(&query)?;
-    Ok(Json(p.read(|v| v.exposure(&filter))).into_response())
+    filtered(&p, &caller, &query, PlannerView::exposure)
 }
 
 async fn supply(

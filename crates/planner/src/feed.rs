@@ -334,44 +334,26 @@ pub(crate) fn decode(
 ) -> Option<Input> {
     let key = m.key().unwrap_or_default();
     if topic == topics.topic_demand {
-        let snapshot = match m.payload().map(|v| wire::decode_snapshot(v, registry)) {
-            None => None,
-            Some(Ok(s)) => Some(s),
-            Some(Err(e)) => {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable demand snapshot skipped");
-                return None;
-            }
-        };
+        let snapshot = decoded(m, "demand snapshot", |v| wire::decode_snapshot(v, registry))?;
         Some(Input::Demand {
             key: key.to_vec(),
             snapshot,
             at: m.timestamp().to_millis().map(Timestamp::from_millis),
         })
     } else if topic == topics.topic_licence_demand {
-        let snapshot = match m
-            .payload()
-            .map(|v| wire::decode_licence_snapshot(v, registry))
-        {
-            None => None,
-            Some(Ok(s)) => Some(s),
-            Some(Err(e)) => {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence snapshot skipped");
-                return None;
-            }
-        };
+        let snapshot = decoded(m, "licence snapshot", |v| {
+            wire::decode_licence_snapshot(v, registry)
+        })?;
         Some(Input::Licence {
             key: key.to_vec(),
             snapshot,
         })
     } else if topic == topics.topic_licences {
         // A tombstone removes nothing: a decision is replaced, not deleted.
-        match wire::decode_decision(m.payload()?, registry) {
-            Ok(d) => Some(Input::Decision(Box::new(d))),
-            Err(e) => {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence decision skipped");
-                None
-            }
-        }
+        let decision = decoded(m, "licence decision", |v| {
+            wire::decode_decision(v, registry)
+        })??;
+        Some(Input::Decision(Box::new(decision)))
     } else if topic == topics.topic_audit {
         match wire::decode_verdict(m.payload().unwrap_or_default(), registry) {
             Ok(v) => Some(Input::Verdict(Box::new(v))),
@@ -388,6 +370,23 @@ pub(crate) fn decode(
                 tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "supply record skipped");
                 None
             }
+        }
+    }
+}
+
+/// The value of `m` decoded (`Some(None)`: a tombstone), or `None`, logged,
+/// when it does not decode.
+fn decoded<T>(
+    m: &BorrowedMessage<'_>,
+    what: &str,
+    decode: impl FnOnce(&[u8]) -> Result<T, forecast_model::DecodeError>,
+) -> Option<Option<T>> {
+    match m.payload().map(decode) {
+        None => Some(None),
+        Some(Ok(v)) => Some(Some(v)),
+        Some(Err(e)) => {
+            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "undecodable {what} skipped");
+            None
         }
     }
 }
