@@ -211,9 +211,14 @@ impl Pipeline {
     }
 
     pub fn demand(&self) -> Value {
-        let args = self
-            .names
-            .command(&["demand", "--format", "json"], &self.broker.brokers);
+        self.demand_with(&[])
+    }
+
+    /// `forecastctl demand --format json` with `extra` flags, parsed.
+    pub fn demand_with(&self, extra: &[&str]) -> Value {
+        let mut words = vec!["demand", "--format", "json"];
+        words.extend_from_slice(extra);
+        let args = self.names.command(&words, &self.broker.brokers);
         let out = run(&args);
         assert!(
             out.status.success(),

@@ -422,19 +422,7 @@ fn licence_decisions_before_and_after_the_documents_end_as_replay_says() {
         let stream = conformance().join("stream.jsonl");
         replay_with(&stream, &["--licences", decisions.to_str().unwrap()])["licences"].clone()
     };
-    let by_licence = || -> Value {
-        let args = p.names.command(
-            &["demand", "--by-licence", "--format", "json"],
-            &p.broker.brokers,
-        );
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let by_licence = || p.demand_with(&["--by-licence"]);
     let exposure = || -> Value {
         serde_json::from_str(&p.api_get(&http, "/v1/exposure").1).unwrap_or_default()
     };

@@ -494,14 +494,22 @@ fn a_customer_token_reads_only_that_customers_documents_and_verdicts() {
         "HTTP/1.1 200 OK"
     );
 
-    // A ByteDance document the planner sees.
-    let (code, rejections) = as_who(planner, "/v1/rejections?customer=BYTEDANCE&limit=1");
+    // A ByteDance document the planner sees. Not any document a ByteDance
+    // submission named: one that reused another customer's document id
+    // (CUSTOMER_CHANGED) belongs to that customer.
+    let (code, rejections) = as_who(planner, "/v1/rejections?customer=BYTEDANCE&limit=100");
     assert_eq!(code, 200);
-    let byte_doc = rejections["rejections"][0]["document_id"]
-        .as_str()
+    let byte_doc = rejections["rejections"]
+        .as_array()
         .unwrap()
+        .iter()
+        .filter_map(|r| r["document_id"].as_str())
+        .find(|id| {
+            let (code, doc) = as_who(planner, &format!("/v1/documents/{id}"));
+            code == 200 && doc["customer_id"] == "BYTEDANCE"
+        })
+        .expect("a rejected document of ByteDance's")
         .to_owned();
-    assert_eq!(as_who(planner, &format!("/v1/documents/{byte_doc}")).0, 200);
     assert_eq!(as_who(planner, "/v1/demand").0, 200);
 
     // Tencent: its own document, not ByteDance's, no demand.
