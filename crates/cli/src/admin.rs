@@ -73,12 +73,22 @@ pub async fn load_licences(
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
     let decisions = crate::read_licences(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    publish_licences(kafka, topics, &decisions).await
+}
+
+/// Publishes decisions to the licences topic, which must exist, one record
+/// each keyed by application number; fails on the first not delivered.
+pub async fn publish_licences(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    decisions: &[forecast_model::LicenceDecision],
+) -> anyhow::Result<()> {
     let topic = &topics.topic_licences;
     forecast_runtime::topics::require_topic(kafka, topic).await?;
     let producer: rdkafka::producer::FutureProducer =
         forecast_kafka::producer_config(kafka).create()?;
     let mut deliveries = Vec::with_capacity(decisions.len());
-    for d in &decisions {
+    for d in decisions {
         let value = forecast_model::wire::encode_decision(d);
         let record = rdkafka::producer::FutureRecord::to(topic)
             .key(d.application_number.as_bytes())

@@ -235,12 +235,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
     let decisions = crate::read_licences(&args.licences)
         .map_err(|e| anyhow::anyhow!("{e} (see --licences)"))?;
-    crate::admin::load_licences(&kafka, &topics, &args.licences).await?;
-    eprintln!(
-        "published {} licence decision(s) of {}",
-        decisions.len(),
-        args.licences.display()
-    );
+    crate::admin::publish_licences(&kafka, &topics, &decisions).await?;
 
     // The API and dashboard answer a token made for this run.
     let (planner_token, access) = {
@@ -343,7 +338,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     }
 
     // What the pipeline must end with: the same code, offline.
-    let expected = {
+    let (expected, expected_licences) = {
         let file = crate::input::open(&examples)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", examples.display()))?;
         let mut replay = forecast_pipeline::Replay::new(policy);
@@ -362,7 +357,6 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         );
         (state.rows().collect::<Vec<_>>(), licences)
     };
-    let (expected, expected_licences) = expected;
     // The services run supervised while this task submits and waits: the
     // first of them to fail stops everything (and the wait below).
     let supervised = tokio::spawn(tasks.run());
@@ -387,22 +381,16 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     eprintln!("submitting {}", examples.display());
     submit::submit(&submit_args).await?;
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let rows = loop {
-        let (k, t) = (kafka.clone(), topics.topic_demand.clone());
-        let rows = tokio::task::spawn_blocking(move || {
-            read_to_end(&k, &t, Duration::from_secs(10)).map(|(v, _)| v.rows(None))
-        })
-        .await??;
-        if rows == expected || Instant::now() > deadline || token.is_cancelled() {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (k, t) = (kafka.clone(), topics.topic_demand.clone());
+    let read = move || read_to_end(&k, &t, Duration::from_secs(10)).map(|(v, _)| v.rows(None));
+    let (rows, equal) = read_until(Duration::from_secs(60), &token, read, |rows| {
+        *rows == expected
+    })
+    .await?;
     let mut out = std::io::stdout().lock();
     report::write_demand_table(&mut out, &rows)?;
     drop(out);
-    if rows == expected {
+    if equal {
         eprintln!(
             "\ndemand shown {:.1} s after start; it equals `forecastctl replay` of the same file",
             started.elapsed().as_secs_f64()
@@ -413,30 +401,26 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         );
     }
     // Demand by licence status, as the live pipeline published it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exposure = loop {
-        let (k, t) = (kafka.clone(), topics.clone());
-        let view = tokio::task::spawn_blocking(move || {
-            read_licences_to_end(&k, &t, Duration::from_secs(10))
-        })
-        .await??;
-        let e = view.exposure(&forecast_planner::view::DemandFilter::default());
-        let json = report::licences_json(&e.by_status, &e.lost_firm_demand, &e.over_approved);
-        if json == expected_licences || Instant::now() > deadline || token.is_cancelled() {
-            break (e, json == expected_licences);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let (k, t) = (kafka.clone(), topics.clone());
+    let read = move || {
+        Ok(read_licences_to_end(&k, &t, Duration::from_secs(10))?
+            .exposure(&forecast_planner::view::DemandFilter::default()))
     };
+    let (e, equal) = read_until(Duration::from_secs(30), &token, read, |e| {
+        report::licences_json(&e.by_status, &e.lost_firm_demand, &e.over_approved)
+            == expected_licences
+    })
+    .await?;
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, b"\n")?;
     report::write_licence_tables(
         &mut out,
-        &exposure.0.by_status,
-        &exposure.0.lost_firm_demand,
-        &exposure.0.over_approved,
+        &e.by_status,
+        &e.lost_firm_demand,
+        &e.over_approved,
     )?;
     drop(out);
-    if exposure.1 {
+    if equal {
         eprintln!(
             "\ndemand by licence status equals `forecastctl replay --licences {}` of the same file",
             args.licences.display()
@@ -555,4 +539,24 @@ fn sign_examples(
         path.display()
     );
     Ok((policy, path))
+}
+
+/// What `read` gives (a blocking read of the topics), read again every
+/// 200 ms until `equal` holds of it, `timeout` passed or `token` is
+/// cancelled; with whether `equal` holds.
+async fn read_until<R: Send + 'static>(
+    timeout: Duration,
+    token: &CancellationToken,
+    read: impl Fn() -> anyhow::Result<R> + Clone + Send + 'static,
+    equal: impl Fn(&R) -> bool,
+) -> anyhow::Result<(R, bool)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = tokio::task::spawn_blocking(read.clone()).await??;
+        let done = equal(&got);
+        if done || Instant::now() > deadline || token.is_cancelled() {
+            return Ok((got, done));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
