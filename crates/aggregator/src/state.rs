@@ -456,8 +456,7 @@ impl DemandState {
     pub fn lost(&self, customer: Option<&str>) -> Vec<LostDocument> {
         let mut lost = Vec::new();
         for (application, decision) in &self.licences.decisions {
-            // A decision's status wins over the document's claim.
-            let status = ExposureStatus::of(LicenseStatus::Pending, Some(decision.status));
+            let status = ExposureStatus::decided(decision.status);
             if !status.is_lost() {
                 continue;
             }

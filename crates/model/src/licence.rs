@@ -49,10 +49,7 @@ impl ExposureStatus {
     /// decision when there is one, else what the document says.
     pub fn of(claimed: LicenseStatus, decision: Option<DecisionStatus>) -> Self {
         match decision {
-            Some(DecisionStatus::Approved) => Self::Approved,
-            Some(DecisionStatus::Denied) => Self::Denied,
-            Some(DecisionStatus::Pending) => Self::Pending,
-            Some(DecisionStatus::Revoked) => Self::Revoked,
+            Some(decision) => Self::decided(decision),
             None => match claimed {
                 LicenseStatus::Approved => Self::Approved,
                 LicenseStatus::Pending => Self::Pending,
@@ -61,6 +58,17 @@ impl ExposureStatus {
                 // that got here anyway counts as denied.
                 LicenseStatus::Denied => Self::Denied,
             },
+        }
+    }
+
+    /// The status a decision puts its documents' units under, whatever
+    /// they claim.
+    pub fn decided(decision: DecisionStatus) -> Self {
+        match decision {
+            DecisionStatus::Approved => Self::Approved,
+            DecisionStatus::Denied => Self::Denied,
+            DecisionStatus::Pending => Self::Pending,
+            DecisionStatus::Revoked => Self::Revoked,
         }
     }
 
@@ -277,7 +285,11 @@ impl LicenceView {
     pub fn set(&mut self, key: &[u8], snapshot: Option<LicenceSnapshot>) -> bool {
         match snapshot {
             None => self.snapshots.remove(key).is_some(),
-            Some(s) => self.snapshots.insert(key.to_vec(), s.clone()).as_ref() != Some(&s),
+            Some(s) if self.snapshots.get(key) == Some(&s) => false,
+            Some(s) => {
+                self.snapshots.insert(key.to_vec(), s);
+                true
+            }
         }
     }
 
