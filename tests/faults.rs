@@ -132,8 +132,8 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
         // running validator to judge a whole part, leaving the new one
         // nothing to consume. Instances meant to be scaled away use
         // dynamic membership: a static member does not leave its group on
-        // shutdown (KIP-345), and tansu 0.6 does not rebalance when it
-        // evicts it (docs/operations.md).
+        // shutdown (KIP-345), so its partitions would wait out its session
+        // timeout (docs/operations.md).
         2 => add_validator(c, "validator-2", "scaled validators 1 -> 2"),
         // Each new instance consumes the part submitted since it joined.
         3 => {
@@ -151,8 +151,9 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
     c.assert_agrees_with_replay(&stream, sent, 0);
 }
 
-/// The unpaused aggregator's session has timed out and it rejoins, taking
-/// its partitions back at their committed offsets. Ignored until
+/// The paused aggregator's session times out and its partitions move to
+/// the other; unpaused, it rejoins and takes partitions back at their
+/// committed offsets. Ignored until
 /// 2026-11-29 (one CI run of four ended with 49 documents never
 /// sequenced, put down to the rejoin): that was tansu serving a fetch
 /// from inside a batch with the next batch, which the services now guard
@@ -190,6 +191,48 @@ fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
         _ => {}
     });
     c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+/// An aggregator that hangs for good (`docker pause`, never resumed, as a
+/// host that stops answering would): its session times out, the group
+/// starts a new generation, and the other aggregator takes its partitions,
+/// rebuilds them and finishes the stream alone, while the hung one is still
+/// paused. On tansu 0.6 as released the group stayed formed with the same
+/// generation and the hung member's partitions were assigned to nobody
+/// until it came back (deploy/tansu.patch, fix 9: the demand never equalled
+/// replay here).
+#[test]
+fn an_aggregator_hung_for_good_hands_its_partitions_to_the_other() {
+    let (mut c, stream, parts) = pipeline(
+        "hang",
+        Storage::Memory,
+        &["validator"],
+        &["aggregator-1", "aggregator-2"],
+    );
+    let sent = run(&mut c, &parts, |c, i| match i {
+        1 => {
+            for a in ["aggregator-1", "aggregator-2"] {
+                c.wait_consuming(a, 1, Duration::from_secs(90));
+            }
+        }
+        3 => {
+            docker(&["pause", &c.service("aggregator-2").id()]);
+            c.fault("paused aggregator-2 for good".into());
+        }
+        _ => {}
+    });
+    c.assert_agrees_with_replay(&stream, sent, 0);
+    let state = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}}",
+        &c.service("aggregator-2").id(),
+    ]);
+    assert_eq!(
+        state.trim(),
+        "paused",
+        "aggregator-2 was to stay hung to the end"
+    );
 }
 
 /// Cut off for longer than its session timeout, the validator leaves its

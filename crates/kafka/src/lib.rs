@@ -194,8 +194,8 @@ fn idempotent_producer(kafka: &KafkaArgs, compression: &str, linger_ms: u32) -> 
 ///
 /// `instance` is the static group membership id (KIP-345): an instance that
 /// restarts with the same id takes its partitions back at once instead of
-/// waiting for the group to notice the old one is gone, which some brokers
-/// (tansu 0.6) never do. It must be unique per running instance.
+/// waiting for the group to notice the old one is gone (the session
+/// timeout). It must be unique per running instance.
 pub fn consumer_config(kafka: &KafkaArgs, group: &str, instance: Option<&str>) -> ClientConfig {
     let mut c = base(kafka);
     if let Some(id) = instance {
