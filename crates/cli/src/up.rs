@@ -106,7 +106,7 @@ pub fn tansu_path(explicit: Option<&Path>, cache_dir: &Path) -> anyhow::Result<P
     );
     eprintln!(
         "broker: tansu {TANSU_VERSION} with deploy/tansu.patch, from {} (built there the first time, \
-         about 14 minutes on 2 cores)",
+         10 to 15 minutes on 2 cores)",
         cache_dir.display()
     );
     let out = std::process::Command::new(script)
