@@ -160,25 +160,13 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
 /// against (forecast_runtime::continuity); passed 4 runs of 4 alone since, and in CI.
 #[test]
 fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
-    let (mut c, stream, parts) = pipeline(
-        "pause",
-        Storage::Memory,
-        &["validator"],
-        &["aggregator-1", "aggregator-2"],
-    );
+    let (mut c, stream, parts) = pipeline("pause", Storage::Memory, &["validator"], &AGGREGATORS);
     let mut paused_at = None;
-    let sent = run(&mut c, &parts, |c, i| match i {
-        1 => {
-            for a in ["aggregator-1", "aggregator-2"] {
-                c.wait_consuming(a, 1, Duration::from_secs(90));
-            }
-        }
-        3 => {
-            docker(&["pause", &c.service("aggregator-2").id()]);
+    let sent = run(&mut c, &parts, |c, i| {
+        if pause_the_second_aggregator(c, i, "paused aggregator-2") {
             paused_at = Some(Instant::now());
-            c.fault("paused aggregator-2".into());
         }
-        5 => {
+        if i == 5 {
             // The session timeout is 10 s: stay paused for 20.
             let left = Duration::from_secs(20).saturating_sub(paused_at.unwrap().elapsed());
             std::thread::sleep(left);
@@ -188,9 +176,31 @@ fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
                 paused_at.unwrap().elapsed().as_secs_f64()
             ));
         }
-        _ => {}
     });
     c.assert_agrees_with_replay(&stream, sent, 0);
+}
+
+/// The two aggregators of the pause scenarios.
+const AGGREGATORS: [&str; 2] = ["aggregator-1", "aggregator-2"];
+
+/// After part 1, waits until both aggregators consume; after part 3,
+/// pauses aggregator-2 (`docker pause`: no heartbeat, no fetch) and notes
+/// `what`. Whether it paused it now.
+fn pause_the_second_aggregator(c: &mut Cluster, i: usize, what: &str) -> bool {
+    match i {
+        1 => {
+            for a in AGGREGATORS {
+                c.wait_consuming(a, 1, Duration::from_secs(90));
+            }
+            false
+        }
+        3 => {
+            docker(&["pause", &c.service("aggregator-2").id()]);
+            c.fault(what.into());
+            true
+        }
+        _ => false,
+    }
 }
 
 /// An aggregator that hangs for good (`docker pause`, never resumed, as a
@@ -203,23 +213,9 @@ fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
 /// replay here).
 #[test]
 fn an_aggregator_hung_for_good_hands_its_partitions_to_the_other() {
-    let (mut c, stream, parts) = pipeline(
-        "hang",
-        Storage::Memory,
-        &["validator"],
-        &["aggregator-1", "aggregator-2"],
-    );
-    let sent = run(&mut c, &parts, |c, i| match i {
-        1 => {
-            for a in ["aggregator-1", "aggregator-2"] {
-                c.wait_consuming(a, 1, Duration::from_secs(90));
-            }
-        }
-        3 => {
-            docker(&["pause", &c.service("aggregator-2").id()]);
-            c.fault("paused aggregator-2 for good".into());
-        }
-        _ => {}
+    let (mut c, stream, parts) = pipeline("hang", Storage::Memory, &["validator"], &AGGREGATORS);
+    let sent = run(&mut c, &parts, |c, i| {
+        pause_the_second_aggregator(c, i, "paused aggregator-2 for good");
     });
     c.assert_agrees_with_replay(&stream, sent, 0);
     let state = docker(&[
