@@ -1,7 +1,8 @@
 //! Sequencing and demand state: the aggregator's pure core.
 //!
 //! [`DemandState::apply`] compares a document that passed every rule with
-//! the last applied revision of its `document_id` and either applies it
+//! the last applied revision of the same `customer_id` and `document_id`
+//! (document ids are each customer's own) and either applies it
 //! (retracting that revision's lines and adding the new ones in the same
 //! call, so nobody can observe a half-applied `REPLACE`), ignores it as a
 //! `DUPLICATE`, or rejects it with a sequencing code.
@@ -34,7 +35,7 @@ pub enum Sequenced {
     },
     /// Same revision and content as the applied one: ignored.
     Duplicate,
-    /// Rejected: `DOCUMENT_UNKNOWN`, `REVISION_CONFLICT`, `REVISION_STALE` or `CUSTOMER_CHANGED`.
+    /// Rejected: `DOCUMENT_UNKNOWN`, `REVISION_CONFLICT` or `REVISION_STALE`.
     Rejected(RuleCode),
 }
 
@@ -68,12 +69,17 @@ struct CustomerDemand {
     sequence: i64,
 }
 
-/// Last applied revision per document and demand per customer x SKU x
-/// quarter; and the same demand by licence status, with the licence
-/// decisions taken.
+/// Each customer's documents, by document id.
+type Documents = HashMap<Arc<str>, HashMap<Box<str>, Applied>>;
+
+/// Last applied revision per customer's document and demand per customer
+/// x SKU x quarter; and the same demand by licence status, with the
+/// licence decisions taken.
 #[derive(Debug, Clone, Default)]
 pub struct DemandState {
-    documents: HashMap<Box<str>, Applied>,
+    /// Per customer, its documents: two customers' documents of the same
+    /// id are two documents.
+    documents: Documents,
     customers: BTreeMap<Arc<str>, CustomerDemand>,
     /// Interned customer ids, SKUs and application numbers: a few distinct
     /// values shared by many documents.
@@ -86,8 +92,8 @@ pub struct DemandState {
 struct Licences {
     /// The decision that counts per application (the one decided last).
     decisions: HashMap<Arc<str>, LicenceDecision>,
-    /// The live documents that reference each application.
-    documents: HashMap<Arc<str>, BTreeSet<Box<str>>>,
+    /// The live documents that reference each application, per customer.
+    documents: HashMap<Arc<str>, BTreeMap<Arc<str>, BTreeSet<Box<str>>>>,
     /// Non-zero cells per customer: SKU x quarter x status.
     cells: BTreeMap<Arc<str>, LicenceCells>,
     /// Per customer, the units (firm and planning, every quarter) of its
@@ -104,12 +110,31 @@ type References = BTreeMap<Arc<str>, BTreeMap<Arc<str>, i64>>;
 type LicenceCells = BTreeMap<(Arc<str>, Quarter, ExposureStatus), Units>;
 
 impl Licences {
-    /// The status a document's units count under now.
-    fn status(&self, claimed: LicenseStatus, application: Option<&Arc<str>>) -> ExposureStatus {
-        let decision = application
-            .and_then(|a| self.decisions.get(a))
-            .map(|d| d.status);
-        ExposureStatus::of(claimed, decision)
+    /// Forgets that `customer`'s `document_id` references `application`.
+    fn unreference(&mut self, application: &Arc<str>, customer: &str, document_id: &str) {
+        let Some(by_customer) = self.documents.get_mut(application) else {
+            return;
+        };
+        if let Some(ids) = by_customer.get_mut(customer) {
+            ids.remove(document_id);
+            if ids.is_empty() {
+                by_customer.remove(customer);
+            }
+        }
+        if by_customer.is_empty() {
+            self.documents.remove(application);
+        }
+    }
+
+    /// The status `customer`'s document's units count under now.
+    fn status(
+        &self,
+        claimed: LicenseStatus,
+        application: Option<&Arc<str>>,
+        customer: &str,
+    ) -> ExposureStatus {
+        let decision = application.and_then(|a| self.decisions.get(a));
+        ExposureStatus::under(claimed, decision, customer)
     }
 
     /// Adds `sign` times a document's contributions under `status`.
@@ -222,7 +247,7 @@ impl DemandState {
     /// What sequencing decides for `doc` given its document's last applied
     /// revision; `digest` is called only when the revisions are equal.
     fn decide(&self, doc: &ForecastDocument, digest: impl FnOnce() -> [u8; 16]) -> Sequenced {
-        let Some(last) = self.documents.get(doc.document_id.as_str()) else {
+        let Some(last) = self.document(&doc.customer_id, &doc.document_id) else {
             return if doc.purpose == Purpose::Original {
                 Sequenced::Applied {
                     previous: None,
@@ -240,8 +265,6 @@ impl DemandState {
             }
         } else if doc.revision < last.revision {
             Sequenced::Rejected(RuleCode::RevisionStale)
-        } else if *last.customer_id != *doc.customer_id {
-            Sequenced::Rejected(RuleCode::CustomerChanged)
         } else {
             Sequenced::Applied {
                 previous: Some(last.revision),
@@ -272,37 +295,41 @@ impl DemandState {
             .as_deref()
             .filter(|a| !a.is_empty())
             .map(|a| self.interned.get(a));
-        let old = self.documents.insert(
-            doc.document_id.as_str().into(),
-            Applied {
-                revision: doc.revision,
-                customer_id: customer_id.clone(),
-                digest,
-                contributions,
-                claimed: doc.export_license.status,
-                application: application.clone(),
-            },
-        );
+        let old = self
+            .documents
+            .entry(customer_id.clone())
+            .or_default()
+            .insert(
+                doc.document_id.as_str().into(),
+                Applied {
+                    revision: doc.revision,
+                    customer_id: customer_id.clone(),
+                    digest,
+                    contributions,
+                    claimed: doc.export_license.status,
+                    application: application.clone(),
+                },
+            );
         // The same demand by licence status: the old revision's units out
         // under the status they counted under, the new one's in.
         if let Some(o) = &old {
-            let status = self.licences.status(o.claimed, o.application.as_ref());
+            let status = self
+                .licences
+                .status(o.claimed, o.application.as_ref(), &o.customer_id);
             self.licences
                 .add(&o.customer_id, &o.contributions, status, -1);
             if o.application != application
                 && let Some(a) = &o.application
-                && let Some(docs) = self.licences.documents.get_mut(a)
             {
-                docs.remove(doc.document_id.as_str());
-                if docs.is_empty() {
-                    self.licences.documents.remove(a);
-                }
+                self.licences.unreference(a, &customer_id, &doc.document_id);
             }
         }
-        let new = &self.documents[doc.document_id.as_str()].contributions;
-        let status = self
-            .licences
-            .status(doc.export_license.status, application.as_ref());
+        let new = &self.documents[&customer_id][doc.document_id.as_str()].contributions;
+        let status = self.licences.status(
+            doc.export_license.status,
+            application.as_ref(),
+            &customer_id,
+        );
         self.licences.add(&customer_id, new, status, 1);
         self.licences.reference(
             &customer_id,
@@ -314,6 +341,8 @@ impl DemandState {
             self.licences
                 .documents
                 .entry(a)
+                .or_default()
+                .entry(customer_id.clone())
                 .or_default()
                 .insert(doc.document_id.as_str().into());
         }
@@ -380,9 +409,9 @@ impl DemandState {
         {
             return Decided::Superseded;
         }
-        let before = self.licences.decisions.get(&application).map(|d| d.status);
-        let after = decision.status;
-        self.licences
+        let after = decision.clone();
+        let before = self
+            .licences
             .decisions
             .insert(application.clone(), decision);
         let mut affected = BTreeSet::new();
@@ -392,14 +421,17 @@ impl DemandState {
             .get(&application)
             .cloned()
             .unwrap_or_default();
-        for id in ids {
-            let Some(d) = self.documents.get(&*id) else {
+        for (customer, id) in ids
+            .iter()
+            .flat_map(|(c, ids)| ids.iter().map(move |i| (c, i)))
+        {
+            let Some(d) = self.document(customer, id) else {
                 continue;
             };
             affected.insert(d.customer_id.to_string());
             let (from, to) = (
-                ExposureStatus::of(d.claimed, before),
-                ExposureStatus::of(d.claimed, Some(after)),
+                ExposureStatus::under(d.claimed, before.as_ref(), &d.customer_id),
+                ExposureStatus::under(d.claimed, Some(&after), &d.customer_id),
             );
             if from != to && !d.contributions.is_empty() {
                 let (customer, contributions) = (d.customer_id.clone(), d.contributions.clone());
@@ -446,22 +478,28 @@ impl DemandState {
             .documents
             .get(application)
             .into_iter()
-            .flatten();
-        ids.filter_map(|id| self.documents.get(&**id).map(|d| (&**id, d)))
+            .flatten()
+            .flat_map(|(customer, ids)| ids.iter().map(move |id| (customer, id)));
+        ids.filter_map(|(customer, id)| self.document(customer, id).map(|d| (&**id, d)))
+    }
+
+    /// The last applied revision of `customer_id`'s `document_id`.
+    fn document(&self, customer_id: &str, document_id: &str) -> Option<&Applied> {
+        self.documents.get(customer_id)?.get(document_id)
     }
 
     /// Live documents with firm units whose licence was denied or revoked,
-    /// of one customer or of all, sorted by customer and document: whom a
-    /// planner calls.
+    /// or that cite another customer's licence, of one customer or of all,
+    /// sorted by customer and document: whom a planner calls.
     pub fn lost(&self, customer: Option<&str>) -> Vec<LostDocument> {
         let mut lost = Vec::new();
         for (application, decision) in &self.licences.decisions {
-            let status = ExposureStatus::decided(decision.status);
-            if !status.is_lost() {
-                continue;
-            }
             for (id, d) in self.referencing(application) {
                 if customer.is_some_and(|c| c != &*d.customer_id) {
+                    continue;
+                }
+                let status = ExposureStatus::under(d.claimed, Some(decision), &d.customer_id);
+                if !status.is_lost() {
                     continue;
                 }
                 let firm: i64 = d.contributions.iter().map(|c| c.units.firm_units).sum();
@@ -495,18 +533,17 @@ impl DemandState {
     }
 
     /// Approved licences whose quantity for a SKU is below the units of
-    /// the live documents that reference them, sorted by application and SKU.
+    /// their customer's live documents that reference them, sorted by
+    /// application and SKU.
     pub fn over_approved(&self) -> Vec<OverApproved> {
-        let mut demanded: std::collections::HashMap<(&str, &str), i64> =
-            std::collections::HashMap::new();
-        for (application, by_sku) in self.licences.references.values().flatten() {
-            for (sku, units) in by_sku {
-                let d = demanded.entry((&**application, &**sku)).or_default();
-                *d = d.saturating_add(*units);
-            }
-        }
-        forecast_model::licence::over_approved(self.licences.decisions.values(), |a, s| {
-            demanded.get(&(a, s)).copied().unwrap_or(0)
+        forecast_model::licence::over_approved(self.licences.decisions.values(), |d, sku| {
+            self.licences
+                .references
+                .get(d.customer_id.as_str())
+                .and_then(|r| r.get(d.application_number.as_str()))
+                .and_then(|by_sku| by_sku.get(sku))
+                .copied()
+                .unwrap_or(0)
         })
     }
 
@@ -553,14 +590,14 @@ impl DemandState {
         }
     }
 
-    /// The applied revision of a document, if any.
-    pub fn applied_revision(&self, document_id: &str) -> Option<i32> {
-        self.documents.get(document_id).map(|a| a.revision)
+    /// The applied revision of `customer_id`'s document, if any.
+    pub fn applied_revision(&self, customer_id: &str, document_id: &str) -> Option<i32> {
+        self.document(customer_id, document_id).map(|a| a.revision)
     }
 
     /// Number of documents with an applied revision (cancelled ones included).
     pub fn live_documents(&self) -> usize {
-        self.documents.len()
+        self.documents.values().map(HashMap::len).sum()
     }
 
     /// Demand rows with a non-zero total, sorted by customer, SKU, quarter.

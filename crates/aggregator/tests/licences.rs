@@ -32,9 +32,26 @@ fn doc(
     d
 }
 
+/// A decision for the customer whose applications these tests number:
+/// Z-1 and Z-9 are TENCENT's, Z-2 BYTEDANCE's, Z-3 ALIBABA's.
 fn decision(application: &str, status: DecisionStatus, at_ms: i64) -> LicenceDecision {
+    let customer = match application {
+        "Z-2" => "BYTEDANCE",
+        "Z-3" => "ALIBABA",
+        _ => "TENCENT",
+    };
+    decision_for(application, customer, status, at_ms)
+}
+
+fn decision_for(
+    application: &str,
+    customer: &str,
+    status: DecisionStatus,
+    at_ms: i64,
+) -> LicenceDecision {
     LicenceDecision {
         application_number: application.into(),
+        customer_id: customer.into(),
         status,
         decided_at: Timestamp::from_millis(at_ms),
         approved_quantity: BTreeMap::new(),
@@ -139,7 +156,8 @@ fn a_decision_moves_the_units_of_every_document_that_references_it() {
     assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "APPROVED"), (110, 0));
     assert!(s.lost_firm_demand().is_empty());
 
-    // A REPLACE that names another application counts under that one.
+    // A REPLACE that names another application counts under that one;
+    // ByteDance's, for a Tencent document: a borrowed licence, lost.
     s.take_decision(decision("Z-2", DecisionStatus::Revoked, 3_000));
     assert_eq!(cell(&s, "BYTEDANCE", "H20", "2026-Q4", "REVOKED"), (70, 0));
     s.apply(&doc(
@@ -150,8 +168,83 @@ fn a_decision_moves_the_units_of_every_document_that_references_it() {
         &[("H20", "2026-10-01", 12, Firm)],
     ));
     assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "APPROVED"), (100, 0));
-    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "REVOKED"), (12, 0));
+    assert_eq!(cell(&s, "TENCENT", "H20", "2026-Q4", "REVOKED"), (0, 0));
+    assert_eq!(
+        cell(&s, "TENCENT", "H20", "2026-Q4", "FOREIGN_LICENCE"),
+        (12, 0)
+    );
     assert_eq!(s.lost_firm_demand().len(), 2, "B-1 and T-2 rev 2");
+}
+
+#[test]
+fn a_document_citing_another_customers_licence_borrows_nothing() {
+    // The case: Tencent cites ByteDance's approved Z-2450685.
+    let mut s = DemandState::new();
+    let mut approval = decision_for("Z-2450685", "BYTEDANCE", DecisionStatus::Approved, 1);
+    approval.approved_quantity = [("H20".to_owned(), 100)].into();
+    for order in [true, false] {
+        let mut s2 = DemandState::new();
+        let tencent = doc(
+            "TCT-1",
+            1,
+            "TENCENT",
+            (Approved, Some("Z-2450685")),
+            &[("H20", "2026-10-01", 90, Firm)],
+        );
+        let bytedance = doc(
+            "BYT-1",
+            1,
+            "BYTEDANCE",
+            (Approved, Some("Z-2450685")),
+            &[("H20", "2026-10-01", 60, Firm)],
+        );
+        // Decision before or after the documents: the same answer.
+        if order {
+            s2.take_decision(approval.clone());
+        }
+        s2.apply(&tencent);
+        s2.apply(&bytedance);
+        if !order {
+            s2.take_decision(approval.clone());
+        }
+        assert_eq!(cell(&s2, "TENCENT", "H20", "2026-Q4", "APPROVED"), (0, 0));
+        assert_eq!(
+            cell(&s2, "TENCENT", "H20", "2026-Q4", "FOREIGN_LICENCE"),
+            (90, 0)
+        );
+        assert_eq!(
+            cell(&s2, "BYTEDANCE", "H20", "2026-Q4", "APPROVED"),
+            (60, 0)
+        );
+        // Listed with the lost demand, under its own status.
+        let lost = s2.lost_firm_demand();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(
+            (lost[0].customer_id.as_str(), lost[0].licence_status),
+            ("TENCENT", ExposureStatus::ForeignLicence)
+        );
+        // ByteDance's 60 of 100: Tencent's 90 never count against the cap.
+        assert!(s2.over_approved().is_empty(), "{:?}", s2.over_approved());
+        assert_eq!(
+            s2.licence_snapshot("TENCENT", Timestamp::from_millis(0))
+                .lost
+                .len(),
+            1
+        );
+        s = s2;
+    }
+    // A revocation moves ByteDance's units, Tencent's stay foreign.
+    s.take_decision(decision_for(
+        "Z-2450685",
+        "BYTEDANCE",
+        DecisionStatus::Revoked,
+        2,
+    ));
+    assert_eq!(cell(&s, "BYTEDANCE", "H20", "2026-Q4", "REVOKED"), (60, 0));
+    assert_eq!(
+        cell(&s, "TENCENT", "H20", "2026-Q4", "FOREIGN_LICENCE"),
+        (90, 0)
+    );
 }
 
 #[test]
@@ -283,13 +376,21 @@ enum Event {
 }
 
 fn any_events() -> impl Strategy<Value = Vec<Event>> {
-    let decision = (0..3usize, 0..4usize, 0i64..4, 0i64..150).prop_map(|(a, s, at, q)| {
-        let mut d = decision(["Z-1", "Z-2", "Z-3"][a], DecisionStatus::ALL[s], at);
-        // Quantities around what a few documents ask for, so that some
-        // are exceeded.
-        d.approved_quantity = [("H20".to_owned(), q)].into();
-        Event::Decision(d)
-    });
+    let decision =
+        (0..3usize, 0..3usize, 0..4usize, 0i64..4, 0i64..150).prop_map(|(a, c, s, at, q)| {
+            // Any of the customers, the documents' own or another.
+            let customer = ["TENCENT", "ALIBABA", "BYTEDANCE"][c];
+            let mut d = decision_for(
+                ["Z-1", "Z-2", "Z-3"][a],
+                customer,
+                DecisionStatus::ALL[s],
+                at,
+            );
+            // Quantities around what a few documents ask for, so that some
+            // are exceeded.
+            d.approved_quantity = [("H20".to_owned(), q)].into();
+            Event::Decision(d)
+        });
     let event =
         prop_oneof![3 => any_document().prop_map(|d| Event::Document(Box::new(d))), 1 => decision];
     proptest::collection::vec(event, 0..40)

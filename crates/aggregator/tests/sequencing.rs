@@ -61,10 +61,11 @@ fn every_outcome_of_the_sequencing_table() {
         s.apply(&doc("D", 1, Original, "T", &more)),
         Sequenced::Rejected(RuleCode::RevisionConflict)
     );
-    // Higher revision, other customer.
+    // Document ids are each customer's own: B's "D" is another document,
+    // unknown to B whatever T applied under that id.
     assert_eq!(
         s.apply(&doc("D", 3, Replace, "B", &more)),
-        Sequenced::Rejected(RuleCode::CustomerChanged)
+        Sequenced::Rejected(RuleCode::DocumentUnknown)
     );
     // Revisions may skip numbers.
     assert_eq!(s.apply(&doc("D", 3, Replace, "T", &more)), applied(Some(1)));
@@ -72,11 +73,17 @@ fn every_outcome_of_the_sequencing_table() {
         s.apply(&doc("D", 2, Replace, "T", &l)),
         Sequenced::Rejected(RuleCode::RevisionStale)
     );
-    // Customer-changed is judged only for a higher revision: a lower one is stale first.
+    // B's own ORIGINAL under the same id applies beside T's.
+    assert_eq!(s.apply(&doc("D", 1, Original, "B", &l)), applied(None));
+    assert_eq!(s.apply(&doc("D", 2, Replace, "B", &more)), applied(Some(1)));
     assert_eq!(
-        s.apply(&doc("D", 2, Replace, "B", &l)),
-        Sequenced::Rejected(RuleCode::RevisionStale)
+        rows(&s),
+        [
+            ("B".into(), "H20-96GB".into(), "2026-Q3".into(), 11, 0),
+            ("T".into(), "H20-96GB".into(), "2026-Q3".into(), 11, 0)
+        ]
     );
+    assert_eq!(s.apply(&doc("D", 3, Cancel, "B", &[])), applied(Some(2)));
     assert_eq!(
         rows(&s),
         [("T".into(), "H20-96GB".into(), "2026-Q3".into(), 11, 0)]
@@ -93,7 +100,9 @@ fn every_outcome_of_the_sequencing_table() {
         rows(&s),
         [("T".into(), "H20-96GB".into(), "2026-Q3".into(), 10, 0)]
     );
-    assert_eq!(s.applied_revision("D"), Some(5));
+    assert_eq!(s.applied_revision("T", "D"), Some(5));
+    assert_eq!(s.applied_revision("B", "D"), Some(3));
+    assert_eq!(s.applied_revision("A", "D"), None);
 }
 
 #[test]
@@ -264,12 +273,14 @@ fn stream() -> impl Strategy<Value = Vec<ForecastDocument>> {
 /// The spec's sequencing table and demand, written the slow and obvious way.
 #[derive(Default)]
 struct Model {
-    applied: HashMap<String, ForecastDocument>,
+    /// By customer and document id.
+    applied: HashMap<(String, String), ForecastDocument>,
 }
 
 impl Model {
     fn apply(&mut self, d: &ForecastDocument) -> Sequenced {
-        let outcome = match self.applied.get(&d.document_id) {
+        let key = (d.customer_id.clone(), d.document_id.clone());
+        let outcome = match self.applied.get(&key) {
             None if d.purpose == Original => applied(None),
             None => return Sequenced::Rejected(RuleCode::DocumentUnknown),
             Some(last) if d.revision == last.revision => {
@@ -282,16 +293,13 @@ impl Model {
             Some(last) if d.revision < last.revision => {
                 return Sequenced::Rejected(RuleCode::RevisionStale);
             }
-            Some(last) if d.customer_id != last.customer_id => {
-                return Sequenced::Rejected(RuleCode::CustomerChanged);
-            }
             Some(last) => applied(Some(last.revision)),
         };
         // Demand changes when some SKU x quarter of the customer sums to
         // other units than the revision it replaces gave it.
-        let before = self.applied.get(&d.document_id).map(Self::cells);
+        let before = self.applied.get(&key).map(Self::cells);
         let demand_changed = before.unwrap_or_default() != Self::cells(d);
-        self.applied.insert(d.document_id.clone(), d.clone());
+        self.applied.insert(key, d.clone());
         match outcome {
             Sequenced::Applied { previous, .. } => Sequenced::Applied {
                 previous,
@@ -384,7 +392,7 @@ proptest! {
     /// revisions arrive in order (what a per-document partition gives).
     #[test]
     fn applying_an_ordered_stream_twice_changes_nothing(mut docs in stream()) {
-        docs.sort_by_key(|d| (d.document_id.clone(), d.revision));
+        docs.sort_by_key(|d| (d.customer_id.clone(), d.document_id.clone(), d.revision));
         let once = final_rows(&docs);
         let doubled: Vec<_> = docs.iter().chain(docs.iter()).cloned().collect();
         prop_assert_eq!(final_rows(&doubled), once);
@@ -394,9 +402,9 @@ proptest! {
     /// any interleaving that keeps each document's own order gives the same.
     #[test]
     fn interleaving_documents_does_not_change_demand(docs in stream(), seed in any::<u64>()) {
-        let mut by_doc: BTreeMap<String, Vec<ForecastDocument>> = BTreeMap::new();
+        let mut by_doc: BTreeMap<(String, String), Vec<ForecastDocument>> = BTreeMap::new();
         for d in &docs {
-            by_doc.entry(d.document_id.clone()).or_default().push(d.clone());
+            by_doc.entry((d.customer_id.clone(), d.document_id.clone())).or_default().push(d.clone());
         }
         // Deterministic pseudo-random interleaving from the seed.
         let mut queues: Vec<std::collections::VecDeque<_>> = by_doc.into_values().map(Into::into).collect();
@@ -429,5 +437,26 @@ proptest! {
         with_x.extend([original, replace, cancel]);
         with_x.extend_from_slice(&others[split..]);
         prop_assert_eq!(final_rows(&with_x), final_rows(&others));
+    }
+
+    /// Isolation: whatever one customer submits, under whatever ids, every
+    /// other customer's documents get the outcomes and the demand they get
+    /// with that customer absent.
+    #[test]
+    fn no_customer_changes_another_customers_outcomes(docs in stream()) {
+        let victim = CUSTOMERS[0];
+        let alone: Vec<_> = docs.iter().filter(|d| d.customer_id == victim).cloned().collect();
+        let mut mixed = DemandState::new();
+        let mixed_outcomes: Vec<_> = docs
+            .iter()
+            .map(|d| (d.customer_id.clone(), mixed.apply(d)))
+            .filter(|(c, _)| c == victim)
+            .map(|(_, o)| o)
+            .collect();
+        let mut only = DemandState::new();
+        let alone_outcomes: Vec<_> = alone.iter().map(|d| only.apply(d)).collect();
+        prop_assert_eq!(mixed_outcomes, alone_outcomes);
+        let victim_rows = |s: &DemandState| rows(s).into_iter().filter(|r| r.0 == victim).collect::<Vec<_>>();
+        prop_assert_eq!(victim_rows(&mixed), victim_rows(&only));
     }
 }

@@ -460,7 +460,7 @@ fn replay_with_licences_breaks_the_demand_down_by_decision() {
     let bad = dir.join("l.jsonl");
     std::fs::write(
         &bad,
-        "\n{\"application_number\": \"Z-1\", \"status\": \"DENIED\"}\n",
+        "\n{\"application_number\": \"Z-1\", \"customer_id\": \"TENCENT\", \"status\": \"DENIED\"}\n",
     )
     .unwrap();
     let out = forecastctl(
@@ -475,6 +475,79 @@ fn replay_with_licences_breaks_the_demand_down_by_decision() {
     assert!(
         stderr.contains("l.jsonl, line 2") && stderr.contains("decided_at"),
         "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A licence is its customer's: a Tencent document citing ByteDance's
+/// approved Z-2450685 adds no APPROVED units for Tencent, is listed with
+/// the lost demand, and does not count against ByteDance's approved
+/// quantity.
+#[test]
+fn replay_with_licences_lends_no_customer_another_customers_licence() {
+    let dir = std::env::temp_dir().join(format!("forecast-borrowed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut borrowed: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/tencent-original.json")).unwrap(),
+    )
+    .unwrap();
+    borrowed["document_id"] = "TCT-BORROWED".into();
+    borrowed["export_license"] = json!({"status": "APPROVED", "application_number": "Z-2450685"});
+    let stream = dir.join("stream.jsonl");
+    let mut text = std::fs::read_to_string(repo().join("examples/stream.jsonl")).unwrap();
+    text.push_str(&format!("\n{borrowed}\n"));
+    std::fs::write(&stream, text).unwrap();
+    let replay = |stream: &Path| {
+        stdout_json(&forecastctl(&[
+            "replay",
+            "--format",
+            "json",
+            "--policy",
+            "examples/policy.toml",
+            "--restricted-parties",
+            "examples/restricted-parties.csv",
+            "--licences",
+            "examples/licences.jsonl",
+            stream.to_str().unwrap(),
+        ]))
+    };
+    let got = replay(&stream);
+    let before = replay(&repo().join("examples/stream.jsonl"));
+    let units = |v: &Value, customer: &str, status: &str| -> i64 {
+        v["licences"]["by_status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["customer_id"] == customer && r["licence_status"] == status)
+            .map(|r| r["total_units"].as_i64().unwrap())
+            .sum()
+    };
+    let added: i64 = borrowed["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["quantity"].as_i64().unwrap())
+        .sum();
+    assert!(added > 0);
+    assert_eq!(
+        units(&got, "TENCENT", "APPROVED"),
+        units(&before, "TENCENT", "APPROVED")
+    );
+    assert_eq!(units(&got, "TENCENT", "FOREIGN_LICENCE"), added);
+    assert_eq!(
+        units(&got, "BYTEDANCE", "APPROVED"),
+        units(&before, "BYTEDANCE", "APPROVED")
+    );
+    let lost = got["licences"]["lost_firm_demand"].as_array().unwrap();
+    assert!(
+        lost.iter().any(|l| l["document_id"] == "TCT-BORROWED"
+            && l["licence_status"] == "FOREIGN_LICENCE"),
+        "{lost:?}"
+    );
+    // ByteDance's cap is measured against ByteDance's demand alone.
+    assert_eq!(
+        got["licences"]["over_approved"],
+        before["licences"]["over_approved"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -210,7 +210,7 @@ fn the_dashboard_asks_for_a_token_then_shows_new_demand_without_a_reload() {
     let decisions = p.dir.join("revoked.jsonl");
     std::fs::write(
         &decisions,
-        "{\"application_number\": \"Z-3454487\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-3454487\", \"customer_id\": \"ALIBABA\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
     )
     .unwrap();
     p.load_licences(&decisions);

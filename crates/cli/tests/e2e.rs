@@ -351,7 +351,7 @@ fn licences_load_publishes_the_files_decisions_and_refuses_a_wrong_file_whole() 
     let bad = dir.join("bad-licences.jsonl");
     std::fs::write(
         &bad,
-        "{\"application_number\": \"Z-1\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n{\"application_number\": \"Z-2\", \"status\": \"MAYBE\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-1\", \"customer_id\": \"TENCENT\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n{\"application_number\": \"Z-2\", \"customer_id\": \"TENCENT\", \"status\": \"MAYBE\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
     )
     .unwrap();
     let mut args = names.command(&["licences", "load"], &broker.brokers);
@@ -407,12 +407,12 @@ fn licence_decisions_before_and_after_the_documents_end_as_replay_says() {
     let after = p.dir.join("after.jsonl");
     let all = p.dir.join("all.jsonl");
     let before_text = concat!(
-        "{\"application_number\": \"Z-3454487\", \"status\": \"REVOKED\", \"decided_at\": \"2026-11-01T00:00:00Z\"}\n",
-        "{\"application_number\": \"Z-9194925\", \"status\": \"APPROVED\", \"decided_at\": \"2026-11-01T00:00:00+08:00\", \"approved_quantity\": {\"H20-96GB\": 1}}\n",
+        "{\"application_number\": \"Z-3454487\", \"customer_id\": \"ALIBABA\", \"status\": \"REVOKED\", \"decided_at\": \"2026-11-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-9194925\", \"customer_id\": \"BYTEDANCE\", \"status\": \"APPROVED\", \"decided_at\": \"2026-11-01T00:00:00+08:00\", \"approved_quantity\": {\"H20-96GB\": 1}}\n",
     );
     let after_text = concat!(
-        "{\"application_number\": \"Z-8318200\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
-        "{\"application_number\": \"Z-1806916\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-02T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-8318200\", \"customer_id\": \"ALIBABA\", \"status\": \"REVOKED\", \"decided_at\": \"2026-12-01T00:00:00Z\"}\n",
+        "{\"application_number\": \"Z-1806916\", \"customer_id\": \"BYTEDANCE\", \"status\": \"DENIED\", \"decided_at\": \"2026-12-02T00:00:00Z\"}\n",
     );
     std::fs::write(&before, before_text).unwrap();
     std::fs::write(&after, after_text).unwrap();

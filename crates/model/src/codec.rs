@@ -333,7 +333,7 @@ pub fn encode_snapshot(s: &DemandSnapshot, buf: &mut Vec<u8>) {
     });
 }
 
-/// Encodes a licence decision as an Avro datum of `licence-decision.v1`.
+/// Encodes a licence decision as an Avro datum of `licence-decision.v2`.
 pub fn encode_decision(d: &LicenceDecision, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.string(&d.application_number);
@@ -346,10 +346,12 @@ pub fn encode_decision(d: &LicenceDecision, buf: &mut Vec<u8>) {
         w.long(**units);
     });
     w.optional(d.expires_on.as_ref(), |w, e| w.int(e.days()));
+    w.string(&d.customer_id);
 }
 
-/// Decodes an Avro datum written with schema `licence-decision.v1`, with
-/// the checks of [`LicenceDecision::check`].
+/// Decodes an Avro datum written with schema `licence-decision.v2`, with
+/// the checks of [`LicenceDecision::check`] (so a v1 record, resolved with
+/// an empty `customer_id`, is refused: it names no customer).
 pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
     let mut r = Reader::new(datum);
     let application_number = r.string("application_number")?;
@@ -363,8 +365,10 @@ pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
         ))
     })?;
     let expires_on = r.optional("expires_on", |r| Ok(Date::from_days(r.int("expires_on")?)))?;
+    let customer_id = r.string("customer_id")?;
     let d = LicenceDecision {
         application_number,
+        customer_id,
         status,
         decided_at,
         approved_quantity: approved.into_iter().collect(),
@@ -375,7 +379,7 @@ pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
     Ok(d)
 }
 
-/// Appends the Avro datum of `s` (schema `licence-snapshot.v1`) to `buf`.
+/// Appends the Avro datum of `s` (schema `licence-snapshot.v2`) to `buf`.
 pub fn encode_licence_snapshot(s: &LicenceSnapshot, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.string(&s.customer_id);
@@ -405,7 +409,7 @@ pub fn encode_licence_snapshot(s: &LicenceSnapshot, buf: &mut Vec<u8>) {
     });
 }
 
-/// Decodes an Avro datum written with schema `licence-snapshot.v1`.
+/// Decodes an Avro datum written with schema `licence-snapshot.v2`.
 pub fn decode_licence_snapshot(datum: &[u8]) -> Result<LicenceSnapshot, DecodeError> {
     let mut r = Reader::new(datum);
     let customer_id = r.string("customer_id")?;

@@ -131,6 +131,27 @@ symbols!(
     }
 );
 
+/// The Kafka key of one customer's document (`forecasts.validated`,
+/// `forecasts.audit`): `customer_id/document_id`. Document ids are each
+/// customer's own, so the key names both: compaction never merges two
+/// customers' documents, and every revision of one lands in one partition.
+/// Unambiguous because registered customer ids hold no `/` (the policy
+/// refuses them).
+pub fn document_key(customer_id: &str, document_id: &str) -> String {
+    let mut key = String::with_capacity(customer_id.len() + 1 + document_id.len());
+    key.push_str(customer_id);
+    key.push('/');
+    key.push_str(document_id);
+    key
+}
+
+impl ForecastDocument {
+    /// This document's [`document_key`].
+    pub fn key(&self) -> String {
+        document_key(&self.customer_id, &self.document_id)
+    }
+}
+
 /// A forecast submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForecastDocument {

@@ -1,11 +1,15 @@
 //! Licence decisions: what compliance officers decided on an export
-//! licence application, published with `forecastctl licences load FILE` to
-//! the compacted topic `licences.decisions`, keyed by application number.
+//! licence application for one customer, published with `forecastctl
+//! licences load FILE` to the compacted topic `licences.decisions`, keyed
+//! by application number.
 //!
-//! A decision applies to every live document that references its
-//! application (`export_license.application_number`), whatever status the
-//! document itself claims; demand is then counted under the decision's
-//! status ([`ExposureStatus::of`]). Of two decisions on one application the
+//! A decision applies to the live documents of its customer that reference
+//! its application (`export_license.application_number`), whatever status
+//! the document itself claims; demand is then counted under the decision's
+//! status ([`ExposureStatus::under`]). Another customer's document that
+//! cites the application borrows nothing: its units count as
+//! `FOREIGN_LICENCE` (lost demand), and never against the licence's
+//! approved quantity. Of two decisions on one application the
 //! one decided later counts, whichever arrived first, so the result does
 //! not depend on the order decisions and documents arrive in.
 
@@ -41,23 +45,39 @@ symbols!(
         Denied = "DENIED",
         /// Approved once, then revoked.
         Revoked = "REVOKED",
+        /// The document cites an application decided for another customer:
+        /// nothing of that licence is its to ship.
+        ForeignLicence = "FOREIGN_LICENCE",
     }
 );
 
 impl ExposureStatus {
-    /// The status a document's units count under: its application's
-    /// decision when there is one, else what the document says.
-    pub fn of(claimed: LicenseStatus, decision: Option<DecisionStatus>) -> Self {
+    /// The status `customer`'s document's units count under: its
+    /// application's decision when there is one and it is for `customer`,
+    /// `FOREIGN_LICENCE` when it is for another customer, else what the
+    /// document says.
+    pub fn under(
+        claimed: LicenseStatus,
+        decision: Option<&LicenceDecision>,
+        customer: &str,
+    ) -> Self {
         match decision {
-            Some(decision) => Self::decided(decision),
-            None => match claimed {
-                LicenseStatus::Approved => Self::Approved,
-                LicenseStatus::Pending => Self::Pending,
-                LicenseStatus::NotFiled => Self::NotFiled,
-                // The validator rejects a document that says DENIED; one
-                // that got here anyway counts as denied.
-                LicenseStatus::Denied => Self::Denied,
-            },
+            Some(d) if d.customer_id != customer => Self::ForeignLicence,
+            Some(d) => Self::decided(d.status),
+            None => Self::claimed(claimed),
+        }
+    }
+
+    /// The status a document's units count under with no decision on its
+    /// application: what it claims.
+    pub fn claimed(claimed: LicenseStatus) -> Self {
+        match claimed {
+            LicenseStatus::Approved => Self::Approved,
+            LicenseStatus::Pending => Self::Pending,
+            LicenseStatus::NotFiled => Self::NotFiled,
+            // The validator rejects a document that says DENIED; one
+            // that got here anyway counts as denied.
+            LicenseStatus::Denied => Self::Denied,
         }
     }
 
@@ -74,23 +94,36 @@ impl ExposureStatus {
 
     /// Whether the units have no buyer unless the decision changes.
     pub fn is_lost(self) -> bool {
-        matches!(self, Self::Denied | Self::Revoked)
+        matches!(self, Self::Denied | Self::Revoked | Self::ForeignLicence)
     }
 }
 
-/// A decision on one licence application.
+/// A decision on one customer's licence application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenceDecision {
     pub application_number: String,
+    /// The customer the licence is for: only its documents count under it.
+    pub customer_id: String,
     pub status: DecisionStatus,
     pub decided_at: Timestamp,
-    /// Units the licence allows, per SKU (empty: none stated).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Units the licence allows, per SKU (empty or null: none stated).
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub approved_quantity: BTreeMap<String, i64>,
     /// The last day the licence is valid, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_on: Option<Date>,
+}
+
+/// `null` reads as absent, as the other optional fields do.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, i64>, D::Error> {
+    Ok(Option::<BTreeMap<String, i64>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl LicenceDecision {
@@ -99,6 +132,11 @@ impl LicenceDecision {
     pub fn check(&self) -> Result<(), String> {
         if self.application_number.trim().is_empty() {
             return Err("an empty application_number".into());
+        }
+        if self.customer_id.trim().is_empty() {
+            return Err(
+                "no customer_id: a decision names the customer its licence is for (a licence-decision v1 record names none; load it again with customer_id)".into(),
+            );
         }
         if let Some((sku, q)) = self.approved_quantity.iter().find(|(_, q)| **q < 0) {
             return Err(format!("approved_quantity of {sku} is {q}, below 0"));
@@ -156,12 +194,13 @@ pub struct OverApproved {
 }
 
 /// The approved decisions among `decisions` whose quantity for a SKU is
-/// below `demanded(application, sku)`, the units of the live documents
-/// that reference the application; sorted by application and SKU. The
+/// below `demanded(decision, sku)`, the units of the decision's customer's
+/// live documents that reference the application (another customer's
+/// never count against it); sorted by application and SKU. The
 /// aggregator's state and the planner's view both answer with this.
 pub fn over_approved<'a>(
     decisions: impl IntoIterator<Item = &'a LicenceDecision>,
-    demanded: impl Fn(&str, &str) -> i64,
+    demanded: impl Fn(&LicenceDecision, &str) -> i64,
 ) -> Vec<OverApproved> {
     let mut over = Vec::new();
     for decision in decisions {
@@ -169,7 +208,7 @@ pub fn over_approved<'a>(
             continue;
         }
         for (sku, approved) in &decision.approved_quantity {
-            let units = demanded(&decision.application_number, sku);
+            let units = demanded(decision, sku);
             if units > *approved {
                 over.push(OverApproved {
                     application_number: decision.application_number.clone(),
@@ -361,17 +400,20 @@ impl LicenceView {
         (lost, not_listed)
     }
 
-    /// Approved quantities the demand of every customer exceeds.
+    /// Approved quantities their customer's demand exceeds.
     pub fn over_approved(&self) -> Vec<OverApproved> {
-        let mut demanded: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut demanded: HashMap<(&str, &str, &str), i64> = HashMap::new();
         for s in self.snapshots.values() {
             for r in &s.references {
-                let units = demanded.entry((&r.application_number, &r.sku)).or_default();
+                let units = demanded
+                    .entry((&s.customer_id, &r.application_number, &r.sku))
+                    .or_default();
                 *units = units.saturating_add(r.units);
             }
         }
-        over_approved(self.register.iter(), |a, s| {
-            demanded.get(&(a, s)).copied().unwrap_or(0)
+        over_approved(self.register.iter(), |d, sku| {
+            let key = (d.customer_id.as_str(), d.application_number.as_str(), sku);
+            demanded.get(&key).copied().unwrap_or(0)
         })
     }
 }
@@ -467,6 +509,7 @@ mod tests {
         // Approved quantities against the units of every customer.
         let approve = |application: &str, units: i64, at: i64| LicenceDecision {
             application_number: application.into(),
+            customer_id: if application == "Z-2" { "A" } else { "T" }.into(),
             status: DecisionStatus::Approved,
             decided_at: Timestamp::from_millis(at),
             approved_quantity: [("H20".to_owned(), units)].into(),
@@ -514,24 +557,40 @@ mod tests {
     #[test]
     fn a_decision_overrides_the_documents_own_status() {
         use ExposureStatus as E;
+        let decided = |status| LicenceDecision {
+            application_number: "Z-1".into(),
+            customer_id: "T".into(),
+            status,
+            decided_at: Timestamp::from_millis(0),
+            approved_quantity: BTreeMap::new(),
+            expires_on: None,
+        };
+        let (revoked, approved) = (
+            decided(DecisionStatus::Revoked),
+            decided(DecisionStatus::Approved),
+        );
         for claimed in LicenseStatus::ALL {
-            assert_eq!(E::of(*claimed, Some(DecisionStatus::Revoked)), E::Revoked);
-            assert_eq!(E::of(*claimed, Some(DecisionStatus::Approved)), E::Approved);
+            assert_eq!(E::under(*claimed, Some(&revoked), "T"), E::Revoked);
+            assert_eq!(E::under(*claimed, Some(&approved), "T"), E::Approved);
+            // Another customer's licence: borrowed, whatever it says.
+            assert_eq!(E::under(*claimed, Some(&approved), "B"), E::ForeignLicence);
         }
-        assert_eq!(E::of(LicenseStatus::Pending, None), E::Pending);
-        assert_eq!(E::of(LicenseStatus::NotFiled, None), E::NotFiled);
+        assert_eq!(E::under(LicenseStatus::Pending, None, "T"), E::Pending);
+        assert_eq!(E::under(LicenseStatus::NotFiled, None, "T"), E::NotFiled);
         assert!(E::Denied.is_lost() && E::Revoked.is_lost() && !E::Pending.is_lost());
+        assert!(E::ForeignLicence.is_lost());
     }
 
     #[test]
     fn a_licence_file_reads_with_errors_naming_the_line() {
         let text = r#"# decisions of 2026-12-01
-{"application_number": "Z-1", "status": "APPROVED", "decided_at": "2026-12-01T08:00:00+08:00", "approved_quantity": {"H20-96GB": 50000}, "expires_on": "2027-12-31"}
+{"application_number": "Z-1", "customer_id": "TENCENT", "status": "APPROVED", "decided_at": "2026-12-01T08:00:00+08:00", "approved_quantity": {"H20-96GB": 50000}, "expires_on": "2027-12-31"}
 
-{"application_number": "Z-2", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z"}
+{"application_number": "Z-2", "customer_id": "TENCENT", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z", "approved_quantity": null}
 "#;
         let d = read_decisions(text, "licences.jsonl").unwrap();
         assert_eq!(d.len(), 2);
+        assert!(d[1].approved_quantity.is_empty(), "null reads as absent");
         assert_eq!(d[0].approved_quantity["H20-96GB"], 50_000);
         assert_eq!(
             d[0].expires_on.map(|e| e.to_string()).as_deref(),
@@ -546,24 +605,32 @@ mod tests {
 
         for (line, problem) in [
             (
-                r#"{"application_number": "Z-1", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z", "reason": "x"}"#,
+                r#"{"application_number": "Z-1", "customer_id": "T", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z", "reason": "x"}"#,
                 "unknown field `reason`",
             ),
             (
-                r#"{"application_number": "Z-1", "status": "REFUSED", "decided_at": "2026-12-02T00:00:00Z"}"#,
+                r#"{"application_number": "Z-1", "customer_id": "T", "status": "REFUSED", "decided_at": "2026-12-02T00:00:00Z"}"#,
                 "REFUSED",
             ),
             (
-                r#"{"application_number": " ", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z"}"#,
+                r#"{"application_number": " ", "customer_id": "T", "status": "DENIED", "decided_at": "2026-12-02T00:00:00Z"}"#,
                 "empty application_number",
             ),
             (
-                r#"{"application_number": "Z-1", "status": "APPROVED", "decided_at": "2026-12-02T00:00:00Z", "approved_quantity": {"H20": -1}}"#,
+                r#"{"application_number": "Z-1", "customer_id": "T", "status": "APPROVED", "decided_at": "2026-12-02T00:00:00Z", "approved_quantity": {"H20": -1}}"#,
                 "below 0",
             ),
             (
-                r#"{"application_number": "Z-1", "status": "APPROVED"}"#,
+                r#"{"application_number": "Z-1", "customer_id": "T", "status": "APPROVED"}"#,
                 "decided_at",
+            ),
+            (
+                r#"{"application_number": "Z-1", "status": "APPROVED", "decided_at": "2026-12-02T00:00:00Z"}"#,
+                "customer_id",
+            ),
+            (
+                r#"{"application_number": "Z-1", "customer_id": "", "status": "APPROVED", "decided_at": "2026-12-02T00:00:00Z"}"#,
+                "no customer_id",
             ),
         ] {
             let e = read_decisions(&format!("\n{line}\n"), "l.jsonl").unwrap_err();
@@ -576,6 +643,7 @@ mod tests {
     fn a_decision_round_trips_through_json() {
         let d = LicenceDecision {
             application_number: "Z-9".into(),
+            customer_id: "TENCENT".into(),
             status: DecisionStatus::Revoked,
             decided_at: Timestamp::from_millis(1_764_547_200_000),
             approved_quantity: BTreeMap::new(),

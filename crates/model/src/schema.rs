@@ -44,8 +44,8 @@ impl Subject {
             Subject::ForecastDocument => FORECAST_DOCUMENT_V3,
             Subject::Verdict => VERDICT_V2,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
-            Subject::LicenceDecision => LICENCE_DECISION_V1,
-            Subject::LicenceSnapshot => LICENCE_SNAPSHOT_V1,
+            Subject::LicenceDecision => LICENCE_DECISION_V2,
+            Subject::LicenceSnapshot => LICENCE_SNAPSHOT_V2,
         }
     }
 }
@@ -65,6 +65,10 @@ pub const FORECAST_DOCUMENT_V3: u32 = 6;
 pub const LICENCE_DECISION_V1: u32 = 7;
 /// One customer's demand by licence status within one partition.
 pub const LICENCE_SNAPSHOT_V1: u32 = 8;
+/// A decision on a licence application for one customer (`customer_id`).
+pub const LICENCE_DECISION_V2: u32 = 9;
+/// [`LICENCE_SNAPSHOT_V1`] with the status `FOREIGN_LICENCE`.
+pub const LICENCE_SNAPSHOT_V2: u32 = 10;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +138,20 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 1,
         file: "licence-snapshot.v1.avsc",
         source: include_str!("../../../schemas/licence-snapshot.v1.avsc"),
+    },
+    EmbeddedSchema {
+        id: LICENCE_DECISION_V2,
+        subject: Subject::LicenceDecision,
+        version: 2,
+        file: "licence-decision.v2.avsc",
+        source: include_str!("../../../schemas/licence-decision.v2.avsc"),
+    },
+    EmbeddedSchema {
+        id: LICENCE_SNAPSHOT_V2,
+        subject: Subject::LicenceSnapshot,
+        version: 2,
+        file: "licence-snapshot.v2.avsc",
+        source: include_str!("../../../schemas/licence-snapshot.v2.avsc"),
     },
 ];
 

@@ -213,16 +213,23 @@ pub fn resident_bytes() -> Option<u64> {
 /// never negative: what [`crate::LicenceDecision::check`] lets through).
 pub fn decision() -> impl Strategy<Value = crate::LicenceDecision> {
     (
-        "[A-Z]-[0-9]{1,7}",
+        ("[A-Z]-[0-9]{1,7}", "[A-Z]{1,10}"),
         pick(crate::DecisionStatus::ALL),
         (any::<i64>(), -1439i32..=1439),
         proptest::collection::btree_map("[A-Z0-9-]{1,12}", 0i64..1 << 40, 0..4),
         option::of(-100_000i32..100_000),
     )
         .prop_map(
-            |(application_number, status, (at, offset), approved_quantity, expires)| {
+            |(
+                (application_number, customer_id),
+                status,
+                (at, offset),
+                approved_quantity,
+                expires,
+            )| {
                 crate::LicenceDecision {
                     application_number,
+                    customer_id,
                     status,
                     // Written with any offset: it must read back as written.
                     decided_at: Timestamp::from_millis(at).with_offset_minutes(offset),

@@ -266,6 +266,8 @@ pub struct ExposureRow {
     pub not_filed_units: i64,
     pub denied_units: i64,
     pub revoked_units: i64,
+    /// Units of documents that cite another customer's licence.
+    pub foreign_licence_units: i64,
     /// Supply over approved demand (`null` without approved demand).
     pub approved_coverage: Option<f64>,
     /// Supply over approved + pending demand (`null` without either).
@@ -283,6 +285,7 @@ impl ExposureRow {
             not_filed_units: 0,
             denied_units: 0,
             revoked_units: 0,
+            foreign_licence_units: 0,
             approved_coverage: None,
             approved_and_pending_coverage: None,
         }
@@ -295,6 +298,7 @@ impl ExposureRow {
             ExposureStatus::NotFiled => &mut self.not_filed_units,
             ExposureStatus::Denied => &mut self.denied_units,
             ExposureStatus::Revoked => &mut self.revoked_units,
+            ExposureStatus::ForeignLicence => &mut self.foreign_licence_units,
         }
     }
 
@@ -305,6 +309,7 @@ impl ExposureRow {
         self.not_filed_units += other.not_filed_units;
         self.denied_units += other.denied_units;
         self.revoked_units += other.revoked_units;
+        self.foreign_licence_units += other.foreign_licence_units;
     }
 
     fn finish(mut self) -> Self {
