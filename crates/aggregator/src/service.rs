@@ -18,7 +18,8 @@
 //! start up to that record before it is applied. Restarts and rebalances
 //! therefore never double-count and never lose an applied revision.
 //!
-//! `forecasts.validated` is keyed by `document_id`, so every revision of a
+//! `forecasts.validated` is keyed `customer_id/document_id`
+//! ([`forecast_model::document_key`]), so every revision of a customer's
 //! document is in one partition, in order; a snapshot covers one customer
 //! within one partition and is keyed `customer_id/partition`: the demand of
 //! a customer is the sum of its latest snapshots (`forecast_model::DemandView`).
@@ -52,7 +53,9 @@ use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
 use forecast_runtime::group::follow;
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
+use forecast_runtime::inflight::{
+    Batch, BatchProducer, FlightArgs, Handler, Refused, batch_producer,
+};
 use forecast_runtime::metrics::{Metrics, Output};
 use forecast_runtime::table;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -308,6 +311,36 @@ impl Handler for Aggregate<'_> {
             self.licence_changed.insert((p, customer), at);
         }
         part.next = o + 1;
+        Ok(())
+    }
+
+    /// A record whose audit verdict the broker refused for good: a dead
+    /// letter naming it, so that its partition moves on (its sequencing
+    /// stands: the state applied it).
+    async fn refused(
+        &mut self,
+        topic: &str,
+        refused: &Refused,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        let message = format!(
+            "the outputs of this record could not be written: {}",
+            refused.failure
+        );
+        let record = headers::refused_dead_letter(
+            &self.topics.topic_rejected,
+            topic,
+            refused,
+            &headers::DeadLetter {
+                stage: "sequence",
+                codes: "",
+                message: &message,
+                policy_version: "",
+            },
+        );
+        batch.send(self.producer, record).await?;
+        self.metrics.record_out(Output::Rejected);
+        self.metrics.dead_letter(Stage::Sequence);
         Ok(())
     }
 
@@ -618,11 +651,12 @@ async fn handle(
         metrics.rejected(&[code]);
     }
     let audit = wire::encode_verdict(&verdict);
+    let key = doc.key();
     batch
         .send(
             producer,
             FutureRecord::to(&topics.topic_audit)
-                .key(doc.document_id.as_bytes())
+                .key(key.as_bytes())
                 .payload(audit.as_slice()),
         )
         .await?;

@@ -277,3 +277,102 @@ fn replay_with_keys_rotation_and_a_resigned_duplicate() {
     assert_eq!(result["demand"], serde_json::json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_squat_under_another_customers_id_leaves_its_owner_unharmed() {
+    let dir = scratch("squat");
+    let registry = dir.join("keys.jsonl");
+    let valid = ["--valid-from", "2026-01-01T00:00:00Z"];
+    let tencent = generate(&dir, &registry, "TENCENT", "tencent", &valid);
+    let bytedance = generate(&dir, &registry, "BYTEDANCE", "bytedance", &valid);
+    // ByteDance signs an ORIGINAL under Tencent's id first, then Tencent
+    // sends its own, then a REPLACE of it.
+    let example = repo().join("examples/tencent-original.json");
+    let mut squat: Value = serde_json::from_slice(&std::fs::read(&example).unwrap()).unwrap();
+    squat["customer_id"] = "BYTEDANCE".into();
+    let squat_file = dir.join("squat.json");
+    std::fs::write(&squat_file, squat.to_string()).unwrap();
+    let (s, t, r) = (
+        dir.join("s.jsonl"),
+        dir.join("t.jsonl"),
+        dir.join("r.jsonl"),
+    );
+    sign(&bytedance, &squat_file, &s);
+    sign(&tencent, &example, &t);
+    sign(&tencent, &repo().join("examples/tencent-replace.json"), &r);
+    let stream = dir.join("stream.jsonl");
+    let parts: Vec<Vec<u8>> = [&s, &t, &r]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    std::fs::write(&stream, parts.concat()).unwrap();
+    let out = forecastctl(&[
+        "replay",
+        "--format",
+        "json",
+        "--keys",
+        registry.to_str().unwrap(),
+        stream.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(&str, i64, &str)> = result["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["document_id"].as_str().unwrap(),
+                v["revision"].as_i64().unwrap(),
+                v["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("TCT-2026-0001", 1, "ACCEPTED"),
+            ("TCT-2026-0001", 1, "ACCEPTED"),
+            ("TCT-2026-0001", 2, "ACCEPTED"),
+        ]
+    );
+    // Both customers' demand: the squatter's own copy does not replace
+    // Tencent's, nor take its revisions.
+    let customers: std::collections::BTreeSet<&str> = result["demand"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["BYTEDANCE", "TENCENT"].into());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_public_key_registered_twice_is_refused_naming_both_lines() {
+    let dir = scratch("alias");
+    let registry = dir.join("keys.jsonl");
+    generate(&dir, &registry, "TENCENT", "tencent", &[]);
+    // The same public key again, under another id and another customer.
+    let first = std::fs::read_to_string(&registry).unwrap();
+    let mut alias: Value = serde_json::from_str(first.trim()).unwrap();
+    alias["key_id"] = "ed25519:alias".into();
+    alias["customer_id"] = "BYTEDANCE".into();
+    std::fs::write(&registry, format!("{first}{alias}\n")).unwrap();
+    let out = forecastctl(&[
+        "check",
+        "--keys",
+        registry.to_str().unwrap(),
+        repo()
+            .join("examples/tencent-original.json")
+            .to_str()
+            .unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("line 1") && stderr.contains("ed25519:alias"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,6 +6,10 @@
 //! - [`verdict`], [`demand`]: what the pipeline decides and publishes, and
 //!   the demand read back from its topic ([`DemandView`]).
 //! - [`intern`]: strings kept once.
+//! - [`licence`]: licence decisions (each for one customer) and demand by
+//!   licence status.
+//! - [`limits`]: how large a document the pipeline takes, and bounded text.
+//! - [`json`]: the JSON form's strict decoding, with the field at fault.
 //! - [`schema`]: the `.avsc` files of `schemas/`, embedded, with fixed ids.
 //! - [`codec`]: Avro binary codecs of the current schemas, and the content
 //!   digest used for duplicate detection.
@@ -25,6 +29,7 @@ pub mod fixtures;
 pub mod intern;
 pub mod json;
 pub mod licence;
+pub mod limits;
 pub mod schema;
 pub mod signing;
 #[cfg(feature = "testing")]
@@ -41,6 +46,7 @@ pub use licence::{
     DecisionStatus, ExposureStatus, LOST_LISTED, LicenceCell, LicenceDecision, LicenceRegister,
     LicenceRow, LicenceSnapshot, LicenceView, LostDocument, OverApproved, Reference,
 };
+pub use limits::DocumentLimits;
 pub use schema::{Registry, Subject};
 pub use time::{Date, Quarter, Timestamp};
 pub use verdict::{

@@ -33,6 +33,9 @@ symbols!(
         DocumentUnknown = "DOCUMENT_UNKNOWN",
         RevisionConflict = "REVISION_CONFLICT",
         RevisionStale = "REVISION_STALE",
+        /// Retired on 2026-12-06 (document ids are each customer's own):
+        /// never given now, kept so that audit records written before
+        /// still decode.
         CustomerChanged = "CUSTOMER_CHANGED",
         SignatureMissing = "SIGNATURE_MISSING",
         SignatureInvalid = "SIGNATURE_INVALID",
@@ -42,6 +45,7 @@ symbols!(
         KeyExpired = "KEY_EXPIRED",
         KeyRevoked = "KEY_REVOKED",
         SubmittedAtSkew = "SUBMITTED_AT_SKEW",
+        DocumentTooLarge = "DOCUMENT_TOO_LARGE",
     }
 );
 
@@ -87,7 +91,9 @@ impl RuleCode {
             DocumentUnknown => "a REPLACE or CANCEL for a document with no applied revision",
             RevisionConflict => "same revision as the applied one, with different content",
             RevisionStale => "revision lower than the applied one",
-            CustomerChanged => "a later revision names another customer than the applied one",
+            CustomerChanged => {
+                "retired: a later revision named another customer than the applied one (document ids are now each customer's own)"
+            }
             SignatureMissing => "the policy requires a signature and the document carries none",
             SignatureInvalid => {
                 "the signature does not verify: the content changed after signing, or it was made with another key"
@@ -99,6 +105,9 @@ impl RuleCode {
             KeyRevoked => "the signing key is revoked",
             SubmittedAtSkew => {
                 "submitted_at is further from the broker's timestamp than the policy allows"
+            }
+            DocumentTooLarge => {
+                "the document is over the policy's size limits (bytes, lines or id length); no other check runs: split it or shorten its ids"
             }
         }
     }

@@ -57,36 +57,54 @@ pub struct DeadLetter<'a> {
     pub policy_version: &'a str,
 }
 
+/// Longest value of a header the services add, in bytes: what they write
+/// stays bounded whatever the record (a message listing every violation of
+/// a document is cut, with how much was left out).
+pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
+
+/// The context headers of a dead letter, each value bounded to
+/// [`MAX_HEADER_VALUE_BYTES`].
+fn context(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    why: &DeadLetter<'_>,
+) -> Vec<(&'static str, String)> {
+    let bound = |v: &str| forecast_model::limits::bounded(v, MAX_HEADER_VALUE_BYTES).into_owned();
+    vec![
+        (ERR_TOPIC, bound(topic)),
+        (ERR_PARTITION, partition.to_string()),
+        (ERR_OFFSET, offset.to_string()),
+        (ERR_STAGE, bound(why.stage)),
+        (ERR_CODES, bound(why.codes)),
+        (ERR_MESSAGE, bound(why.message)),
+        (POLICY_VERSION, bound(why.policy_version)),
+    ]
+}
+
 /// `m` as a dead letter to `topic`: its key, value and headers byte for
-/// byte, then the context headers (where it was read, why it failed). A
-/// value larger than [`forecast_kafka::MAX_DEAD_LETTER_BYTES`] is left
-/// out, with [`VALUE_OMITTED`] saying so; a null value stays null, an empty
-/// one empty.
+/// byte, then the context headers (where it was read, why it failed),
+/// bounded. A value larger than [`forecast_kafka::MAX_DEAD_LETTER_BYTES`]
+/// is left out, with [`VALUE_OMITTED`] saying so; a null value stays null,
+/// an empty one empty.
 pub fn dead_letter<'m>(
     m: &'m BorrowedMessage<'m>,
     topic: &'m str,
     why: &DeadLetter<'_>,
 ) -> FutureRecord<'m, [u8], [u8]> {
-    let partition = m.partition().to_string();
-    let offset = m.offset().to_string();
     let size = m.payload().map_or(0, <[u8]>::len);
     let omitted = size > forecast_kafka::MAX_DEAD_LETTER_BYTES;
-    let note = format!(
-        "{size} bytes, over the {} bytes the dead-letter topic takes",
-        forecast_kafka::MAX_DEAD_LETTER_BYTES
-    );
-    let mut added = vec![
-        (ERR_TOPIC, m.topic().as_bytes()),
-        (ERR_PARTITION, partition.as_bytes()),
-        (ERR_OFFSET, offset.as_bytes()),
-        (ERR_STAGE, why.stage.as_bytes()),
-        (ERR_CODES, why.codes.as_bytes()),
-        (ERR_MESSAGE, why.message.as_bytes()),
-        (POLICY_VERSION, why.policy_version.as_bytes()),
-    ];
+    let mut added = context(m.topic(), m.partition(), m.offset(), why);
     if omitted {
-        added.push((VALUE_OMITTED, note.as_bytes()));
+        added.push((
+            VALUE_OMITTED,
+            format!(
+                "{size} bytes, over the {} bytes the dead-letter topic takes",
+                forecast_kafka::MAX_DEAD_LETTER_BYTES
+            ),
+        ));
     }
+    let added: Vec<(&str, &[u8])> = added.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     let mut record = FutureRecord::to(topic).headers(headers_with(m, &added));
     if let Some(value) = m.payload().filter(|_| !omitted) {
         record = record.payload(value);
@@ -95,4 +113,31 @@ pub fn dead_letter<'m>(
         record = record.key(key);
     }
     record
+}
+
+/// The dead letter of a record whose own outputs the broker refused for
+/// good: only the context headers (where the record is, why its outputs
+/// could not be written) and [`VALUE_OMITTED`], no key or value: the
+/// record itself stays on its topic at that offset.
+pub fn refused_dead_letter<'a>(
+    dead_letters: &'a str,
+    topic: &str,
+    refused: &crate::inflight::Refused,
+    why: &DeadLetter<'_>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut out = OwnedHeaders::new();
+    for (key, value) in context(topic, refused.partition, refused.offset, why) {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out = out.insert(Header {
+        key: VALUE_OMITTED,
+        value: Some(
+            "the broker refused this record's outputs; the record stays on its topic at the offset given"
+                .as_bytes(),
+        ),
+    });
+    FutureRecord::to(dead_letters).headers(out)
 }

@@ -18,7 +18,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::continuity::Positions;
-use crate::delivery::DeliveryFailure;
+use crate::delivery::{DeliveryFailure, Domain};
 use crate::group::{GroupContext, default_instance_id, follow};
 use crate::metrics::Metrics;
 use forecast_kafka::{KafkaArgs, consumer_config};
@@ -71,27 +71,51 @@ pub struct AckContext;
 impl rdkafka::ClientContext for AckContext {}
 
 impl ProducerContext for AckContext {
-    type DeliveryOpaque = Arc<Acks>;
+    type DeliveryOpaque = Box<Sent>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
         if let Err((e, m)) = result {
-            acks.fail(DeliveryFailure {
-                topic: m.topic().to_owned(),
-                error: e.clone(),
-            });
+            sent.acks.failed(
+                sent.record,
+                DeliveryFailure {
+                    topic: m.topic().to_owned(),
+                    error: e.clone(),
+                },
+            );
         }
-        acks.ack();
+        sent.acks.ack();
     }
+}
+
+/// What a delivery report counts against: its batch, and the consumed
+/// record the output was made for (`None`: an output covering the whole
+/// batch, as the aggregator's snapshots).
+#[derive(Debug)]
+pub struct Sent {
+    acks: Arc<Acks>,
+    record: Option<Consumed>,
+}
+
+/// A consumed record whose output the broker refused for good (too large,
+/// invalid): trying again cannot help, so the record is dead-lettered
+/// instead ([`Handler::refused`]) and its partition moves on.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub partition: i32,
+    pub offset: i64,
+    pub failure: DeliveryFailure,
 }
 
 /// The acknowledgements a batch waits for: one count per output sent and
 /// not yet reported, plus one while the batch is still open for outputs,
 /// so the count reaches zero only once the batch is complete and every
-/// output is reported. The first failure is kept.
+/// output is reported. The first failure is kept; refusals of a record's
+/// own outputs are kept apart, one per record.
 #[derive(Debug)]
 pub struct Acks {
     pending: AtomicUsize,
     failure: Mutex<Option<DeliveryFailure>>,
+    refused: Mutex<Vec<Refused>>,
     waker: AtomicWaker,
 }
 
@@ -100,6 +124,7 @@ impl Default for Acks {
         Self {
             pending: AtomicUsize::new(1),
             failure: Mutex::new(None),
+            refused: Mutex::new(Vec::new()),
             waker: AtomicWaker::new(),
         }
     }
@@ -118,9 +143,28 @@ impl Acks {
         }
     }
 
-    fn fail(&self, failure: DeliveryFailure) {
-        let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        first.get_or_insert(failure);
+    /// An output failed: a refusal of a record's own output when the
+    /// broker refused the record itself, else a failure of the batch.
+    fn failed(&self, record: Option<Consumed>, failure: DeliveryFailure) {
+        match record {
+            Some(c) if failure.domain() == Domain::BadData => {
+                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if !refused
+                    .iter()
+                    .any(|r| (r.partition, r.offset) == (c.partition, c.offset))
+                {
+                    refused.push(Refused {
+                        partition: c.partition,
+                        offset: c.offset,
+                        failure,
+                    });
+                }
+            }
+            _ => {
+                let mut first = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(failure);
+            }
+        }
     }
 
     /// Closes the batch and waits until every output is reported; the first
@@ -139,6 +183,10 @@ impl Acks {
         let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         failure.clone().map_or(Ok(()), Err)
     }
+
+    fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Records consumed together and every record produced for them: they
@@ -151,25 +199,42 @@ pub struct Batch {
     /// Each consumed record, in consumption order.
     records: Vec<Consumed>,
     acks: Arc<Acks>,
+    /// The record being handled, whose outputs [`Batch::send`] makes;
+    /// `None` while the outputs covering the batch are made.
+    current: Option<Consumed>,
 }
 
 impl Batch {
-    /// Adds a consumed record.
+    /// Adds a consumed record, the one handled next.
     fn consumed(&mut self, partition: i32, offset: i64) {
-        self.records.push(Consumed {
+        let c = Consumed {
             partition,
             offset,
             received: Instant::now(),
-        });
+        };
+        self.records.push(c);
+        self.current = Some(c);
+    }
+
+    /// From now on, outputs cover the whole batch.
+    fn covering(&mut self) {
+        self.current = None;
     }
 
     /// Sends an output that must be acknowledged before the batch settles,
     /// waiting while the producer's local queue is full.
+    ///
+    /// An output of the record being handled that the producer refuses at
+    /// once for good (over `message.max.bytes`, say) is not an error here:
+    /// like one the broker refuses later, it makes the record
+    /// [`Refused`], dead-lettered once the batch settles. Any other failure
+    /// is returned, and stops the service.
     pub async fn send(
         &mut self,
         producer: &BatchProducer,
         record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<(), KafkaError> {
+        let topic = record.topic;
         let record = BaseRecord {
             topic: record.topic,
             partition: record.partition,
@@ -177,17 +242,29 @@ impl Batch {
             key: record.key,
             timestamp: record.timestamp,
             headers: record.headers,
-            delivery_opaque: self.acks.clone(),
+            delivery_opaque: Box::new(Sent {
+                acks: self.acks.clone(),
+                record: self.current,
+            }),
         };
         self.acks.expect();
         // rdkafka's send gives the record back inside its error.
         #[allow(clippy::result_large_err)]
         let sent = forecast_kafka::send_waiting(record, |r| producer.send(r)).await;
-        if sent.is_err() {
+        if let Err(error) = sent {
             // Never handed over: no report will count it.
             self.acks.ack();
+            let failure = DeliveryFailure {
+                topic: topic.to_owned(),
+                error,
+            };
+            if self.current.is_some() && failure.domain() == Domain::BadData {
+                self.acks.failed(self.current, failure);
+                return Ok(());
+            }
+            return Err(failure.error);
         }
-        sent
+        Ok(())
     }
 
     /// Records consumed.
@@ -200,21 +277,24 @@ impl Batch {
         let result = self.acks.settled().await.map_err(anyhow::Error::new);
         Settled {
             records: self.records,
+            refused: self.acks.take_refused(),
             result,
         }
     }
 }
 
-/// A batch whose outputs are all acknowledged, or the first that failed.
+/// A batch whose outputs are all acknowledged, or the first that failed;
+/// with the records whose own outputs were refused.
 #[derive(Debug)]
 struct Settled {
     records: Vec<Consumed>,
+    refused: Vec<Refused>,
     result: anyhow::Result<()>,
 }
 
 /// A consumed record: where it was and when it arrived.
 #[derive(Debug, Clone, Copy)]
-struct Consumed {
+pub struct Consumed {
     partition: i32,
     offset: i64,
     received: Instant,
@@ -242,7 +322,9 @@ fn store(
     s: Settled,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
-    let Settled { records, result } = s;
+    let Settled {
+        records, result, ..
+    } = s;
     result.map_err(|e| {
         let at = |c: Option<&Consumed>| {
             c.map_or(String::new(), |c| format!("{}@{}", c.partition, c.offset))
@@ -281,6 +363,33 @@ fn store(
             .map(|c| now.saturating_duration_since(c.received)),
     );
     Ok(())
+}
+
+/// Dead-letters the records of a settled batch whose own outputs were
+/// refused ([`Handler::refused`]) and waits until every dead letter is
+/// acknowledged; an error when one is not (then nothing is stored).
+async fn dead_letter_refused<H: Handler>(
+    topic: &str,
+    done: &Settled,
+    handler: &mut H,
+) -> anyhow::Result<()> {
+    if done.refused.is_empty() || done.result.is_err() {
+        return Ok(());
+    }
+    let mut letters = Batch::default();
+    for r in &done.refused {
+        tracing::error!(
+            topic,
+            partition = r.partition,
+            offset = r.offset,
+            error = %r.failure,
+            "the broker refused an output of this record for good; the record is dead-lettered and its partition moves on"
+        );
+        handler.refused(topic, r, &mut letters).await?;
+    }
+    letters.settle().await.result.map_err(|e| {
+        e.context("the dead letter of a record whose outputs were refused was not delivered")
+    })
 }
 
 /// Commits what is stored before the process ends.
@@ -379,6 +488,23 @@ pub trait Handler {
         async { Ok(()) }
     }
 
+    /// Adds to `batch` a dead letter for a record of `topic` whose own
+    /// output the broker refused for good ([`Refused`]: too large,
+    /// invalid); once it is acknowledged, the record's offset is stored and
+    /// its partition moves on, so that no record stops the service.
+    /// Default: an error, which stops the service (the record is read again
+    /// on restart).
+    fn refused(
+        &mut self,
+        topic: &str,
+        refused: &Refused,
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let _ = (topic, batch);
+        let error = anyhow::Error::new(refused.failure.clone());
+        async move { Err(error) }
+    }
+
     /// Whether [`side`](Self::side) also runs after partitions are
     /// assigned (the aggregator restores them at once, so that a second
     /// input taken meanwhile reaches their outputs). Default: no.
@@ -461,17 +587,23 @@ impl InFlight {
         }
     }
 
-    /// Stores the offsets of a settled batch; false (and the failure kept)
-    /// when it failed.
-    fn settled(
+    /// Stores the offsets of a settled batch, once the records whose outputs
+    /// were refused are dead-lettered; false (and the failure kept) when it
+    /// failed.
+    async fn settled<H: Handler>(
         &mut self,
         consumer: &GroupConsumer,
         topic: &str,
         done: Settled,
         metrics: &Metrics,
+        handler: &mut H,
     ) -> bool {
         self.records -= done.records.len();
-        match store(consumer, topic, done, metrics) {
+        let stored = match dead_letter_refused(topic, &done, handler).await {
+            Ok(()) => store(consumer, topic, done, metrics),
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(()) => true,
             Err(e) => {
                 self.failure = Some(e);
@@ -509,7 +641,10 @@ impl InFlight {
                     }
                     match self.more(consumer, topic, &batch, metrics) {
                         Some(next) => m = next,
-                        None => break handler.flush(&mut batch).await,
+                        None => {
+                            batch.covering();
+                            break handler.flush(&mut batch).await;
+                        }
                     }
                 },
             };
@@ -517,7 +652,8 @@ impl InFlight {
                 break;
             }
         }
-        self.finish(consumer, producer, topic, metrics).await
+        self.finish(consumer, producer, topic, metrics, handler)
+            .await
     }
 
     /// The next record to handle, or side input; `None` once `token` is
@@ -540,7 +676,7 @@ impl InFlight {
                 biased;
                 _ = token.cancelled() => return None,
                 Some(done) = self.queue.next(), if !self.queue.is_empty() => {
-                    if !self.settled(consumer, topic, done, metrics) {
+                    if !self.settled(consumer, topic, done, metrics, handler).await {
                         return None;
                     }
                 }
@@ -668,17 +804,18 @@ impl InFlight {
 
     /// Settles what is in flight, flushes the producer and commits the
     /// stored offsets; returns the first failure, if any.
-    async fn finish(
+    async fn finish<H: Handler>(
         mut self,
         consumer: &GroupConsumer,
         producer: &BatchProducer,
         topic: &str,
         metrics: &Metrics,
+        handler: &mut H,
     ) -> anyhow::Result<()> {
         use futures::stream::StreamExt;
         if self.failure.is_none() {
             while let Some(done) = self.queue.next().await {
-                if !self.settled(consumer, topic, done, metrics) {
+                if !self.settled(consumer, topic, done, metrics, handler).await {
                     break;
                 }
             }

@@ -2,14 +2,14 @@
 //! the rules. The validating service and `forecastctl check`/`replay` all
 //! call this, so they cannot judge differently.
 
-use forecast_model::verdict::sorted_codes;
 use forecast_model::{
     DecodeError, ForecastDocument, InvalidSubmission, Outcome, Registry, RuleCode,
     SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode,
 };
 
 use crate::policy::{Policy, SignatureMode};
-use crate::rules::{Report, check};
+use crate::rules::{MAX_VIOLATION_FIELD_BYTES, MAX_VIOLATION_MESSAGE_BYTES, Report, check};
+use forecast_model::limits::bounded;
 
 /// Why a submission is `SCHEMA_INVALID`.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +20,9 @@ pub enum Undecodable {
     /// The framed Avro record does not decode.
     #[error(transparent)]
     Avro(#[from] DecodeError),
-    /// The record is larger than the service accepts.
-    #[error("the record is {size} bytes, over the limit of {limit} bytes")]
+    /// The record is larger than the policy or the service accepts: not
+    /// read (`DOCUMENT_TOO_LARGE`).
+    #[error("the record is {size} bytes, over the limit of {limit} bytes; it was not read")]
     TooLarge { size: usize, limit: usize },
 }
 
@@ -37,15 +38,24 @@ impl Undecodable {
 }
 
 impl Undecodable {
+    /// The code: `DOCUMENT_TOO_LARGE` for a record not read, else
+    /// `SCHEMA_INVALID`.
+    pub fn code(&self) -> RuleCode {
+        match self {
+            Undecodable::TooLarge { .. } => RuleCode::DocumentTooLarge,
+            Undecodable::Json(_) | Undecodable::Avro(_) => RuleCode::SchemaInvalid,
+        }
+    }
+
     fn violation(&self) -> Violation {
         let field = match self {
             Undecodable::Json(e) => e.field.clone(),
             Undecodable::Avro(_) | Undecodable::TooLarge { .. } => String::new(),
         };
         Violation {
-            code: RuleCode::SchemaInvalid,
-            field,
-            message: self.to_string(),
+            code: self.code(),
+            field: bounded(&field, MAX_VIOLATION_FIELD_BYTES).into_owned(),
+            message: bounded(&self.to_string(), MAX_VIOLATION_MESSAGE_BYTES).into_owned(),
         }
     }
 }
@@ -102,7 +112,8 @@ impl Validator {
         &self.policy
     }
 
-    /// Judges one JSON document.
+    /// Judges one JSON document; its size is that of its Avro record, what
+    /// `submit` would send.
     pub fn judge_json(&self, json: &[u8]) -> Judged {
         match forecast_model::parse_submission(json) {
             Ok(doc) => self.judge_document(doc),
@@ -131,6 +142,7 @@ impl Validator {
         limit: usize,
         spare: &mut Option<Box<ForecastDocument>>,
     ) -> Judged {
+        let limit = limit.min(self.policy.settings().max_document_bytes);
         if record.len() > limit {
             return Judged::Undecodable(Undecodable::TooLarge {
                 size: record.len(),
@@ -139,7 +151,7 @@ impl Validator {
         }
         let mut document = spare.take().unwrap_or_default();
         match forecast_model::wire::decode_document_into(record, registry, &mut document) {
-            Ok(()) => self.judge_boxed(document),
+            Ok(()) => self.judge_sized(document, record.len()),
             Err(e) => {
                 *spare = Some(document);
                 Judged::Undecodable(e.into())
@@ -147,13 +159,20 @@ impl Validator {
         }
     }
 
-    /// Runs the rules over a decoded document.
+    /// Runs the rules over a decoded document (its size: that of its Avro
+    /// record).
     pub fn judge_document(&self, document: ForecastDocument) -> Judged {
-        self.judge_boxed(Box::new(document))
+        let size = forecast_model::wire::encode_document(&document).len();
+        self.judge_sized(Box::new(document), size)
     }
 
-    fn judge_boxed(&self, document: Box<ForecastDocument>) -> Judged {
-        let report = check(&document, &self.policy);
+    /// A document over the policy's limits is `DOCUMENT_TOO_LARGE`, and no
+    /// other check runs: the work and the verdict stay bounded.
+    fn judge_sized(&self, document: Box<ForecastDocument>, size: usize) -> Judged {
+        let report = match self.policy.settings().limits().exceeded(&document, size) {
+            Some((field, message)) => Report::too_large(field, message),
+            None => check(&document, &self.policy),
+        };
         Judged::Checked { document, report }
     }
 
@@ -206,21 +225,21 @@ impl Validator {
                     Undecodable::Avro(_) | Undecodable::TooLarge { .. } => (None, None, None),
                 };
                 Verdict {
-                    document_id,
+                    document_id: self.echo(document_id.as_deref()),
                     revision,
                     outcome: Outcome::Rejected,
                     stage: Stage::Deserialize,
-                    codes: vec![RuleCode::SchemaInvalid],
+                    codes: vec![err.code()],
                     warnings: Vec::new(),
                     violations: vec![err.violation()],
                     policy_version,
                     decided_at,
                     source,
-                    customer_id,
+                    customer_id: self.echo(customer_id.as_deref()),
                 }
             }
             Judged::Checked { document, report } => Verdict {
-                document_id: Some(document.document_id.clone()),
+                document_id: self.echo(Some(&document.document_id)),
                 revision: Some(document.revision),
                 outcome: if report.passed() {
                     Outcome::Accepted
@@ -228,14 +247,22 @@ impl Validator {
                     Outcome::Rejected
                 },
                 stage: Stage::Validate,
-                codes: sorted_codes(report.violations.iter().map(|v| v.code), RuleCode::as_str),
+                codes: report.codes(),
                 warnings: report.warning_codes(),
-                violations: report.violations.clone(),
+                violations: report.details(),
                 policy_version,
                 decided_at,
                 source,
-                customer_id: Some(document.customer_id.clone()),
+                customer_id: self.echo(Some(&document.customer_id)),
             },
         }
+    }
+
+    /// An id as a verdict echoes it: only within the policy's
+    /// `max_id_bytes` (a longer one is `DOCUMENT_TOO_LARGE`, echoed as
+    /// null), so that every verdict's size is bounded.
+    fn echo(&self, id: Option<&str>) -> Option<String> {
+        id.filter(|id| self.policy.settings().limits().id_fits(id))
+            .map(str::to_owned)
     }
 }

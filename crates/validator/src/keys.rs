@@ -148,6 +148,9 @@ impl KeyRegistry {
         name: &str,
     ) -> Result<Self, KeyRegistryError> {
         let mut keys = BTreeMap::new();
+        // Each public key's line: one key under two ids (or two customers)
+        // would let a signature move to an alias that was not revoked.
+        let mut lines_of_key: BTreeMap<[u8; 32], (usize, String)> = BTreeMap::new();
         for (line, entry) in entries {
             let error = |problem: String| KeyRegistryError::Entry {
                 path: name.to_owned(),
@@ -168,10 +171,17 @@ impl KeyRegistry {
                     entry.key_id, entry.valid_from
                 )));
             }
-            let id = entry.key_id.clone();
-            if keys.insert(id.clone(), Key { entry, public }).is_some() {
-                return Err(error(format!("key `{id}` is registered twice")));
+            if keys.contains_key(&entry.key_id) {
+                return Err(error(format!("key `{}` is registered twice", entry.key_id)));
             }
+            if let Some((first, first_id)) = lines_of_key.get(public.as_bytes()) {
+                return Err(error(format!(
+                    "key `{}` has the public key of `{first_id}` ({name}, line {first}): a public key is registered once, under one key_id for one customer; revoke one and register a new key instead",
+                    entry.key_id
+                )));
+            }
+            lines_of_key.insert(*public.as_bytes(), (line, entry.key_id.clone()));
+            keys.insert(entry.key_id.clone(), Key { entry, public });
         }
         Ok(Self { keys })
     }
@@ -280,6 +290,21 @@ mod tests {
         let mut backwards = one.clone();
         backwards.valid_until = Some(backwards.valid_from);
         assert!(err(&text(&[backwards])).contains("not after"));
+        // One public key under two ids, or for two customers: both lines named.
+        for alias in [entry(&k, "b", "TENCENT"), entry(&k, "b", "BYTEDANCE")] {
+            let msg = err(&text(&[
+                entry(&SigningKey::from_bytes(&[8; 32]), "c", "ALIBABA"),
+                one.clone(),
+                alias,
+            ]));
+            assert!(
+                msg.contains("line 3")
+                    && msg.contains("line 2")
+                    && msg.contains("`b`")
+                    && msg.contains("`a`"),
+                "{msg}"
+            );
+        }
         let mut bad_key = one.clone();
         bad_key.public_key = "AAAA".into();
         let msg = err(&text(&[bad_key]));

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use forecast_model::{DocumentKind, EndUseCategory};
+use forecast_model::{DocumentKind, DocumentLimits, EndUseCategory};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -114,6 +114,38 @@ pub struct PolicySettings {
     /// backdate. Offline replay has no broker time and skips it.
     #[serde(skip_serializing_if = "is_default_skew")]
     pub max_submitted_at_skew_seconds: u64,
+    /// Largest document, as its Avro record (`DOCUMENT_TOO_LARGE`).
+    #[serde(skip_serializing_if = "is_default_bytes")]
+    pub max_document_bytes: usize,
+    /// Most lines of one document (`DOCUMENT_TOO_LARGE`).
+    #[serde(skip_serializing_if = "is_default_lines")]
+    pub max_document_lines: usize,
+    /// Longest `document_id` and `customer_id` in bytes (`DOCUMENT_TOO_LARGE`).
+    #[serde(skip_serializing_if = "is_default_id_bytes")]
+    pub max_id_bytes: usize,
+}
+
+// Left out of the policy version while at their defaults, as the skew is:
+// a policy's version does not change by this build knowing more settings.
+fn is_default_bytes(v: &usize) -> bool {
+    *v == DocumentLimits::DEFAULT.max_document_bytes
+}
+fn is_default_lines(v: &usize) -> bool {
+    *v == DocumentLimits::DEFAULT.max_document_lines
+}
+fn is_default_id_bytes(v: &usize) -> bool {
+    *v == DocumentLimits::DEFAULT.max_id_bytes
+}
+
+impl PolicySettings {
+    /// The document size limits.
+    pub fn limits(&self) -> DocumentLimits {
+        DocumentLimits {
+            max_document_bytes: self.max_document_bytes,
+            max_document_lines: self.max_document_lines,
+            max_id_bytes: self.max_id_bytes,
+        }
+    }
 }
 
 impl Default for PolicySettings {
@@ -150,6 +182,9 @@ impl Default for PolicySettings {
             signatures: None,
             signing_keys: None,
             max_submitted_at_skew_seconds: DEFAULT_MAX_SUBMITTED_AT_SKEW_SECONDS,
+            max_document_bytes: DocumentLimits::DEFAULT.max_document_bytes,
+            max_document_lines: DocumentLimits::DEFAULT.max_document_lines,
+            max_id_bytes: DocumentLimits::DEFAULT.max_id_bytes,
         }
     }
 }
@@ -207,6 +242,30 @@ impl Policy {
                 setting: "minimum_horizon_quarters",
                 problem: "must be at least 1".into(),
             });
+        }
+        if let Some(bad) = settings
+            .registered_customers
+            .iter()
+            .find(|c| c.is_empty() || c.contains('/'))
+        {
+            return Err(PolicyError::Invalid {
+                setting: "registered_customers",
+                problem: format!(
+                    "holds {bad:?}: a customer id must be non-empty and hold no `/` (it begins the `customer/document` keys)"
+                ),
+            });
+        }
+        for (setting, value) in [
+            ("max_document_bytes", settings.max_document_bytes),
+            ("max_document_lines", settings.max_document_lines),
+            ("max_id_bytes", settings.max_id_bytes),
+        ] {
+            if value == 0 {
+                return Err(PolicyError::Invalid {
+                    setting,
+                    problem: "must be at least 1".into(),
+                });
+            }
         }
         if settings.max_line_quantity < 0 {
             return Err(PolicyError::Invalid {
@@ -452,5 +511,13 @@ mod tests {
                 .to_string()
                 .contains("minimum_horizon_quarters")
         );
+        for bad in ["", "TEN/CENT"] {
+            let s = PolicySettings {
+                registered_customers: ["TENCENT".to_string(), bad.to_string()].into(),
+                ..PolicySettings::default()
+            };
+            let err = Policy::new(s, RestrictedParties::empty()).unwrap_err();
+            assert!(err.to_string().contains("registered_customers"), "{err}");
+        }
     }
 }

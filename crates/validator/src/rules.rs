@@ -13,14 +13,32 @@ use forecast_model::{
 use crate::keys::Finding;
 use crate::policy::{Policy, SignatureMode};
 use crate::text::{case_fold, words};
+use forecast_model::limits::bounded;
+
+/// Most violations of one code a report lists; the others are counted
+/// ([`Report::details`] says how many), so that a document of many bad
+/// lines makes a verdict of bounded size while its codes stay complete.
+pub const VIOLATIONS_LISTED_PER_CODE: usize = 20;
+
+/// Longest `field` of a listed violation, in bytes.
+pub const MAX_VIOLATION_FIELD_BYTES: usize = 256;
+
+/// Longest `message` of a listed violation, in bytes (it may quote the
+/// document: a customer id, a description).
+pub const MAX_VIOLATION_MESSAGE_BYTES: usize = 512;
 
 /// What the stateless rules found in one document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Every violation, in document order.
+    /// The violations listed, in document order: at most
+    /// [`VIOLATIONS_LISTED_PER_CODE`] of each code.
     pub violations: Vec<Violation>,
     /// Every warning, in document order.
     pub warnings: Vec<Warning>,
+    /// Violations not listed, per code, in the order first omitted.
+    omitted: Vec<(RuleCode, u64)>,
+    /// Violations found, per code index.
+    found: Vec<u32>,
 }
 
 impl Report {
@@ -29,7 +47,8 @@ impl Report {
         self.violations.is_empty()
     }
 
-    /// Violated rule codes, sorted by symbol and unique.
+    /// Violated rule codes, sorted by symbol and unique: every code found,
+    /// listed or not.
     pub fn codes(&self) -> Vec<RuleCode> {
         forecast_model::verdict::sorted_codes(
             self.violations.iter().map(|v| v.code),
@@ -45,16 +64,54 @@ impl Report {
         )
     }
 
+    /// The violations a verdict lists: those kept, then one per code whose
+    /// other violations were only counted, saying how many.
+    pub fn details(&self) -> Vec<Violation> {
+        let mut details = self.violations.clone();
+        details.extend(self.omitted.iter().map(|(code, n)| Violation {
+            code: *code,
+            field: String::new(),
+            message: format!("and {n} more {code} violation(s), not listed"),
+        }));
+        details
+    }
+
+    /// Violations found in all, listed or not.
+    pub fn violations_found(&self) -> u64 {
+        self.found.iter().map(|n| u64::from(*n)).sum()
+    }
+
+    /// The report of a document over the policy's size limits: that one
+    /// violation, as no other check runs.
+    pub(crate) fn too_large(field: &str, message: String) -> Self {
+        let mut r = Self::default();
+        r.violation(RuleCode::DocumentTooLarge, field, message);
+        r
+    }
+
     pub(crate) fn violation(
         &mut self,
         code: RuleCode,
         field: impl Into<String>,
         message: impl Into<String>,
     ) {
+        if self.found.is_empty() {
+            self.found = vec![0; RuleCode::ALL.len()];
+        }
+        let found = &mut self.found[code.index()];
+        *found = found.saturating_add(1);
+        if *found as usize > VIOLATIONS_LISTED_PER_CODE {
+            match self.omitted.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => self.omitted.push((code, 1)),
+            }
+            return;
+        }
+        let (field, message) = (field.into(), message.into());
         self.violations.push(Violation {
             code,
-            field: field.into(),
-            message: message.into(),
+            field: bounded(&field, MAX_VIOLATION_FIELD_BYTES).into_owned(),
+            message: bounded(&message, MAX_VIOLATION_MESSAGE_BYTES).into_owned(),
         });
     }
 }

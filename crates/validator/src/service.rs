@@ -17,7 +17,9 @@ use forecast_model::{
 };
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
-use forecast_runtime::inflight::{Batch, BatchProducer, FlightArgs, Handler, batch_producer};
+use forecast_runtime::inflight::{
+    Batch, BatchProducer, FlightArgs, Handler, Refused, batch_producer,
+};
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
 
@@ -171,8 +173,9 @@ impl Handler for Validate<'_> {
                         (headers::SOURCE, source_text.as_bytes()),
                     ],
                 );
+                let key = document.key();
                 let record = FutureRecord::to(&topics.topic_validated)
-                    .key(document.document_id.as_bytes())
+                    .key(key.as_bytes())
                     .payload(payload)
                     .headers(headers);
                 batch.send(producer, record).await?;
@@ -216,17 +219,45 @@ impl Handler for Validate<'_> {
 
         let audit = wire::encode_verdict(&verdict);
         let mut record = FutureRecord::to(&topics.topic_audit).payload(audit.as_slice());
-        let key = verdict
-            .document_id
-            .as_deref()
-            .map(str::as_bytes)
-            .or(m.key());
-        if let Some(key) = key {
+        let key = match (&verdict.customer_id, &verdict.document_id) {
+            (Some(c), Some(d)) => Some(forecast_model::document_key(c, d)),
+            _ => None,
+        };
+        if let Some(key) = key.as_deref().map(str::as_bytes).or(m.key()) {
             record = record.key(key);
         }
         batch.send(producer, record).await?;
         metrics.record_out(Output::Audit);
         judged.recycle(spare);
+        Ok(())
+    }
+
+    /// A record whose outputs the broker refused for good: a dead letter
+    /// naming it, so that its partition moves on.
+    async fn refused(
+        &mut self,
+        topic: &str,
+        refused: &Refused,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        let message = format!(
+            "the outputs of this record could not be written: {}",
+            refused.failure
+        );
+        let record = headers::refused_dead_letter(
+            &self.topics.topic_rejected,
+            topic,
+            refused,
+            &headers::DeadLetter {
+                stage: "validate",
+                codes: "",
+                message: &message,
+                policy_version: self.validator.policy().version(),
+            },
+        );
+        batch.send(self.producer, record).await?;
+        self.metrics.record_out(Output::Rejected);
+        self.metrics.dead_letter(Stage::Validate);
         Ok(())
     }
 }

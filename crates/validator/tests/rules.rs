@@ -553,3 +553,103 @@ fn expiry_warning_for_required_kinds_only_and_never_rejects() {
     });
     assert_eq!(warnings(&cancel), []);
 }
+
+// ---- bounded outputs ---------------------------------------------------
+
+/// The pill: 150,000 bad lines. Over the line limit, it is
+/// `DOCUMENT_TOO_LARGE` alone, with one violation, and no other check runs.
+#[test]
+fn a_document_over_the_size_limits_is_document_too_large_alone() {
+    let validator = Validator::new(policy());
+    let pill = with(|d| {
+        d["document_id"] = json!("PILL-1");
+        d["lines"] = Value::Array(
+            (0..150_000)
+                .map(|_| json!({"sku": "", "period_start": "1970-01-02", "quantity": -1, "confidence": "FIRM"}))
+                .collect(),
+        );
+    });
+    let judged = validator.judge_json(pill.to_string().as_bytes());
+    let verdict = validator.verdict(&judged, "2026-07-15T08:00:00Z".parse().unwrap(), None);
+    assert_eq!(verdict.codes, [DocumentTooLarge]);
+    assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+    assert!(
+        verdict.violations[0].message.contains("150000 lines"),
+        "{:?}",
+        verdict.violations[0]
+    );
+    assert_eq!(verdict.document_id.as_deref(), Some("PILL-1"));
+    let encoded = forecast_model::wire::encode_verdict(&verdict);
+    assert!(encoded.len() < 2_000, "{} bytes", encoded.len());
+
+    // The same as an Avro record over the byte limit: refused unread.
+    let small = PolicySettings {
+        max_document_bytes: 500,
+        ..PolicySettings::default()
+    };
+    let validator = Validator::new(Policy::new(small, RestrictedParties::empty()).unwrap());
+    let doc = ForecastDocument::from_json(base().to_string().as_bytes()).unwrap();
+    let record = forecast_model::wire::encode_document(&doc);
+    assert!(record.len() > 500);
+    let judged = validator.judge_framed(&record, forecast_model::Registry::embedded());
+    let verdict = validator.verdict(&judged, "2026-07-15T08:00:00Z".parse().unwrap(), None);
+    assert_eq!(verdict.codes, [DocumentTooLarge]);
+    // An id over max_id_bytes: refused, and echoed as null, so the verdict
+    // never carries it.
+    let long_id = with(|d| d["document_id"] = json!("X".repeat(100_000)));
+    let validator = Validator::new(policy());
+    let judged = validator.judge_json(long_id.to_string().as_bytes());
+    let verdict = validator.verdict(&judged, "2026-07-15T08:00:00Z".parse().unwrap(), None);
+    assert_eq!(verdict.codes, [DocumentTooLarge]);
+    assert_eq!(verdict.document_id, None);
+    assert_eq!(verdict.violations[0].field, "document_id");
+}
+
+/// Under the limits, many bad lines: every code is listed, but at most
+/// twenty violations of each, then one saying how many more.
+#[test]
+fn violations_are_listed_up_to_twenty_per_code_and_the_rest_counted() {
+    let validator = Validator::new(policy());
+    let many = with(|d| {
+        let lines = d["lines"].as_array_mut().unwrap();
+        for i in 0..5_000 {
+            lines.push(json!({"sku": format!("NOPE-{i}"), "period_start": "2026-07-01", "quantity": -1, "confidence": "PLANNING"}));
+        }
+        d["customer_id"] = json!("N".repeat(10_000) + "OBODY");
+    });
+    let judged = validator.judge_json(many.to_string().as_bytes());
+    let verdict = validator.verdict(&judged, "2026-07-15T08:00:00Z".parse().unwrap(), None);
+    // The long customer id is over max_id_bytes: DOCUMENT_TOO_LARGE.
+    assert_eq!(verdict.codes, [DocumentTooLarge]);
+    let many = with(|d| {
+        let lines = d["lines"].as_array_mut().unwrap();
+        for i in 0..5_000 {
+            lines.push(json!({"sku": format!("NOPE-{i}"), "period_start": "2026-07-01", "quantity": -1, "confidence": "PLANNING"}));
+        }
+        d["customer_id"] = json!("NOBODY");
+    });
+    let judged = validator.judge_json(many.to_string().as_bytes());
+    let verdict = validator.verdict(&judged, "2026-07-15T08:00:00Z".parse().unwrap(), None);
+    assert_eq!(
+        verdict.codes,
+        [CustomerUnknown, QuantityInvalid, SkuUnknown]
+    );
+    for code in [QuantityInvalid, SkuUnknown] {
+        let of: Vec<_> = verdict
+            .violations
+            .iter()
+            .filter(|v| v.code == code)
+            .collect();
+        assert_eq!(of.len(), 21, "{code}: twenty listed and one summary");
+        assert_eq!(
+            of[20].message,
+            format!("and 4980 more {code} violation(s), not listed")
+        );
+    }
+    let Judged::Checked { report, .. } = &judged else {
+        panic!("decodes")
+    };
+    assert!(report.violations_found() > 10_000);
+    let encoded = forecast_model::wire::encode_verdict(&verdict);
+    assert!(encoded.len() < 64 << 10, "{} bytes", encoded.len());
+}
