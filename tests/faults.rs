@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use forecast_tests::containers::{Cluster, Storage, docker};
 use forecast_tests::kafka::{RawRecord, produce_raw};
-use forecast_tests::stream::{generated_stream, poison_pills, split};
+use forecast_tests::stream::{generated_stream, noisy_pills, poison_pills, split};
 
 const COPIES: usize = 37;
 const PARTS: usize = 10;
@@ -315,4 +315,53 @@ fn poison_pills_are_dead_lettered_whole_and_do_not_hold_up_good_records() {
         "good records behind a poison pill waited {delays:?}"
     );
     c.assert_agrees_with_replay(&stream, sent, pills.len());
+}
+
+/// A noisy customer's documents between the parts, each of which made
+/// outputs larger than a broker takes before they were bounded (the issue's
+/// 150,000-line pill stopped the validator, and met it again on restart):
+/// each gets its verdict, as replay gives it, the other documents' verdicts
+/// and the demand equal replay's, and no service stops.
+#[test]
+fn a_noisy_customers_huge_documents_are_judged_and_stop_no_service() {
+    let (mut c, stream, parts) =
+        pipeline("noisy", Storage::Memory, &["validator"], &["aggregator"]);
+    let pills = noisy_pills();
+    // Replay judges them too, as the validator does (their demand is none).
+    let with_pills = c.dir.join("stream-and-pills.jsonl");
+    let mut text = std::fs::read_to_string(&stream).unwrap();
+    for pill in &pills {
+        text.push_str(pill);
+        text.push('\n');
+    }
+    std::fs::write(&with_pills, text).unwrap();
+    let sent = run(&mut c, &parts, |c, i| {
+        if let Some(pill) = pills.get(i) {
+            // Straight to the topic, as a customer's own client could:
+            // `submit` refuses the ones over the policy's limits.
+            let doc = forecast_model::ForecastDocument::from_json(pill.as_bytes()).unwrap();
+            let value = forecast_model::wire::encode_document(&doc);
+            let key = doc.key();
+            produce_raw(
+                &c.brokers,
+                "forecasts.submitted",
+                &[(Some(key.as_bytes()), Some(value.as_slice()))],
+            );
+            c.fault(format!(
+                "noisy pill {} ({} bytes) after part {i}",
+                i + 1,
+                value.len()
+            ));
+        }
+    });
+    c.assert_agrees_with_replay(&with_pills, sent, pills.len());
+    for name in ["validator", "aggregator"] {
+        let state = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.RestartCount}}",
+            &c.service(name).id(),
+        ]);
+        assert_eq!(state.trim(), "true 0", "{name} stopped\n{}", c.logs());
+    }
 }

@@ -106,3 +106,52 @@ pub fn poison_pills() -> Vec<OwnedRecord> {
         (None, Some(b"\x00\x00\x00\x00\x02garbage".to_vec())),
     ]
 }
+
+/// A noisy customer's documents (JSON lines): each decodes, and each made
+/// a verdict or dead-letter header larger than a broker takes before
+/// outputs were bounded. Tencent's example with 150,000 bad lines (over
+/// `max_document_lines`), with 9,000 bad lines (under it: a verdict of
+/// every code, violations bounded per code), with a 100,000-byte
+/// `document_id` (over `max_id_bytes`), and with a 480,000-byte
+/// description naming a prohibited term and 5,000 end users.
+///
+/// # Panics
+/// When the example cannot be read.
+pub fn noisy_pills() -> Vec<String> {
+    let example: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("examples/tencent-original.json")).expect("the example"),
+    )
+    .expect("the example is JSON");
+    let bad_lines = |n: usize| {
+        serde_json::Value::Array(
+            (0..n)
+                .map(|_| serde_json::json!({"sku": "", "period_start": "1970-01-02", "quantity": -1, "confidence": "FIRM"}))
+                .collect(),
+        )
+    };
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut d = example.clone();
+        edit(&mut d);
+        d.to_string()
+    };
+    vec![
+        with(&|d| {
+            d["document_id"] = "PILL-LINES".into();
+            d["lines"] = bad_lines(150_000);
+        }),
+        with(&|d| {
+            d["document_id"] = "PILL-MANY".into();
+            d["lines"] = bad_lines(9_000);
+        }),
+        with(&|d| d["document_id"] = "P".repeat(100_000).into()),
+        with(&|d| {
+            d["document_id"] = "PILL-TEXT".into();
+            d["end_use"]["description"] = "anti missile ".repeat(37_000).into();
+            d["end_use"]["end_users"] = serde_json::Value::Array(
+                (0..5_000)
+                    .map(|i| serde_json::json!({"name": format!("End user {i}"), "country": "CN"}))
+                    .collect(),
+            );
+        }),
+    ]
+}

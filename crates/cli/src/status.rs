@@ -47,6 +47,11 @@ impl ApiArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub api: ApiArgs,
+    /// Whose documents (document ids are each customer's own); a customer
+    /// token reads its own without it, a planner token names one when an
+    /// id is several customers'.
+    #[arg(long, env = "FORECAST_CUSTOMER", value_name = "ID")]
+    pub customer: Option<String>,
     /// Documents to show.
     #[arg(required = true, value_name = "DOCUMENT_ID")]
     pub documents: Vec<String>,
@@ -79,8 +84,10 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
     let client = args.api.client()?;
     let mut all_accepted = true;
     for id in &args.documents {
-        let (client, id2) = (client.clone(), id.clone());
-        let document = tokio::task::spawn_blocking(move || client.document(&id2)).await??;
+        let (client, id2, customer) = (client.clone(), id.clone(), args.customer.clone());
+        let document =
+            tokio::task::spawn_blocking(move || client.document(customer.as_deref(), &id2))
+                .await??;
         match document {
             None => {
                 all_accepted = false;
@@ -105,16 +112,24 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
 /// returns whether every one was accepted.
 pub async fn wait_all(
     client: &VerdictClient,
-    delivered: Vec<(String, usize, String, i32, forecast_producer::Receipt)>,
+    delivered: Vec<(crate::submit::Sent, forecast_producer::Receipt)>,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     let mut all_accepted = true;
-    for (origin, line, id, revision, receipt) in delivered {
+    for (sent, receipt) in delivered {
         let client = client.clone();
-        let id2 = id.clone();
-        let settled =
-            tokio::task::spawn_blocking(move || client.wait(&id2, revision, &receipt, timeout))
-                .await?;
+        let s = sent.clone();
+        let settled = tokio::task::spawn_blocking(move || {
+            client.wait(
+                &s.customer_id,
+                &s.document_id,
+                s.revision,
+                &receipt,
+                timeout,
+            )
+        })
+        .await?;
+        let (origin, line, id) = (&sent.origin, sent.line, &sent.document_id);
         match settled {
             Ok(v) => {
                 all_accepted &= v.accepted();
@@ -122,7 +137,7 @@ pub async fn wait_all(
             }
             Err(e) => {
                 all_accepted = false;
-                println!("{origin}:{line}: {id} rev {revision}: {e}");
+                println!("{origin}:{line}: {id} rev {}: {e}", sent.revision);
             }
         }
     }

@@ -22,6 +22,12 @@ pub struct SubmitArgs {
     pub topics: TopicArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    /// The validator's policy file, whose document limits (max_document_bytes,
+    /// max_document_lines, max_id_bytes) are applied before sending: a
+    /// document over them is refused locally as DOCUMENT_TOO_LARGE. Default:
+    /// the default policy's limits.
+    #[arg(long, env = "FORECAST_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Largest encoded document sent (bytes); larger ones are refused locally.
     #[arg(long, env = "FORECAST_MAX_RECORD_BYTES", default_value_t = forecast_producer::DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
@@ -54,8 +60,13 @@ pub struct SubmitArgs {
 
 /// Submits documents; returns whether every one was delivered.
 pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
+    let limits = match &args.policy {
+        Some(path) => forecast_validator::PolicySettings::read(path)?.limits(),
+        None => forecast_model::DocumentLimits::DEFAULT,
+    };
     let mut submitter = Submitter::new(&args.kafka, &args.topics.topic_submitted)?
-        .with_max_record_bytes(args.max_record_bytes);
+        .with_max_record_bytes(args.max_record_bytes)
+        .with_limits(limits);
     if let Some(path) = &args.signing_key {
         submitter =
             submitter.with_signer(forecast_producer::read_signer(path, args.key_id.clone())?);
@@ -92,11 +103,14 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
                 }
                 Ok(doc) => match submitter.enqueue(&doc).await {
                     Ok(pending) => {
-                        let origin = origin.clone();
-                        let (id, revision) = (doc.document_id.clone(), doc.revision);
-                        in_flight.push(async move {
-                            (origin, sub.line, (id, revision), pending.receipt().await)
-                        });
+                        let sent = Sent {
+                            origin: origin.clone(),
+                            line: sub.line,
+                            customer_id: doc.customer_id.clone(),
+                            document_id: doc.document_id.clone(),
+                            revision: doc.revision,
+                        };
+                        in_flight.push(async move { (sent, pending.receipt().await) });
                     }
                     Err(e) => tally.refused(
                         &bar,
@@ -135,14 +149,24 @@ pub async fn submit(args: &SubmitArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// A document sent: where it came from and what it is.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub origin: String,
+    pub line: usize,
+    pub customer_id: String,
+    pub document_id: String,
+    pub revision: i32,
+}
+
 /// What `submit` did with each document.
 #[derive(Debug, Default)]
 struct Tally {
     sent: u64,
     refused: u64,
     failed: u64,
-    /// Where each delivered document came from and was stored, for --wait.
-    delivered: Vec<(String, usize, String, i32, forecast_producer::Receipt)>,
+    /// Each delivered document and where it was stored, for --wait.
+    delivered: Vec<(Sent, forecast_producer::Receipt)>,
 }
 
 impl Tally {
@@ -155,10 +179,8 @@ impl Tally {
     fn settled(
         &mut self,
         bar: &indicatif::ProgressBar,
-        (origin, line, (id, revision), r): (
-            String,
-            usize,
-            (String, i32),
+        (sent, r): (
+            Sent,
             Result<forecast_producer::Receipt, forecast_producer::SubmitError>,
         ),
     ) {
@@ -166,11 +188,11 @@ impl Tally {
         match r {
             Ok(receipt) => {
                 self.sent += 1;
-                self.delivered.push((origin, line, id, revision, receipt));
+                self.delivered.push((sent, receipt));
             }
             Err(e) => {
                 self.failed += 1;
-                bar.suspend(|| eprintln!("{origin}:{line}: not delivered: {e}"));
+                bar.suspend(|| eprintln!("{}:{}: not delivered: {e}", sent.origin, sent.line));
             }
         }
     }

@@ -302,7 +302,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     {
         let planner = forecast_planner::PlannerArgs {
             supply: Some(args.supply.clone()),
-            max_streams: forecast_planner::feed::DEFAULT_MAX_STREAMS,
+            ..forecast_planner::PlannerArgs::default()
         }
         .planner()?;
         let planner = Arc::new(planner);
@@ -367,6 +367,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             log_format: LogFormat::Text,
         },
         max_record_bytes: forecast_producer::DEFAULT_MAX_RECORD_BYTES,
+        policy: None,
         signing_key: None,
         key_id: None,
         wait: false,

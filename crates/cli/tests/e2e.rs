@@ -546,3 +546,52 @@ impl Events {
         false
     }
 }
+
+/// The last line of defence: an output the producer refuses for good (here
+/// a validated copy over the validator's `message.max.bytes`) makes its
+/// record a headers-only dead letter naming where it is; the partition
+/// moves on, the next document is judged, and the validator stays up.
+#[test]
+fn a_record_whose_output_is_refused_is_dead_lettered_and_the_stream_goes_on() {
+    let mut p = Pipeline::start_with("refused", &["-X", "message.max.bytes=6000"], &[]);
+    let mut big = Pipeline::sample_document("BIG-1");
+    big["end_use"]["description"] = "Inference serving ".repeat(600).into();
+    let small = Pipeline::sample_document("SMALL-1");
+    let file = p.dir.join("two.jsonl");
+    std::fs::write(&file, format!("{big}\n{small}\n")).unwrap();
+    p.submit(&file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let accepted = |p: &Pipeline| {
+        p.verdicts().into_iter().any(|(v, _, _)| {
+            v.document_id.as_deref() == Some("SMALL-1")
+                && v.stage == forecast_model::Stage::Sequence
+                && v.outcome == forecast_model::Outcome::Accepted
+        })
+    };
+    while !accepted(&p) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(accepted(&p), "SMALL-1 was not sequenced\n{}", p.logs());
+    let letters = read_all(
+        &p.broker.brokers,
+        &p.names.topic("forecasts.rejected"),
+        Duration::from_secs(2),
+    );
+    assert_eq!(letters.len(), 1, "{}", p.logs());
+    let letter = &letters[0];
+    assert_eq!(letter.value, None, "headers only");
+    assert_eq!(letter.header("forecast.errors.stage"), Some("validate"));
+    assert_eq!(letter.header("forecast.errors.offset"), Some("0"));
+    assert!(
+        letter
+            .header("forecast.errors.message")
+            .is_some_and(|m| m.contains("could not be written") && m.contains("too large")),
+        "{:?}",
+        letter.header("forecast.errors.message")
+    );
+    assert!(
+        p.validator.try_wait().unwrap().is_none(),
+        "the validator exited\n{}",
+        p.logs()
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Principal;
 use crate::feed::Planner;
-use crate::view::{DemandFilter, PlannerView, RECENT_REJECTIONS, RejectionFilter};
+use crate::view::{DemandFilter, Found, PlannerView, RECENT_REJECTIONS, RejectionFilter};
 
 /// The routes of the API and the dashboard. Serve them inside
 /// [`crate::auth::protect`]: every data route needs the caller's
@@ -274,19 +274,34 @@ async fn document(
     Path(id): Path<String>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    params(&query, &[])?;
-    // Another customer's document is as unknown to a customer as one that
-    // does not exist: the answer says nothing of whether it does.
-    let visible = |customer: Option<&str>| match caller.customer() {
-        None => true,
-        Some(own) => customer == Some(own),
-    };
-    p.read(|v| {
-        v.document(&id)
-            .filter(|d| visible(d.customer_id.as_deref()))
+    // Document ids are each customer's own: a customer reads its own, a
+    // planner names the customer (or gets the one customer holding the id).
+    let mut customer = caller.customer().map(str::to_owned);
+    for (_, v) in params(&query, &["customer"])? {
+        if caller.customer().is_some_and(|own| own != v) {
+            return Err(ApiError::forbidden());
+        }
+        customer = Some(v.to_owned());
+    }
+    let unknown = || ApiError::not_found(format!("no verdict names document `{id}`"));
+    p.read(|v| match &customer {
+        Some(c) => v
+            .verdicts()
+            .document(Some(c), &id)
             .map(|d| Json(d).into_response())
+            .ok_or_else(unknown),
+        None => match v.verdicts().find(&id) {
+            Found::None => Err(unknown()),
+            Found::One(d) => Ok(Json(d).into_response()),
+            Found::Several(owners) => {
+                let names: Vec<&str> = owners.iter().map(|o| o.as_deref().unwrap_or("(nobody)")).collect();
+                Err(ApiError::bad_request(format!(
+                    "document id `{id}` is held by several customers ({}): name one with ?customer=",
+                    names.join(", ")
+                )))
+            }
+        },
     })
-    .ok_or_else(|| ApiError::not_found(format!("no verdict names document `{id}`")))
 }
 
 async fn rejections(

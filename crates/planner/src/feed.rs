@@ -67,6 +67,13 @@ impl Planner {
         planner
     }
 
+    /// This planner keeping at most `limits` of each customer's verdicts
+    /// (set before it reads any).
+    pub fn with_verdict_limits(self, limits: crate::view::VerdictLimits) -> Self {
+        self.update(|v| v.forget_verdicts_keeping(limits));
+        self
+    }
+
     /// This planner serving at most `n` live streams at once.
     pub fn with_max_streams(self, n: usize) -> Self {
         Self {

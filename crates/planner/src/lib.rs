@@ -14,12 +14,13 @@ pub mod feed;
 pub mod supply;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod verdicts;
 pub mod view;
 
 pub use feed::Planner;
 
 /// Settings of the planner API.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PlannerArgs {
     /// Supply plan, CSV with the header `sku,quarter,on_hand,ordered`; entries
     /// of the supply.plan topic replace the file's for their SKU and quarter.
@@ -35,6 +36,50 @@ pub struct PlannerArgs {
         value_name = "N"
     )]
     pub max_streams: u32,
+    /// Documents kept per customer for /v1/documents; past it, the document
+    /// given a verdict least recently is forgotten (the audit topic keeps
+    /// every verdict)
+    #[arg(
+        long,
+        env = "FORECAST_MAX_DOCUMENTS_PER_CUSTOMER",
+        default_value_t = view::VerdictLimits::DEFAULT.documents_per_customer,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        value_name = "N"
+    )]
+    pub max_documents_per_customer: usize,
+    /// Newest rejections kept per customer for /v1/rejections (all are counted)
+    #[arg(
+        long,
+        env = "FORECAST_MAX_REJECTIONS_PER_CUSTOMER",
+        default_value_t = view::VerdictLimits::DEFAULT.rejections_per_customer,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        value_name = "N"
+    )]
+    pub max_rejections_per_customer: usize,
+    /// Customers whose verdicts are kept apart; verdicts naming further
+    /// customer ids are kept as nobody's, seen by planners only
+    #[arg(
+        long,
+        env = "FORECAST_MAX_CUSTOMERS",
+        default_value_t = view::VerdictLimits::DEFAULT.customers,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        value_name = "N"
+    )]
+    pub max_customers: usize,
+}
+
+/// The command line's defaults.
+impl Default for PlannerArgs {
+    fn default() -> Self {
+        let limits = view::VerdictLimits::DEFAULT;
+        Self {
+            supply: None,
+            max_streams: feed::DEFAULT_MAX_STREAMS,
+            max_documents_per_customer: limits.documents_per_customer,
+            max_rejections_per_customer: limits.rejections_per_customer,
+            max_customers: limits.customers,
+        }
+    }
 }
 
 impl PlannerArgs {
@@ -44,6 +89,12 @@ impl PlannerArgs {
             Some(path) => supply::load(path)?,
             None => Vec::new(),
         };
-        Ok(Planner::with_supply(entries).with_max_streams(self.max_streams as usize))
+        Ok(Planner::with_supply(entries)
+            .with_verdict_limits(view::VerdictLimits {
+                documents_per_customer: self.max_documents_per_customer,
+                rejections_per_customer: self.max_rejections_per_customer,
+                customers: self.max_customers,
+            })
+            .with_max_streams(self.max_streams as usize))
     }
 }

@@ -1,38 +1,26 @@
 //! The planner's read model (pure): demand from `demand.by-customer`,
-//! verdict history and rejections from `forecasts.audit`, and the supply
-//! plan. [`crate::feed`] fills it from the topics; [`crate::api`] reads it.
+//! verdict history and rejections from `forecasts.audit` (per customer,
+//! [`crate::verdicts`]), and the supply plan. [`crate::feed`] fills it from
+//! the topics; [`crate::api`] reads it.
 //!
 //! Demand comes from the snapshots the aggregators publish after applying a
-//! whole revision, so no reader sees a half-applied `REPLACE`. Verdicts are
-//! de-duplicated by the stage and source coordinates of the record they
-//! judge: a service that crashed and judged a record again adds nothing.
+//! whole revision, so no reader sees a half-applied `REPLACE`.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-// Keyed like SipHash, faster on short keys (see forecast-aggregator state).
-use ahash::{HashMap, HashSet};
-
+use forecast_model::DemandView;
 use forecast_model::{
     DemandRow, DemandSnapshot, ExposureStatus, LicenceDecision, LicenceRow, LicenceSnapshot,
-    LicenceView, LostDocument, Outcome, OverApproved, Quarter, RuleCode, Stage, Timestamp, Verdict,
+    LicenceView, LostDocument, OverApproved, Quarter, Timestamp, Verdict,
 };
-use forecast_model::{DemandView, Interner};
 use serde::Serialize;
 
 use crate::supply::{SupplyEntry, SupplyPlan};
 
-/// How many rejections [`PlannerView::rejections`] keeps (the newest).
-pub const RECENT_REJECTIONS: usize = 1000;
-
-/// Verdicts kept per document for `/v1/documents` (16 revisions of two
-/// verdicts each): older ones are counted, not kept, so a document revised
-/// without end takes bounded memory; `forecasts.audit` holds them all.
-pub const HISTORY_KEPT: usize = 32;
-
-/// Sources of verdicts that name no document remembered, to drop their
-/// repeats; the oldest are forgotten past this.
-pub const ANONYMOUS_KEPT: usize = 100_000;
+pub use crate::verdicts::{
+    ANONYMOUS_KEPT, DocumentHistory, Found, HISTORY_KEPT, RECENT_REJECTIONS, RejectionFilter,
+    Rejections, Source, VerdictBook, VerdictEntry, VerdictLimits, ViolationEntry,
+};
 
 /// Filters of the demand and coverage views; `None` matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,105 +81,6 @@ pub struct DemandChange {
     pub totals: Totals,
     /// When the aggregator published the snapshot (the record's timestamp).
     pub applied_at: Option<Timestamp>,
-}
-
-/// One verdict as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerdictEntry {
-    pub document_id: Option<Arc<str>>,
-    pub revision: Option<i32>,
-    pub customer_id: Option<Arc<str>>,
-    pub verdict: Outcome,
-    pub stage: Stage,
-    pub codes: Vec<RuleCode>,
-    pub warnings: Vec<forecast_model::WarningCode>,
-    pub violations: Vec<ViolationEntry>,
-    pub policy_version: Arc<str>,
-    pub decided_at: Timestamp,
-    pub source: Option<Source>,
-}
-
-/// A violated rule with its field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ViolationEntry {
-    pub code: RuleCode,
-    pub field: String,
-    pub message: String,
-}
-
-/// The record a verdict judged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Source {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl VerdictEntry {
-    /// The entry of `v`, its repeated strings (customer, policy version,
-    /// topic) shared through `strings`.
-    fn new(v: Verdict, strings: &mut Interner) -> Self {
-        Self {
-            document_id: v.document_id.map(Arc::from),
-            revision: v.revision,
-            customer_id: v.customer_id.map(|c| strings.get(&c)),
-            verdict: v.outcome,
-            stage: v.stage,
-            codes: v.codes,
-            warnings: v.warnings,
-            violations: v
-                .violations
-                .into_iter()
-                .map(|x| ViolationEntry {
-                    code: x.code,
-                    field: x.field,
-                    message: x.message,
-                })
-                .collect(),
-            policy_version: strings.get(&v.policy_version),
-            decided_at: v.decided_at,
-            source: v.source.map(|s| Source {
-                topic: strings.get(&s.topic),
-                partition: s.partition,
-                offset: s.offset,
-            }),
-        }
-    }
-}
-
-/// Rejections of one customer: all, and by code.
-type RejectionCount = (u64, BTreeMap<&'static str, u64>);
-
-/// A document's current state and its verdict history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DocumentHistory {
-    pub document_id: Arc<str>,
-    pub customer_id: Option<Arc<str>>,
-    /// The revision the aggregator applied last (`null` when none was).
-    pub applied_revision: Option<i32>,
-    /// The newest verdicts (at most [`HISTORY_KEPT`]), oldest first.
-    pub history: Vec<VerdictEntry>,
-    /// Verdicts older than `history`, counted but no longer kept.
-    pub earlier_verdicts: u64,
-}
-
-/// Recent rejections and counts by code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rejections {
-    /// Rejections of all time matching the customer filter, by code.
-    pub counts: BTreeMap<&'static str, u64>,
-    /// Rejections of all time matching the customer filter.
-    pub total: u64,
-    /// The newest rejections matching the filters, newest first.
-    pub rejections: Vec<VerdictEntry>,
-}
-
-/// Filters of the rejections view.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RejectionFilter {
-    pub customer: Option<String>,
-    pub code: Option<RuleCode>,
-    pub limit: usize,
 }
 
 /// Demand against supply of one SKU (or all SKUs) in one quarter.
@@ -336,26 +225,13 @@ pub struct Exposure {
     pub over_approved: Vec<OverApproved>,
 }
 
-/// Stage and source (partition, offset, topic) of a verdict.
-type AnonymousSource = (Stage, i32, i64, String);
-
 /// Everything the planner API reads.
 #[derive(Debug, Default)]
 pub struct PlannerView {
     demand: DemandView,
     changes: u64,
-    documents: HashMap<Arc<str>, DocumentHistory>,
-    /// Customer ids, policy versions and topics: a few values that every
-    /// verdict repeats, kept once.
-    strings: Interner,
-    /// Stage and source of each verdict taken that names no document, to
-    /// drop repeats (a document's own history says which it has).
-    seen_anonymous: HashSet<AnonymousSource>,
-    /// The same, oldest first, to forget the oldest past [`ANONYMOUS_KEPT`].
-    anonymous_order: VecDeque<AnonymousSource>,
-    rejections: VecDeque<VerdictEntry>,
-    /// Per customer (`None`: unknown): rejections, and rejections by code.
-    rejection_counts: HashMap<Option<Arc<str>>, RejectionCount>,
+    /// Verdicts, per customer.
+    verdicts: VerdictBook,
     supply: SupplyPlan,
     licences: LicenceView,
 }
@@ -493,121 +369,25 @@ impl PlannerView {
         }
     }
 
-    /// Takes a verdict of the audit topic; false when it repeats one taken.
-    pub fn on_verdict(&mut self, verdict: Verdict) -> bool {
-        if let Some(s) = &verdict.source {
-            let repeat = match &verdict.document_id {
-                // A record names one document: a repeat is in its history.
-                Some(id) => self.documents.get(id.as_str()).is_some_and(|d| {
-                    d.history.iter().any(|e| {
-                        e.stage == verdict.stage
-                            && e.source.as_ref().is_some_and(|e| {
-                                e.offset == s.offset
-                                    && e.partition == s.partition
-                                    && *e.topic == *s.topic
-                            })
-                    })
-                }),
-                None => {
-                    let source = (verdict.stage, s.partition, s.offset, s.topic.clone());
-                    let repeat = !self.seen_anonymous.insert(source.clone());
-                    if !repeat {
-                        self.anonymous_order.push_back(source);
-                        if self.anonymous_order.len() > ANONYMOUS_KEPT
-                            && let Some(oldest) = self.anonymous_order.pop_front()
-                        {
-                            self.seen_anonymous.remove(&oldest);
-                        }
-                    }
-                    repeat
-                }
-            };
-            if repeat {
-                return false;
-            }
-        }
-        let entry = VerdictEntry::new(verdict, &mut self.strings);
-        if entry.verdict == Outcome::Rejected {
-            let (total, by_code) = self
-                .rejection_counts
-                .entry(entry.customer_id.clone())
-                .or_default();
-            *total += 1;
-            for code in &entry.codes {
-                *by_code.entry(code.as_str()).or_default() += 1;
-            }
-            if self.rejections.len() == RECENT_REJECTIONS {
-                self.rejections.pop_front();
-            }
-            self.rejections.push_back(entry.clone());
-        }
-        if let Some(id) = entry.document_id.clone() {
-            let doc = self
-                .documents
-                .entry(id.clone())
-                .or_insert_with(|| DocumentHistory {
-                    document_id: id,
-                    customer_id: None,
-                    applied_revision: None,
-                    // Most documents get two verdicts (validator, aggregator).
-                    history: Vec::with_capacity(2),
-                    earlier_verdicts: 0,
-                });
-            if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
-                doc.applied_revision = doc.applied_revision.max(entry.revision);
-                doc.customer_id.clone_from(&entry.customer_id);
-            } else if doc.applied_revision.is_none() && entry.customer_id.is_some() {
-                doc.customer_id.clone_from(&entry.customer_id);
-            }
-            if doc.history.len() == HISTORY_KEPT {
-                doc.history.remove(0);
-                doc.earlier_verdicts += 1;
-            }
-            doc.history.push(entry);
-        }
-        true
+    /// Forgets the verdicts taken, keeping at most `limits` of each
+    /// customer's from now on.
+    pub fn forget_verdicts_keeping(&mut self, limits: VerdictLimits) {
+        self.verdicts = VerdictBook::new(limits);
     }
 
-    /// A document's history, if any verdict names it.
-    pub fn document(&self, id: &str) -> Option<&DocumentHistory> {
-        self.documents.get(id)
+    /// Takes a verdict of the audit topic; false when it repeats one taken.
+    pub fn on_verdict(&mut self, verdict: Verdict) -> bool {
+        self.verdicts.on_verdict(verdict)
+    }
+
+    /// The verdicts, per customer.
+    pub fn verdicts(&self) -> &VerdictBook {
+        &self.verdicts
     }
 
     /// Rejections matching `filter`, newest first, at most `filter.limit`.
     pub fn rejections(&self, filter: &RejectionFilter) -> Rejections {
-        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut total = 0;
-        for (customer, (rejected, by_code)) in &self.rejection_counts {
-            if filter
-                .customer
-                .as_ref()
-                .is_none_or(|c| customer.as_deref() == Some(c.as_str()))
-            {
-                total += rejected;
-                for (code, n) in by_code {
-                    *counts.entry(code).or_default() += n;
-                }
-            }
-        }
-        let rejections = self
-            .rejections
-            .iter()
-            .rev()
-            .filter(|r| {
-                filter
-                    .customer
-                    .as_ref()
-                    .is_none_or(|c| r.customer_id.as_deref() == Some(c.as_str()))
-                    && filter.code.is_none_or(|c| r.codes.contains(&c))
-            })
-            .take(filter.limit)
-            .cloned()
-            .collect();
-        Rejections {
-            counts,
-            total,
-            rejections,
-        }
+        self.verdicts.rejections(filter)
     }
 
     /// Sets or removes a supply entry.
@@ -687,33 +467,6 @@ mod tests {
         }
     }
 
-    fn verdict(
-        doc: &str,
-        rev: i32,
-        outcome: Outcome,
-        stage: Stage,
-        codes: &[RuleCode],
-        offset: i64,
-    ) -> Verdict {
-        Verdict {
-            document_id: Some(doc.into()),
-            revision: Some(rev),
-            outcome,
-            stage,
-            codes: codes.to_vec(),
-            warnings: vec![],
-            violations: vec![],
-            policy_version: "sha256:0".into(),
-            decided_at: Timestamp::from_millis(offset),
-            source: Some(SourceCoordinates {
-                topic: "t".into(),
-                partition: 0,
-                offset,
-            }),
-            customer_id: Some("TENCENT".into()),
-        }
-    }
-
     #[test]
     fn demand_sums_partitions_and_reports_each_change_once() {
         let mut v = PlannerView::default();
@@ -763,183 +516,6 @@ mod tests {
         };
         assert_eq!(v.demand(&f).totals.total_units, 7);
         assert_eq!(v.changes(), 4);
-    }
-
-    #[test]
-    fn verdicts_are_taken_once_per_stage_and_source() {
-        let mut v = PlannerView::default();
-        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 0)));
-        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Sequence, &[], 0)));
-        // A restarted validator judging offset 0 again adds nothing.
-        assert!(!v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 0)));
-        assert!(v.on_verdict(verdict("D", 2, Outcome::Accepted, Stage::Validate, &[], 1)));
-        assert!(v.on_verdict(verdict(
-            "D",
-            2,
-            Outcome::Rejected,
-            Stage::Sequence,
-            &[RuleCode::RevisionConflict],
-            1
-        )));
-        let d = v.document("D").unwrap();
-        assert_eq!((d.applied_revision, d.history.len()), (Some(1), 4));
-        assert!(v.document("E").is_none());
-        let r = v.rejections(&RejectionFilter {
-            limit: 10,
-            ..RejectionFilter::default()
-        });
-        assert_eq!((r.total, r.counts.get("REVISION_CONFLICT")), (1, Some(&1)));
-        let none = v.rejections(&RejectionFilter {
-            customer: Some("ALIBABA".into()),
-            limit: 10,
-            ..RejectionFilter::default()
-        });
-        assert_eq!((none.total, none.rejections.len()), (0, 0));
-    }
-
-    /// The verdict of an undecodable record at `offset`: it names no document.
-    fn undecodable(offset: i64) -> Verdict {
-        Verdict {
-            document_id: None,
-            revision: None,
-            customer_id: None,
-            ..verdict(
-                "-",
-                0,
-                Outcome::Rejected,
-                Stage::Deserialize,
-                &[RuleCode::SchemaInvalid],
-                offset,
-            )
-        }
-    }
-
-    #[test]
-    fn verdicts_naming_no_document_are_taken_once_per_stage_and_source() {
-        let mut v = PlannerView::default();
-        assert!(v.on_verdict(undecodable(7)));
-        assert!(!v.on_verdict(undecodable(7)));
-        assert!(v.on_verdict(undecodable(8)));
-        // The same offset of another document is not a repeat.
-        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 7)));
-        let r = v.rejections(&RejectionFilter {
-            limit: 10,
-            ..RejectionFilter::default()
-        });
-        assert_eq!((r.total, r.counts.get("SCHEMA_INVALID")), (2, Some(&2)));
-    }
-
-    #[test]
-    fn a_document_revised_without_end_keeps_its_newest_verdicts_and_counts_the_rest() {
-        let mut v = PlannerView::default();
-        let revisions = HISTORY_KEPT as i32 * 3;
-        for rev in 1..=revisions {
-            let offset = i64::from(rev);
-            assert!(v.on_verdict(verdict(
-                "D",
-                rev,
-                Outcome::Accepted,
-                Stage::Validate,
-                &[],
-                offset
-            )));
-            assert!(v.on_verdict(verdict(
-                "D",
-                rev,
-                Outcome::Accepted,
-                Stage::Sequence,
-                &[],
-                offset
-            )));
-        }
-        let d = v.document("D").unwrap();
-        assert_eq!(d.history.len(), HISTORY_KEPT);
-        assert_eq!(
-            d.earlier_verdicts,
-            2 * revisions as u64 - HISTORY_KEPT as u64
-        );
-        assert_eq!(d.applied_revision, Some(revisions));
-        let kept: Vec<_> = d.history.iter().map(|e| e.revision).collect();
-        assert_eq!(
-            kept.first(),
-            Some(&Some(revisions - HISTORY_KEPT as i32 / 2 + 1)),
-            "oldest first: {kept:?}"
-        );
-        assert_eq!(kept.last(), Some(&Some(revisions)));
-        // A repeat of a kept verdict is still found.
-        let offset = i64::from(revisions);
-        assert!(!v.on_verdict(verdict(
-            "D",
-            revisions,
-            Outcome::Accepted,
-            Stage::Sequence,
-            &[],
-            offset
-        )));
-    }
-
-    #[test]
-    fn the_sources_of_anonymous_verdicts_remembered_are_bounded() {
-        let mut v = PlannerView::default();
-        let n = ANONYMOUS_KEPT as i64 + 10;
-        for offset in 0..n {
-            assert!(v.on_verdict(undecodable(offset)));
-        }
-        assert_eq!(v.seen_anonymous.len(), ANONYMOUS_KEPT);
-        assert_eq!(v.anonymous_order.len(), ANONYMOUS_KEPT);
-        assert!(
-            !v.on_verdict(undecodable(n - 1)),
-            "a recent repeat is dropped"
-        );
-        assert!(v.on_verdict(undecodable(0)), "the oldest is forgotten");
-    }
-
-    #[test]
-    fn only_the_newest_rejections_are_kept_but_all_are_counted() {
-        let mut v = PlannerView::default();
-        let n = RECENT_REJECTIONS as i64 + 5;
-        for i in 0..n {
-            let code = if i % 2 == 0 {
-                RuleCode::SkuUnknown
-            } else {
-                RuleCode::DocExpired
-            };
-            v.on_verdict(verdict(
-                &format!("D{i}"),
-                1,
-                Outcome::Rejected,
-                Stage::Validate,
-                &[code],
-                i,
-            ));
-        }
-        let all = v.rejections(&RejectionFilter {
-            limit: usize::MAX,
-            ..RejectionFilter::default()
-        });
-        assert_eq!(all.total, n as u64);
-        assert_eq!(all.rejections.len(), RECENT_REJECTIONS);
-        assert_eq!(
-            all.rejections[0].document_id.as_deref(),
-            Some(format!("D{}", n - 1).as_str()),
-            "newest first"
-        );
-        let expired = v.rejections(&RejectionFilter {
-            code: Some(RuleCode::DocExpired),
-            limit: 3,
-            ..RejectionFilter::default()
-        });
-        assert_eq!(expired.rejections.len(), 3);
-        assert!(
-            expired
-                .rejections
-                .iter()
-                .all(|r| r.codes == [RuleCode::DocExpired])
-        );
-        assert_eq!(
-            all.counts["SKU_UNKNOWN"] + all.counts["DOC_EXPIRED"],
-            n as u64
-        );
     }
 
     #[test]

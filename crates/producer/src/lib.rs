@@ -29,7 +29,7 @@ pub mod verdicts;
 pub use forecast_kafka::KafkaArgs;
 use forecast_kafka::producer_config;
 pub use forecast_model::signing::Signer;
-use forecast_model::{ForecastDocument, wire};
+use forecast_model::{DocumentLimits, ForecastDocument, wire};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 pub use forecast_kafka::DEFAULT_MAX_RECORD_BYTES;
@@ -54,6 +54,17 @@ pub enum SubmitError {
         document_id: String,
         size: usize,
         limit: usize,
+    },
+    /// Over the policy's document limits: the validator would reject it
+    /// as `DOCUMENT_TOO_LARGE`, so it is not sent.
+    #[error(
+        "DOCUMENT_TOO_LARGE{field}: {message}; split its lines over several documents or shorten its ids"
+    )]
+    OverLimits {
+        document_id: String,
+        /// ` at <field>`, or empty.
+        field: String,
+        message: String,
     },
     #[error("document {document_id} was not delivered: {source}")]
     Delivery {
@@ -100,6 +111,7 @@ pub struct Submitter {
     producer: FutureProducer,
     topic: String,
     max_record_bytes: usize,
+    limits: DocumentLimits,
     signer: Option<Signer>,
 }
 
@@ -157,6 +169,7 @@ impl Submitter {
                 .map_err(SubmitError::Client)?,
             topic: topic.to_owned(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            limits: DocumentLimits::DEFAULT,
             signer: None,
         })
     }
@@ -164,6 +177,13 @@ impl Submitter {
     /// Signs every document with `signer` as it is sent.
     pub fn with_signer(mut self, signer: Signer) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Refuses documents over `limits` (the validator's policy's) before
+    /// sending them; the default policy's unless set.
+    pub fn with_limits(mut self, limits: DocumentLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -189,6 +209,17 @@ impl Submitter {
             }
             None => wire::encode_document(doc),
         };
+        if let Some((field, message)) = self.limits.exceeded(doc, value.len()) {
+            return Err(SubmitError::OverLimits {
+                document_id: forecast_model::limits::bounded(&doc.document_id, 256).into_owned(),
+                field: if field.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {field}")
+                },
+                message,
+            });
+        }
         if value.len() > self.max_record_bytes {
             return Err(SubmitError::TooLarge {
                 document_id: doc.document_id.clone(),

@@ -5,7 +5,7 @@
 //! # fn example(receipt: forecast_producer::Receipt) -> Result<(), forecast_producer::verdicts::VerdictError> {
 //! use forecast_producer::verdicts::VerdictClient;
 //! let client = VerdictClient::new("https://planner.example:8443", Some("fct_...".into()), None)?;
-//! let verdict = client.wait("TCT-2026-0001", 1, &receipt, std::time::Duration::from_secs(60))?;
+//! let verdict = client.wait("TENCENT", "TCT-2026-0001", 1, &receipt, std::time::Duration::from_secs(60))?;
 //! println!("{} {:?}", verdict.verdict, verdict.codes);
 //! # Ok(()) }
 //! ```
@@ -16,7 +16,7 @@
 //! submission was stored (the [`crate::Receipt`]), so a revision sent twice
 //! is told apart; the aggregator's is the next sequencing verdict of that
 //! revision after it (a document's verdicts are kept in order: the audit
-//! topic is keyed by document id).
+//! topic is keyed `customer_id/document_id`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -179,10 +179,18 @@ impl VerdictClient {
         })
     }
 
-    /// The document's verdicts, `None` when the API has none (or, to a
-    /// customer's token, when it is another customer's).
-    pub fn document(&self, document_id: &str) -> Result<Option<DocumentStatus>, VerdictError> {
-        let url = format!("{}/v1/documents/{}", self.base, encode_path(document_id));
+    /// `customer`'s document's verdicts (document ids are each customer's
+    /// own; `None`: the token's own customer, or the one customer holding
+    /// the id), `None` when the API has none.
+    pub fn document(
+        &self,
+        customer: Option<&str>,
+        document_id: &str,
+    ) -> Result<Option<DocumentStatus>, VerdictError> {
+        let mut url = format!("{}/v1/documents/{}", self.base, encode_path(document_id));
+        if let Some(c) = customer {
+            url += &format!("?customer={}", encode_path(c));
+        }
         let mut request = self.agent.get(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
@@ -218,10 +226,11 @@ impl VerdictClient {
         }
     }
 
-    /// Polls until the submission stored at `receipt` is settled, or
-    /// `timeout` passes.
+    /// Polls until `customer`'s submission stored at `receipt` is settled,
+    /// or `timeout` passes.
     pub fn wait(
         &self,
+        customer: &str,
         document_id: &str,
         revision: i32,
         receipt: &Receipt,
@@ -230,7 +239,7 @@ impl VerdictClient {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(settled) = self
-                .document(document_id)?
+                .document(Some(customer), document_id)?
                 .and_then(|d| d.settled(revision, receipt).cloned())
             {
                 return Ok(settled);

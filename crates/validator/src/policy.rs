@@ -138,6 +138,28 @@ fn is_default_id_bytes(v: &usize) -> bool {
 }
 
 impl PolicySettings {
+    /// Reads a policy file's settings, without the files it names (which
+    /// are made relative to it).
+    pub fn read(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut settings: PolicySettings =
+            toml::from_str(&text).map_err(|e| PolicyError::Parse {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })?;
+        // Files named in the policy file are relative to it.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for named in [&mut settings.restricted_parties, &mut settings.signing_keys] {
+            if let Some(file) = named.as_mut().filter(|p| p.is_relative()) {
+                *file = dir.join(&*file);
+            }
+        }
+        Ok(settings)
+    }
+
     /// The document size limits.
     pub fn limits(&self) -> DocumentLimits {
         DocumentLimits {
@@ -308,25 +330,7 @@ impl Policy {
     ) -> Result<Self, PolicyError> {
         let settings = match path {
             None => PolicySettings::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                let mut settings: PolicySettings =
-                    toml::from_str(&text).map_err(|e| PolicyError::Parse {
-                        path: path.display().to_string(),
-                        source: Box::new(e),
-                    })?;
-                // Files named in the policy file are relative to it.
-                let dir = path.parent().unwrap_or(Path::new("."));
-                for named in [&mut settings.restricted_parties, &mut settings.signing_keys] {
-                    if let Some(file) = named.as_mut().filter(|p| p.is_relative()) {
-                        *file = dir.join(&*file);
-                    }
-                }
-                settings
-            }
+            Some(path) => PolicySettings::read(path)?,
         };
         let list_path = restricted_override.or(settings.restricted_parties.as_deref());
         let restricted = match list_path {

@@ -1,0 +1,780 @@
+//! The verdicts the planner keeps from `forecasts.audit`, per customer:
+//! each customer's documents (ids are each customer's own), their newest
+//! verdicts, and its newest rejections, every one of them bounded per
+//! customer ([`VerdictLimits`]), so that no customer's submissions grow the
+//! planner's memory without bound or push another customer's verdicts out.
+//!
+//! Verdicts are de-duplicated by the stage and source coordinates of the
+//! record they judge: a service that crashed and judged a record again adds
+//! nothing.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+// Keyed like SipHash, faster on short keys (see forecast-aggregator state).
+use ahash::{HashMap, HashSet};
+
+use forecast_model::{Interner, Outcome, RuleCode, Stage, Timestamp, Verdict};
+use serde::Serialize;
+
+/// Default of `--max-rejections-per-customer`: the newest rejections kept
+/// per customer (all are counted).
+pub const RECENT_REJECTIONS: usize = 1000;
+
+/// Verdicts kept per document for `/v1/documents` (16 revisions of two
+/// verdicts each): older ones are counted, not kept, so a document revised
+/// without end takes bounded memory; `forecasts.audit` holds them all.
+pub const HISTORY_KEPT: usize = 32;
+
+/// Sources of verdicts that name no document remembered, to drop their
+/// repeats; the oldest are forgotten past this.
+pub const ANONYMOUS_KEPT: usize = 100_000;
+
+/// Distinct policy versions and topics shared between verdicts; past it a
+/// verdict keeps a copy of its own (they come from records).
+const STRINGS_KEPT: usize = 10_000;
+
+/// How much the planner keeps of each customer's verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictLimits {
+    /// Documents kept per customer; past it, the document given a verdict
+    /// least recently is forgotten (its verdicts stay on the audit topic).
+    pub documents_per_customer: usize,
+    /// Newest rejections kept per customer.
+    pub rejections_per_customer: usize,
+    /// Customers kept apart; verdicts of customers past it are kept as
+    /// nobody's (planners see them, no customer does).
+    pub customers: usize,
+}
+
+impl VerdictLimits {
+    /// What `forecastctl planner` runs with unless told otherwise.
+    pub const DEFAULT: Self = Self {
+        documents_per_customer: 100_000,
+        rejections_per_customer: RECENT_REJECTIONS,
+        customers: 1_000,
+    };
+}
+
+impl Default for VerdictLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One verdict as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerdictEntry {
+    pub document_id: Option<Arc<str>>,
+    pub revision: Option<i32>,
+    pub customer_id: Option<Arc<str>>,
+    pub verdict: Outcome,
+    pub stage: Stage,
+    pub codes: Vec<RuleCode>,
+    pub warnings: Vec<forecast_model::WarningCode>,
+    pub violations: Vec<ViolationEntry>,
+    pub policy_version: Arc<str>,
+    pub decided_at: Timestamp,
+    pub source: Option<Source>,
+}
+
+/// A violated rule with its field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViolationEntry {
+    pub code: RuleCode,
+    pub field: String,
+    pub message: String,
+}
+
+/// The record a verdict judged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Source {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl VerdictEntry {
+    /// The entry of `v`, its customer `owner`'s id when it is that
+    /// customer's, its repeated strings (policy version, topic) shared
+    /// through `strings`.
+    fn new(v: Verdict, owner: Option<&Arc<str>>, strings: &mut Interner) -> Self {
+        let customer_id = match (v.customer_id, owner) {
+            (Some(c), Some(o)) if *c == **o => Some(o.clone()),
+            (c, _) => c.map(Arc::from),
+        };
+        Self {
+            document_id: v.document_id.map(Arc::from),
+            revision: v.revision,
+            customer_id,
+            verdict: v.outcome,
+            stage: v.stage,
+            codes: v.codes,
+            warnings: v.warnings,
+            violations: v
+                .violations
+                .into_iter()
+                .map(|x| ViolationEntry {
+                    code: x.code,
+                    field: x.field,
+                    message: x.message,
+                })
+                .collect(),
+            policy_version: strings.get_bounded(&v.policy_version, STRINGS_KEPT),
+            decided_at: v.decided_at,
+            source: v.source.map(|s| Source {
+                topic: strings.get_bounded(&s.topic, STRINGS_KEPT),
+                partition: s.partition,
+                offset: s.offset,
+            }),
+        }
+    }
+}
+
+/// A document's current state and its verdict history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentHistory {
+    pub document_id: Arc<str>,
+    /// The customer whose document it is (`null`: nobody's, see
+    /// [`VerdictBook`]).
+    pub customer_id: Option<Arc<str>>,
+    /// The revision the aggregator applied last (`null` when none was).
+    pub applied_revision: Option<i32>,
+    /// The newest verdicts (at most [`HISTORY_KEPT`]), oldest first.
+    pub history: Vec<VerdictEntry>,
+    /// Verdicts older than `history`, counted but no longer kept.
+    pub earlier_verdicts: u64,
+    /// When it was last given a verdict (the book's count of verdicts).
+    #[serde(skip)]
+    touched: u64,
+}
+
+/// Recent rejections and counts by code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    /// Rejections of all time matching the customer filter, by code.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Rejections of all time matching the customer filter.
+    pub total: u64,
+    /// The newest rejections matching the filters, newest first.
+    pub rejections: Vec<VerdictEntry>,
+}
+
+/// Filters of the rejections view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RejectionFilter {
+    pub customer: Option<String>,
+    pub code: Option<RuleCode>,
+    pub limit: usize,
+}
+
+/// What a document lookup without a customer found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// No verdict names the id.
+    None,
+    /// One customer's document (or nobody's).
+    One(&'a DocumentHistory),
+    /// The id is several customers' own: these (`None`: nobody), sorted.
+    Several(Vec<Option<Arc<str>>>),
+}
+
+/// One customer's verdicts.
+#[derive(Debug, Default)]
+struct Book {
+    documents: HashMap<Arc<str>, DocumentHistory>,
+    /// (when touched, id), least recently touched first; an entry whose
+    /// time is not its document's `touched` any more is stale and skipped.
+    order: VecDeque<(u64, Arc<str>)>,
+    /// The newest rejections, each with when it was taken.
+    rejections: VecDeque<(u64, VerdictEntry)>,
+    rejected: u64,
+    by_code: BTreeMap<&'static str, u64>,
+    /// Documents forgotten to keep the bound.
+    evicted: u64,
+}
+
+impl Book {
+    /// Forgets the document given a verdict least recently.
+    fn evict_one(&mut self) {
+        while let Some((touched, id)) = self.order.pop_front() {
+            if self
+                .documents
+                .get(&id)
+                .is_some_and(|d| d.touched == touched)
+            {
+                self.documents.remove(&id);
+                self.evicted += 1;
+                return;
+            }
+        }
+    }
+
+    /// Drops the stale entries of `order` once they outnumber the live ones.
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.documents.len() + 64 {
+            let documents = &self.documents;
+            self.order
+                .retain(|(t, id)| documents.get(id).is_some_and(|d| d.touched == *t));
+        }
+    }
+}
+
+/// Stage and source (partition, offset, topic) of a verdict.
+type AnonymousSource = (Stage, i32, i64, String);
+
+/// The verdicts of `forecasts.audit`, per customer.
+///
+/// A verdict belongs to the customer it names, unless it says that customer
+/// is not registered (`CUSTOMER_UNKNOWN`), names none, or names a customer
+/// past [`VerdictLimits::customers`]: then it is nobody's, shown to planners
+/// only. Documents are looked up by customer and id.
+#[derive(Debug)]
+pub struct VerdictBook {
+    customers: HashMap<Arc<str>, Book>,
+    /// Verdicts that are no customer's.
+    nobody: Book,
+    limits: VerdictLimits,
+    /// Verdicts taken so far: the clock of `touched` and of rejections.
+    taken: u64,
+    /// Policy versions and topics, kept once.
+    strings: Interner,
+    seen_anonymous: HashSet<AnonymousSource>,
+    anonymous_order: VecDeque<AnonymousSource>,
+}
+
+impl Default for VerdictBook {
+    fn default() -> Self {
+        Self::new(VerdictLimits::DEFAULT)
+    }
+}
+
+impl VerdictBook {
+    /// An empty book keeping at most `limits`.
+    pub fn new(limits: VerdictLimits) -> Self {
+        Self {
+            customers: HashMap::default(),
+            nobody: Book::default(),
+            limits,
+            taken: 0,
+            strings: Interner::default(),
+            seen_anonymous: HashSet::default(),
+            anonymous_order: VecDeque::new(),
+        }
+    }
+
+    /// Whose verdict `v` is: its customer's id as kept, or `None`.
+    fn owner(&self, v: &Verdict) -> Option<Arc<str>> {
+        let customer = v.customer_id.as_deref()?;
+        if v.codes.contains(&RuleCode::CustomerUnknown) {
+            return None;
+        }
+        match self.customers.get_key_value(customer) {
+            Some((kept, _)) => Some(kept.clone()),
+            None if self.customers.len() < self.limits.customers => Some(Arc::from(customer)),
+            None => None,
+        }
+    }
+
+    fn book(&self, owner: Option<&str>) -> Option<&Book> {
+        match owner {
+            Some(c) => self.customers.get(c),
+            None => Some(&self.nobody),
+        }
+    }
+
+    /// Whether a verdict of a record that names no document was taken.
+    fn repeat_anonymous(&mut self, v: &Verdict) -> bool {
+        let Some(s) = &v.source else {
+            return false;
+        };
+        let source = (v.stage, s.partition, s.offset, s.topic.clone());
+        if !self.seen_anonymous.insert(source.clone()) {
+            return true;
+        }
+        self.anonymous_order.push_back(source);
+        if self.anonymous_order.len() > ANONYMOUS_KEPT
+            && let Some(oldest) = self.anonymous_order.pop_front()
+        {
+            self.seen_anonymous.remove(&oldest);
+        }
+        false
+    }
+
+    /// Takes a verdict of the audit topic; false when it repeats one taken.
+    pub fn on_verdict(&mut self, verdict: Verdict) -> bool {
+        let owner = self.owner(&verdict);
+        match (&verdict.document_id, &verdict.source) {
+            (None, _) => {
+                if self.repeat_anonymous(&verdict) {
+                    return false;
+                }
+            }
+            (Some(id), Some(s)) => {
+                // A record names one document: a repeat is in its history.
+                let repeat = self
+                    .book(owner.as_deref())
+                    .and_then(|b| b.documents.get(id.as_str()))
+                    .is_some_and(|d| {
+                        d.history.iter().any(|e| {
+                            e.stage == verdict.stage
+                                && e.source.as_ref().is_some_and(|e| {
+                                    e.offset == s.offset
+                                        && e.partition == s.partition
+                                        && *e.topic == *s.topic
+                                })
+                        })
+                    });
+                if repeat {
+                    return false;
+                }
+            }
+            (Some(_), None) => {}
+        }
+        self.taken += 1;
+        let now = self.taken;
+        let entry = VerdictEntry::new(verdict, owner.as_ref(), &mut self.strings);
+        let limits = self.limits;
+        let book = match &owner {
+            Some(c) => self.customers.entry(c.clone()).or_default(),
+            None => &mut self.nobody,
+        };
+        if entry.verdict == Outcome::Rejected {
+            book.rejected += 1;
+            for code in &entry.codes {
+                *book.by_code.entry(code.as_str()).or_default() += 1;
+            }
+            book.rejections.push_back((now, entry.clone()));
+            if book.rejections.len() > limits.rejections_per_customer {
+                book.rejections.pop_front();
+            }
+        }
+        let Some(id) = entry.document_id.clone() else {
+            return true;
+        };
+        let doc = book
+            .documents
+            .entry(id.clone())
+            .or_insert_with(|| DocumentHistory {
+                document_id: id.clone(),
+                customer_id: owner,
+                applied_revision: None,
+                // Most documents get two verdicts (validator, aggregator).
+                history: Vec::with_capacity(2),
+                earlier_verdicts: 0,
+                touched: now,
+            });
+        doc.touched = now;
+        if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
+            doc.applied_revision = doc.applied_revision.max(entry.revision);
+        }
+        if doc.history.len() == HISTORY_KEPT {
+            doc.history.remove(0);
+            doc.earlier_verdicts += 1;
+        }
+        doc.history.push(entry);
+        book.order.push_back((now, id));
+        if book.documents.len() > limits.documents_per_customer {
+            book.evict_one();
+        }
+        book.compact();
+        true
+    }
+
+    /// `customer`'s document `id` (`None`: nobody's), if a verdict names it.
+    pub fn document(&self, customer: Option<&str>, id: &str) -> Option<&DocumentHistory> {
+        self.book(customer)?.documents.get(id)
+    }
+
+    /// The document `id` of whichever customer holds it.
+    pub fn find(&self, id: &str) -> Found<'_> {
+        let mut found: Vec<&DocumentHistory> = self
+            .customers
+            .values()
+            .chain([&self.nobody])
+            .filter_map(|b| b.documents.get(id))
+            .collect();
+        match found.len() {
+            0 => Found::None,
+            1 => Found::One(found.remove(0)),
+            _ => {
+                let mut owners: Vec<Option<Arc<str>>> =
+                    found.iter().map(|d| d.customer_id.clone()).collect();
+                owners.sort();
+                Found::Several(owners)
+            }
+        }
+    }
+
+    /// Documents kept for `customer` (`None`: nobody's), and how many were
+    /// forgotten to keep the bound.
+    pub fn documents_kept(&self, customer: Option<&str>) -> (usize, u64) {
+        self.book(customer)
+            .map_or((0, 0), |b| (b.documents.len(), b.evicted))
+    }
+
+    /// Rejections matching `filter`, newest first, at most `filter.limit`.
+    pub fn rejections(&self, filter: &RejectionFilter) -> Rejections {
+        let books: Vec<&Book> = match filter.customer.as_deref() {
+            Some(c) => self.customers.get(c).into_iter().collect(),
+            None => self.customers.values().chain([&self.nobody]).collect(),
+        };
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut total = 0;
+        for book in &books {
+            total += book.rejected;
+            for (code, n) in &book.by_code {
+                *counts.entry(code).or_default() += n;
+            }
+        }
+        let mut newest: Vec<&(u64, VerdictEntry)> = books
+            .iter()
+            .flat_map(|b| b.rejections.iter())
+            .filter(|(_, r)| filter.code.is_none_or(|c| r.codes.contains(&c)))
+            .collect();
+        newest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Rejections {
+            counts,
+            total,
+            rejections: newest
+                .into_iter()
+                .take(filter.limit)
+                .map(|(_, r)| r.clone())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forecast_model::SourceCoordinates;
+
+    fn verdict(
+        doc: &str,
+        rev: i32,
+        outcome: Outcome,
+        stage: Stage,
+        codes: &[RuleCode],
+        offset: i64,
+    ) -> Verdict {
+        Verdict {
+            document_id: Some(doc.into()),
+            revision: Some(rev),
+            outcome,
+            stage,
+            codes: codes.to_vec(),
+            warnings: vec![],
+            violations: vec![],
+            policy_version: "sha256:0".into(),
+            decided_at: Timestamp::from_millis(offset),
+            source: Some(SourceCoordinates {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+            }),
+            customer_id: Some("TENCENT".into()),
+        }
+    }
+
+    #[test]
+    fn verdicts_are_taken_once_per_stage_and_source() {
+        let mut v = VerdictBook::default();
+        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 0)));
+        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Sequence, &[], 0)));
+        // A restarted validator judging offset 0 again adds nothing.
+        assert!(!v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 0)));
+        assert!(v.on_verdict(verdict("D", 2, Outcome::Accepted, Stage::Validate, &[], 1)));
+        assert!(v.on_verdict(verdict(
+            "D",
+            2,
+            Outcome::Rejected,
+            Stage::Sequence,
+            &[RuleCode::RevisionConflict],
+            1
+        )));
+        let d = v.document(Some("TENCENT"), "D").unwrap();
+        assert_eq!((d.applied_revision, d.history.len()), (Some(1), 4));
+        assert!(v.document(Some("TENCENT"), "E").is_none());
+        let r = v.rejections(&RejectionFilter {
+            limit: 10,
+            ..RejectionFilter::default()
+        });
+        assert_eq!((r.total, r.counts.get("REVISION_CONFLICT")), (1, Some(&1)));
+        let none = v.rejections(&RejectionFilter {
+            customer: Some("ALIBABA".into()),
+            limit: 10,
+            ..RejectionFilter::default()
+        });
+        assert_eq!((none.total, none.rejections.len()), (0, 0));
+    }
+
+    /// The verdict of an undecodable record at `offset`: it names no document.
+    fn undecodable(offset: i64) -> Verdict {
+        Verdict {
+            document_id: None,
+            revision: None,
+            customer_id: None,
+            ..verdict(
+                "-",
+                0,
+                Outcome::Rejected,
+                Stage::Deserialize,
+                &[RuleCode::SchemaInvalid],
+                offset,
+            )
+        }
+    }
+
+    #[test]
+    fn verdicts_naming_no_document_are_taken_once_per_stage_and_source() {
+        let mut v = VerdictBook::default();
+        assert!(v.on_verdict(undecodable(7)));
+        assert!(!v.on_verdict(undecodable(7)));
+        assert!(v.on_verdict(undecodable(8)));
+        // The same offset of another document is not a repeat.
+        assert!(v.on_verdict(verdict("D", 1, Outcome::Accepted, Stage::Validate, &[], 7)));
+        let r = v.rejections(&RejectionFilter {
+            limit: 10,
+            ..RejectionFilter::default()
+        });
+        assert_eq!((r.total, r.counts.get("SCHEMA_INVALID")), (2, Some(&2)));
+    }
+
+    #[test]
+    fn a_document_revised_without_end_keeps_its_newest_verdicts_and_counts_the_rest() {
+        let mut v = VerdictBook::default();
+        let revisions = HISTORY_KEPT as i32 * 3;
+        for rev in 1..=revisions {
+            let offset = i64::from(rev);
+            assert!(v.on_verdict(verdict(
+                "D",
+                rev,
+                Outcome::Accepted,
+                Stage::Validate,
+                &[],
+                offset
+            )));
+            assert!(v.on_verdict(verdict(
+                "D",
+                rev,
+                Outcome::Accepted,
+                Stage::Sequence,
+                &[],
+                offset
+            )));
+        }
+        let d = v.document(Some("TENCENT"), "D").unwrap();
+        assert_eq!(d.history.len(), HISTORY_KEPT);
+        assert_eq!(
+            d.earlier_verdicts,
+            2 * revisions as u64 - HISTORY_KEPT as u64
+        );
+        assert_eq!(d.applied_revision, Some(revisions));
+        let kept: Vec<_> = d.history.iter().map(|e| e.revision).collect();
+        assert_eq!(
+            kept.first(),
+            Some(&Some(revisions - HISTORY_KEPT as i32 / 2 + 1)),
+            "oldest first: {kept:?}"
+        );
+        assert_eq!(kept.last(), Some(&Some(revisions)));
+        // A repeat of a kept verdict is still found.
+        let offset = i64::from(revisions);
+        assert!(!v.on_verdict(verdict(
+            "D",
+            revisions,
+            Outcome::Accepted,
+            Stage::Sequence,
+            &[],
+            offset
+        )));
+    }
+
+    #[test]
+    fn the_sources_of_anonymous_verdicts_remembered_are_bounded() {
+        let mut v = VerdictBook::default();
+        let n = ANONYMOUS_KEPT as i64 + 10;
+        for offset in 0..n {
+            assert!(v.on_verdict(undecodable(offset)));
+        }
+        assert_eq!(v.seen_anonymous.len(), ANONYMOUS_KEPT);
+        assert_eq!(v.anonymous_order.len(), ANONYMOUS_KEPT);
+        assert!(
+            !v.on_verdict(undecodable(n - 1)),
+            "a recent repeat is dropped"
+        );
+        assert!(v.on_verdict(undecodable(0)), "the oldest is forgotten");
+    }
+
+    #[test]
+    fn only_the_newest_rejections_are_kept_but_all_are_counted() {
+        let mut v = VerdictBook::default();
+        let n = RECENT_REJECTIONS as i64 + 5;
+        for i in 0..n {
+            let code = if i % 2 == 0 {
+                RuleCode::SkuUnknown
+            } else {
+                RuleCode::DocExpired
+            };
+            v.on_verdict(verdict(
+                &format!("D{i}"),
+                1,
+                Outcome::Rejected,
+                Stage::Validate,
+                &[code],
+                i,
+            ));
+        }
+        let all = v.rejections(&RejectionFilter {
+            limit: usize::MAX,
+            ..RejectionFilter::default()
+        });
+        assert_eq!(all.total, n as u64);
+        assert_eq!(all.rejections.len(), RECENT_REJECTIONS);
+        assert_eq!(
+            all.rejections[0].document_id.as_deref(),
+            Some(format!("D{}", n - 1).as_str()),
+            "newest first"
+        );
+        let expired = v.rejections(&RejectionFilter {
+            code: Some(RuleCode::DocExpired),
+            limit: 3,
+            ..RejectionFilter::default()
+        });
+        assert_eq!(expired.rejections.len(), 3);
+        assert!(
+            expired
+                .rejections
+                .iter()
+                .all(|r| r.codes == [RuleCode::DocExpired])
+        );
+        assert_eq!(
+            all.counts["SKU_UNKNOWN"] + all.counts["DOC_EXPIRED"],
+            n as u64
+        );
+    }
+
+    #[test]
+    fn documents_are_each_customers_own_and_no_verdict_moves_another_customers() {
+        let mut v = VerdictBook::default();
+        let of = |customer: &str, doc: &str, offset: i64| Verdict {
+            customer_id: Some(customer.into()),
+            ..verdict(
+                doc,
+                1,
+                Outcome::Rejected,
+                Stage::Validate,
+                &[RuleCode::SkuUnknown],
+                offset,
+            )
+        };
+        assert!(v.on_verdict(of("TENCENT", "TCT-1", 0)));
+        // ByteDance's verdicts under Tencent's id: another document.
+        assert!(v.on_verdict(of("BYTEDANCE", "TCT-1", 1)));
+        assert_eq!(
+            v.document(Some("TENCENT"), "TCT-1").unwrap().history.len(),
+            1
+        );
+        assert_eq!(
+            v.document(Some("BYTEDANCE"), "TCT-1")
+                .unwrap()
+                .history
+                .len(),
+            1
+        );
+        assert!(matches!(v.find("TCT-1"), Found::Several(owners) if owners.len() == 2));
+        // An unregistered customer's verdicts are nobody's.
+        let unknown = Verdict {
+            codes: vec![RuleCode::CustomerUnknown],
+            ..of("TENCENT", "TCT-2", 2)
+        };
+        assert!(v.on_verdict(unknown));
+        assert!(v.document(Some("TENCENT"), "TCT-2").is_none());
+        assert!(v.document(None, "TCT-2").is_some());
+        let tencent = |v: &VerdictBook| {
+            v.rejections(&RejectionFilter {
+                customer: Some("TENCENT".into()),
+                limit: usize::MAX,
+                ..RejectionFilter::default()
+            })
+        };
+        assert_eq!(tencent(&v).total, 1);
+        assert_eq!(tencent(&v).rejections.len(), 1);
+    }
+
+    /// The flood: one customer's endless distinct ids. It keeps at
+    /// most its bound of documents and rejections; every other customer's
+    /// documents and rejections stay.
+    #[test]
+    fn one_customers_flood_is_bounded_and_evicts_only_its_own() {
+        let limits = VerdictLimits {
+            documents_per_customer: 100,
+            rejections_per_customer: 10,
+            customers: 3,
+        };
+        let mut v = VerdictBook::new(limits);
+        let of = |customer: &str, doc: &str, offset: i64| Verdict {
+            customer_id: Some(customer.into()),
+            ..verdict(
+                doc,
+                1,
+                Outcome::Rejected,
+                Stage::Validate,
+                &[RuleCode::SkuUnknown],
+                offset,
+            )
+        };
+        assert!(v.on_verdict(of("TENCENT", "TCT-1", 0)));
+        for i in 0..10_000 {
+            assert!(v.on_verdict(of("BYTEDANCE", &format!("SPAM-{i}"), i + 1)));
+            // Tencent's document is given a verdict now and then: the most
+            // recently touched stays whatever its age.
+        }
+        assert_eq!(v.documents_kept(Some("BYTEDANCE")), (100, 9_900));
+        assert!(v.document(Some("BYTEDANCE"), "SPAM-9999").is_some());
+        assert!(
+            v.document(Some("BYTEDANCE"), "SPAM-0").is_none(),
+            "least recent forgotten"
+        );
+        assert!(v.document(Some("TENCENT"), "TCT-1").is_some());
+        let tencent = v.rejections(&RejectionFilter {
+            customer: Some("TENCENT".into()),
+            limit: usize::MAX,
+            ..RejectionFilter::default()
+        });
+        assert_eq!((tencent.total, tencent.rejections.len()), (1, 1));
+        let all = v.rejections(&RejectionFilter {
+            limit: usize::MAX,
+            ..RejectionFilter::default()
+        });
+        assert_eq!(all.total, 10_001);
+        assert_eq!(
+            all.rejections.len(),
+            11,
+            "ten of ByteDance's and Tencent's one"
+        );
+        // Customers past the bound are nobody's; the three kept stay theirs.
+        assert!(v.on_verdict(of("ALIBABA", "ALI-1", 20_000)));
+        assert!(v.on_verdict(of("SPRAY-1", "X", 20_001)));
+        assert!(v.document(Some("SPRAY-1"), "X").is_none());
+        assert!(v.document(None, "X").is_some());
+        assert!(v.on_verdict(of("ALIBABA", "ALI-2", 20_002)));
+        assert!(v.document(Some("ALIBABA"), "ALI-2").is_some());
+    }
+
+    /// Re-touching keeps a document: eviction is by the last verdict.
+    #[test]
+    fn the_document_given_a_verdict_least_recently_is_the_one_forgotten() {
+        let limits = VerdictLimits {
+            documents_per_customer: 2,
+            ..VerdictLimits::DEFAULT
+        };
+        let mut v = VerdictBook::new(limits);
+        v.on_verdict(verdict("A", 1, Outcome::Accepted, Stage::Validate, &[], 0));
+        v.on_verdict(verdict("B", 1, Outcome::Accepted, Stage::Validate, &[], 1));
+        v.on_verdict(verdict("A", 2, Outcome::Accepted, Stage::Validate, &[], 2));
+        v.on_verdict(verdict("C", 1, Outcome::Accepted, Stage::Validate, &[], 3));
+        let kept = |id| v.document(Some("TENCENT"), id).is_some();
+        assert!(kept("A") && !kept("B") && kept("C"));
+    }
+}
