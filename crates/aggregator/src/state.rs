@@ -93,7 +93,7 @@ struct Licences {
     /// The decision that counts per application (the one decided last).
     decisions: HashMap<Arc<str>, LicenceDecision>,
     /// The live documents that reference each application, per customer.
-    documents: HashMap<Arc<str>, BTreeMap<Arc<str>, BTreeSet<Box<str>>>>,
+    documents: HashMap<Arc<str>, Referencing>,
     /// Non-zero cells per customer: SKU x quarter x status.
     cells: BTreeMap<Arc<str>, LicenceCells>,
     /// Per customer, the units (firm and planning, every quarter) of its
@@ -102,6 +102,10 @@ struct Licences {
     /// [`Licences::reference`]'s buffer.
     scratch: Vec<(usize, usize, i64)>,
 }
+
+/// The ids of the live documents that reference one application, per
+/// customer.
+type Referencing = BTreeMap<Arc<str>, BTreeSet<Box<str>>>;
 
 /// One customer's units per application, per SKU.
 type References = BTreeMap<Arc<str>, BTreeMap<Arc<str>, i64>>;

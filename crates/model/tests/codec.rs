@@ -5,7 +5,8 @@
 
 use apache_avro::{Schema, from_avro_datum, to_avro_datum};
 use forecast_model::schema::{
-    FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2, FORECAST_DOCUMENT_V3, VERDICT_V1, VERDICT_V2,
+    FORECAST_DOCUMENT_V1, FORECAST_DOCUMENT_V2, FORECAST_DOCUMENT_V3, LICENCE_DECISION_V1,
+    LICENCE_DECISION_V2, LICENCE_SNAPSHOT_V1, LICENCE_SNAPSHOT_V2, VERDICT_V1, VERDICT_V2,
 };
 use forecast_model::{DecodeError, ForecastDocument, Registry, Subject, codec, testing, wire};
 use proptest::prelude::*;
@@ -360,6 +361,52 @@ fn a_verdict_of_the_first_schema_is_read_without_a_customer() {
             });
             v.customer_id = None;
             prop_assert_eq!(wire::decode_verdict(&record, registry).unwrap(), v);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// `datum` of schema `from` written again as schema `to` (apache-avro).
+fn as_older(datum: &[u8], from: u32, to: u32) -> Vec<u8> {
+    let registry = Registry::embedded();
+    let (from, to_id) = (&registry.get(from).unwrap().schema, to);
+    let to = &registry.get(to_id).unwrap().schema;
+    let value = from_avro_datum(from, &mut &datum[..], Some(to)).unwrap();
+    wire::frame(to_id, |b| {
+        b.extend_from_slice(&to_avro_datum(to, value).unwrap())
+    })
+}
+
+/// A licence decision written before decisions named their customer is
+/// refused, saying why: nobody can tell whose licence it is. A licence
+/// snapshot of the first version is still read.
+#[test]
+fn a_licence_decision_of_the_first_schema_is_refused_for_naming_no_customer() {
+    let registry = Registry::embedded();
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&testing::decision(), |d| {
+            let mut current = Vec::new();
+            codec::encode_decision(&d, &mut current);
+            let record = as_older(&current, LICENCE_DECISION_V2, LICENCE_DECISION_V1);
+            let err = wire::decode_decision(&record, registry).unwrap_err();
+            prop_assert!(err.to_string().contains("no customer_id"), "{}", err);
+            Ok(())
+        })
+        .unwrap();
+    runner
+        .run(&testing::licence_snapshot(), |s| {
+            // The first version has no FOREIGN_LICENCE: leave it out.
+            let mut s = s;
+            let keep = |st: &forecast_model::ExposureStatus| {
+                *st != forecast_model::ExposureStatus::ForeignLicence
+            };
+            s.rows.retain(|r| keep(&r.licence_status));
+            s.lost.retain(|l| keep(&l.licence_status));
+            let mut current = Vec::new();
+            codec::encode_licence_snapshot(&s, &mut current);
+            let record = as_older(&current, LICENCE_SNAPSHOT_V2, LICENCE_SNAPSHOT_V1);
+            prop_assert_eq!(wire::decode_licence_snapshot(&record, registry).unwrap(), s);
             Ok(())
         })
         .unwrap();

@@ -1,12 +1,15 @@
 //! The planner view: taking the verdicts of a document (a validator and an
 //! aggregator verdict, as the audit topic has them) with 100,000 documents
-//! already kept, and the memory the view keeps per document.
+//! already kept, and the memory the view keeps per document; then one
+//! customer's flood of 1,000,000 distinct document ids, against the
+//! default bound of 100,000 documents per customer, with another
+//! customer's documents still served.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forecast_model::testing::resident_bytes;
-use forecast_model::{Outcome, SourceCoordinates, Stage, Timestamp, Verdict};
+use forecast_model::{Outcome, RuleCode, SourceCoordinates, Stage, Timestamp, Verdict, Violation};
 use forecast_planner::view::PlannerView;
 
 const DOCUMENTS: usize = 100_000;
@@ -31,6 +34,83 @@ fn verdicts(id: usize) -> [Verdict; 2] {
         customer_id: Some(["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3].into()),
     };
     [verdict(Stage::Validate), verdict(Stage::Sequence)]
+}
+
+/// A rejection of `customer`'s document `id` (three violations, as a
+/// typical bad document has), read from source offset `offset`.
+fn rejection(customer: &str, id: String, offset: i64) -> Verdict {
+    let violation = |code: RuleCode, field: &str| Violation {
+        code,
+        field: field.into(),
+        message: code.explain().into(),
+    };
+    Verdict {
+        document_id: Some(id),
+        revision: Some(1),
+        outcome: Outcome::Rejected,
+        stage: Stage::Validate,
+        codes: vec![
+            RuleCode::SkuUnknown,
+            RuleCode::QuantityInvalid,
+            RuleCode::DocMissing,
+        ],
+        warnings: Vec::new(),
+        violations: vec![
+            violation(RuleCode::SkuUnknown, "lines[0].sku"),
+            violation(RuleCode::QuantityInvalid, "lines[1].quantity"),
+            violation(RuleCode::DocMissing, "documents"),
+        ],
+        policy_version: format!("sha256:{}", "7f".repeat(8)),
+        decided_at: Timestamp::from_millis(1_780_000_000_000 + offset),
+        source: Some(SourceCoordinates {
+            topic: "forecasts.submitted".into(),
+            partition: 0,
+            offset,
+        }),
+        customer_id: Some(customer.into()),
+    }
+}
+
+/// ByteDance sends 1,000,000 distinct document ids; Tencent's 1,000
+/// documents, judged before, must all still be served.
+fn flood() {
+    const FLOOD: i64 = 1_000_000;
+    const OWN: i64 = 1_000;
+    let before = resident_bytes();
+    let mut view = PlannerView::default();
+    for i in 0..OWN {
+        view.on_verdict(rejection("TENCENT", format!("TCT-{i:06}"), i));
+    }
+    let started = std::time::Instant::now();
+    for i in 0..FLOOD {
+        view.on_verdict(rejection("BYTEDANCE", format!("SPAM-{i:08}"), OWN + i));
+    }
+    let elapsed = started.elapsed();
+    let after = resident_bytes();
+    let book = view.verdicts();
+    let served = (0..OWN)
+        .filter(|i| {
+            book.document(Some("TENCENT"), &format!("TCT-{i:06}"))
+                .is_some()
+        })
+        .count();
+    let (kept, evicted) = book.documents_kept(Some("BYTEDANCE"));
+    println!(
+        "planner flood: {FLOOD} distinct document ids of one customer in {:.2} s ({:.2} us per verdict); kept {kept}, forgotten {evicted}; the other customer's {OWN} documents served: {served}",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / FLOOD as f64
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "planner flood: RSS +{:.1} MiB ({:.0} bytes per document kept, a rejection each)",
+            a.saturating_sub(b) as f64 / (1 << 20) as f64,
+            a.saturating_sub(b) as f64 / (kept as i64 + OWN) as f64
+        );
+    }
+    assert_eq!(
+        served as i64, OWN,
+        "another customer's documents were pushed out"
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -63,6 +143,7 @@ fn bench(c: &mut Criterion) {
             a.saturating_sub(b) as f64 / (1 << 20) as f64
         );
     }
+    flood();
     let mut next = DOCUMENTS;
     let mut g = c.benchmark_group("planner_view");
     g.throughput(Throughput::Elements(2));

@@ -183,8 +183,10 @@ pub enum Found<'a> {
 #[derive(Debug, Default)]
 struct Book {
     documents: HashMap<Arc<str>, DocumentHistory>,
-    /// (when touched, id), least recently touched first; an entry whose
-    /// time is not its document's `touched` any more is stale and skipped.
+    /// One entry per document kept, (when it was last known touched, id),
+    /// oldest first: eviction takes the front; a front document touched
+    /// since goes to the back with its new time instead (second chance),
+    /// so the one forgotten is the document given a verdict least recently.
     order: VecDeque<(u64, Arc<str>)>,
     /// The newest rejections, each with when it was taken.
     rejections: VecDeque<(u64, VerdictEntry)>,
@@ -198,24 +200,15 @@ impl Book {
     /// Forgets the document given a verdict least recently.
     fn evict_one(&mut self) {
         while let Some((touched, id)) = self.order.pop_front() {
-            if self
-                .documents
-                .get(&id)
-                .is_some_and(|d| d.touched == touched)
-            {
-                self.documents.remove(&id);
-                self.evicted += 1;
-                return;
+            match self.documents.get(&id) {
+                Some(d) if d.touched == touched => {
+                    self.documents.remove(&id);
+                    self.evicted += 1;
+                    return;
+                }
+                Some(d) => self.order.push_back((d.touched, id)),
+                None => {}
             }
-        }
-    }
-
-    /// Drops the stale entries of `order` once they outnumber the live ones.
-    fn compact(&mut self) {
-        if self.order.len() > 2 * self.documents.len() + 64 {
-            let documents = &self.documents;
-            self.order
-                .retain(|(t, id)| documents.get(id).is_some_and(|d| d.touched == *t));
         }
     }
 }
@@ -352,18 +345,18 @@ impl VerdictBook {
         let Some(id) = entry.document_id.clone() else {
             return true;
         };
-        let doc = book
-            .documents
-            .entry(id.clone())
-            .or_insert_with(|| DocumentHistory {
-                document_id: id.clone(),
+        let doc = book.documents.entry(id.clone()).or_insert_with(|| {
+            book.order.push_back((now, id.clone()));
+            DocumentHistory {
+                document_id: id,
                 customer_id: owner,
                 applied_revision: None,
                 // Most documents get two verdicts (validator, aggregator).
                 history: Vec::with_capacity(2),
                 earlier_verdicts: 0,
                 touched: now,
-            });
+            }
+        });
         doc.touched = now;
         if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
             doc.applied_revision = doc.applied_revision.max(entry.revision);
@@ -373,11 +366,9 @@ impl VerdictBook {
             doc.earlier_verdicts += 1;
         }
         doc.history.push(entry);
-        book.order.push_back((now, id));
         if book.documents.len() > limits.documents_per_customer {
             book.evict_one();
         }
-        book.compact();
         true
     }
 
@@ -432,7 +423,7 @@ impl VerdictBook {
             .flat_map(|b| b.rejections.iter())
             .filter(|(_, r)| filter.code.is_none_or(|c| r.codes.contains(&c)))
             .collect();
-        newest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        newest.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
         Rejections {
             counts,
             total,

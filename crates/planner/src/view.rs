@@ -449,7 +449,7 @@ impl PlannerView {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use forecast_model::{SnapshotRow, SourceCoordinates, Units};
+    use forecast_model::{SnapshotRow, Units};
 
     fn snapshot(customer: &str, sku: &str, q: &str, firm: i64, planning: i64) -> DemandSnapshot {
         DemandSnapshot {

@@ -29,7 +29,7 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_SUBMITTED
     )]
     pub topic_submitted: String,
-    /// Accepted documents (key document_id), the system of record for demand.
+    /// Accepted documents (key customer_id/document_id), the system of record for demand.
     #[arg(
         long,
         env = "FORECAST_TOPIC_VALIDATED",
@@ -43,7 +43,7 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_REJECTED
     )]
     pub topic_rejected: String,
-    /// Every verdict (key document_id, Avro Verdict).
+    /// Every verdict (key customer_id/document_id, Avro Verdict).
     #[arg(long, env = "FORECAST_TOPIC_AUDIT", default_value = DEFAULT_TOPIC_AUDIT)]
     pub topic_audit: String,
     /// Demand snapshots (compacted; key customer/partition, Avro DemandSnapshot).

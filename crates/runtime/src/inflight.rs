@@ -896,9 +896,9 @@ mod tests {
         for _ in 0..3 {
             acks.expect();
         }
-        acks.fail(failure("a", RDKafkaErrorCode::MessageTimedOut));
+        acks.failed(None, failure("a", RDKafkaErrorCode::MessageTimedOut));
         acks.ack();
-        acks.fail(failure("b", RDKafkaErrorCode::MessageSizeTooLarge));
+        acks.failed(None, failure("b", RDKafkaErrorCode::MessageSizeTooLarge));
         acks.ack();
         let mut settled = Box::pin(acks.settled());
         assert!((&mut settled).now_or_never().is_none());
@@ -906,6 +906,93 @@ mod tests {
         assert_eq!(
             settled.now_or_never(),
             Some(Err(failure("a", RDKafkaErrorCode::MessageTimedOut)))
+        );
+    }
+
+    /// Offset `offset` of partition 2, as the record an output was for.
+    fn of_record(offset: i64) -> Option<Consumed> {
+        consumed(&[(2, offset)]).pop()
+    }
+
+    /// A record's own output refused for good makes that record refused
+    /// (once, whatever number of its outputs were), not the batch failed;
+    /// a failure that retrying may cure, or of an output covering the
+    /// batch, fails the batch as before.
+    #[test]
+    fn a_records_output_refused_for_good_refuses_the_record_not_the_batch() {
+        use futures::FutureExt;
+        let acks = Arc::new(Acks::default());
+        for _ in 0..3 {
+            acks.expect();
+        }
+        acks.failed(
+            of_record(7),
+            failure("v", RDKafkaErrorCode::MessageSizeTooLarge),
+        );
+        acks.failed(of_record(7), failure("a", RDKafkaErrorCode::InvalidRecord));
+        for _ in 0..3 {
+            acks.ack();
+        }
+        assert_eq!(Box::pin(acks.settled()).now_or_never(), Some(Ok(())));
+        let refused = acks.take_refused();
+        assert_eq!(
+            refused
+                .iter()
+                .map(|r| (r.partition, r.offset, r.failure.topic.as_str()))
+                .collect::<Vec<_>>(),
+            [(2, 7, "v")]
+        );
+        let acks = Arc::new(Acks::default());
+        acks.failed(
+            of_record(8),
+            failure("v", RDKafkaErrorCode::MessageTimedOut),
+        );
+        acks.failed(None, failure("d", RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(acks.take_refused().is_empty());
+        assert_eq!(
+            Box::pin(acks.settled()).now_or_never(),
+            Some(Err(failure("v", RDKafkaErrorCode::MessageTimedOut)))
+        );
+    }
+
+    /// The producer refusing a record of the one being handled at once
+    /// (over `message.max.bytes`) is no error of `send`: the record is
+    /// refused. Refused the same way while the batch's covering outputs are
+    /// made, it is the error it was.
+    #[tokio::test]
+    async fn an_output_the_producer_refuses_at_once_refuses_its_record() {
+        let kafka = KafkaArgs {
+            brokers: "127.0.0.1:9".into(),
+            properties: vec![("message.max.bytes".into(), "1000".into())],
+        };
+        let producer = batch_producer(&kafka).unwrap();
+        let big = vec![0u8; 5_000];
+        let mut batch = Batch::default();
+        batch.consumed(1, 41);
+        batch
+            .send(&producer, FutureRecord::to("t").payload(&big[..]))
+            .await
+            .expect("refused, not failed");
+        batch.covering();
+        let err = batch
+            .send(&producer, FutureRecord::to("t").payload(&big[..]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageSizeTooLarge)
+        );
+        let settled = tokio::time::timeout(Duration::from_secs(10), batch.settle())
+            .await
+            .expect("nothing was handed over, nothing to wait for");
+        assert!(settled.result.is_ok());
+        assert_eq!(
+            settled
+                .refused
+                .iter()
+                .map(|r| (r.partition, r.offset))
+                .collect::<Vec<_>>(),
+            [(1, 41)]
         );
     }
 
