@@ -323,25 +323,12 @@ impl Handler for Aggregate<'_> {
         refused: &Refused,
         batch: &mut Batch,
     ) -> anyhow::Result<()> {
-        let message = format!(
-            "the outputs of this record could not be written: {}",
-            refused.failure
-        );
-        let record = headers::refused_dead_letter(
-            &self.topics.topic_rejected,
-            topic,
-            refused,
-            &headers::DeadLetter {
-                stage: "sequence",
-                codes: "",
-                message: &message,
-                policy_version: "",
-            },
-        );
-        batch.send(self.producer, record).await?;
-        self.metrics.record_out(Output::Rejected);
-        self.metrics.dead_letter(Stage::Sequence);
-        Ok(())
+        let how = headers::Refusal {
+            dead_letters: &self.topics.topic_rejected,
+            stage: Stage::Sequence,
+            policy_version: "",
+        };
+        headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }
 
     async fn side_input(&mut self) {

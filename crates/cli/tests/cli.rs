@@ -381,15 +381,7 @@ fn planner_refuses_an_unreadable_supply_plan_before_it_serves() {
 /// sample's form).
 #[test]
 fn replay_with_licences_breaks_the_demand_down_by_decision() {
-    let base = [
-        "replay",
-        "--format",
-        "json",
-        "--policy",
-        "examples/policy.toml",
-        "--restricted-parties",
-        "examples/restricted-parties.csv",
-    ];
+    let base = EXAMPLES_REPLAY;
     let plain = stdout_json(&forecastctl(
         &[&base[..], &["examples/stream.jsonl"]].concat(),
     ));
@@ -479,6 +471,17 @@ fn replay_with_licences_breaks_the_demand_down_by_decision() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `replay --format json` with the examples' policy and restricted parties.
+const EXAMPLES_REPLAY: [&str; 7] = [
+    "replay",
+    "--format",
+    "json",
+    "--policy",
+    "examples/policy.toml",
+    "--restricted-parties",
+    "examples/restricted-parties.csv",
+];
+
 /// A licence is its customer's: a Tencent document citing ByteDance's
 /// approved Z-2450685 adds no APPROVED units for Tencent, is listed with
 /// the lost demand, and does not count against ByteDance's approved
@@ -498,18 +501,12 @@ fn replay_with_licences_lends_no_customer_another_customers_licence() {
     text.push_str(&format!("\n{borrowed}\n"));
     std::fs::write(&stream, text).unwrap();
     let replay = |stream: &Path| {
-        stdout_json(&forecastctl(&[
-            "replay",
-            "--format",
-            "json",
-            "--policy",
-            "examples/policy.toml",
-            "--restricted-parties",
-            "examples/restricted-parties.csv",
+        let licences = [
             "--licences",
             "examples/licences.jsonl",
             stream.to_str().unwrap(),
-        ]))
+        ];
+        stdout_json(&forecastctl(&[&EXAMPLES_REPLAY[..], &licences].concat()))
     };
     let got = replay(&stream);
     let before = replay(&repo().join("examples/stream.jsonl"));

@@ -42,6 +42,20 @@ fn check(registry: &Path, file: &Path) -> (Option<i32>, Value) {
     (out.status.code(), verdicts["verdicts"].clone())
 }
 
+/// `replay --format json --keys registry stream`, which must exit 0.
+fn replay_with_keys(registry: &Path, stream: &Path) -> Value {
+    let out = forecastctl(&[
+        "replay",
+        "--format",
+        "json",
+        "--keys",
+        registry.to_str().unwrap(),
+        stream.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn generate_sign_check_as_a_customer_and_the_supplier_would() {
     let dir = scratch("flow");
@@ -241,16 +255,7 @@ fn replay_with_keys_rotation_and_a_resigned_duplicate() {
         [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat(),
     )
     .unwrap();
-    let out = forecastctl(&[
-        "replay",
-        "--format",
-        "json",
-        "--keys",
-        registry.to_str().unwrap(),
-        stream.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = replay_with_keys(&registry, &stream);
     let verdicts: Vec<&str> = result["verdicts"]
         .as_array()
         .unwrap()
@@ -261,15 +266,7 @@ fn replay_with_keys_rotation_and_a_resigned_duplicate() {
     let one_line = dir.join("unsigned.jsonl");
     let doc: Value = serde_json::from_slice(&std::fs::read(&example).unwrap()).unwrap();
     std::fs::write(&one_line, doc.to_string()).unwrap();
-    let unsigned = forecastctl(&[
-        "replay",
-        "--format",
-        "json",
-        "--keys",
-        registry.to_str().unwrap(),
-        one_line.to_str().unwrap(),
-    ]);
-    let result: Value = serde_json::from_slice(&unsigned.stdout).unwrap();
+    let result = replay_with_keys(&registry, &one_line);
     assert_eq!(
         result["verdicts"][0]["codes"],
         serde_json::json!(["SIGNATURE_MISSING"])
@@ -306,16 +303,7 @@ fn a_squat_under_another_customers_id_leaves_its_owner_unharmed() {
         .map(|p| std::fs::read(p).unwrap())
         .collect();
     std::fs::write(&stream, parts.concat()).unwrap();
-    let out = forecastctl(&[
-        "replay",
-        "--format",
-        "json",
-        "--keys",
-        registry.to_str().unwrap(),
-        stream.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = replay_with_keys(&registry, &stream);
     let verdicts: Vec<(&str, i64, &str)> = result["verdicts"]
         .as_array()
         .unwrap()

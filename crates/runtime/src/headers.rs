@@ -6,6 +6,11 @@ use rdkafka::Message as _;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
+use forecast_model::Stage;
+
+use crate::inflight::{Batch, BatchProducer, Refused};
+use crate::metrics::{Metrics, Output};
+
 /// Topic the record was read from.
 pub const ERR_TOPIC: &str = "forecast.errors.topic";
 /// Partition it was read from.
@@ -115,18 +120,46 @@ pub fn dead_letter<'m>(
     record
 }
 
-/// The dead letter of a record whose own outputs the broker refused for
-/// good: only the context headers (where the record is, why its outputs
-/// could not be written) and [`VALUE_OMITTED`], no key or value: the
-/// record itself stays on its topic at that offset.
-pub fn refused_dead_letter<'a>(
-    dead_letters: &'a str,
+/// Where a service dead-letters the records whose outputs were refused, and
+/// what it says of them.
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    /// The dead-letter topic.
+    pub dead_letters: &'a str,
+    /// The service's stage.
+    pub stage: Stage,
+    /// The policy version it judges by (empty: none).
+    pub policy_version: &'a str,
+}
+
+/// Sends the dead letter of a record of `topic` whose own outputs the
+/// broker refused for good, and counts it: only the context headers (where
+/// the record is, why its outputs could not be written, bounded) and
+/// [`VALUE_OMITTED`], no key or value, since the record itself stays on its
+/// topic at that offset. What both services' [`Handler::refused`] do.
+///
+/// [`Handler::refused`]: crate::inflight::Handler::refused
+pub async fn send_refused(
+    batch: &mut Batch,
+    producer: &BatchProducer,
+    metrics: &Metrics,
     topic: &str,
-    refused: &crate::inflight::Refused,
-    why: &DeadLetter<'_>,
-) -> FutureRecord<'a, [u8], [u8]> {
+    refused: &Refused,
+    how: &Refusal<'_>,
+) -> anyhow::Result<()> {
+    let message = format!(
+        "the outputs of this record could not be written: {}",
+        refused.failure
+    );
+    let stage = how.stage.as_str().to_ascii_lowercase();
+    let why = DeadLetter {
+        stage: &stage,
+        codes: "",
+        message: &message,
+        policy_version: how.policy_version,
+    };
     let mut out = OwnedHeaders::new();
-    for (key, value) in context(topic, refused.partition, refused.offset, why) {
+    for (key, value) in context(topic, refused.partition, refused.offset, &why) {
         out = out.insert(Header {
             key,
             value: Some(value.as_bytes()),
@@ -139,5 +172,10 @@ pub fn refused_dead_letter<'a>(
                 .as_bytes(),
         ),
     });
-    FutureRecord::to(dead_letters).headers(out)
+    batch
+        .send(producer, FutureRecord::to(how.dead_letters).headers(out))
+        .await?;
+    metrics.record_out(Output::Rejected);
+    metrics.dead_letter(how.stage);
+    Ok(())
 }

@@ -240,24 +240,11 @@ impl Handler for Validate<'_> {
         refused: &Refused,
         batch: &mut Batch,
     ) -> anyhow::Result<()> {
-        let message = format!(
-            "the outputs of this record could not be written: {}",
-            refused.failure
-        );
-        let record = headers::refused_dead_letter(
-            &self.topics.topic_rejected,
-            topic,
-            refused,
-            &headers::DeadLetter {
-                stage: "validate",
-                codes: "",
-                message: &message,
-                policy_version: self.validator.policy().version(),
-            },
-        );
-        batch.send(self.producer, record).await?;
-        self.metrics.record_out(Output::Rejected);
-        self.metrics.dead_letter(Stage::Validate);
-        Ok(())
+        let how = headers::Refusal {
+            dead_letters: &self.topics.topic_rejected,
+            stage: Stage::Validate,
+            policy_version: self.validator.policy().version(),
+        };
+        headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }
 }
