@@ -35,7 +35,7 @@ pub struct DemandArgs {
     pub watch: bool,
     /// Demand by licence status instead (`demand.by-licence` and
     /// `licences.decisions`): the rows, the firm demand whose licence was
-    /// denied or revoked, and approved quantities exceeded; as text or as
+    /// denied or revoked or is another customer's, and approved quantities exceeded; as text or as
     /// the `licences` object of `replay --licences --format json`.
     #[arg(long, conflicts_with = "watch")]
     pub by_licence: bool,

@@ -175,7 +175,7 @@ pub struct ReplayArgs {
     pub file: PathBuf,
     /// Licence decisions (JSON Lines, as `licences load` takes them):
     /// also print demand by licence status, the firm demand whose licence
-    /// was denied or revoked, and approved quantities the demand exceeds.
+    /// was denied or revoked or is another customer's, and approved quantities the demand exceeds.
     /// An empty file gives the breakdown by the documents' own statuses.
     #[arg(long, value_name = "FILE")]
     pub licences: Option<PathBuf>,

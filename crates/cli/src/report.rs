@@ -200,7 +200,7 @@ pub fn licences_json(
 }
 
 /// Writes demand by licence status, the firm demand whose licence was
-/// denied or revoked, and the licences whose approved quantity the demand
+/// denied or revoked or is another customer's, and the licences whose approved quantity the demand
 /// exceeds (`replay --licences`, `demand --by-licence`).
 pub fn write_licence_tables(
     out: &mut impl Write,
@@ -253,7 +253,7 @@ pub fn write_licence_tables(
             None,
         )?;
     }
-    writeln!(out, "\nFirm demand whose licence was denied or revoked:")?;
+    writeln!(out, "\nFirm demand whose licence was denied or revoked, or is another customer's:")?;
     if lost.is_empty() {
         writeln!(out, "(none)")?;
     } else {

@@ -211,7 +211,7 @@ impl ExposureRow {
 
 /// Licence exposure: demand by licence status (as `replay --licences`
 /// gives it), against supply per SKU x quarter and per quarter, the firm
-/// demand whose licence was denied or revoked, and approved quantities
+/// demand whose licence was denied or revoked or is another customer's, and approved quantities
 /// exceeded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exposure {
