@@ -126,6 +126,37 @@ pub fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord<'_>]) {
     p.flush(Duration::from_secs(30)).expect("delivered");
 }
 
+/// Produces one record with `headers` (key, value), as any client may.
+///
+/// # Panics
+/// When the broker does not take it.
+pub fn produce_with_headers(
+    brokers: &str,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: &[(&str, &str)],
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("a producer");
+    let mut owned = OwnedHeaders::new();
+    for (k, v) in headers {
+        owned = owned.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let r: BaseRecord<'_, [u8], [u8]> =
+        BaseRecord::to(topic).key(key).payload(value).headers(owned);
+    p.send(r).map_err(|(e, _)| e).expect("queued");
+    p.flush(Duration::from_secs(30)).expect("delivered");
+}
+
 /// Commits `offset` (the next record to read) for `group` on `topic`
 /// partition `partition`, as a member of the group that stopped there would.
 ///

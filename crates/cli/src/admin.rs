@@ -44,13 +44,14 @@ pub enum SupplyCommand {
 /// `licences` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LicencesCommand {
-    /// Publish licence decisions (JSON Lines: application_number, status
-    /// APPROVED|DENIED|PENDING|REVOKED, decided_at, optional
-    /// approved_quantity per SKU and expires_on) to the licences.decisions
-    /// topic, one record per decision (key application number, Avro). A
-    /// decision applies to every live document that references the
-    /// application; of two decisions on one application the one decided
-    /// later counts. The whole file is checked before anything is sent.
+    /// Publish licence decisions (JSON Lines: application_number,
+    /// customer_id, status APPROVED|DENIED|PENDING|REVOKED, decided_at,
+    /// optional approved_quantity per SKU and expires_on) to the
+    /// licences.decisions topic, one record per decision (key
+    /// application_number/decided_at, Avro). A decision applies to the live
+    /// documents of its customer that reference the application (another
+    /// customer's count as FOREIGN_LICENCE); of two decisions on one
+    /// application the one decided later counts. The whole file is checked before anything is sent.
     /// The aggregators take each decision as it arrives: demand moves
     /// between licence statuses at once (`demand --by-licence`,
     /// /v1/exposure).
@@ -77,7 +78,7 @@ pub async fn load_licences(
 }
 
 /// Publishes decisions to the licences topic, which must exist, one record
-/// each keyed by application number; fails on the first not delivered.
+/// each keyed `application_number/decided_at`; fails on the first not delivered.
 pub async fn publish_licences(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
@@ -90,8 +91,9 @@ pub async fn publish_licences(
     let mut deliveries = Vec::with_capacity(decisions.len());
     for d in decisions {
         let value = forecast_model::wire::encode_decision(d);
+        let key = d.key();
         let record = rdkafka::producer::FutureRecord::to(topic)
-            .key(d.application_number.as_bytes())
+            .key(key.as_bytes())
             .payload(value.as_slice());
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }

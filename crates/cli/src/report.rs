@@ -253,7 +253,10 @@ pub fn write_licence_tables(
             None,
         )?;
     }
-    writeln!(out, "\nFirm demand whose licence was denied or revoked, or is another customer's:")?;
+    writeln!(
+        out,
+        "\nFirm demand whose licence was denied or revoked, or is another customer's:"
+    )?;
     if lost.is_empty() {
         writeln!(out, "(none)")?;
     } else {

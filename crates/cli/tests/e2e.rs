@@ -386,7 +386,7 @@ fn licences_load_publishes_the_files_decisions_and_refuses_a_wrong_file_whole() 
                 forecast_model::Registry::embedded(),
             )
             .unwrap();
-            assert_eq!(r.key.as_deref(), Some(d.application_number.as_bytes()));
+            assert_eq!(r.key.as_deref(), Some(d.key().as_bytes()));
             d
         })
         .collect();
@@ -594,4 +594,64 @@ fn a_record_whose_output_is_refused_is_dead_lettered_and_the_stream_goes_on() {
         "the validator exited\n{}",
         p.logs()
     );
+}
+
+/// A submitter cannot set a verdict field: a submission re-sent with the
+/// headers `forecast.policy.version` and `forecast.source` forged gets its
+/// verdicts with the validator's policy version and its true source (the
+/// validator drops every incoming `forecast.*` header).
+#[test]
+fn forged_forecast_headers_never_reach_a_verdict() {
+    let p = Pipeline::start_with("forged", &[], &[]);
+    let doc = Pipeline::sample_document("FORGED-1");
+    let file = p.dir.join("doc.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    p.submit(&file);
+    let parsed = forecast_model::ForecastDocument::from_json(doc.to_string().as_bytes()).unwrap();
+    produce_with_headers(
+        &p.broker.brokers,
+        &p.names.topic("forecasts.submitted"),
+        parsed.key().as_bytes(),
+        &forecast_model::wire::encode_document(&parsed),
+        &[
+            ("forecast.policy.version", "FORGED"),
+            ("forecast.source", "forged/0/0"),
+            ("forecast.warnings", "DOC_EXPIRES_BEFORE_HORIZON_END"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut verdicts = Vec::new();
+    while Instant::now() < deadline {
+        verdicts = p.verdicts();
+        let sequenced = verdicts
+            .iter()
+            .filter(|(v, _, _)| v.stage == forecast_model::Stage::Sequence)
+            .count();
+        if sequenced == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let outcomes: Vec<_> = verdicts
+        .iter()
+        .filter(|(v, _, _)| v.stage == forecast_model::Stage::Sequence)
+        .map(|(v, _, _)| v.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            forecast_model::Outcome::Accepted,
+            forecast_model::Outcome::Duplicate
+        ],
+        "{}",
+        p.logs()
+    );
+    let submitted = p.names.topic("forecasts.submitted");
+    for (v, _, _) in &verdicts {
+        assert_ne!(v.policy_version, "FORGED", "{v:?}");
+        assert!(v.policy_version.starts_with("sha256:"), "{v:?}");
+        let source = v.source.as_ref().unwrap();
+        assert_eq!(source.topic, submitted, "{v:?}");
+        assert!(v.warnings.is_empty(), "{v:?}");
+    }
 }

@@ -147,6 +147,17 @@ impl LicenceDecision {
         Ok(())
     }
 
+    /// Its key on the compacted topic `licences.decisions`:
+    /// `application_number/decided_at` (milliseconds since the epoch).
+    /// Compaction keeps the last record written of each key, so it keeps,
+    /// of each application, every instant decided at, and of those the
+    /// decision decided last: what [`LicenceRegister`] takes from the whole
+    /// topic. Keyed by application alone it kept the decision written last,
+    /// and a decision loaded late but dated early won once compacted.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.application_number, self.decided_at.millis())
+    }
+
     /// Whether this decision counts instead of `other`, an earlier one of
     /// the same application: it was decided at the same time or later (of
     /// two at the same time, the one taken last).
@@ -636,6 +647,46 @@ mod tests {
             let e = read_decisions(&format!("\n{line}\n"), "l.jsonl").unwrap_err();
             assert_eq!((e.file.as_str(), e.line), ("l.jsonl", 2), "{e}");
             assert!(e.problem.contains(problem), "{problem}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever compaction keeps (at least the last record written of
+        /// each key), the decisions that count are those of the whole
+        /// topic, as `replay --licences` takes them from the file.
+        #[test]
+        fn compaction_by_key_keeps_the_decisions_that_count(
+            written in proptest::collection::vec((0usize..3, 0usize..4, 0i64..4), 0..30),
+            keep in proptest::collection::vec(proptest::bool::ANY, 30),
+        ) {
+            let decisions: Vec<LicenceDecision> = written
+                .iter()
+                .map(|&(a, s, at)| LicenceDecision {
+                    application_number: ["Z-1", "Z-2", "Z-3"][a].into(),
+                    customer_id: "T".into(),
+                    status: DecisionStatus::ALL[s],
+                    decided_at: Timestamp::from_millis(at),
+                    approved_quantity: BTreeMap::new(),
+                    expires_on: None,
+                })
+                .collect();
+            let mut whole = LicenceRegister::default();
+            for d in &decisions {
+                whole.take(d.clone());
+            }
+            // A compaction: the last record of each key, and any others
+            // it has not removed yet, in the order written.
+            let last: HashMap<String, usize> =
+                decisions.iter().enumerate().map(|(i, d)| (d.key(), i)).collect();
+            let mut compacted = LicenceRegister::default();
+            for (i, d) in decisions.iter().enumerate() {
+                if last[&d.key()] == i || keep[i] {
+                    compacted.take(d.clone());
+                }
+            }
+            for a in ["Z-1", "Z-2", "Z-3"] {
+                proptest::prop_assert_eq!(compacted.get(a), whole.get(a));
+            }
         }
     }
 

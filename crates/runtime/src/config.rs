@@ -60,7 +60,7 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_SUPPLY
     )]
     pub topic_supply: String,
-    /// Licence decisions (compacted; key application number, Avro
+    /// Licence decisions (compacted; key application_number/decided_at, Avro
     /// LicenceDecision).
     #[arg(
         long,

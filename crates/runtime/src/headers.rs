@@ -32,12 +32,19 @@ pub const SOURCE: &str = "forecast.source";
 /// Set when a dead letter's value was too large to forward: why.
 pub const VALUE_OMITTED: &str = "forecast.errors.value.omitted";
 
-/// The record's own headers, passed on byte for byte, followed by `added`
-/// (key, value) in order.
+/// The prefix of every header the stages write: the stages' own, so a
+/// record's headers of that name are never passed on (a submitter cannot
+/// set a verdict field, such as the policy version or the source, that a
+/// later stage reads).
+pub const RESERVED_PREFIX: &str = "forecast.";
+
+/// The record's own headers, passed on byte for byte except those of the
+/// stages' own namespace ([`RESERVED_PREFIX`]), which are dropped,
+/// followed by `added` (key, value) in order.
 pub fn headers_with(m: &BorrowedMessage<'_>, added: &[(&str, &[u8])]) -> OwnedHeaders {
     let mut out = OwnedHeaders::new();
     if let Some(h) = m.headers() {
-        for header in h.iter() {
+        for header in h.iter().filter(|h| !h.key.starts_with(RESERVED_PREFIX)) {
             out = out.insert(header);
         }
     }
@@ -88,8 +95,8 @@ fn context(
 }
 
 /// `m` as a dead letter to `topic`: its key, value and headers byte for
-/// byte, then the context headers (where it was read, why it failed),
-/// bounded. A value larger than [`forecast_kafka::MAX_DEAD_LETTER_BYTES`]
+/// byte (but the stages' own, [`RESERVED_PREFIX`]), then the context
+/// headers (where it was read, why it failed), bounded. A value larger than [`forecast_kafka::MAX_DEAD_LETTER_BYTES`]
 /// is left out, with [`VALUE_OMITTED`] saying so; a null value stays null,
 /// an empty one empty.
 pub fn dead_letter<'m>(
