@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, Metrics};
 
+mod stall;
+use stall::{Stalls, WriteBound};
+
 /// The operational routes; merge more routes into it before serving.
 pub fn routes(metrics: Arc<Metrics>) -> Router {
     Router::new()
@@ -156,6 +159,14 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
 /// Seconds a client has to send a request's headers unless told otherwise.
 pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
 
+/// Seconds a write may stay stalled (the client reading nothing) unless
+/// told otherwise.
+pub const DEFAULT_WRITE_TIMEOUT_SECONDS: u64 = 10;
+
+/// While every connection slot is taken, a connection whose writes have
+/// been stalled this long is closed to make room.
+pub const STALLED_GIVES_WAY_AFTER: Duration = Duration::from_millis(250);
+
 /// What an HTTP endpoint that faces the network takes from its clients
 /// before it refuses or waits (docs/operations.md, "HTTP limits").
 #[derive(Debug, Clone, clap::Args)]
@@ -181,6 +192,18 @@ pub struct HttpLimits {
         value_name = "SECONDS"
     )]
     pub header_timeout_seconds: u64,
+    /// Seconds a response may wait for a client that reads nothing (its
+    /// writes stalled): the connection is closed then, and its slot freed.
+    /// While every slot is taken, a connection stalled for 250 ms is closed
+    /// at once to make room
+    #[arg(
+        long = "http-write-timeout",
+        env = "FORECAST_HTTP_WRITE_TIMEOUT",
+        default_value_t = DEFAULT_WRITE_TIMEOUT_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..=3_600),
+        value_name = "SECONDS"
+    )]
+    pub write_timeout_seconds: u64,
 }
 
 impl Default for HttpLimits {
@@ -188,6 +211,7 @@ impl Default for HttpLimits {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout_seconds: DEFAULT_HEADER_TIMEOUT_SECONDS,
+            write_timeout_seconds: DEFAULT_WRITE_TIMEOUT_SECONDS,
         }
     }
 }
@@ -195,6 +219,10 @@ impl Default for HttpLimits {
 impl HttpLimits {
     fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.header_timeout_seconds)
+    }
+
+    fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_seconds)
     }
 }
 
@@ -205,9 +233,11 @@ impl HttpLimits {
 /// connections without bound: a request head over [`MAX_HEADER_BYTES`] or
 /// [`MAX_HEADERS`] (431), a client that sends no complete head within the
 /// header timeout (also an idle keep-alive connection: disconnected), a TLS
-/// handshake not done within it (dropped), and more than
-/// `max_connections` connections at once (the rest wait to be accepted).
-/// Live streams (SSE) are bounded by their route, not here.
+/// handshake not done within it (dropped), a client that reads nothing
+/// for the write timeout (disconnected; while every slot is taken, one
+/// stalled for [`STALLED_GIVES_WAY_AFTER`] is disconnected at once), and
+/// more than `max_connections` connections at once (the rest wait to be
+/// accepted). Live streams (SSE) are bounded by their route, not here.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -222,14 +252,15 @@ pub async fn serve_with(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
-    let header_timeout = limits.header_timeout();
+    let stalls = Arc::new(Stalls::default());
+    let (header_timeout, write_timeout) = (limits.header_timeout(), limits.write_timeout());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS);
     let mut full = false;
-    loop {
+    'accept: loop {
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 full = false;
@@ -240,12 +271,22 @@ pub async fn serve_with(
                     full = true;
                     tracing::warn!(
                         max_connections = limits.max_connections,
-                        "every connection slot is taken (--http-max-connections): new connections wait"
+                        "every connection slot is taken (--http-max-connections): new connections wait, and connections that read nothing give way"
                     );
                 }
-                tokio::select! {
-                    () = token.cancelled() => break,
-                    slot = slots.clone().acquire_owned() => slot?,
+                loop {
+                    let closed = stalls.close_stalled_for(STALLED_GIVES_WAY_AFTER);
+                    if closed > 0 {
+                        tracing::debug!(
+                            closed,
+                            "closed connections that read nothing, to make room"
+                        );
+                    }
+                    tokio::select! {
+                        () = token.cancelled() => break 'accept,
+                        slot = slots.clone().acquire_owned() => break slot?,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
                 }
             }
         };
@@ -261,19 +302,31 @@ pub async fn serve_with(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, router, watcher, http) = (
+        let (id, closed) = stalls.register();
+        let tcp = WriteBound::new(tcp, write_timeout, id, stalls.clone());
+        let (acceptor, router, watcher, http, stalls) = (
             acceptor.clone(),
             router.clone(),
             graceful.watcher(),
             http.clone(),
+            stalls.clone(),
         );
         tokio::spawn(async move {
             let _slot = slot;
+            let _registered = stall::Registered::new(id, stalls);
             // No upgrades (WebSockets) are served: a plain connection, which
             // the graceful shutdown can close.
             let serve = |io| {
                 let service = hyper_util::service::TowerToHyperService::new(router);
-                watcher.watch(http.serve_connection(hyper_util::rt::TokioIo::new(io), service))
+                let connection =
+                    watcher.watch(http.serve_connection(hyper_util::rt::TokioIo::new(io), service));
+                async move {
+                    tokio::select! {
+                        served = connection => served,
+                        // Closed to make room: it read nothing.
+                        () = closed.cancelled() => Ok(()),
+                    }
+                }
             };
             let served = match acceptor {
                 None => serve(Either::Left(tcp)).await,

@@ -19,13 +19,18 @@ async fn server(limits: HttpLimits) -> (String, tokio_util::sync::DropGuard) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let token = CancellationToken::new();
-    let router = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/big", get(|| async { vec![b'x'; BIG] }));
     let stop = token.clone();
     tokio::spawn(async move { serve_with(listener, router, None, limits, stop).await });
     (addr, token.drop_guard())
 }
 
 const GET: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// The body of `/big`: what a client that never reads is sent.
+const BIG: usize = 256 << 10;
 
 /// Reads one response (headers and the 3-byte body of `/healthz`).
 async fn response(stream: &mut TcpStream) -> String {
@@ -59,7 +64,67 @@ fn limits(max_connections: u32, header_timeout_seconds: u64) -> HttpLimits {
     HttpLimits {
         max_connections,
         header_timeout_seconds,
+        ..HttpLimits::default()
     }
+}
+
+/// A connection with a small receive buffer that asks for `/big` 64 times
+/// (16 MiB) and reads nothing.
+async fn never_reading(addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let requests = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+    stream.write_all(&requests).await.unwrap();
+    stream
+}
+
+/// A client that sends requests and reads nothing is disconnected once a
+/// write of the server's has waited for it for the write timeout.
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_disconnected_after_the_write_timeout() {
+    let (addr, _stop) = server(HttpLimits {
+        write_timeout_seconds: 1,
+        ..HttpLimits::default()
+    })
+    .await;
+    let mut stream = never_reading(&addr).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Reading now gets what was sent before the server gave up, then the end.
+    let mut got = 0usize;
+    let mut buf = vec![0; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "still sending after {got} bytes");
+    assert!(got < 64 * BIG, "every response was sent ({got} bytes)");
+}
+
+/// 300 clients that send requests and never read hold no slot from a
+/// client that reads: with every slot taken, those stalled for 250 ms give
+/// way, and `/healthz` answers within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_clients_that_never_read_lock_nobody_out() {
+    let (addr, _stop) = server(HttpLimits::default()).await;
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        held.push(never_reading(&addr).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    let mut reader = TcpStream::connect(&addr).await.unwrap();
+    reader.write_all(GET).await.unwrap();
+    let answer = response(&mut reader).await;
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    drop(held);
 }
 
 #[tokio::test]
