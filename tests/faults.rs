@@ -153,11 +153,10 @@ fn scaling_validators_from_one_to_three_and_back_loses_nothing() {
 
 /// The paused aggregator's session times out and its partitions move to
 /// the other; unpaused, it rejoins and takes partitions back at their
-/// committed offsets. Ignored until
-/// 2026-11-29 (one CI run of four ended with 49 documents never
-/// sequenced, put down to the rejoin): that was tansu serving a fetch
-/// from inside a batch with the next batch, which the services now guard
-/// against (forecast_runtime::continuity); passed 4 runs of 4 alone since, and in CI.
+/// committed offsets. tansu can serve a fetch from inside a batch with the
+/// next batch, which the services guard against
+/// (forecast_runtime::continuity): records after a rejoin are never
+/// passed over.
 #[test]
 fn an_aggregator_paused_past_its_session_timeout_loses_nothing() {
     let (mut c, stream, parts) = pipeline("pause", Storage::Memory, &["validator"], &AGGREGATORS);
@@ -234,12 +233,9 @@ fn an_aggregator_hung_for_good_hands_its_partitions_to_the_other() {
 /// Cut off for longer than its session timeout, the validator leaves its
 /// group and rejoins on reconnect, resuming at the committed offsets. On
 /// tansu 0.6 as released the rejoin stalls the group for good (its evicted
-/// member stays the leader: two CI runs of two on 2026-11-29); the tests'
-/// broker is built with deploy/tansu.patch (docs/operations.md).
-/// Ignored until 2026-11-29 (one run of two ended with 502 records of one
-/// partition never judged, put down to the rejoin): that was tansu serving
-/// a fetch from inside a batch with the next batch (see the pause
-/// scenario); passed 4 runs of 4 alone since, and in CI.
+/// member stays the leader); the tests' broker is built with
+/// deploy/tansu.patch (docs/operations.md). The fetch served from inside a
+/// batch (see the pause scenario) is guarded against here too.
 #[test]
 fn a_validator_cut_off_the_network_for_30_s_loses_nothing() {
     let (mut c, stream, parts) =

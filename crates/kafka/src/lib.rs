@@ -161,11 +161,10 @@ pub fn producer_config(kafka: &KafkaArgs) -> ClientConfig {
 /// snapshots), which lz4 shrinks about twelvefold: the broker keeps,
 /// copies and sends that much less. The longer batches are fewer produce
 /// requests under load, and tansu 0.6 pays for each (it serializes its
-/// producer state on every idempotent batch): at a steady 55,000
-/// documents/s on two cores the broker took 7.7 instead of 8.4 µs per
-/// document, and the pipeline kept up with 25 ms and fell behind with 10
-/// (docs/performance.md). At low load each of the two service hops waits
-/// up to 25 ms.
+/// producer state on every idempotent batch): with 25 ms the pipeline keeps
+/// up with a steady 55,000 documents/s on two cores, with 10 it does not
+/// (docs/performance.md, with the command). At low load each of the two
+/// service hops waits up to 25 ms.
 pub fn service_producer_config(kafka: &KafkaArgs) -> ClientConfig {
     idempotent_producer(kafka, "lz4", SERVICE_LINGER_MS)
 }

@@ -180,8 +180,7 @@ impl FlightArgs {
     /// Default of `--max-in-flight`: a stage's outputs wait up to
     /// `linger.ms` (25 ms, [`forecast_kafka::SERVICE_LINGER_MS`]) plus a
     /// produce round trip before they are acknowledged, and 20,000 records
-    /// cover 200,000 records/s over 100 ms of that (the earlier 5,000
-    /// held the validator to 78,000 documents/s when tried with 50 ms).
+    /// cover 200,000 records/s over 100 ms of that.
     pub const MAX_IN_FLIGHT: u32 = 20_000;
     /// Default of `--max-batch`.
     pub const MAX_BATCH: u32 = 500;
