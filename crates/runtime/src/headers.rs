@@ -48,6 +48,11 @@ pub fn headers_with(m: &BorrowedMessage<'_>, added: &[(&str, &[u8])]) -> OwnedHe
             out = out.insert(header);
         }
     }
+    appended(out, added)
+}
+
+/// `out` followed by `added` (key, value) in order.
+fn appended(mut out: OwnedHeaders, added: &[(&str, &[u8])]) -> OwnedHeaders {
     for &(key, value) in added {
         out = out.insert(Header {
             key,
@@ -165,20 +170,14 @@ pub async fn send_refused(
         message: &message,
         policy_version: how.policy_version,
     };
-    let mut out = OwnedHeaders::new();
-    for (key, value) in context(topic, refused.partition, refused.offset, &why) {
-        out = out.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    out = out.insert(Header {
-        key: VALUE_OMITTED,
-        value: Some(
-            "the broker refused this record's outputs; the record stays on its topic at the offset given"
-                .as_bytes(),
-        ),
-    });
+    let context = context(topic, refused.partition, refused.offset, &why);
+    let mut added: Vec<(&str, &[u8])> = context.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    added.push((
+        VALUE_OMITTED,
+        "the broker refused this record's outputs; the record stays on its topic at the offset given"
+            .as_bytes(),
+    ));
+    let out = appended(OwnedHeaders::new(), &added);
     batch
         .send(producer, FutureRecord::to(how.dead_letters).headers(out))
         .await?;

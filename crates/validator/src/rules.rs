@@ -35,9 +35,8 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Every warning, in document order.
     pub warnings: Vec<Warning>,
-    /// Violations not listed, per code, in the order first omitted.
-    omitted: Vec<(RuleCode, u64)>,
-    /// Violations found, per code index.
+    /// Violations found, per code index (empty while none is): those past
+    /// [`VIOLATIONS_LISTED_PER_CODE`] are counted, not listed.
     found: Vec<u32>,
 }
 
@@ -68,7 +67,14 @@ impl Report {
     /// other violations were only counted, saying how many.
     pub fn details(&self) -> Vec<Violation> {
         let mut details = self.violations.clone();
-        details.extend(self.omitted.iter().map(|(code, n)| Violation {
+        let omitted = RuleCode::ALL
+            .iter()
+            .zip(&self.found)
+            .filter_map(|(code, n)| {
+                let n = (*n as usize).checked_sub(VIOLATIONS_LISTED_PER_CODE)?;
+                (n > 0).then_some((code, n))
+            });
+        details.extend(omitted.map(|(code, n)| Violation {
             code: *code,
             field: String::new(),
             message: format!("and {n} more {code} violation(s), not listed"),
@@ -101,10 +107,6 @@ impl Report {
         let found = &mut self.found[code.index()];
         *found = found.saturating_add(1);
         if *found as usize > VIOLATIONS_LISTED_PER_CODE {
-            match self.omitted.iter_mut().find(|(c, _)| *c == code) {
-                Some((_, n)) => *n += 1,
-                None => self.omitted.push((code, 1)),
-            }
             return;
         }
         let (field, message) = (field.into(), message.into());
