@@ -78,18 +78,37 @@ pub const ENV_PREFIX: &str = "FORECAST_KAFKA_";
 /// `FORECAST_KAFKA_<NAME>` sets the property `<name>` in lower case with
 /// `_` read as `.` (librdkafka's names have no `_`): for instance
 /// `FORECAST_KAFKA_SASL_PASSWORD` sets `sasl.password`. This is where
-/// secrets go: a `-X` value shows in the process list.
+/// secrets go: a `-X` value shows in the process list. A variable whose
+/// name ends in `_FILE` names a file holding the value instead (its first
+/// line), as container secrets are given: `FORECAST_KAFKA_SASL_PASSWORD_FILE
+/// =/run/secrets/validator.password` sets `sasl.password` (a file that
+/// cannot be read is logged and leaves the property unset).
 pub fn env_properties() -> Vec<(String, String)> {
     properties_from(
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        |path| {
+            std::fs::read_to_string(path)
+                .inspect_err(|e| tracing::error!(path, error = %e, "cannot read a FORECAST_KAFKA_*_FILE secret; the property stays unset"))
+                .ok()
+        },
     )
 }
 
-fn properties_from(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+fn properties_from(
+    vars: impl Iterator<Item = (String, String)>,
+    read: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vars
         .filter_map(|(k, v)| {
             let name = k.strip_prefix(ENV_PREFIX)?;
+            let (name, v) = match name.strip_suffix("_FILE") {
+                Some(name) => (
+                    name,
+                    read(&v)?.lines().next().unwrap_or_default().to_owned(),
+                ),
+                None => (name, v),
+            };
             (!name.is_empty()).then(|| (name.to_ascii_lowercase().replace('_', "."), v))
         })
         .collect();
@@ -312,6 +331,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_variable_reads_the_value_from_its_file() {
+        let vars = [
+            ("FORECAST_KAFKA_SASL_PASSWORD_FILE", "/run/secrets/pw"),
+            ("FORECAST_KAFKA_SASL_USERNAME_FILE", "/missing"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let read = |path: &str| (path == "/run/secrets/pw").then(|| "s3cret\nignored\n".to_owned());
+        assert_eq!(
+            properties_from(vars.into_iter(), read),
+            [("sasl.password".to_owned(), "s3cret".to_owned())]
+        );
+    }
+
+    #[test]
     fn environment_variables_name_properties() {
         let vars = [
             ("FORECAST_KAFKA_SASL_PASSWORD", "s3cret"),
@@ -322,7 +355,7 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert_eq!(
-            properties_from(vars.into_iter()),
+            properties_from(vars.into_iter(), |_| None),
             [
                 ("sasl.password".to_owned(), "s3cret".to_owned()),
                 ("security.protocol".to_owned(), "SASL_SSL".to_owned()),

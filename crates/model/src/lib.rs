@@ -16,10 +16,14 @@
 //! - [`wire`]: Confluent framing, and resolution of older schema versions.
 //! - [`signing`]: the canonical content a sender signs, Ed25519 signing and
 //!   verification, key texts.
+//! - [`keys`]: the key registry of customers' and roles' public keys.
+//! - [`attest`]: the attestation each stage puts on the records it writes,
+//!   and the check of it by the stage that reads them; stage keys.
 //!
 //! Every other crate of the workspace builds on these types; nothing here
-//! does I/O.
+//! does I/O but reading a key registry's file.
 
+pub mod attest;
 mod avro;
 pub mod codec;
 pub mod demand;
@@ -28,6 +32,7 @@ pub mod document;
 pub mod fixtures;
 pub mod intern;
 pub mod json;
+pub mod keys;
 pub mod licence;
 pub mod limits;
 pub mod schema;

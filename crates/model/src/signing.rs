@@ -239,6 +239,12 @@ impl Signer {
         self.key.verifying_key()
     }
 
+    /// What signs records with this key under its id (a role's records:
+    /// licence decisions, supply plans).
+    pub fn attester(&self) -> crate::attest::Attester {
+        crate::attest::Attester::signing(self.key.clone(), self.key_id.clone())
+    }
+
     /// Sets `doc.signature` to this key's signature of its content
     /// (replacing any signature it had).
     pub fn sign(&self, doc: &mut ForecastDocument) {

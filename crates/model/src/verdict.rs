@@ -46,6 +46,7 @@ symbols!(
         KeyRevoked = "KEY_REVOKED",
         SubmittedAtSkew = "SUBMITTED_AT_SKEW",
         DocumentTooLarge = "DOCUMENT_TOO_LARGE",
+        Unattested = "UNATTESTED",
     }
 );
 
@@ -105,6 +106,9 @@ impl RuleCode {
             KeyRevoked => "the signing key is revoked",
             SubmittedAtSkew => {
                 "submitted_at is further from the broker's timestamp than the policy allows"
+            }
+            Unattested => {
+                "the record on a stage's input carries no attestation by a key of the stage before it: the pipeline did not write it, or it was changed since"
             }
             DocumentTooLarge => {
                 "the document is over the policy's size limits (bytes, lines or id length); no other check runs: split it or shorten its ids"

@@ -12,7 +12,7 @@
 //! Nothing here does I/O except loading the policy, list and key files.
 
 pub mod judge;
-pub mod keys;
+pub use forecast_model::keys;
 pub mod policy;
 pub mod restricted;
 pub mod rules;

@@ -205,6 +205,10 @@ fn check_signature(doc: &ForecastDocument, policy: &Policy, r: &mut Report) {
                 RuleCode::KeyNotForCustomer,
                 format!("key `{key}` signs for `{owner}`, not for `{}`", doc.customer_id),
             ),
+            Finding::NotACustomersKey(role) => (
+                RuleCode::KeyNotForCustomer,
+                format!("key `{key}` is the {role}'s, which signs records, not documents"),
+            ),
             Finding::NotYetValid(from) => (
                 RuleCode::KeyNotYetValid,
                 format!("key `{key}` is valid from {from}, after submitted_at {}", doc.submitted_at),

@@ -7,11 +7,16 @@
 //! acknowledged; records are handled in order with a bounded window of
 //! them in flight, so a crash replays at most the window, and replays
 //! produce the same outputs (the validator is a pure function).
+//!
+//! Every record it writes carries the validator's attestation
+//! ([`forecast_model::attest`]): the aggregator and the planner believe
+//! nothing else.
 
 use std::sync::Arc;
 
 use clap::Args;
 use forecast_kafka::KafkaArgs;
+use forecast_model::attest::Attester;
 use forecast_model::{
     ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire,
 };
@@ -71,6 +76,7 @@ impl Default for ValidatorArgs {
 /// Runs until `token` is cancelled or a delivery fails for good.
 pub async fn run(
     validator: Validator,
+    attester: Option<Attester>,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     args: &ValidatorArgs,
@@ -86,6 +92,7 @@ pub async fn run(
         topics,
         args,
         metrics: &metrics,
+        attester: attester.as_ref(),
         spare: None,
         warned_create_time: false,
     };
@@ -112,6 +119,8 @@ struct Validate<'a> {
     topics: &'a TopicArgs,
     args: &'a ValidatorArgs,
     metrics: &'a Metrics,
+    /// What attests every record it writes (`None`: attestation off).
+    attester: Option<&'a Attester>,
     /// The last decoded document, decoded into again by the next record.
     spare: Option<Box<ForecastDocument>>,
     /// Whether the producer's-clock warning was logged (once per process).
@@ -128,6 +137,7 @@ impl Handler for Validate<'_> {
             topics,
             args,
             metrics,
+            attester,
             ref mut spare,
             ref mut warned_create_time,
         } = *self;
@@ -178,7 +188,9 @@ impl Handler for Validate<'_> {
                     .key(key.as_bytes())
                     .payload(payload)
                     .headers(headers);
-                batch.send(producer, record).await?;
+                batch
+                    .send(producer, headers::attested(record, attester))
+                    .await?;
                 metrics.record_out(Output::Validated);
             }
             (judged, _) => {
@@ -209,7 +221,9 @@ impl Handler for Validate<'_> {
                         policy_version: &verdict.policy_version,
                     },
                 );
-                batch.send(producer, record).await?;
+                batch
+                    .send(producer, headers::attested(record, attester))
+                    .await?;
                 metrics.record_out(Output::Rejected);
                 metrics.rejected(&verdict.codes);
                 metrics.dead_letter(stage);
@@ -226,7 +240,9 @@ impl Handler for Validate<'_> {
         if let Some(key) = key.as_deref().map(str::as_bytes).or(m.key()) {
             record = record.key(key);
         }
-        batch.send(producer, record).await?;
+        batch
+            .send(producer, headers::attested(record, attester))
+            .await?;
         metrics.record_out(Output::Audit);
         judged.recycle(spare);
         Ok(())
@@ -244,6 +260,7 @@ impl Handler for Validate<'_> {
             dead_letters: &self.topics.topic_rejected,
             stage: Stage::Validate,
             policy_version: self.validator.policy().version(),
+            attester: self.attester,
         };
         headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }

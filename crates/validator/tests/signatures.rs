@@ -31,6 +31,7 @@ fn key(seed: u8) -> Signer {
 fn entry(signer: &Signer, customer: &str, from: &str, until: Option<&str>) -> KeyEntry {
     KeyEntry {
         key_id: signer.key_id().to_owned(),
+        role: forecast_model::attest::Role::Customer,
         customer_id: customer.into(),
         public_key: signing::public_key_base64(&signer.public_key()),
         valid_from: ts(from),

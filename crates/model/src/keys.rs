@@ -1,5 +1,6 @@
 //! The key registry: which Ed25519 public key may sign for which customer,
-//! and when (docs/signatures.md).
+//! or for which role (the compliance office's licence decisions, the
+//! operator's supply plan), and when (docs/signatures.md).
 //!
 //! A JSON Lines file, one key per line, so that `forecastctl keys generate
 //! ... >> keys.jsonl` registers a key; blank lines and lines starting with
@@ -13,12 +14,21 @@
 //! (`valid_until` null: no end); a revoked key signs nothing, whatever the
 //! date. Unknown members are an error, so a typo (`"revokd": true`) cannot
 //! leave a key in service.
+//!
+//! A key of a role other than `customer` has `"role"` and no
+//! `customer_id`; it signs records, not documents, and its validity is
+//! checked against the record's time:
+//!
+//! ```text
+//! {"key_id":"ed25519:9b1c...","role":"compliance","public_key":"<32 bytes, base64>","valid_from":"2026-01-01T00:00:00Z"}
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use forecast_model::signing::{self, VerifyingKey};
-use forecast_model::{ForecastDocument, Timestamp};
+use crate::attest::{Check, Role};
+use crate::signing::{self, VerifyingKey};
+use crate::{ForecastDocument, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// One line of the registry.
@@ -27,7 +37,12 @@ use serde::{Deserialize, Serialize};
 pub struct KeyEntry {
     /// The id signatures name (`signature.key_id`).
     pub key_id: String,
-    /// The one customer this key signs for.
+    /// Whom the key speaks for: `customer` (the default), `compliance` or
+    /// `operator`.
+    #[serde(default = "customer", skip_serializing_if = "is_customer")]
+    pub role: Role,
+    /// The one customer this key signs for (a customer's key only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub customer_id: String,
     /// The 32 public-key bytes in base64, or an SPKI PEM.
     pub public_key: String,
@@ -39,6 +54,14 @@ pub struct KeyEntry {
     /// Revoked: signs nothing, whatever the date.
     #[serde(default)]
     pub revoked: bool,
+}
+
+fn customer() -> Role {
+    Role::Customer
+}
+
+fn is_customer(role: &Role) -> bool {
+    *role == Role::Customer
 }
 
 impl KeyEntry {
@@ -53,6 +76,7 @@ impl KeyEntry {
     ) -> Self {
         KeyEntry {
             key_id: signer.key_id().to_owned(),
+            role: Role::Customer,
             customer_id: customer_id.to_owned(),
             public_key: signing::public_key_base64(&signer.public_key()),
             valid_from,
@@ -101,6 +125,8 @@ pub enum Finding {
     UnknownKey,
     /// The key signs for another customer (named).
     OtherCustomer(String),
+    /// The key is a role's, not a customer's.
+    NotACustomersKey(Role),
     /// `submitted_at` is before the key's `valid_from`.
     NotYetValid(Timestamp),
     /// `submitted_at` is at or after the key's `valid_until`.
@@ -124,7 +150,7 @@ impl KeyRegistry {
     /// Parses a registry's text; `name` is what errors call it.
     pub fn from_text(text: &str, name: &str) -> Result<Self, KeyRegistryError> {
         let mut entries = Vec::new();
-        for (line, entry) in forecast_model::json::settings_lines::<KeyEntry>(text) {
+        for (line, entry) in crate::json::settings_lines::<KeyEntry>(text) {
             let entry = entry.map_err(|e| KeyRegistryError::Entry {
                 path: name.to_owned(),
                 line,
@@ -159,8 +185,29 @@ impl KeyRegistry {
             };
             let public = signing::public_key_from_text(&entry.public_key)
                 .map_err(|e| error(format!("key `{}`: {e}", entry.key_id)))?;
-            if entry.key_id.is_empty() {
-                return Err(error("an empty key_id".into()));
+            if entry.key_id.is_empty() || entry.key_id.contains(' ') {
+                return Err(error("a key_id empty or holding a space".into()));
+            }
+            match (entry.role, entry.customer_id.is_empty()) {
+                (Role::Customer, true) => {
+                    return Err(error(format!(
+                        "key `{}` names no customer_id (a role's key says its role)",
+                        entry.key_id
+                    )));
+                }
+                (Role::Compliance | Role::Operator, false) => {
+                    return Err(error(format!(
+                        "key `{}` is the {}'s and names a customer_id: a key speaks for one of them",
+                        entry.key_id, entry.role
+                    )));
+                }
+                (Role::Validator | Role::Aggregator, _) => {
+                    return Err(error(format!(
+                        "key `{}`: a stage's key is a secret and lives in the stage-key file, not in the registry",
+                        entry.key_id
+                    )));
+                }
+                _ => {}
             }
             if let Some(until) = entry
                 .valid_until
@@ -216,7 +263,9 @@ impl KeyRegistry {
         };
         let mut findings = Vec::new();
         let entry = &key.entry;
-        if entry.customer_id != doc.customer_id {
+        if entry.role != Role::Customer {
+            findings.push(Finding::NotACustomersKey(entry.role));
+        } else if entry.customer_id != doc.customer_id {
             findings.push(Finding::OtherCustomer(entry.customer_id.clone()));
         }
         if entry.revoked {
@@ -234,16 +283,31 @@ impl KeyRegistry {
         }
         findings
     }
+
+    /// The checks of the record signatures of `role`'s keys.
+    pub fn checks(&self, role: Role) -> Vec<(String, Check)> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| k.entry.role == role)
+            .map(|(id, k)| {
+                let e = &k.entry;
+                let check =
+                    Check::signature(role, k.public, e.valid_from, e.valid_until, e.revoked);
+                (id.clone(), check)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forecast_model::signing::SigningKey;
+    use crate::signing::SigningKey;
 
     fn entry(key: &SigningKey, id: &str, customer: &str) -> KeyEntry {
         KeyEntry {
             key_id: id.into(),
+            role: Role::Customer,
             customer_id: customer.into(),
             public_key: signing::public_key_base64(&key.verifying_key()),
             valid_from: "2026-01-01T00:00:00Z".parse().unwrap(),
