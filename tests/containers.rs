@@ -129,6 +129,10 @@ impl Cluster {
             dir.join("restricted.csv"),
         )
         .expect("the conformance sample (see FORECAST_CONFORMANCE_DIR)");
+        // The services' keys, where the containers read them.
+        let keys = crate::processes::test_keys();
+        std::fs::copy(&keys.stage, dir.join("stage-keys.jsonl")).unwrap();
+        std::fs::copy(&keys.roles, dir.join("roles.jsonl")).unwrap();
         let network = name.clone();
         let (broker, brokers) = match std::env::var("FORECAST_TEST_BROKERS") {
             Ok(b) => {
@@ -204,6 +208,10 @@ impl Cluster {
             &mount,
             "-e",
             "RUST_LOG=warn",
+            "-e",
+            &format!("FORECAST_STAGE_KEYS={DATA}/stage-keys.jsonl"),
+            "-e",
+            &format!("FORECAST_ROLE_KEYS={DATA}/roles.jsonl"),
             &image,
         ]);
         cmd.arg(args[0]);
@@ -254,6 +262,8 @@ impl Cluster {
             .with_container_name(format!("{}-{name}", self.name))
             .with_env_var("RUST_LOG", "info,rdkafka=warn,librdkafka=debug")
             .with_env_var("FORECAST_LOG_FORMAT", "text")
+            .with_env_var("FORECAST_STAGE_KEYS", format!("{DATA}/stage-keys.jsonl"))
+            .with_env_var("FORECAST_ROLE_KEYS", format!("{DATA}/roles.jsonl"))
             .with_mount(Mount::bind_mount(self.dir.display().to_string(), DATA))
             .start()
             .unwrap_or_else(|e| {

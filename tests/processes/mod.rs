@@ -312,6 +312,70 @@ pub fn broker_with_topics(test: &str, kind: &str, partitions: u32) -> (Broker, N
     (broker, names, dir)
 }
 
+/// The keys every pipeline of this test process runs with (docs/security.md,
+/// "Trust between stages"): a stage key each for the validator and the
+/// aggregator, and a registry of a compliance and an operator key, whose
+/// private keys sign `licences load` and `supply load`.
+#[derive(Debug)]
+pub struct TestKeys {
+    /// The stage-key file (`FORECAST_STAGE_KEYS`).
+    pub stage: PathBuf,
+    /// The role registry (`FORECAST_ROLE_KEYS`).
+    pub roles: PathBuf,
+    /// The compliance office's private key (`licences load --signing-key`).
+    pub compliance: PathBuf,
+    /// The operator's private key (`supply load --signing-key`).
+    pub operator: PathBuf,
+}
+
+/// The keys of this test process, made once.
+pub fn test_keys() -> &'static TestKeys {
+    static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use forecast_model::attest::{Role, StageKeyEntry};
+        use forecast_model::keys::KeyEntry;
+        use forecast_model::signing::{self, Signer};
+        let dir = std::env::temp_dir().join(format!("forecast-test-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let since: forecast_model::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let stage: String = [Role::Validator, Role::Aggregator]
+            .map(|r| StageKeyEntry::generate(r, since).unwrap().line() + "\n")
+            .concat();
+        let mut roles = String::new();
+        let mut private = Vec::new();
+        for role in [Role::Compliance, Role::Operator] {
+            let key = signing::generate_key().unwrap();
+            let pem = signing::private_key_pem(&key).unwrap();
+            let entry = KeyEntry {
+                role,
+                ..KeyEntry::for_signer(&Signer::new(key, None), "", since, None)
+            };
+            roles += &(serde_json::to_string(&entry).unwrap() + "\n");
+            let path = dir.join(format!("{role}.key"));
+            std::fs::write(&path, pem.as_bytes()).unwrap();
+            private.push(path);
+        }
+        let keys = TestKeys {
+            stage: dir.join("stage-keys.jsonl"),
+            roles: dir.join("roles.jsonl"),
+            operator: private.pop().unwrap(),
+            compliance: private.pop().unwrap(),
+        };
+        std::fs::write(&keys.stage, stage).unwrap();
+        std::fs::write(&keys.roles, roles).unwrap();
+        keys
+    })
+}
+
+/// `FORECAST_STAGE_KEYS` and `FORECAST_ROLE_KEYS` of [`test_keys`].
+pub fn key_env() -> [(&'static str, &'static Path); 2] {
+    let keys = test_keys();
+    [
+        ("FORECAST_STAGE_KEYS", keys.stage.as_path()),
+        ("FORECAST_ROLE_KEYS", keys.roles.as_path()),
+    ]
+}
+
 /// Runs `forecastctl` to completion.
 pub fn run(args: &[String]) -> std::process::Output {
     run_as(args, None)
@@ -323,6 +387,7 @@ pub fn run_as(args: &[String], principal: Option<&Principal>) -> std::process::O
         .args(args)
         .current_dir(repo())
         .env("RUST_LOG", "warn")
+        .envs(key_env())
         .envs(principal.map(Principal::env).unwrap_or_default())
         .output()
         .unwrap()
@@ -359,6 +424,7 @@ pub fn spawn_logged_as(args: &[String], log: &Path, principal: Option<&Principal
         .args(args)
         .current_dir(repo())
         .env("RUST_LOG", "info,rdkafka=warn")
+        .envs(key_env())
         .envs(principal.map(Principal::env).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())

@@ -201,6 +201,8 @@ impl Pipeline {
         let mut args = self
             .names
             .command(&["licences", "load"], &self.broker.brokers);
+        args.push("--signing-key".into());
+        args.push(test_keys().compliance.display().to_string());
         args.push(file.display().to_string());
         let out = run(&args);
         assert!(

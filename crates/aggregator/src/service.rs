@@ -40,31 +40,44 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use forecast_kafka::KafkaArgs;
-use forecast_kafka::reader_config;
+use forecast_model::attest::{Attester, Unattested, Verifier};
 use forecast_model::{
-    DecodeError, ForecastDocument, LicenceDecision, LicenceRegister, Outcome, Registry, RuleCode,
-    SourceCoordinates, Stage, Timestamp, Verdict, Violation, WarningCode, wire,
+    LicenceDecision, LicenceRegister, Outcome, RuleCode, SourceCoordinates, Stage, Timestamp,
+    Verdict, Violation, WarningCode, wire,
 };
 use forecast_runtime::config::TopicArgs;
-use forecast_runtime::continuity::Positions;
-use forecast_runtime::group::follow;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::table;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Message, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{Decided, DemandState, Sequenced, sequenced_verdict};
+
+mod inputs;
+
+use inputs::{Decoder, follow_decisions, header, restored, source_of};
+
+/// What the aggregator believes and how it attests: the validator's key on
+/// its input, the compliance office's on licence decisions, its own on
+/// what it writes.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Attests every record written (`None`: attestation off).
+    pub attester: Option<Attester>,
+    /// Believes a validated record.
+    pub validated: Verifier,
+    /// Believes a licence decision.
+    pub decisions: Verifier,
+}
 
 /// How long the aggregator waits at start for the licence decisions so far
 /// before it consumes; later ones are taken as they arrive.
@@ -140,6 +153,7 @@ pub fn snapshot_key(customer_id: &str, partition: i32) -> String {
 
 /// Runs until `token` is cancelled or a delivery fails for good.
 pub async fn run(
+    keys: Keys,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     args: &AggregatorArgs,
@@ -152,9 +166,12 @@ pub async fn run(
     let (read, caught_up) = tokio::sync::oneshot::channel();
     let follower = {
         let (kafka, topic, token) = (kafka.clone(), topics.topic_licences.clone(), token.clone());
+        let (signed_by, metrics) = (keys.decisions.clone(), metrics.clone());
         std::thread::Builder::new()
             .name("licence-decisions".into())
-            .spawn(move || follow_decisions(&kafka, &topic, &tx, read, &token))?
+            .spawn(move || {
+                follow_decisions(&kafka, &topic, &tx, read, &token, &signed_by, &metrics)
+            })?
     };
     // The decisions so far, before any document: the first snapshots
     // count under them.
@@ -183,6 +200,7 @@ pub async fn run(
         topics,
         metrics: &metrics,
         decoder: Decoder::default(),
+        keys: &keys,
     };
     let result = args
         .flight
@@ -202,54 +220,6 @@ pub async fn run(
     drop(handler);
     let _ = tokio::task::spawn_blocking(move || follower.join()).await;
     result
-}
-
-/// Reads `licences.decisions` to its end (then `read` is sent), then
-/// follows it, sending every decision to `tx`, until `token` is cancelled
-/// or the receiver is gone. A topic that cannot be read is retried every
-/// 5 s; an undecodable record is logged and skipped; a tombstone is
-/// ignored (a decision is replaced by a later one, never deleted).
-fn follow_decisions(
-    kafka: &KafkaArgs,
-    topic: &str,
-    tx: &tokio::sync::mpsc::UnboundedSender<LicenceDecision>,
-    read: tokio::sync::oneshot::Sender<()>,
-    token: &CancellationToken,
-) {
-    let take = |m: &BorrowedMessage<'_>| {
-        let Some(value) = m.payload() else { return };
-        match wire::decode_decision(value, Registry::embedded()) {
-            Ok(d) => {
-                let _ = tx.send(d);
-            }
-            Err(e) => {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence decision skipped");
-            }
-        }
-    };
-    let reader = loop {
-        if token.is_cancelled() || tx.is_closed() {
-            return;
-        }
-        match table::read_to_end(kafka, &[topic], DECISIONS_WAIT, take) {
-            Ok(reader) => break reader,
-            Err(e) => {
-                tracing::warn!(topic, error = %format!("{e:#}"), "cannot read the licence decisions; retrying in 5 s");
-                std::thread::sleep(Duration::from_secs(5));
-            }
-        }
-    };
-    let _ = read.send(());
-    while !token.is_cancelled() && !tx.is_closed() {
-        match reader.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => take(&m),
-            // librdkafka recovers by itself.
-            Some(Err(e)) => {
-                tracing::warn!(topic, error = %e, "licence decisions: consumer error; retrying")
-            }
-            None => {}
-        }
-    }
 }
 
 /// The aggregator's consume loop: the state of each input partition, and
@@ -272,6 +242,7 @@ struct Aggregate<'a> {
     producer: &'a BatchProducer,
     topics: &'a TopicArgs,
     metrics: &'a Metrics,
+    keys: &'a Keys,
 }
 
 impl Handler for Aggregate<'_> {
@@ -285,21 +256,25 @@ impl Handler for Aggregate<'_> {
             &mut self.licence_changed,
             self.kafka,
             self.topics,
+            &self.keys.validated,
             p,
             o,
         )
         .await?;
-        let applied = handle(
-            part,
-            &mut self.decoder,
-            m,
-            self.producer,
-            self.topics,
-            self.metrics,
-            batch,
-        )
-        .await?;
-        if let Some(Applied {
+        let to = Sink {
+            producer: self.producer,
+            topics: self.topics,
+            metrics: self.metrics,
+            attester: self.keys.attester.as_ref(),
+        };
+        let applied = match headers::verify(m, &self.keys.validated) {
+            Ok(_) => sequence(part, &mut self.decoder, m, &to, batch).await?,
+            Err(why) => {
+                refuse_unattested(m, &why, &to, batch).await?;
+                None
+            }
+        };
+        if let Some(CustomerChange {
             customer,
             at,
             demand_changed,
@@ -327,6 +302,7 @@ impl Handler for Aggregate<'_> {
             dead_letters: &self.topics.topic_rejected,
             stage: Stage::Sequence,
             policy_version: "",
+            attester: self.keys.attester.as_ref(),
         };
         headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }
@@ -370,6 +346,7 @@ impl Handler for Aggregate<'_> {
                 &mut self.licence_changed,
                 self.kafka,
                 self.topics,
+                &self.keys.validated,
                 *p,
                 *next,
             )
@@ -416,199 +393,170 @@ impl Aggregate<'_> {
             };
             let value = encode(&part.state, &customer, at);
             let key = snapshot_key(&customer, p);
-            batch
-                .send(
-                    self.producer,
-                    FutureRecord::to(topic)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice()),
-                )
-                .await?;
+            let record = FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(value.as_slice());
+            let record = headers::attested(record, self.keys.attester.as_ref());
+            batch.send(self.producer, record).await?;
             self.metrics.record_out(output);
         }
         Ok(())
     }
 }
 
-/// The state of partition `p`, ready for the record at offset `o`: rebuilt
-/// from the partition's start when continuity broke, with the decisions of
-/// `register`; then each of its customers is noted in `republish`.
-async fn restored<'p>(
-    partitions: &'p mut HashMap<i32, PartitionState>,
-    register: &LicenceRegister,
-    republish: &mut BTreeMap<(i32, String), Timestamp>,
-    kafka: &KafkaArgs,
-    topics: &TopicArgs,
-    p: i32,
-    o: i64,
-) -> anyhow::Result<&'p mut PartitionState> {
-    let part = partitions
-        .entry(p)
-        .or_insert_with(|| PartitionState::new(register));
-    if part.next != o {
-        // Outputs of records before `o` were produced by whoever read them.
-        tracing::info!(
-            partition = p,
-            from = part.next,
-            to = o,
-            "restoring partition state"
+/// Where a record's outputs go.
+struct Sink<'a> {
+    producer: &'a BatchProducer,
+    topics: &'a TopicArgs,
+    metrics: &'a Metrics,
+    attester: Option<&'a Attester>,
+}
+
+impl Sink<'_> {
+    /// Sends `record`, attested.
+    async fn send(
+        &self,
+        batch: &mut Batch,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> anyhow::Result<()> {
+        batch
+            .send(self.producer, headers::attested(record, self.attester))
+            .await?;
+        Ok(())
+    }
+
+    /// Dead-letters `m` at the sequencing stage, with `code`, and counts it.
+    async fn dead_letter(
+        &self,
+        batch: &mut Batch,
+        m: &BorrowedMessage<'_>,
+        code: RuleCode,
+        message: &str,
+        policy_version: &str,
+    ) -> anyhow::Result<()> {
+        let record = headers::dead_letter(
+            m,
+            &self.topics.topic_rejected,
+            &headers::DeadLetter {
+                stage: "sequence",
+                codes: code.as_str(),
+                message,
+                policy_version,
+            },
         );
-        let started = Instant::now();
-        let state = restore(
-            kafka.clone(),
-            topics.topic_validated.clone(),
-            p,
-            o,
-            seeded(register),
-        )
+        self.send(batch, record).await?;
+        self.metrics.record_out(Output::Rejected);
+        self.metrics.rejected(&[code]);
+        self.metrics.dead_letter(Stage::Sequence);
+        Ok(())
+    }
+
+    /// Sends `verdict` to the audit topic under `key`.
+    async fn audit(
+        &self,
+        batch: &mut Batch,
+        verdict: &Verdict,
+        key: Option<&[u8]>,
+    ) -> anyhow::Result<()> {
+        let audit = wire::encode_verdict(verdict);
+        let mut record = FutureRecord::to(&self.topics.topic_audit).payload(audit.as_slice());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.send(batch, record).await?;
+        self.metrics.record_out(Output::Audit);
+        Ok(())
+    }
+}
+
+/// The verdict on a record of the validated topic that no validator
+/// attested: rejected at the sequencing stage with `UNATTESTED`, naming no
+/// customer and no document (nothing in it can be attributed), with the
+/// record's coordinates as its source.
+pub fn unattested_verdict(
+    source: SourceCoordinates,
+    why: &Unattested,
+    decided_at: Timestamp,
+) -> Verdict {
+    Verdict {
+        document_id: None,
+        revision: None,
+        outcome: Outcome::Rejected,
+        stage: Stage::Sequence,
+        codes: vec![RuleCode::Unattested],
+        warnings: Vec::new(),
+        violations: vec![Violation {
+            code: RuleCode::Unattested,
+            field: String::new(),
+            message: why.to_string(),
+        }],
+        policy_version: String::new(),
+        decided_at,
+        source: Some(source),
+        customer_id: None,
+    }
+}
+
+/// A record no validator attested: dead-lettered with `UNATTESTED`,
+/// counted and audited; it never reaches the state.
+async fn refuse_unattested(
+    m: &BorrowedMessage<'_>,
+    why: &Unattested,
+    to: &Sink<'_>,
+    batch: &mut Batch,
+) -> anyhow::Result<()> {
+    tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %why, "unattested record on the validated topic: dead-lettered, not applied");
+    to.metrics.unattested(m.topic());
+    let message =
+        format!("{why}; written by something other than the validator, it is not applied");
+    to.dead_letter(batch, m, RuleCode::Unattested, &message, "")
         .await?;
-        tracing::info!(
-            partition = p,
-            documents = state.live_documents(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "restored"
-        );
-        let now = Timestamp::now();
-        for customer in state.customers() {
-            republish.insert((p, customer.to_owned()), now);
-        }
-        *part = PartitionState { state, next: o };
-    }
-    Ok(part)
+    let source = SourceCoordinates {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+    };
+    let verdict = unattested_verdict(source, why, decided_at(m));
+    to.audit(batch, &verdict, None).await
 }
 
-/// `state` after applying the records of `partition` before `until`.
-async fn restore(
-    kafka: KafkaArgs,
-    topic: String,
-    partition: i32,
-    until: i64,
-    mut state: DemandState,
-) -> anyhow::Result<DemandState> {
-    tokio::task::spawn_blocking(move || {
-        if until <= 0 {
-            return Ok(state);
-        }
-        let reader: BaseConsumer = reader_config(&kafka).create()?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, forecast_kafka::from_start())?;
-        reader.assign(&tpl)?;
-        let mut decoder = Decoder::default();
-        let mut idle = Instant::now();
-        // Offsets must follow one another up to `until`: records the broker
-        // passed over are read again (forecast_runtime::continuity).
-        let mut positions = Positions::default();
-        loop {
-            match reader.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    if !follow(&mut positions, &reader, &topic, partition, m.offset(), None)? {
-                        continue;
-                    }
-                    if m.offset() >= until {
-                        break;
-                    }
-                    if let Ok((doc, digest)) = decoder.decode(m.payload().unwrap_or_default()) {
-                        state.apply_digested(doc, digest);
-                    }
-                    if m.offset() + 1 >= until {
-                        break;
-                    }
-                    idle = Instant::now();
-                }
-                Some(Err(e)) => anyhow::bail!("cannot read {topic}/{partition} to restore its state: {e}"),
-                None if idle.elapsed() > Duration::from_secs(60) => {
-                    anyhow::bail!("no record of {topic}/{partition} below offset {until} arrived for 60 s while restoring")
-                }
-                None => {}
-            }
-        }
-        Ok(state)
-    })
-    .await?
+/// The record's broker time, or now.
+fn decided_at(m: &BorrowedMessage<'_>) -> Timestamp {
+    m.timestamp()
+        .to_millis()
+        .map_or_else(Timestamp::now, Timestamp::from_millis)
 }
 
-/// Decodes validated records, each into the document the one before it
-/// was decoded into, so that its strings and vectors are reused; with
-/// each its content digest, read off the record. Only what sequencing
-/// and the audit verdict use is read: the other strings (free text,
-/// references, the horizon) stay empty.
-#[derive(Debug, Default)]
-struct Decoder {
-    document: ForecastDocument,
-}
-
-impl Decoder {
-    fn decode(&mut self, record: &[u8]) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
-        let digest =
-            wire::decode_sequencing_digest(record, Registry::embedded(), &mut self.document)?;
-        Ok((&self.document, digest))
-    }
-}
-
-fn header<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
-/// The submitted record a validated one came from (`topic/partition/offset`).
-fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
-    let mut parts = header(m, headers::SOURCE)?.rsplitn(3, '/');
-    let offset = parts.next()?.parse().ok()?;
-    let partition = parts.next()?.parse().ok()?;
-    Some(SourceCoordinates {
-        topic: parts.next()?.to_owned(),
-        partition,
-        offset,
-    })
-}
-
-/// A document applied: its customer, the record's time, and whether the
-/// customer's demand changed.
-struct Applied {
+/// What applying a document changed: its customer, the record's time, and
+/// whether the customer's demand (not only its demand by licence status)
+/// changed.
+struct CustomerChange {
     customer: String,
     at: Timestamp,
     demand_changed: bool,
 }
 
-/// Sequences one record and enqueues its audit verdict; returns what was
-/// applied, if anything.
-async fn handle(
+/// Sequences one attested record and enqueues its audit verdict; returns
+/// what it changed, if anything.
+async fn sequence(
     part: &mut PartitionState,
     decoder: &mut Decoder,
     m: &BorrowedMessage<'_>,
-    producer: &BatchProducer,
-    topics: &TopicArgs,
-    metrics: &Metrics,
+    to: &Sink<'_>,
     batch: &mut Batch,
-) -> anyhow::Result<Option<Applied>> {
-    let decided_at = m
-        .timestamp()
-        .to_millis()
-        .map_or_else(Timestamp::now, Timestamp::from_millis);
+) -> anyhow::Result<Option<CustomerChange>> {
+    let decided_at = decided_at(m);
+    let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
     let (doc, digest) = match decoder.decode(m.payload().unwrap_or_default()) {
         Ok(decoded) => decoded,
         Err(e) => {
-            // The validator only passes documents it decoded: this is a
-            // foreign record. Dead-letter it whole and go on (its audit
-            // verdict is the validator's, if a validator wrote it).
+            // The validator only passes documents it decoded: a validator
+            // of another schema wrote it. Dead-letter it whole and go on
+            // (its audit verdict is the validator's).
             tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; dead-lettered");
             let message = format!("{e} ({})", e.kind());
-            let record = headers::dead_letter(
-                m,
-                &topics.topic_rejected,
-                &headers::DeadLetter {
-                    stage: "sequence",
-                    codes: RuleCode::SchemaInvalid.as_str(),
-                    message: &message,
-                    policy_version: header(m, headers::POLICY_VERSION).unwrap_or_default(),
-                },
-            );
-            batch.send(producer, record).await?;
-            metrics.record_out(Output::Rejected);
-            metrics.dead_letter(Stage::Sequence);
+            to.dead_letter(batch, m, RuleCode::SchemaInvalid, &message, policy_version)
+                .await?;
             return Ok(None);
         }
     };
@@ -626,30 +574,19 @@ async fn handle(
         codes: Vec::new(),
         warnings,
         violations: Vec::<Violation>::new(),
-        policy_version: header(m, headers::POLICY_VERSION)
-            .unwrap_or_default()
-            .to_owned(),
+        policy_version: policy_version.to_owned(),
         decided_at,
         source: source_of(m),
         customer_id: Some(doc.customer_id.clone()),
     };
     let verdict = sequenced_verdict(accepted, &outcome);
     if let Sequenced::Rejected(code) = outcome {
-        metrics.rejected(&[code]);
+        to.metrics.rejected(&[code]);
     }
-    let audit = wire::encode_verdict(&verdict);
-    let key = doc.key();
-    batch
-        .send(
-            producer,
-            FutureRecord::to(&topics.topic_audit)
-                .key(key.as_bytes())
-                .payload(audit.as_slice()),
-        )
+    to.audit(batch, &verdict, Some(doc.key().as_bytes()))
         .await?;
-    metrics.record_out(Output::Audit);
     Ok(match outcome {
-        Sequenced::Applied { demand_changed, .. } => Some(Applied {
+        Sequenced::Applied { demand_changed, .. } => Some(CustomerChange {
             customer: doc.customer_id.clone(),
             at: decided_at,
             demand_changed,

@@ -19,6 +19,27 @@ pub(crate) fn forecastctl() -> PathBuf {
         .unwrap_or_else(|| "forecastctl".into())
 }
 
+/// The stage keys the services of this run attest with and believe
+/// (docs/security.md, "Trust between stages"), made once per run.
+fn stage_keys() -> &'static Path {
+    static KEYS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use forecast_model::attest::{Role, StageKeyEntry};
+        let path =
+            std::env::temp_dir().join(format!("forecast-bench-keys-{}.jsonl", std::process::id()));
+        let since = forecast_model::Timestamp::from_millis(0);
+        let lines: String = [Role::Validator, Role::Aggregator]
+            .map(|r| {
+                StageKeyEntry::generate(r, since)
+                    .map(|e| e.line() + "\n")
+                    .unwrap_or_default()
+            })
+            .concat();
+        let _ = std::fs::write(&path, lines);
+        path
+    })
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -90,6 +111,7 @@ impl Service {
                 &t.topic_licences,
             ])
             .env("RUST_LOG", "warn")
+            .env("FORECAST_STAGE_KEYS", stage_keys())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &kafka.properties {

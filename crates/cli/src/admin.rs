@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use forecast_kafka::KafkaArgs;
+use forecast_model::attest::Attester;
 use forecast_runtime::config::TopicArgs;
 
 use crate::services::LayoutArgs;
@@ -35,6 +36,8 @@ pub enum SupplyCommand {
         kafka: KafkaArgs,
         #[command(flatten)]
         topics: TopicArgs,
+        #[command(flatten)]
+        signing: RecordSigningArgs,
         /// The plan.
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -60,10 +63,38 @@ pub enum LicencesCommand {
         kafka: KafkaArgs,
         #[command(flatten)]
         topics: TopicArgs,
+        #[command(flatten)]
+        signing: RecordSigningArgs,
         /// The decisions.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// How `licences load` and `supply load` sign what they publish.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct RecordSigningArgs {
+    /// Sign every record with this private key (PKCS#8 PEM, as `keys
+    /// generate --role compliance` or `--role operator` writes it), whose
+    /// public key the registry holds under that role: the services believe
+    /// nothing else.
+    #[arg(long, env = "FORECAST_RECORD_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Publish unsigned: only services run with --insecure-no-attestation
+    /// take the records.
+    #[arg(long)]
+    pub unsigned: bool,
+}
+
+impl RecordSigningArgs {
+    /// What signs the records (`None`: --unsigned).
+    pub fn attester(&self) -> anyhow::Result<Option<Attester>> {
+        match &self.signing_key {
+            None => Ok(None),
+            Some(path) => Ok(Some(forecast_producer::read_signer(path, None)?.attester())),
+        }
+    }
 }
 
 /// Publishes a licence file's decisions to the licences topic, which must
@@ -71,18 +102,22 @@ pub enum LicencesCommand {
 pub async fn load_licences(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
+    signing: &RecordSigningArgs,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
+    let attester = signing.attester()?;
     let decisions = crate::read_licences(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    publish_licences(kafka, topics, &decisions).await
+    publish_licences(kafka, topics, &decisions, attester.as_ref()).await
 }
 
 /// Publishes decisions to the licences topic, which must exist, one record
-/// each keyed `application_number/decided_at`; fails on the first not delivered.
+/// each keyed `application_number/decided_at` and signed by `attester`;
+/// fails on the first not delivered.
 pub async fn publish_licences(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     decisions: &[forecast_model::LicenceDecision],
+    attester: Option<&Attester>,
 ) -> anyhow::Result<()> {
     let topic = &topics.topic_licences;
     forecast_runtime::topics::require_topic(kafka, topic).await?;
@@ -95,6 +130,7 @@ pub async fn publish_licences(
         let record = rdkafka::producer::FutureRecord::to(topic)
             .key(key.as_bytes())
             .payload(value.as_slice());
+        let record = forecast_runtime::headers::attested(record, attester);
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
     for (d, delivery) in decisions.iter().zip(deliveries) {
@@ -120,11 +156,14 @@ pub async fn publish_licences(
 pub async fn load_supply(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
+    signing: &RecordSigningArgs,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
+    let attester = signing.attester()?;
     let entries = forecast_planner::supply::load(file)?;
     forecast_runtime::topics::require_topic(kafka, &topics.topic_supply).await?;
-    forecast_planner::supply::publish(kafka, &topics.topic_supply, &entries).await?;
+    forecast_planner::supply::publish(kafka, &topics.topic_supply, &entries, attester.as_ref())
+        .await?;
     eprintln!(
         "{} supply entries published to {}",
         entries.len(),

@@ -192,6 +192,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
         Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
+        Command::Keys(signing::KeysCommand::Stage(args)) => signing::stage(&args),
         Command::Sign(args) => signing::sign(&args, &mut out),
         Command::Tokens(tokens::TokensCommand::Generate(args)) => tokens::generate(&args, &mut out),
         other => {
@@ -266,15 +267,17 @@ fn run_async(command: Command) -> ExitCode {
             Command::Supply(admin::SupplyCommand::Load {
                 kafka,
                 topics,
+                signing,
                 file,
-            }) => admin::load_supply(&kafka, &topics, &file)
+            }) => admin::load_supply(&kafka, &topics, &signing, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Licences(admin::LicencesCommand::Load {
                 kafka,
                 topics,
+                signing,
                 file,
-            }) => admin::load_licences(&kafka, &topics, &file)
+            }) => admin::load_licences(&kafka, &topics, &signing, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),

@@ -7,10 +7,12 @@ use std::time::Duration;
 use clap::Args;
 use forecast_aggregator::service::AggregatorArgs;
 use forecast_kafka::KafkaArgs;
+use forecast_model::attest::Role;
 use forecast_runtime::config::{LogArgs, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::Supervisor;
 use forecast_runtime::topics::TopicLayout;
+use forecast_runtime::trust::{RoleKeyArgs, Trust, TrustArgs};
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,8 @@ pub struct ServiceArgs {
     pub http: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// How long a stopping service may take.
@@ -103,6 +107,8 @@ pub struct AggregateArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
     #[command(flatten)]
+    pub role_keys: RoleKeyArgs,
+    #[command(flatten)]
     pub aggregator: AggregatorArgs,
 }
 
@@ -134,6 +140,19 @@ pub struct PlannerServiceArgs {
     pub limits: forecast_runtime::http::HttpLimits,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub role_keys: RoleKeyArgs,
+}
+
+/// What the aggregator attests with and believes, under `trust`.
+pub fn aggregator_keys(trust: &Trust) -> forecast_aggregator::service::Keys {
+    forecast_aggregator::service::Keys {
+        attester: trust.attester(Role::Aggregator),
+        validated: trust.stages(&[Role::Validator]),
+        decisions: trust.signed_by(Role::Compliance, "licence decision"),
+    }
 }
 
 /// Creates the topics, logging what was created.
@@ -184,6 +203,7 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
         .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
     let validator = forecast_validator::Validator::new(policy);
     let service = &args.service;
+    let trust = Trust::load(&service.trust, None, Some(Role::Validator))?;
     run_service(
         service,
         "validator",
@@ -192,6 +212,7 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
         |metrics, token| {
             forecast_validator::service::run(
                 validator,
+                trust.attester(Role::Validator),
                 &service.kafka,
                 &service.topics,
                 &args.validator,
@@ -206,6 +227,12 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
 /// Runs the aggregating service until SIGINT/SIGTERM.
 pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow::Result<()> {
     let service = &args.service;
+    let trust = Trust::load(
+        &service.trust,
+        Some(&args.role_keys),
+        Some(Role::Aggregator),
+    )?;
+    let keys = aggregator_keys(&trust);
     run_service(
         service,
         "aggregator",
@@ -213,6 +240,7 @@ pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow
         axum::Router::new(),
         |metrics, token| {
             forecast_aggregator::service::run(
+                keys,
                 &service.kafka,
                 &service.topics,
                 &args.aggregator,
@@ -233,20 +261,26 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
             .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?,
     );
     let tls = args.tls.config()?;
+    let trust = Trust::load(&args.trust, Some(&args.role_keys), None)?;
+    // Refused before anything starts: an open API off loopback.
+    let access = args.access.access(args.http).map_err(|e| {
+        use forecast_runtime::failure::{Classified, Domain};
+        anyhow::Error::new(Classified::new(
+            Domain::Internal,
+            format!("{e} (see --tokens)"),
+        ))
+    })?;
     let listener = forecast_runtime::http::bind(args.http).await?;
     let metrics = Arc::new(Metrics::new("planner"));
     let feed = forecast_planner::feed::spawn(
         planner.clone(),
         args.kafka.clone(),
         args.topics.clone(),
+        forecast_planner::feed::Believed::from_trust(&trust),
         metrics.clone(),
         token.clone(),
     );
-    let access = args
-        .access
-        .access()
-        .map_err(|e| anyhow::anyhow!("{e} (see --tokens)"))?;
-    if matches!(access, forecast_planner::auth::Access::Open) {
+    if matches!(access, forecast_planner::auth::Access::Open(_)) {
         tracing::warn!(
             http = %args.http,
             "no --tokens: the planner API answers anyone who reaches {}",
@@ -333,6 +367,7 @@ mod tests {
             "127.0.0.1:9",
             "--http",
             &addr,
+            "--insecure-no-attestation",
         ]) else {
             panic!("not aggregate");
         };

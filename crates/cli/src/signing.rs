@@ -1,5 +1,7 @@
 //! `forecastctl keys generate` and `forecastctl sign`: a customer's side of
-//! signed submissions (docs/signatures.md).
+//! signed submissions, and the keys of the roles that sign records
+//! (docs/signatures.md); `forecastctl keys stage`: the stages' secrets
+//! (docs/security.md, "Trust between stages").
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use forecast_model::Timestamp;
+use forecast_model::attest::{Role, StageKeyEntry};
 use forecast_model::signing::{self, Signer};
 use forecast_validator::KeyEntry;
 
@@ -21,14 +24,43 @@ pub enum KeysCommand {
     /// the key registry entry, so that `>> keys.jsonl` registers it. Never
     /// overwrites a file.
     Generate(GenerateArgs),
+    /// Make a new secret key for a stage (validator or aggregator) and
+    /// append it to a stage-key file (created with mode 0600): the stage
+    /// attests what it writes with it, and the stages after it believe
+    /// only what it attested. Give the file to the stage and to the stages
+    /// that read it; the secret is never printed.
+    Stage(StageArgs),
+}
+
+/// Arguments of `keys stage`.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// The stage the key attests for.
+    #[arg(long, value_parser = ["validator", "aggregator"])]
+    pub stage: String,
+    /// The stage-key file to append to.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// When the stage starts attesting with it (RFC 3339); default now.
+    /// To rotate, add the new key to every reader's file first, with a
+    /// --valid-from after they are restarted.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub valid_from: Option<Timestamp>,
 }
 
 /// Arguments of `keys generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// The customer the key signs for (its `customer_id`).
+    /// The customer the key signs for (its `customer_id`); required for a
+    /// customer's key, refused for a role's.
     #[arg(long, value_name = "ID")]
-    pub customer: String,
+    pub customer: Option<String>,
+    /// Whom the key speaks for: a customer (its submissions), the
+    /// compliance office (licence decisions, `licences load
+    /// --signing-key`) or the operator (supply plans, `supply load
+    /// --signing-key`).
+    #[arg(long, default_value = "customer", value_parser = ["customer", "compliance", "operator"])]
+    pub role: String,
     /// Path and name of the key files, without extension.
     #[arg(long, value_name = "PREFIX")]
     pub out: PathBuf,
@@ -61,9 +93,21 @@ const YEAR_MILLIS: i64 = 365 * 24 * 3600 * 1000;
 
 /// Writes the key files and prints the registry entry.
 pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {
-    if args.customer.is_empty() {
-        return Err(RunError::Key("--customer must not be empty".into()));
-    }
+    let role = role_named(&args.role);
+    let customer = match (role, args.customer.as_deref()) {
+        (Role::Customer, Some(c)) if !c.is_empty() => c,
+        (Role::Customer, _) => {
+            return Err(RunError::Key(
+                "--customer must name the customer the key signs for".into(),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(RunError::Key(format!(
+                "--customer is for a customer's key; a {role} key speaks for the {role} only"
+            )));
+        }
+        (_, None) => "",
+    };
     let valid_from = args.valid_from.unwrap_or_else(now_to_the_second);
     let valid_until = args
         .valid_until
@@ -83,23 +127,70 @@ pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> Result<ExitCode, R
         signing::public_key_pem(&public).as_bytes(),
         0o644,
     )?;
-    let entry = KeyEntry::for_signer(
-        &Signer::new(key, None),
-        &args.customer,
-        valid_from,
-        Some(valid_until),
-    );
+    let entry = KeyEntry {
+        role,
+        ..KeyEntry::for_signer(
+            &Signer::new(key, None),
+            customer,
+            valid_from,
+            Some(valid_until),
+        )
+    };
     let line = serde_json::to_string(&entry).map_err(|e| RunError::Key(e.to_string()))?;
     writeln!(out, "{line}")?;
     out.flush()?;
     eprintln!(
         "wrote {} (private: keep it with {}, never share it) and {}; the registry entry for key {} is on standard output",
         key_path.display(),
-        args.customer,
+        if role == Role::Customer {
+            customer
+        } else {
+            role.as_str()
+        },
         pub_path.display(),
         entry.key_id
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The role a `--role`/`--stage` value names (clap allows only these).
+fn role_named(name: &str) -> Role {
+    match name {
+        "compliance" => Role::Compliance,
+        "operator" => Role::Operator,
+        "validator" => Role::Validator,
+        "aggregator" => Role::Aggregator,
+        _ => Role::Customer,
+    }
+}
+
+/// Appends a new stage key to the stage-key file.
+pub fn stage(args: &StageArgs) -> Result<ExitCode, RunError> {
+    let valid_from = args.valid_from.unwrap_or_else(now_to_the_second);
+    let entry = StageKeyEntry::generate(role_named(&args.stage), valid_from)
+        .map_err(|e| RunError::Key(e.to_string()))?;
+    append_private(&args.out, format!("{}\n", entry.line()).as_bytes())?;
+    eprintln!(
+        "appended the {} key {} (valid from {valid_from}) to {}: give it to the {} and to the stages that read what it writes; it is a secret",
+        args.stage,
+        entry.key_id,
+        args.out.display(),
+        args.stage
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Appends `bytes` to `path`, creating it with mode 0600 when missing.
+fn append_private(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| RunError::Key(format!("cannot open {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(|e| RunError::Key(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Prints each document signed, one JSON line each.

@@ -14,10 +14,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use forecast_aggregator::service::AggregatorArgs;
 use forecast_kafka::KafkaArgs;
+use forecast_model::Timestamp;
+use forecast_model::attest::{Attester, Role, StageKeyEntry, StageKeys};
+use forecast_model::keys::{KeyEntry, KeyRegistry};
+use forecast_model::signing::Signer;
 use forecast_planner::demand::{read_licences_to_end, read_to_end};
 use forecast_runtime::config::{LogArgs, LogFormat, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::{Supervisor, blocking};
+use forecast_runtime::trust::Trust;
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -235,7 +240,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     services::create_topics(&kafka, &topics, &LayoutArgs::default()).await?;
     let decisions = crate::read_licences(&args.licences)
         .map_err(|e| anyhow::anyhow!("{e} (see --licences)"))?;
-    crate::admin::publish_licences(&kafka, &topics, &decisions).await?;
+    // The stages attest, and the licence decisions are signed, with keys
+    // made for this run.
+    let (trust, compliance) = run_keys()?;
+    crate::admin::publish_licences(&kafka, &topics, &decisions, Some(&compliance)).await?;
 
     // The API and dashboard answer a token made for this run.
     let (planner_token, access) = {
@@ -274,10 +282,12 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             validator_metrics.clone(),
             policy.clone(),
         );
+        let attester = trust.attester(Role::Validator);
         tasks.spawn("the validator", async move {
             let args = ValidatorArgs::default();
             forecast_validator::service::run(
                 forecast_validator::Validator::new(policy),
+                attester,
                 &kafka,
                 &topics,
                 &args,
@@ -294,9 +304,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             token.clone(),
             aggregator_metrics.clone(),
         );
+        let keys = services::aggregator_keys(&trust);
         tasks.spawn("the aggregator", async move {
             let args = AggregatorArgs::default();
-            forecast_aggregator::service::run(&kafka, &topics, &args, metrics, token).await
+            forecast_aggregator::service::run(keys, &kafka, &topics, &args, metrics, token).await
         });
     }
     {
@@ -311,6 +322,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             planner.clone(),
             kafka.clone(),
             topics.clone(),
+            forecast_planner::feed::Believed::from_trust(&trust),
             planner_metrics.clone(),
             token.clone(),
         );
@@ -454,6 +466,26 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&examples);
     }
     result
+}
+
+/// The keys of a run: a stage key each for the validator and the
+/// aggregator, and a compliance key (registered under its role) that signs
+/// the licence decisions; none leaves the process.
+fn run_keys() -> anyhow::Result<(Trust, Attester)> {
+    let now = Timestamp::now();
+    let mut lines = String::new();
+    for stage in [Role::Validator, Role::Aggregator] {
+        lines += &StageKeyEntry::generate(stage, now)?.line();
+        lines.push('\n');
+    }
+    let stage_keys = StageKeys::from_text(&lines, "the keys of this run")?;
+    let signer = Signer::new(forecast_model::signing::generate_key()?, None);
+    let entry = KeyEntry {
+        role: Role::Compliance,
+        ..KeyEntry::for_signer(&signer, "", now, None)
+    };
+    let registry = KeyRegistry::from_entries(vec![entry])?;
+    Ok((Trust::from_keys(stage_keys, registry), signer.attester()))
 }
 
 /// Makes a key for each registered customer of the examples, requires

@@ -558,7 +558,14 @@ fn a_service_whose_http_address_is_taken_exits_78_naming_it() {
     let addr = held.local_addr().unwrap().to_string();
     for service in ["validate", "aggregate", "planner"] {
         let started = std::time::Instant::now();
-        let out = forecastctl(&[service, "--brokers", "127.0.0.1:9", "--http", &addr]);
+        let out = forecastctl(&[
+            service,
+            "--brokers",
+            "127.0.0.1:9",
+            "--http",
+            &addr,
+            "--insecure-no-attestation",
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{service}: {stderr}");
         assert!(
@@ -593,4 +600,71 @@ fn kafka_properties_come_from_the_environment_and_secrets_stay_out_of_output() {
     assert!(stderr.contains("security.protocol"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+/// Secure by default: a service given no stage keys refuses to start, and
+/// the planner refuses to serve without tokens off loopback; each says what
+/// to give, exits 78 (a deployment to fix) and asks no broker first.
+#[test]
+fn services_refuse_to_start_without_keys_or_open_off_loopback() {
+    for service in ["validate", "aggregate", "planner"] {
+        let out = forecastctl(&[service, "--brokers", "127.0.0.1:9", "--http", "127.0.0.1:0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{service}: {stderr}");
+        assert!(
+            stderr.contains("no stage keys") && stderr.contains("--stage-keys"),
+            "{service}: {stderr}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("forecast-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("stage-keys.jsonl");
+    let _ = std::fs::remove_file(&keys);
+    let keys = keys.display().to_string();
+    let made = forecastctl(&["keys", "stage", "--stage", "validator", "--out", &keys]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = std::fs::read_to_string(&keys).unwrap();
+    let secret = serde_json::from_str::<Value>(text.lines().next().unwrap()).unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!String::from_utf8_lossy(&made.stderr).contains(&secret));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // A file without the aggregator's key: named, with the command that adds one.
+    let out = forecastctl(&[
+        "aggregate",
+        "--brokers",
+        "127.0.0.1:9",
+        "--stage-keys",
+        &keys,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("keys stage --stage aggregator"), "{stderr}");
+    assert!(!stderr.contains(&secret));
+    let out = forecastctl(&[
+        "planner",
+        "--brokers",
+        "127.0.0.1:9",
+        "--http",
+        "0.0.0.0:0",
+        "--stage-keys",
+        &keys,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("without --tokens") && stderr.contains("--insecure-open-api"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

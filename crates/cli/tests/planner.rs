@@ -340,6 +340,10 @@ fn every_endpoint_answers_from_the_topics_and_rejects_bad_requests() {
     )
     .unwrap();
     let mut args = p.names.command(&["supply", "load"], &p.broker.brokers);
+    args.extend([
+        "--signing-key".into(),
+        test_keys().operator.display().to_string(),
+    ]);
     args.push(plan.display().to_string());
     let out = run(&args);
     assert!(

@@ -295,7 +295,7 @@ fn api() -> &'static (tokio::runtime::Runtime, axum::Router) {
         let planner = forecast_planner::testing::sample_planner();
         let router = forecast_planner::auth::protect(
             forecast_planner::api::routes(Arc::new(planner)),
-            forecast_planner::auth::Access::Open,
+            forecast_planner::auth::Access::open(),
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -121,6 +121,15 @@ impl ApiError {
         }
     }
 
+    /// A request to a host name this API does not answer (no tokens: DNS
+    /// rebinding).
+    pub(crate) fn misdirected(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::MISDIRECTED_REQUEST,
+            message: message.into(),
+        }
+    }
+
     /// No token, or one that is not valid.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self {

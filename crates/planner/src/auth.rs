@@ -16,10 +16,13 @@
 //!
 //! Only the SHA-256 of a token is kept: tokens are 256 random bits, so a
 //! fast hash is enough (nothing to guess), and the file reveals none. With
-//! no tokens file the API answers anyone who reaches it (the behaviour for a
-//! loopback demo); with one, every route but the dashboard's static files,
-//! `/openapi.json`, `/healthz` and `/readyz` needs a token, and `/metrics`
-//! a planner's.
+//! no tokens file the API answers anyone who reaches it, so the planner
+//! then refuses to serve on anything but loopback (unless
+//! `--insecure-open-api` says so), and answers only requests whose `Host`
+//! is a loopback name or one of `--allowed-host` (a web page on another
+//! site that rebinds its name to 127.0.0.1 cannot read it); with a tokens
+//! file, every route but the dashboard's static files, `/openapi.json`,
+//! `/healthz` and `/readyz` needs a token, and `/metrics` a planner's.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -121,6 +124,10 @@ pub enum TokensError {
     },
     #[error("no randomness for a new token: {0}")]
     Random(String),
+    #[error(
+        "refusing to serve the planner API on {0} without --tokens: anyone who reaches it would read every customer's demand and verdicts; give --tokens FILE, serve on 127.0.0.1, or say --insecure-open-api"
+    )]
+    OpenOffLoopback(std::net::SocketAddr),
 }
 
 /// The accepted tokens, by their hash.
@@ -214,13 +221,51 @@ impl Tokens {
     }
 }
 
-/// Who may call: anyone (no tokens configured), or holders of a token.
+/// Who may call: anyone whose request names an allowed host (no tokens
+/// configured), or holders of a token.
 #[derive(Debug, Clone)]
 pub enum Access {
-    /// No tokens: every caller is a planner.
-    Open,
+    /// No tokens: every caller is a planner, if its `Host` is allowed.
+    Open(Arc<Hosts>),
     /// Only holders of these tokens.
     Tokens(Arc<Tokens>),
+}
+
+impl Access {
+    /// No tokens, loopback hosts only.
+    pub fn open() -> Self {
+        Access::Open(Arc::new(Hosts::default()))
+    }
+}
+
+/// The `Host` values an API without tokens answers: loopback names and
+/// addresses (`localhost`, `127.0.0.0/8`, `::1`), with any port, and
+/// those given.
+#[derive(Debug, Clone, Default)]
+pub struct Hosts {
+    extra: Vec<String>,
+}
+
+impl Hosts {
+    /// Whether a request with this `Host` header (none: HTTP/1.0, not a
+    /// browser's) is answered.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else { return true };
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            rest.split(']').next().unwrap_or_default()
+        } else {
+            match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => host,
+            }
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name == "localhost"
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || self.extra.iter().any(|h| h.eq_ignore_ascii_case(&name))
+    }
 }
 
 /// Who may call the planner API.
@@ -228,16 +273,34 @@ pub enum Access {
 pub struct AccessArgs {
     /// Bearer tokens that may call the API (JSON Lines, as `forecastctl
     /// tokens generate` prints them). Without it the API answers anyone who
-    /// reaches it: keep it on loopback then.
+    /// reaches it, so the planner serves only on loopback.
     #[arg(long, env = "FORECAST_TOKENS", value_name = "FILE")]
     pub tokens: Option<std::path::PathBuf>,
+    /// Serve without --tokens on an address other than loopback: anyone
+    /// who reaches it reads every customer's demand and verdicts.
+    #[arg(long, env = "FORECAST_INSECURE_OPEN_API")]
+    pub insecure_open_api: bool,
+    /// Without --tokens, also answer requests whose `Host` is this name (or
+    /// address); others than loopback's are refused, against DNS rebinding.
+    #[arg(
+        long = "allowed-host",
+        env = "FORECAST_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl AccessArgs {
-    /// The access these arguments name.
-    pub fn access(&self) -> Result<Access, TokensError> {
+    /// The access these arguments name, serving on `addr`.
+    pub fn access(&self, addr: std::net::SocketAddr) -> Result<Access, TokensError> {
         Ok(match &self.tokens {
-            None => Access::Open,
+            None if !addr.ip().is_loopback() && !self.insecure_open_api => {
+                return Err(TokensError::OpenOffLoopback(addr));
+            }
+            None => Access::Open(Arc::new(Hosts {
+                extra: self.allowed_hosts.clone(),
+            })),
             Some(path) => Access::Tokens(Arc::new(Tokens::from_path(path)?)),
         })
     }
@@ -256,7 +319,19 @@ fn public(path: &str) -> bool {
 /// answers 401 (no or unknown token) or 403 (a customer on `/metrics`).
 async fn authenticate(State(access): State<Access>, mut request: Request, next: Next) -> Response {
     let principal = match &access {
-        Access::Open => Principal::anonymous(),
+        Access::Open(hosts) => {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+            if !hosts.allows(host) {
+                return ApiError::misdirected(
+                    "this API has no tokens and answers only requests to a loopback name (localhost, 127.0.0.1, [::1]) or an --allowed-host",
+                )
+                .into_response();
+            }
+            Principal::anonymous()
+        }
         Access::Tokens(tokens) => {
             if public(request.uri().path()) {
                 return next.run(request).await;
@@ -301,6 +376,60 @@ pub fn protect(router: Router, access: Access) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_tokens_only_loopback_hosts_and_the_allowed_ones_are_answered() {
+        let hosts = Hosts {
+            extra: vec!["planner.internal".into()],
+        };
+        for ok in [
+            None,
+            Some("localhost"),
+            Some("LOCALHOST:8080"),
+            Some("127.0.0.1:8080"),
+            Some("127.1.2.3"),
+            Some("[::1]:8080"),
+            Some("localhost."),
+            Some("planner.internal:443"),
+        ] {
+            assert!(hosts.allows(ok), "{ok:?}");
+        }
+        for rebound in [
+            Some("evil.example"),
+            Some("evil.example:8080"),
+            Some("localhost.evil.example"),
+            Some("10.0.0.5:8080"),
+            Some("[::2]:80"),
+            Some(""),
+            Some("\u{fffd}"),
+        ] {
+            assert!(!hosts.allows(rebound), "{rebound:?}");
+        }
+    }
+
+    #[test]
+    fn without_tokens_the_api_serves_only_on_loopback_unless_told() {
+        let open = AccessArgs::default();
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let err = open.access(any).unwrap_err().to_string();
+        assert!(
+            err.contains("without --tokens") && err.contains("--insecure-open-api"),
+            "{err}"
+        );
+        assert!(matches!(
+            open.access("127.0.0.1:8080".parse().unwrap()),
+            Ok(Access::Open(_))
+        ));
+        assert!(matches!(
+            open.access("[::1]:8080".parse().unwrap()),
+            Ok(Access::Open(_))
+        ));
+        let told = AccessArgs {
+            insecure_open_api: true,
+            ..AccessArgs::default()
+        };
+        assert!(matches!(told.access(any), Ok(Access::Open(_))));
+    }
 
     #[test]
     fn roles_parse_and_print() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::{from_start, partition_ids, reader_config};
+use forecast_model::attest::{Role, Verifier};
 use forecast_model::{DemandSnapshot, LicenceDecision, LicenceSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
@@ -213,17 +214,67 @@ pub enum Input {
     },
 }
 
+/// What the planner believes on each topic it reads: the aggregator's
+/// attestation on demand and demand by licence status, the validator's or
+/// the aggregator's on verdicts, a compliance key's signature on licence
+/// decisions and an operator key's on the supply plan. A record not
+/// believed is logged, counted (`forecast_unattested_records`) and
+/// skipped.
+#[derive(Debug, Clone)]
+pub struct Believed {
+    pub demand: Verifier,
+    pub verdicts: Verifier,
+    pub decisions: Verifier,
+    pub supply: Verifier,
+}
+
+impl Believed {
+    /// Believes every record, whoever wrote it: attestation off.
+    pub fn all() -> Self {
+        Self {
+            demand: Verifier::believing_all(),
+            verdicts: Verifier::believing_all(),
+            decisions: Verifier::believing_all(),
+            supply: Verifier::believing_all(),
+        }
+    }
+
+    /// What believes the records of `topic`.
+    fn of(&self, topic: &str, topics: &TopicArgs) -> &Verifier {
+        if topic == topics.topic_demand || topic == topics.topic_licence_demand {
+            &self.demand
+        } else if topic == topics.topic_audit {
+            &self.verdicts
+        } else if topic == topics.topic_licences {
+            &self.decisions
+        } else {
+            &self.supply
+        }
+    }
+
+    /// What `trust` believes on each input.
+    pub fn from_trust(trust: &forecast_runtime::trust::Trust) -> Self {
+        Self {
+            demand: trust.stages(&[Role::Aggregator]),
+            verdicts: trust.stages(&[Role::Validator, Role::Aggregator]),
+            decisions: trust.signed_by(Role::Compliance, "licence decision"),
+            supply: trust.signed_by(Role::Operator, "supply plan record"),
+        }
+    }
+}
+
 /// Runs [`run`] on a blocking thread, and closes `planner`'s live streams
 /// when it ends.
 pub fn spawn(
     planner: Arc<Planner>,
     kafka: KafkaArgs,
     topics: TopicArgs,
+    believed: Believed,
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(move || {
-        let result = run(&planner, &kafka, &topics, &metrics, &token);
+        let result = run(&planner, &kafka, &topics, &believed, &metrics, &token);
         planner.close();
         result
     })
@@ -236,6 +287,7 @@ pub fn run(
     planner: &Planner,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
+    believed: &Believed,
     metrics: &Metrics,
     token: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -315,7 +367,10 @@ pub fn run(
                     !(t == topic && *p == m.partition() && m.offset() + 1 >= *end)
                 });
             }
-            if let Some(input) = decode(&m, topic, topics, registry) {
+            if let Err(why) = forecast_runtime::headers::verify(&m, believed.of(topic, topics)) {
+                metrics.unattested(topic);
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %why, "record not believed: skipped");
+            } else if let Some(input) = decode(&m, topic, topics, registry) {
                 batch.push(input);
             }
         }

@@ -139,6 +139,7 @@ pub async fn publish(
     kafka: &forecast_kafka::KafkaArgs,
     topic: &str,
     entries: &[SupplyEntry],
+    attester: Option<&forecast_model::attest::Attester>,
 ) -> anyhow::Result<()> {
     use futures::stream::{FuturesUnordered, StreamExt};
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -149,6 +150,7 @@ pub async fn publish(
         let record = FutureRecord::to(topic)
             .key(key.as_bytes())
             .payload(value.as_slice());
+        let record = forecast_runtime::headers::attested(record, attester);
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
     while let Some(d) = deliveries.next().await {

@@ -7,6 +7,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use forecast_model::Stage;
+use forecast_model::attest::{Attester, Covered, Role, Unattested, Verifier};
 
 use crate::inflight::{Batch, BatchProducer, Refused};
 use crate::metrics::{Metrics, Output};
@@ -36,7 +37,56 @@ pub const VALUE_OMITTED: &str = "forecast.errors.value.omitted";
 /// record's headers of that name are never passed on (a submitter cannot
 /// set a verdict field, such as the policy version or the source, that a
 /// later stage reads).
-pub const RESERVED_PREFIX: &str = "forecast.";
+pub const RESERVED_PREFIX: &str = forecast_model::attest::RESERVED_PREFIX;
+
+/// The stage's attestation of the record (`forecast_model::attest`).
+pub const ATTESTATION: &str = forecast_model::attest::HEADER;
+
+/// `record` with `attester`'s attestation appended to its headers (none:
+/// attestation off, the record as it is). Call it last: a header added
+/// after it is not attested, and one of the pipeline's namespace fails the
+/// check.
+pub fn attested<'a>(
+    mut record: FutureRecord<'a, [u8], [u8]>,
+    attester: Option<&Attester>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let Some(attester) = attester else {
+        return record;
+    };
+    let headers = record.headers.take().unwrap_or_default();
+    let covered = Covered {
+        topic: record.topic,
+        key: record.key,
+        value: record.payload,
+    };
+    let mark = attester.attest(covered, headers.iter().map(|h| (h.key, h.value)));
+    record.headers = Some(headers.insert(Header {
+        key: ATTESTATION,
+        value: Some(mark.as_bytes()),
+    }));
+    record
+}
+
+/// Whether `verifier` believes `m`: the role whose key attested it, or
+/// why not (with attestation off, `Ok(None)`).
+pub fn verify(m: &BorrowedMessage<'_>, verifier: &Verifier) -> Result<Option<Role>, Unattested> {
+    let covered = Covered {
+        topic: m.topic(),
+        key: m.key(),
+        value: m.payload(),
+    };
+    let at = m
+        .timestamp()
+        .to_millis()
+        .map(forecast_model::Timestamp::from_millis);
+    let all: Vec<(&str, Option<&[u8]>)> = m
+        .headers()
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .map(|h| (h.key, h.value))
+        .collect();
+    verifier.verify(covered, all.iter().copied(), at)
+}
 
 /// The record's own headers, passed on byte for byte except those of the
 /// stages' own namespace ([`RESERVED_PREFIX`]), which are dropped,
@@ -142,6 +192,8 @@ pub struct Refusal<'a> {
     pub stage: Stage,
     /// The policy version it judges by (empty: none).
     pub policy_version: &'a str,
+    /// What attests the dead letter (`None`: attestation off).
+    pub attester: Option<&'a Attester>,
 }
 
 /// Sends the dead letter of a record of `topic` whose own outputs the
@@ -178,9 +230,11 @@ pub async fn send_refused(
             .as_bytes(),
     ));
     let out = appended(OwnedHeaders::new(), &added);
-    batch
-        .send(producer, FutureRecord::to(how.dead_letters).headers(out))
-        .await?;
+    let record = attested(
+        FutureRecord::to(how.dead_letters).headers(out),
+        how.attester,
+    );
+    batch.send(producer, record).await?;
     metrics.record_out(Output::Rejected);
     metrics.dead_letter(how.stage);
     Ok(())

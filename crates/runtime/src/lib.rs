@@ -14,7 +14,9 @@
 //!   hint and its exit code;
 //! - [`delivery`]: a failed delivery, with its domain;
 //! - [`continuity`]: no record passed over when a partition resumes;
-//! - [`headers`]: dead-letter and metadata header names.
+//! - [`headers`]: dead-letter and metadata header names, the attestation
+//!   of a record written and its check on a record read;
+//! - [`trust`]: the stage keys and role keys a service is given.
 
 pub mod config;
 pub mod continuity;
@@ -30,3 +32,4 @@ pub mod supervise;
 pub mod table;
 pub mod telemetry;
 pub mod topics;
+pub mod trust;

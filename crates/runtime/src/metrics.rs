@@ -42,6 +42,7 @@ pub struct Metrics {
     consumer_lag: Gauge,
     rereads: Counter,
     offsets_passed: Counter,
+    unattested: Family<Label, Counter>,
     /// When the first record was consumed (0: none yet).
     first_in: Seconds,
     /// When a batch's outputs were last all acknowledged (0: none yet).
@@ -154,6 +155,12 @@ impl Metrics {
                 "Seeks back to read records the broker passed over (a fetch that skipped part of a batch)",
                 Counter::default(),
             ),
+            unattested: registered(
+                &mut r,
+                "forecast_unattested_records",
+                "Records refused because no key the service believes attested them, by input topic",
+                Family::<Label, Counter>::default(),
+            ),
             offsets_passed: registered(
                 &mut r,
                 "forecast_consumer_offsets_passed",
@@ -191,6 +198,14 @@ impl Metrics {
         for c in codes {
             self.rejections[c.index()].inc();
         }
+    }
+
+    /// A record of `topic` refused: not attested by a key this service
+    /// believes.
+    pub fn unattested(&self, topic: &str) {
+        self.unattested
+            .get_or_create(&[("topic", topic.to_owned())])
+            .inc();
     }
 
     pub fn dead_letter(&self, stage: Stage) {

@@ -16,7 +16,7 @@ fn planner() -> Arc<Planner> {
 #[tokio::test]
 async fn live_streams_are_bounded_and_a_closed_one_frees_its_place() {
     let planner = Arc::new(Planner::default().with_max_streams(2));
-    let app = crate::auth::protect(routes(planner), crate::auth::Access::Open);
+    let app = crate::auth::protect(routes(planner), crate::auth::Access::open());
     let open = || {
         app.clone().oneshot(
             Request::get("/v1/demand/stream")
@@ -40,7 +40,7 @@ async fn live_streams_are_bounded_and_a_closed_one_frees_its_place() {
 
 /// GETs `uri` with no tokens configured: status, content type and body.
 async fn get(uri: &str) -> (StatusCode, String, String) {
-    get_as(uri, crate::auth::Access::Open, None).await
+    get_as(uri, crate::auth::Access::open(), None).await
 }
 
 /// GETs `uri` from the routes behind `access`, with `token` if any.
@@ -295,4 +295,28 @@ async fn a_customer_reads_its_own_documents_and_rejections_and_nothing_else() {
     let (status, _, body) = get_as("/v1/rejections", access.clone(), Some(&bytedance)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("BYT-1") && !body.contains("TCT-1"), "{body}");
+}
+
+/// Without tokens, a request naming another host (a page that rebound its
+/// name to this address) is refused with 421 and a JSON reason; the same
+/// request to localhost is answered.
+#[tokio::test]
+async fn without_tokens_a_rebound_host_is_refused() {
+    let ask = |host: &'static str| {
+        let app = crate::auth::protect(routes(planner()), crate::auth::Access::open());
+        app.oneshot(
+            Request::get("/v1/demand")
+                .header(header::HOST, host)
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let refused = ask("evil.example:8080").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::MISDIRECTED_REQUEST);
+    let body = to_bytes(refused.into_body(), 1 << 20).await.unwrap();
+    assert!(error(&String::from_utf8_lossy(&body)).contains("--allowed-host"));
+    assert_eq!(
+        ask("localhost:8080").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
