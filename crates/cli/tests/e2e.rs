@@ -338,6 +338,61 @@ fn the_live_validator_verifies_signatures_and_the_submission_time() {
     );
     assert!(has("SIG-OLD", "SUBMITTED_AT_SKEW"), "{codes:?}");
     assert!(has("SIG-NONE", "SIGNATURE_MISSING"), "{codes:?}");
+
+    // A burst of signed documents, one in four changed after signing: the
+    // validator judges such a batch on every core; exactly the changed
+    // ones are SIGNATURE_INVALID.
+    let burst = p.dir.join("burst.jsonl");
+    let text: String = (0..48).map(|i| doc(&format!("SIG-B{i:02}"), now)).collect();
+    std::fs::write(&burst, text).unwrap();
+    let out = run(&[
+        "sign".into(),
+        "--signing-key".into(),
+        key.display().to_string(),
+        burst.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tampered: String = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut d: Value = serde_json::from_str(line).unwrap();
+            if i % 4 == 0 {
+                d["lines"][0]["quantity"] = 1.into();
+            }
+            d.to_string() + "\n"
+        })
+        .collect();
+    let signed_burst = p.dir.join("burst.signed.jsonl");
+    std::fs::write(&signed_burst, tampered).unwrap();
+    assert!(p.submit(&signed_burst).starts_with("48 sent"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let burst_codes = loop {
+        let by_id: std::collections::BTreeMap<String, Vec<String>> = p
+            .verdicts()
+            .into_iter()
+            .filter(|(v, _, _)| v.stage == forecast_model::Stage::Validate)
+            .filter_map(|(v, _, _)| {
+                let id = v.document_id?;
+                id.starts_with("SIG-B")
+                    .then(|| (id, v.codes.iter().map(|c| c.to_string()).collect()))
+            })
+            .collect();
+        if by_id.len() == 48 || Instant::now() > deadline {
+            break by_id;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(burst_codes.len(), 48, "{}", p.logs());
+    for (i, (id, codes)) in burst_codes.iter().enumerate() {
+        let invalid = codes.iter().any(|c| c == "SIGNATURE_INVALID");
+        assert_eq!(invalid, i % 4 == 0, "{id}: {codes:?}");
+    }
     p.stop_gracefully();
     let _ = std::fs::remove_dir_all(&keys_dir);
 }

@@ -231,6 +231,14 @@ pub trait Handler {
         batch: &mut Batch,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Sees a batch's records before they are handled one by one, in
+    /// order: what the handler may work out for all of them at once, on
+    /// every core (the validator's signatures), keeping it for
+    /// [`handle`](Self::handle). Default: nothing.
+    fn prepare(&mut self, records: &[BorrowedMessage<'_>]) {
+        let _ = records;
+    }
+
     /// Adds the outputs that cover the whole batch, once its last record is
     /// handled (the aggregator's demand snapshots). Default: none.
     fn flush(&mut self, batch: &mut Batch) -> impl Future<Output = anyhow::Result<()>> + Send {
@@ -384,19 +392,29 @@ impl InFlight {
                         Err(e) => Err(e),
                     }
                 }
-                Next::Record(mut m) => loop {
-                    batch.consumed(m.partition(), m.offset());
-                    if let Err(e) = handler.handle(&m, &mut batch).await {
-                        break Err(e);
+                Next::Record(m) => {
+                    // The batch: the records already fetched.
+                    let mut records = vec![m];
+                    while let Some(next) = self.more(consumer, topic, records.len(), metrics) {
+                        records.push(next);
                     }
-                    match self.more(consumer, topic, &batch, metrics) {
-                        Some(next) => m = next,
-                        None => {
-                            batch.covering();
-                            break handler.flush(&mut batch).await;
+                    handler.prepare(&records);
+                    let mut handled = Ok(());
+                    for m in &records {
+                        batch.consumed(m.partition(), m.offset());
+                        if let Err(e) = handler.handle(m, &mut batch).await {
+                            handled = Err(e);
+                            break;
                         }
                     }
-                },
+                    match handled {
+                        Ok(()) => {
+                            batch.covering();
+                            handler.flush(&mut batch).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
             };
             if !self.add(handled.map(|()| batch)) {
                 break;
@@ -512,11 +530,11 @@ impl InFlight {
         &mut self,
         consumer: &'c GroupConsumer,
         topic: &str,
-        batch: &Batch,
+        taken: usize,
         metrics: &Metrics,
     ) -> Option<BorrowedMessage<'c>> {
         use futures::FutureExt;
-        if batch.len() >= self.max_batch || self.records + batch.len() >= self.max {
+        if taken >= self.max_batch || self.records + taken >= self.max {
             return None;
         }
         loop {
