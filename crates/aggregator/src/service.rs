@@ -52,7 +52,7 @@ use forecast_model::{
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{
-    Batch, BatchProducer, FlightArgs, Handler, Refused, batch_producer,
+    Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
@@ -202,19 +202,17 @@ pub async fn run(
         decoder: Decoder::default(),
         keys: &keys,
     };
+    let service = Service {
+        kafka,
+        topic: &topics.topic_validated,
+        group: &args.group,
+        instance: args.instance_id.as_deref(),
+        name: "aggregator",
+        metrics: &metrics,
+    };
     let result = args
         .flight
-        .serve(
-            kafka,
-            &topics.topic_validated,
-            &args.group,
-            args.instance_id.as_deref(),
-            "aggregator",
-            &producer,
-            &metrics,
-            &token,
-            &mut handler,
-        )
+        .serve_with_side(&service, &producer, &token, &mut handler)
         .await;
     // The follower ends once the receiver is gone.
     drop(handler);
@@ -307,7 +305,30 @@ impl Handler for Aggregate<'_> {
         headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }
 
-    async fn side_input(&mut self) {
+    /// Publishes the demand of each customer that changed, once per batch:
+    /// the batch settles only when these are acknowledged too.
+    async fn flush(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
+        let changed = std::mem::take(&mut self.changed);
+        self.publish(
+            batch,
+            changed,
+            &self.topics.topic_demand,
+            Output::Demand,
+            |s, c, at| wire::encode_snapshot(&s.snapshot(c, at)),
+        )
+        .await?;
+        let changed = std::mem::take(&mut self.licence_changed);
+        let topic = &self.topics.topic_licence_demand;
+        self.publish(batch, changed, topic, Output::LicenceDemand, |s, c, at| {
+            wire::encode_licence_snapshot(&s.licence_snapshot(c, at))
+        })
+        .await
+    }
+}
+
+/// The licence decisions, and the partitions assigned.
+impl SideInput for Aggregate<'_> {
+    async fn ready(&mut self) {
         if self.pending.is_empty() {
             match self.decisions.recv().await {
                 Some(d) => self.pending.push(d),
@@ -317,11 +338,11 @@ impl Handler for Aggregate<'_> {
         }
     }
 
-    const SIDE_ON_ASSIGN: bool = true;
+    const ON_ASSIGN: bool = true;
 
     /// Takes the decisions received into every partition's state, and
     /// restores the assigned partitions not held yet.
-    async fn side(&mut self, assigned: &[(i32, i64)], _batch: &mut Batch) -> anyhow::Result<()> {
+    async fn take(&mut self, assigned: &[(i32, i64)], _batch: &mut Batch) -> anyhow::Result<()> {
         while let Ok(d) = self.decisions.try_recv() {
             self.pending.push(d);
         }
@@ -353,26 +374,6 @@ impl Handler for Aggregate<'_> {
             .await?;
         }
         Ok(())
-    }
-
-    /// Publishes the demand of each customer that changed, once per batch:
-    /// the batch settles only when these are acknowledged too.
-    async fn flush(&mut self, batch: &mut Batch) -> anyhow::Result<()> {
-        let changed = std::mem::take(&mut self.changed);
-        self.publish(
-            batch,
-            changed,
-            &self.topics.topic_demand,
-            Output::Demand,
-            |s, c, at| wire::encode_snapshot(&s.snapshot(c, at)),
-        )
-        .await?;
-        let changed = std::mem::take(&mut self.licence_changed);
-        let topic = &self.topics.topic_licence_demand;
-        self.publish(batch, changed, topic, Output::LicenceDemand, |s, c, at| {
-            wire::encode_licence_snapshot(&s.licence_snapshot(c, at))
-        })
-        .await
     }
 }
 

@@ -154,6 +154,21 @@ fn final_commit(consumer: &GroupConsumer) {
     }
 }
 
+/// Who a service is on the broker: what [`FlightArgs::serve`] joins.
+#[derive(Debug, Clone, Copy)]
+pub struct Service<'a> {
+    pub kafka: &'a KafkaArgs,
+    /// The topic it consumes.
+    pub topic: &'a str,
+    /// Its consumer group.
+    pub group: &'a str,
+    /// Its static membership id (see [`group_consumer`]).
+    pub instance: Option<&'a str>,
+    /// Its name, in logs and the default instance id.
+    pub name: &'static str,
+    pub metrics: &'a Arc<Metrics>,
+}
+
 /// How many records a service handles at once.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlightArgs {
@@ -190,28 +205,42 @@ impl FlightArgs {
         InFlight::new(self.max_in_flight as usize, self.max_batch as usize)
     }
 
-    /// Runs a service: joins `group` on `topic` (as `instance`, see
+    /// Runs a service: joins its group on its topic (see [`Service`] and
     /// [`group_consumer`]), says it is ready, and hands every record to
     /// `handler` until `token` is cancelled or an output cannot be
     /// delivered.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn serve<H: Handler>(
+    pub async fn serve<H: Handler + Send>(
         &self,
-        kafka: &KafkaArgs,
-        topic: &str,
-        group: &str,
-        instance: Option<&str>,
-        service: &'static str,
+        service: &Service<'_>,
         producer: &BatchProducer,
-        metrics: &Arc<Metrics>,
         token: &CancellationToken,
         handler: &mut H,
     ) -> anyhow::Result<()> {
+        self.serve_with_side(service, producer, token, &mut Alone(handler))
+            .await
+    }
+
+    /// [`serve`](Self::serve) for a handler with side input.
+    pub async fn serve_with_side<H: SideInput>(
+        &self,
+        service: &Service<'_>,
+        producer: &BatchProducer,
+        token: &CancellationToken,
+        handler: &mut H,
+    ) -> anyhow::Result<()> {
+        let Service {
+            kafka,
+            topic,
+            group,
+            instance,
+            name: service,
+            metrics,
+        } = *service;
         let consumer = group_consumer(kafka, topic, group, instance, service, metrics)?;
         metrics.set_ready(true);
         let result = self
             .in_flight()
-            .run(&consumer, producer, topic, metrics, token, handler)
+            .run_with_side(&consumer, producer, topic, metrics, token, handler)
             .await;
         if result.is_ok() {
             tracing::info!(service, "stopped");
@@ -262,25 +291,67 @@ pub trait Handler {
         let error = anyhow::Error::new(refused.failure.clone());
         async move { Err(error) }
     }
+}
 
-    /// Whether [`side`](Self::side) also runs after partitions are
-    /// assigned (the aggregator restores them at once, so that a second
+/// A handler with input from elsewhere than the topic it consumes (the
+/// aggregator's licence decisions), taken between two batches.
+pub trait SideInput: Handler {
+    /// Whether [`take`](Self::take) also runs after partitions are
+    /// assigned (the aggregator restores them at once, so that a side
     /// input taken meanwhile reaches their outputs). Default: no.
-    const SIDE_ON_ASSIGN: bool = false;
+    const ON_ASSIGN: bool = false;
 
-    /// Completes when the handler has input from elsewhere than the
-    /// consumed topic to take (the aggregator's licence decisions);
-    /// awaited beside the consumer, so it must be cancel safe. Default:
-    /// never.
-    fn side_input(&mut self) -> impl Future<Output = ()> + Send {
+    /// Completes when there is side input to take; awaited beside the
+    /// consumer, so it must be cancel safe.
+    fn ready(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Takes that input between two batches, adding its outputs to `batch`
+    /// (which has no consumed record; [`Handler::flush`] follows).
+    /// `assigned`: each assigned partition whose next offset is known, with
+    /// it.
+    fn take(
+        &mut self,
+        assigned: &[(i32, i64)],
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A handler without side input, as the loop runs it.
+struct Alone<'h, H>(&'h mut H);
+
+impl<H: Handler + Send> Handler for Alone<'_, H> {
+    fn handle(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.0.handle(m, batch)
+    }
+
+    fn prepare(&mut self, records: &[BorrowedMessage<'_>]) {
+        self.0.prepare(records);
+    }
+
+    fn flush(&mut self, batch: &mut Batch) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.0.flush(batch)
+    }
+
+    fn refused(
+        &mut self,
+        topic: &str,
+        refused: &Refused,
+        batch: &mut Batch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.0.refused(topic, refused, batch)
+    }
+}
+
+impl<H: Handler + Send> SideInput for Alone<'_, H> {
+    fn ready(&mut self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }
 
-    /// Takes that input between two batches, adding its outputs to `batch`
-    /// (which has no consumed record; [`flush`](Self::flush) follows).
-    /// `assigned`: each assigned partition whose next offset is known, with
-    /// it. Default: nothing.
-    fn side(
+    fn take(
         &mut self,
         assigned: &[(i32, i64)],
         batch: &mut Batch,
@@ -372,7 +443,28 @@ impl InFlight {
 
     /// Runs the consume loop until `token` is cancelled or an output cannot
     /// be delivered, then settles what is in flight, flushes and commits.
-    pub async fn run<H: Handler>(
+    pub async fn run<H: Handler + Send>(
+        self,
+        consumer: &GroupConsumer,
+        producer: &BatchProducer,
+        topic: &str,
+        metrics: &Metrics,
+        token: &CancellationToken,
+        handler: &mut H,
+    ) -> anyhow::Result<()> {
+        self.run_with_side(
+            consumer,
+            producer,
+            topic,
+            metrics,
+            token,
+            &mut Alone(handler),
+        )
+        .await
+    }
+
+    /// [`run`](Self::run) for a handler with side input.
+    pub async fn run_with_side<H: SideInput>(
         mut self,
         consumer: &GroupConsumer,
         producer: &BatchProducer,
@@ -387,7 +479,7 @@ impl InFlight {
                 Next::Side => {
                     consumer.context().changes.apply_to(&mut self.positions);
                     let assigned = self.positions.known();
-                    match handler.side(&assigned, &mut batch).await {
+                    match handler.take(&assigned, &mut batch).await {
                         Ok(()) => handler.flush(&mut batch).await,
                         Err(e) => Err(e),
                     }
@@ -427,7 +519,7 @@ impl InFlight {
     /// The next record to handle, or side input; `None` once `token` is
     /// cancelled or an output could not be delivered (then `finish`
     /// returns the error).
-    async fn next<'c, H: Handler>(
+    async fn next<'c, H: SideInput>(
         &mut self,
         consumer: &'c GroupConsumer,
         topic: &str,
@@ -448,8 +540,8 @@ impl InFlight {
                         return None;
                     }
                 }
-                () = handler.side_input() => return Some(Next::Side),
-                () = consumer.context().changes.assigned(), if H::SIDE_ON_ASSIGN => {
+                () = handler.ready() => return Some(Next::Side),
+                () = consumer.context().changes.assigned(), if H::ON_ASSIGN => {
                     return Some(Next::Side);
                 }
                 message = consumer.recv(), if self.records < self.max => match message {

@@ -23,7 +23,7 @@ use forecast_model::{
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{
-    Batch, BatchProducer, FlightArgs, Handler, Refused, batch_producer,
+    Batch, BatchProducer, FlightArgs, Handler, Refused, Service, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
 use rdkafka::Message;
@@ -98,18 +98,16 @@ pub async fn run(
         spare: None,
         warned_create_time: false,
     };
+    let service = Service {
+        kafka,
+        topic: &topics.topic_submitted,
+        group: &args.group,
+        instance: args.instance_id.as_deref(),
+        name: "validator",
+        metrics: &metrics,
+    };
     args.flight
-        .serve(
-            kafka,
-            &topics.topic_submitted,
-            &args.group,
-            args.instance_id.as_deref(),
-            "validator",
-            &producer,
-            &metrics,
-            &token,
-            &mut handler,
-        )
+        .serve(&service, &producer, &token, &mut handler)
         .await
 }
 
