@@ -17,9 +17,7 @@ use std::sync::Arc;
 use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_model::attest::Attester;
-use forecast_model::{
-    ForecastDocument, Outcome, Registry, SourceCoordinates, Stage, Timestamp, wire,
-};
+use forecast_model::{ForecastDocument, Registry, SourceCoordinates, Stage, Timestamp};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{
@@ -33,6 +31,10 @@ use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::judge::{Judged, Validator};
+
+mod outputs;
+
+pub use outputs::{Audit, DeadLetter, Forward, Outputs, outputs};
 
 /// Settings of the validating service.
 #[derive(Debug, Clone, Args)]
@@ -233,75 +235,44 @@ impl Handler for Validate<'_> {
             validator.check_received_at(&mut judged, Timestamp::from_millis(broker_time));
         }
         let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
-        let source_text = format!("{}/{}/{}", source.topic, source.partition, source.offset);
-
-        match (&judged, verdict.outcome) {
-            (Judged::Checked { document, .. }, Outcome::Accepted) => {
-                let warnings: Vec<&str> = verdict.warnings.iter().map(|w| w.as_str()).collect();
-                let warnings = warnings.join(",");
-                let headers = headers::headers_with(
-                    m,
-                    &[
-                        (headers::POLICY_VERSION, verdict.policy_version.as_bytes()),
-                        (headers::WARNINGS, warnings.as_bytes()),
-                        (headers::SOURCE, source_text.as_bytes()),
-                    ],
-                );
-                let key = document.key();
-                let record = FutureRecord::to(&topics.topic_validated)
-                    .key(key.as_bytes())
-                    .payload(payload)
-                    .headers(headers);
-                batch
-                    .send(producer, headers::attested(record, attester))
-                    .await?;
-                metrics.record_out(Output::Validated);
-            }
-            (judged, _) => {
-                let stage = if matches!(judged, Judged::Undecodable(_)) {
-                    Stage::Deserialize
-                } else {
-                    Stage::Validate
-                };
-                let codes: Vec<&str> = verdict.codes.iter().map(|c| c.as_str()).collect();
-                let message = match judged {
-                    Judged::Undecodable(e) => format!("{} ({})", e, e.kind()),
-                    Judged::Checked { .. } => verdict
-                        .violations
-                        .iter()
-                        .map(|v| format!("{} at {}: {}", v.code, v.field, v.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                };
-                let stage_name = stage.as_str().to_ascii_lowercase();
-                let codes_text = codes.join(",");
-                let record = headers::dead_letter(
-                    m,
-                    &topics.topic_rejected,
-                    &headers::DeadLetter {
-                        stage: &stage_name,
-                        codes: &codes_text,
-                        message: &message,
-                        policy_version: &verdict.policy_version,
-                    },
-                );
-                batch
-                    .send(producer, headers::attested(record, attester))
-                    .await?;
-                metrics.record_out(Output::Rejected);
-                metrics.rejected(&verdict.codes);
-                metrics.dead_letter(stage);
-                tracing::debug!(offset = source.offset, partition = source.partition, codes = %codes.join(","), "rejected");
-            }
+        let out = outputs(&judged, &verdict, &source);
+        if let Some(forward) = &out.forward {
+            let added: Vec<(&str, &[u8])> = forward
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_bytes()))
+                .collect();
+            let record = FutureRecord::to(&topics.topic_validated)
+                .key(forward.key.as_bytes())
+                .payload(payload)
+                .headers(headers::headers_with(m, &added));
+            batch
+                .send(producer, headers::attested(record, attester))
+                .await?;
+            metrics.record_out(Output::Validated);
         }
-
-        let audit = wire::encode_verdict(&verdict);
-        let mut record = FutureRecord::to(&topics.topic_audit).payload(audit.as_slice());
-        let key = match (&verdict.customer_id, &verdict.document_id) {
-            (Some(c), Some(d)) => Some(forecast_model::document_key(c, d)),
-            _ => None,
-        };
-        if let Some(key) = key.as_deref().map(str::as_bytes).or(m.key()) {
+        if let Some(letter) = &out.dead_letter {
+            let stage = letter.stage.as_str().to_ascii_lowercase();
+            let record = headers::dead_letter(
+                m,
+                &topics.topic_rejected,
+                &headers::DeadLetter {
+                    stage: &stage,
+                    codes: &letter.codes,
+                    message: &letter.message,
+                    policy_version: &verdict.policy_version,
+                },
+            );
+            batch
+                .send(producer, headers::attested(record, attester))
+                .await?;
+            metrics.record_out(Output::Rejected);
+            metrics.rejected(&verdict.codes);
+            metrics.dead_letter(letter.stage);
+            tracing::debug!(offset = source.offset, partition = source.partition, codes = %letter.codes, "rejected");
+        }
+        let mut record = FutureRecord::to(&topics.topic_audit).payload(out.audit.value.as_slice());
+        if let Some(key) = out.audit.key.as_deref().map(str::as_bytes).or(m.key()) {
             record = record.key(key);
         }
         batch
