@@ -44,10 +44,9 @@ use std::time::Duration;
 
 use clap::Args;
 use forecast_kafka::KafkaArgs;
-use forecast_model::attest::{Attester, Unattested, Verifier};
+use forecast_model::attest::{Attester, Verifier};
 use forecast_model::{
-    LicenceDecision, LicenceRegister, Outcome, RuleCode, SourceCoordinates, Stage, Timestamp,
-    Verdict, Violation, WarningCode, wire,
+    LicenceDecision, LicenceRegister, RuleCode, SourceCoordinates, Stage, Timestamp, Verdict, wire,
 };
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
@@ -60,11 +59,14 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{Decided, DemandState, Sequenced, sequenced_verdict};
+use crate::state::{Decided, DemandState};
 
 mod inputs;
+mod outputs;
 
-use inputs::{Decoder, follow_decisions, header, restored, source_of};
+pub use inputs::Decoder;
+use inputs::{follow_decisions, header, restored, source_of};
+pub use outputs::{CustomerChange, Outputs, Received, outputs, unattested_verdict};
 
 /// What the aggregator believes and how it attests: the validator's key on
 /// its input, the compliance office's on licence decisions, its own on
@@ -265,11 +267,51 @@ impl Handler for Aggregate<'_> {
             metrics: self.metrics,
             attester: self.keys.attester.as_ref(),
         };
-        let applied = match headers::verify(m, &self.keys.validated) {
-            Ok(_) => sequence(part, &mut self.decoder, m, &to, batch).await?,
-            Err(why) => {
-                refuse_unattested(m, &why, &to, batch).await?;
+        let attested = headers::verify(m, &self.keys.validated).map(|_| ());
+        if let Err(why) = &attested {
+            tracing::warn!(topic = m.topic(), partition = p, offset = o, reason = %why, "unattested record on the validated topic: dead-lettered, not applied");
+            self.metrics.unattested(m.topic());
+        }
+        let received = Received {
+            at: SourceCoordinates {
+                topic: m.topic().to_owned(),
+                partition: p,
+                offset: o,
+            },
+            value: m.payload().unwrap_or_default(),
+            attested,
+            policy_version: header(m, headers::POLICY_VERSION).unwrap_or_default(),
+            warnings: header(m, headers::WARNINGS).unwrap_or_default(),
+            submitted: source_of(m),
+            decided_at: decided_at(m),
+        };
+        let applied = match outputs(&mut part.state, &mut self.decoder, received) {
+            Outputs::Refused {
+                code,
+                message,
+                audit,
+            } => {
+                if code == RuleCode::SchemaInvalid {
+                    tracing::error!(partition = p, offset = o, error = %message, "undecodable record on the validated topic; dead-lettered");
+                }
+                let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
+                to.dead_letter(batch, m, code, &message, policy_version)
+                    .await?;
+                if let Some(verdict) = audit {
+                    to.audit(batch, &verdict, None).await?;
+                }
                 None
+            }
+            Outputs::Sequenced {
+                key,
+                verdict,
+                change,
+            } => {
+                if let Some(&code) = verdict.codes.first() {
+                    to.metrics.rejected(&[code]);
+                }
+                to.audit(batch, &verdict, Some(key.as_bytes())).await?;
+                change
             }
         };
         if let Some(CustomerChange {
@@ -470,128 +512,9 @@ impl Sink<'_> {
     }
 }
 
-/// The verdict on a record of the validated topic that no validator
-/// attested: rejected at the sequencing stage with `UNATTESTED`, naming no
-/// customer and no document (nothing in it can be attributed), with the
-/// record's coordinates as its source.
-pub fn unattested_verdict(
-    source: SourceCoordinates,
-    why: &Unattested,
-    decided_at: Timestamp,
-) -> Verdict {
-    Verdict {
-        document_id: None,
-        revision: None,
-        outcome: Outcome::Rejected,
-        stage: Stage::Sequence,
-        codes: vec![RuleCode::Unattested],
-        warnings: Vec::new(),
-        violations: vec![Violation {
-            code: RuleCode::Unattested,
-            field: String::new(),
-            message: why.to_string(),
-        }],
-        policy_version: String::new(),
-        decided_at,
-        source: Some(source),
-        customer_id: None,
-    }
-}
-
-/// A record no validator attested: dead-lettered with `UNATTESTED`,
-/// counted and audited; it never reaches the state.
-async fn refuse_unattested(
-    m: &BorrowedMessage<'_>,
-    why: &Unattested,
-    to: &Sink<'_>,
-    batch: &mut Batch,
-) -> anyhow::Result<()> {
-    tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %why, "unattested record on the validated topic: dead-lettered, not applied");
-    to.metrics.unattested(m.topic());
-    let message =
-        format!("{why}; written by something other than the validator, it is not applied");
-    to.dead_letter(batch, m, RuleCode::Unattested, &message, "")
-        .await?;
-    let source = SourceCoordinates {
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-    };
-    let verdict = unattested_verdict(source, why, decided_at(m));
-    to.audit(batch, &verdict, None).await
-}
-
 /// The record's broker time, or now.
 fn decided_at(m: &BorrowedMessage<'_>) -> Timestamp {
     m.timestamp()
         .to_millis()
         .map_or_else(Timestamp::now, Timestamp::from_millis)
-}
-
-/// What applying a document changed: its customer, the record's time, and
-/// whether the customer's demand (not only its demand by licence status)
-/// changed.
-struct CustomerChange {
-    customer: String,
-    at: Timestamp,
-    demand_changed: bool,
-}
-
-/// Sequences one attested record and enqueues its audit verdict; returns
-/// what it changed, if anything.
-async fn sequence(
-    part: &mut PartitionState,
-    decoder: &mut Decoder,
-    m: &BorrowedMessage<'_>,
-    to: &Sink<'_>,
-    batch: &mut Batch,
-) -> anyhow::Result<Option<CustomerChange>> {
-    let decided_at = decided_at(m);
-    let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
-    let (doc, digest) = match decoder.decode(m.payload().unwrap_or_default()) {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            // The validator only passes documents it decoded: a validator
-            // of another schema wrote it. Dead-letter it whole and go on
-            // (its audit verdict is the validator's).
-            tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable record on the validated topic; dead-lettered");
-            let message = format!("{e} ({})", e.kind());
-            to.dead_letter(batch, m, RuleCode::SchemaInvalid, &message, policy_version)
-                .await?;
-            return Ok(None);
-        }
-    };
-    let outcome = part.state.apply_digested(doc, digest);
-    let warnings = header(m, headers::WARNINGS)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(WarningCode::from_symbol)
-        .collect();
-    let accepted = Verdict {
-        document_id: Some(doc.document_id.clone()),
-        revision: Some(doc.revision),
-        outcome: Outcome::Accepted,
-        stage: Stage::Validate,
-        codes: Vec::new(),
-        warnings,
-        violations: Vec::<Violation>::new(),
-        policy_version: policy_version.to_owned(),
-        decided_at,
-        source: source_of(m),
-        customer_id: Some(doc.customer_id.clone()),
-    };
-    let verdict = sequenced_verdict(accepted, &outcome);
-    if let Sequenced::Rejected(code) = outcome {
-        to.metrics.rejected(&[code]);
-    }
-    to.audit(batch, &verdict, Some(doc.key().as_bytes()))
-        .await?;
-    Ok(match outcome {
-        Sequenced::Applied { demand_changed, .. } => Some(CustomerChange {
-            customer: doc.customer_id.clone(),
-            at: decided_at,
-            demand_changed,
-        }),
-        _ => None,
-    })
 }

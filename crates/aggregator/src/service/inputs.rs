@@ -194,12 +194,12 @@ async fn restore(
 /// and the audit verdict use is read: the other strings (free text,
 /// references, the horizon) stay empty.
 #[derive(Debug, Default)]
-pub(super) struct Decoder {
+pub struct Decoder {
     document: ForecastDocument,
 }
 
 impl Decoder {
-    pub(super) fn decode(
+    pub fn decode(
         &mut self,
         record: &[u8],
     ) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
