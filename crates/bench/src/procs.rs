@@ -132,7 +132,8 @@ impl Service {
         if let Ok(mut s) = std::net::TcpStream::connect(&self.http) {
             let asked = write!(
                 s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.http
             );
             if asked.is_ok() && s.read_to_string(&mut text).is_err() {
                 text.clear();

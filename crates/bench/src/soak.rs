@@ -220,7 +220,7 @@ fn sse_client(http: String, events: Arc<AtomicU64>, open: Arc<AtomicU64>, stop: 
     };
     let asked = write!(
         s,
-        "GET /v1/demand/stream HTTP/1.1\r\nHost: soak\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /v1/demand/stream HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n"
     );
     if asked.is_err()
         || s.set_read_timeout(Some(Duration::from_millis(500)))
@@ -344,7 +344,7 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
