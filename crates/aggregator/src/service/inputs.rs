@@ -199,10 +199,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn decode(
-        &mut self,
-        record: &[u8],
-    ) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
+    pub fn decode(&mut self, record: &[u8]) -> Result<(&ForecastDocument, [u8; 16]), DecodeError> {
         let digest =
             wire::decode_sequencing_digest(record, Registry::embedded(), &mut self.document)?;
         Ok((&self.document, digest))
