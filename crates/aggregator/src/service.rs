@@ -269,8 +269,10 @@ impl Handler for Aggregate<'_> {
         };
         let attested = headers::verify(m, &self.keys.validated).map(|_| ());
         if let Err(why) = &attested {
-            tracing::warn!(topic = m.topic(), partition = p, offset = o, reason = %why, "unattested record on the validated topic: dead-lettered, not applied");
-            self.metrics.unattested(m.topic());
+            let n = self.metrics.unattested(m.topic());
+            if Metrics::worth_logging(n) {
+                tracing::warn!(topic = m.topic(), partition = p, offset = o, reason = %why, count = n, "unattested record on the validated topic: dead-lettered, not applied (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
+            }
         }
         let received = Received {
             at: SourceCoordinates {

@@ -368,8 +368,10 @@ pub fn run(
                 });
             }
             if let Err(why) = forecast_runtime::headers::verify(&m, believed.of(topic, topics)) {
-                metrics.unattested(topic);
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %why, "record not believed: skipped");
+                let n = metrics.unattested(topic);
+                if Metrics::worth_logging(n) {
+                    tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %why, count = n, "record not believed: skipped (logged at the 1st, 2nd, 4th... of a topic; forecast_unattested_records counts all)");
+                }
             } else if let Some(input) = decode(&m, topic, topics, registry) {
                 batch.push(input);
             }

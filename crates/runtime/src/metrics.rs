@@ -201,11 +201,19 @@ impl Metrics {
     }
 
     /// A record of `topic` refused: not attested by a key this service
-    /// believes.
-    pub fn unattested(&self, topic: &str) {
+    /// believes. Returns how many of that topic so far, this one included.
+    pub fn unattested(&self, topic: &str) -> u64 {
         self.unattested
             .get_or_create(&[("topic", topic.to_owned())])
-            .inc();
+            .inc()
+            + 1
+    }
+
+    /// Whether the `n`-th refused record of a kind is logged: the 1st,
+    /// 2nd, 4th, 8th... so that a flood of them cannot flood the logs (the
+    /// metric counts every one).
+    pub fn worth_logging(n: u64) -> bool {
+        n.is_power_of_two()
     }
 
     pub fn dead_letter(&self, stage: Stage) {
@@ -395,6 +403,23 @@ mod tests {
         );
         assert!(r.contains("# TYPE forecast_records_in counter\n"), "{r}");
         assert!(r.ends_with("# EOF\n"), "OpenMetrics ends with # EOF: {r}");
+    }
+
+    #[test]
+    fn unattested_records_are_counted_per_topic_and_logged_ever_more_rarely() {
+        let m = Metrics::new("test");
+        let counts: Vec<u64> = (0..5)
+            .map(|_| m.unattested("forecasts.validated"))
+            .collect();
+        assert_eq!(counts, [1, 2, 3, 4, 5]);
+        assert_eq!(m.unattested("licences.decisions"), 1);
+        let text = m.render();
+        assert!(
+            text.contains("forecast_unattested_records_total{service=\"test\",topic=\"forecasts.validated\"} 5"),
+            "{text}"
+        );
+        let logged: Vec<u64> = (1..=1000).filter(|&n| Metrics::worth_logging(n)).collect();
+        assert_eq!(logged, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
     }
 
     #[test]

@@ -44,8 +44,10 @@ pub(super) fn follow_decisions(
     let take = |m: &BorrowedMessage<'_>| {
         let Some(value) = m.payload() else { return };
         if let Err(e) = headers::verify(m, signed_by) {
-            metrics.unattested(topic);
-            tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %e, "licence decision refused: not signed by a compliance key");
+            let n = metrics.unattested(topic);
+            if Metrics::worth_logging(n) {
+                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %e, count = n, "licence decision refused: not signed by a compliance key (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
+            }
             return;
         }
         match wire::decode_decision(value, Registry::embedded()) {
