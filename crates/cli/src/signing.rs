@@ -93,7 +93,7 @@ const YEAR_MILLIS: i64 = 365 * 24 * 3600 * 1000;
 
 /// Writes the key files and prints the registry entry.
 pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> Result<ExitCode, RunError> {
-    let role = role_named(&args.role);
+    let role = role_named(&args.role)?;
     let customer = match (role, args.customer.as_deref()) {
         (Role::Customer, Some(c)) if !c.is_empty() => c,
         (Role::Customer, _) => {
@@ -153,21 +153,15 @@ pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> Result<ExitCode, R
     Ok(ExitCode::SUCCESS)
 }
 
-/// The role a `--role`/`--stage` value names (clap allows only these).
-fn role_named(name: &str) -> Role {
-    match name {
-        "compliance" => Role::Compliance,
-        "operator" => Role::Operator,
-        "validator" => Role::Validator,
-        "aggregator" => Role::Aggregator,
-        _ => Role::Customer,
-    }
+/// The role a `--role`/`--stage` value names.
+fn role_named(name: &str) -> Result<Role, RunError> {
+    name.parse().map_err(RunError::Key)
 }
 
 /// Appends a new stage key to the stage-key file.
 pub fn stage(args: &StageArgs) -> Result<ExitCode, RunError> {
     let valid_from = args.valid_from.unwrap_or_else(now_to_the_second);
-    let entry = StageKeyEntry::generate(role_named(&args.stage), valid_from)
+    let entry = StageKeyEntry::generate(role_named(&args.stage)?, valid_from)
         .map_err(|e| RunError::Key(e.to_string()))?;
     append_private(&args.out, format!("{}\n", entry.line()).as_bytes())?;
     eprintln!(

@@ -59,6 +59,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Customer,
+        Role::Validator,
+        Role::Aggregator,
+        Role::Compliance,
+        Role::Operator,
+    ];
+
     /// The role's name, as key files spell it.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +83,22 @@ impl Role {
     /// than an Ed25519 key in the key registry.
     pub const fn is_stage(self) -> bool {
         matches!(self, Role::Validator | Role::Aggregator)
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// A role by its name ([`Role::as_str`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a role (customer, validator, aggregator, compliance, operator)"
+                )
+            })
     }
 }
 
@@ -516,11 +541,6 @@ impl Verifier {
             whom: "anyone".into(),
             keys: None,
         }
-    }
-
-    /// Whether attestations are checked.
-    pub fn is_checking(&self) -> bool {
-        self.keys.is_some()
     }
 
     /// The role whose key attested `record`, or why it is not believed.

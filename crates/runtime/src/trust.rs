@@ -107,14 +107,6 @@ impl Trust {
         })
     }
 
-    /// Attestation off: nothing attested, everything believed.
-    pub fn off() -> Self {
-        Self {
-            stage_keys: None,
-            registry: KeyRegistry::default(),
-        }
-    }
-
     /// Keys given directly (tests, `up`).
     pub fn from_keys(stage_keys: StageKeys, registry: KeyRegistry) -> Self {
         Self {

@@ -307,3 +307,11 @@ proptest! {
         prop_assert!(matches!(verifier.verify(record, view(&changed), None), Err(Unattested::Mismatch(_))));
     }
 }
+
+#[test]
+fn roles_read_back_from_their_names_and_nothing_else() {
+    for role in Role::ALL {
+        assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+    }
+    assert!("admin".parse::<Role>().unwrap_err().contains("not a role"));
+}
