@@ -274,6 +274,7 @@ impl Handler for Aggregate<'_> {
                 tracing::warn!(topic = m.topic(), partition = p, offset = o, reason = %why, count = n, "unattested record on the validated topic: dead-lettered, not applied (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
             }
         }
+        let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
         let received = Received {
             at: SourceCoordinates {
                 topic: m.topic().to_owned(),
@@ -282,7 +283,7 @@ impl Handler for Aggregate<'_> {
             },
             value: m.payload().unwrap_or_default(),
             attested,
-            policy_version: header(m, headers::POLICY_VERSION).unwrap_or_default(),
+            policy_version,
             warnings: header(m, headers::WARNINGS).unwrap_or_default(),
             submitted: source_of(m),
             decided_at: decided_at(m),
@@ -296,7 +297,6 @@ impl Handler for Aggregate<'_> {
                 if code == RuleCode::SchemaInvalid {
                     tracing::error!(partition = p, offset = o, error = %message, "undecodable record on the validated topic; dead-lettered");
                 }
-                let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
                 to.dead_letter(batch, m, code, &message, policy_version)
                     .await?;
                 if let Some(verdict) = audit {
