@@ -8,6 +8,10 @@
 //! - [`intern`]: strings kept once.
 //! - [`licence`]: licence decisions (each for one customer) and demand by
 //!   licence status.
+//! - [`screening`]: restricted-party lists (the Consolidated Screening
+//!   List's CSV and JSON forms), their versions, and the delta between two.
+//! - [`text`]: the word and party-name normalisation screening and the
+//!   end-use rules use.
 //! - [`limits`]: how large a document the pipeline takes, and bounded text.
 //! - [`json`]: the JSON form's strict decoding, with the field at fault.
 //! - [`schema`]: the `.avsc` files of `schemas/`, embedded, with fixed ids.
@@ -36,7 +40,9 @@ pub mod keys;
 pub mod licence;
 pub mod limits;
 pub mod schema;
+pub mod screening;
 pub mod signing;
+pub mod text;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

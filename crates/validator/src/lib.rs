@@ -2,9 +2,7 @@
 //!
 //! - [`policy`]: the settings (TOML file, spec defaults) and their version.
 //! - [`rules`]: [`rules::check`], every stateless rule of the spec.
-//! - [`restricted`]: screening against a Consolidated Screening List CSV.
 //! - [`keys`]: the key registry signed submissions are checked against.
-//! - [`text`]: the word and name normalisation both of those use.
 //! - [`judge`]: turns bytes (JSON or framed Avro) into a document or a
 //!   `SCHEMA_INVALID` verdict, then a verdict of the rules: the one entry
 //!   point shared by the validating service and `forecastctl`.
@@ -14,14 +12,12 @@
 pub mod judge;
 pub use forecast_model::keys;
 pub mod policy;
-pub mod restricted;
 pub mod rules;
 #[cfg(feature = "service")]
 pub mod service;
-pub mod text;
 
 pub use judge::{Judged, Validator};
 pub use keys::{KeyEntry, KeyRegistry, KeyRegistryError};
 pub use policy::{Policy, PolicyError, PolicySettings, SignatureMode};
-pub use restricted::{RestrictedListError, RestrictedParties};
+pub use forecast_model::screening::{RestrictedListError, RestrictedParties};
 pub use rules::{Report, check};

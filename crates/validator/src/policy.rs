@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyRegistry, KeyRegistryError};
-use crate::restricted::{RestrictedListError, RestrictedParties};
-use crate::text::{case_fold, words};
+use forecast_model::screening::{RestrictedListError, RestrictedParties};
+use forecast_model::text::{case_fold, words};
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]

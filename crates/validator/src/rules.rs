@@ -12,7 +12,7 @@ use forecast_model::{
 
 use crate::keys::Finding;
 use crate::policy::{Policy, SignatureMode};
-use crate::text::{case_fold, words};
+use forecast_model::text::{case_fold, words};
 use forecast_model::limits::bounded;
 
 /// Most violations of one code a report lists; the others are counted
