@@ -1,7 +1,9 @@
 //! The aggregator: per-document sequencing and demand per customer x SKU x
 //! quarter.
 //!
-//! - [`state`]: the pure core, [`DemandState::apply`]; the aggregating
+//! - [`state`]: the pure core, [`DemandState::apply`] (sequencing and
+//!   demand, by licence status too) and [`DemandState::rescreen`] (the
+//!   documents a new restricted-party list holds or releases); the aggregating
 //!   service and `forecastctl replay` both call it, so they cannot disagree.
 //! - [`service`]: the Kafka loop around it.
 
@@ -10,4 +12,4 @@ pub mod service;
 pub mod state;
 
 pub use forecast_model::{LicenceRow, LostDocument, OverApproved};
-pub use state::{Decided, DemandState, Sequenced, sequenced_verdict};
+pub use state::{Decided, DemandState, Rescreened, Sequenced, sequenced_verdict};

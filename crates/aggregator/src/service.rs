@@ -274,7 +274,16 @@ impl Handler for Aggregate<'_> {
                 tracing::warn!(topic = m.topic(), partition = p, offset = o, reason = %why, count = n, "unattested record on the validated topic: dead-lettered, not applied (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
             }
         }
-        let policy_version = header(m, headers::POLICY_VERSION).unwrap_or_default();
+        // An unattested record's headers say nothing: not even its dead
+        // letter repeats the policy version it claims.
+        let is_attested = attested.is_ok();
+        let believed = |name| {
+            is_attested
+                .then(|| header(m, name))
+                .flatten()
+                .unwrap_or_default()
+        };
+        let policy_version = believed(headers::POLICY_VERSION);
         let received = Received {
             at: SourceCoordinates {
                 topic: m.topic().to_owned(),
@@ -284,7 +293,8 @@ impl Handler for Aggregate<'_> {
             value: m.payload().unwrap_or_default(),
             attested,
             policy_version,
-            warnings: header(m, headers::WARNINGS).unwrap_or_default(),
+            screening_version: believed(headers::SCREENING_VERSION),
+            warnings: believed(headers::WARNINGS),
             submitted: source_of(m),
             decided_at: decided_at(m),
         };

@@ -15,6 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use ahash::HashMap;
 use std::sync::Arc;
 
+mod licences;
+mod screening;
+
+use licences::{Licences, add_units};
+pub use screening::Rescreened;
+use screening::Screening;
+
 use forecast_model::Interner;
 use forecast_model::codec::content_digest;
 use forecast_model::{
@@ -58,6 +65,10 @@ struct Applied {
     /// The licence status the document claims, and its application.
     claimed: LicenseStatus,
     application: Option<Arc<str>>,
+    /// Its end users' names, normalised, sorted.
+    end_users: Box<[Box<str>]>,
+    /// An end user is on the restricted-party list in force.
+    held: bool,
 }
 
 /// One customer's demand.
@@ -85,144 +96,7 @@ pub struct DemandState {
     /// values shared by many documents.
     interned: Interner,
     licences: Licences,
-}
-
-/// Demand by licence status, and the decisions it follows.
-#[derive(Debug, Clone, Default)]
-struct Licences {
-    /// The decision that counts per application (the one decided last).
-    decisions: HashMap<Arc<str>, LicenceDecision>,
-    /// The live documents that reference each application, per customer.
-    documents: HashMap<Arc<str>, Referencing>,
-    /// Non-zero cells per customer: SKU x quarter x status.
-    cells: BTreeMap<Arc<str>, LicenceCells>,
-    /// Per customer, the units (firm and planning, every quarter) of its
-    /// live documents per application x SKU they reference; non-zero only.
-    references: BTreeMap<Arc<str>, References>,
-    /// [`Licences::reference`]'s buffer.
-    scratch: Vec<(usize, usize, i64)>,
-}
-
-/// The ids of the live documents that reference one application, per
-/// customer.
-type Referencing = BTreeMap<Arc<str>, BTreeSet<Box<str>>>;
-
-/// One customer's units per application, per SKU.
-type References = BTreeMap<Arc<str>, BTreeMap<Arc<str>, i64>>;
-
-/// One customer's units by SKU x quarter x licence status.
-type LicenceCells = BTreeMap<(Arc<str>, Quarter, ExposureStatus), Units>;
-
-impl Licences {
-    /// Forgets that `customer`'s `document_id` references `application`.
-    fn unreference(&mut self, application: &Arc<str>, customer: &str, document_id: &str) {
-        let Some(by_customer) = self.documents.get_mut(application) else {
-            return;
-        };
-        if let Some(ids) = by_customer.get_mut(customer) {
-            ids.remove(document_id);
-            if ids.is_empty() {
-                by_customer.remove(customer);
-            }
-        }
-        if by_customer.is_empty() {
-            self.documents.remove(application);
-        }
-    }
-
-    /// The status `customer`'s document's units count under now.
-    fn status(
-        &self,
-        claimed: LicenseStatus,
-        application: Option<&Arc<str>>,
-        customer: &str,
-    ) -> ExposureStatus {
-        let decision = application.and_then(|a| self.decisions.get(a));
-        ExposureStatus::under(claimed, decision, customer)
-    }
-
-    /// Adds `sign` times a document's contributions under `status`.
-    fn add(
-        &mut self,
-        customer: &Arc<str>,
-        contributions: &[Contribution],
-        status: ExposureStatus,
-        sign: i64,
-    ) {
-        let cells = self.cells.entry(customer.clone()).or_default();
-        for c in contributions {
-            add_units(cells, (c.sku.clone(), c.quarter, status), c.units, sign);
-        }
-    }
-
-    /// Swaps what a revision referenced (`out`: its application and
-    /// units) for what the next one references (`into`), in what
-    /// `customer`'s documents reference. Netted per application and SKU
-    /// first: a `REPLACE` of twelve lines changes one or two entries, not
-    /// twenty-four.
-    fn reference(
-        &mut self,
-        customer: &Arc<str>,
-        out: Option<(&Arc<str>, &[Contribution])>,
-        into: Option<(&Arc<str>, &[Contribution])>,
-    ) {
-        // (side, index of its first contribution of the SKU, units): no
-        // borrow, so that the buffer is kept from one call to the next.
-        let mut net = std::mem::take(&mut self.scratch);
-        let sides = [out, into];
-        let key = |(side, i): (usize, usize)| {
-            sides[side].and_then(|(application, contributions)| {
-                Some((application, &contributions.get(i)?.sku))
-            })
-        };
-        for (side, sign) in [(0usize, -1i64), (1, 1)] {
-            let Some((_, contributions)) = sides[side] else {
-                continue;
-            };
-            for (i, c) in contributions.iter().enumerate() {
-                let units = sign.saturating_mul(c.units.total());
-                let here = key((side, i));
-                match net.iter_mut().find(|(s, j, _)| key((*s, *j)) == here) {
-                    Some(entry) => entry.2 = entry.2.saturating_add(units),
-                    None => net.push((side, i, units)),
-                }
-            }
-        }
-        net.retain(|(_, _, units)| *units != 0);
-        if net.is_empty() {
-            self.scratch = net;
-            return;
-        }
-        let references = match self.references.get_mut(&**customer) {
-            Some(r) => r,
-            None => self.references.entry(customer.clone()).or_default(),
-        };
-        for (application, sku, delta) in net
-            .iter()
-            .filter_map(|(s, i, d)| key((*s, *i)).map(|(a, sku)| (a, sku, *d)))
-        {
-            let by_sku = match references.get_mut(&**application) {
-                Some(m) => m,
-                None => references.entry(application.clone()).or_default(),
-            };
-            match by_sku.get_mut(&**sku) {
-                Some(units) => {
-                    *units = units.saturating_add(delta);
-                    if *units == 0 {
-                        by_sku.remove(&**sku);
-                        if by_sku.is_empty() {
-                            references.remove(&**application);
-                        }
-                    }
-                }
-                None => {
-                    by_sku.insert(sku.clone(), delta);
-                }
-            }
-        }
-        net.clear();
-        self.scratch = net;
-    }
+    screening: Screening,
 }
 
 /// What taking a licence decision did.
@@ -299,6 +173,8 @@ impl DemandState {
             .as_deref()
             .filter(|a| !a.is_empty())
             .map(|a| self.interned.get(a));
+        let end_users = Screening::end_users(doc);
+        let held = self.screening.holds(&end_users);
         let old = self
             .documents
             .entry(customer_id.clone())
@@ -312,14 +188,21 @@ impl DemandState {
                     contributions,
                     claimed: doc.export_license.status,
                     application: application.clone(),
+                    end_users,
+                    held,
                 },
             );
+        let applied = &self.documents[&customer_id][doc.document_id.as_str()];
+        self.screening.index(
+            &customer_id,
+            &doc.document_id,
+            old.as_ref().map_or(&[], |o| &o.end_users),
+            &applied.end_users,
+        );
         // The same demand by licence status: the old revision's units out
         // under the status they counted under, the new one's in.
         if let Some(o) = &old {
-            let status = self
-                .licences
-                .status(o.claimed, o.application.as_ref(), &o.customer_id);
+            let status = self.exposure(o);
             self.licences
                 .add(&o.customer_id, &o.contributions, status, -1);
             if o.application != application
@@ -328,12 +211,9 @@ impl DemandState {
                 self.licences.unreference(a, &customer_id, &doc.document_id);
             }
         }
-        let new = &self.documents[&customer_id][doc.document_id.as_str()].contributions;
-        let status = self.licences.status(
-            doc.export_license.status,
-            application.as_ref(),
-            &customer_id,
-        );
+        let applied = &self.documents[&customer_id][doc.document_id.as_str()];
+        let status = self.exposure(applied);
+        let new = &applied.contributions;
         self.licences.add(&customer_id, new, status, 1);
         self.licences.reference(
             &customer_id,
@@ -433,6 +313,10 @@ impl DemandState {
                 continue;
             };
             affected.insert(d.customer_id.to_string());
+            if d.held {
+                // Its units count as SCREENING_HOLD whatever the licence.
+                continue;
+            }
             let (from, to) = (
                 ExposureStatus::under(d.claimed, before.as_ref(), &d.customer_id),
                 ExposureStatus::under(d.claimed, Some(&after), &d.customer_id),
@@ -499,7 +383,7 @@ impl DemandState {
         let mut lost = Vec::new();
         for (application, decision) in &self.licences.decisions {
             for (id, d) in self.referencing(application) {
-                if customer.is_some_and(|c| c != &*d.customer_id) {
+                if d.held || customer.is_some_and(|c| c != &*d.customer_id) {
                     continue;
                 }
                 let status = ExposureStatus::under(d.claimed, Some(decision), &d.customer_id);
@@ -646,23 +530,6 @@ impl DemandState {
 fn add(cells: &mut BTreeMap<(Arc<str>, Quarter), Units>, c: &Contribution, sign: i64) -> bool {
     add_units(cells, (c.sku.clone(), c.quarter), c.units, sign);
     c.units != Units::default()
-}
-
-/// Adds `sign` times `units` to the cell `key`, dropping it when it
-/// becomes zero.
-fn add_units<K: Ord + Clone>(cells: &mut BTreeMap<K, Units>, key: K, units: Units, sign: i64) {
-    let cell = cells.entry(key.clone()).or_default();
-    // Saturating: quantities are bounded by policy, but the state must not
-    // panic on any input it is given.
-    cell.firm_units = cell
-        .firm_units
-        .saturating_add(sign.saturating_mul(units.firm_units));
-    cell.planning_units = cell
-        .planning_units
-        .saturating_add(sign.saturating_mul(units.planning_units));
-    if *cell == Units::default() {
-        cells.remove(&key);
-    }
 }
 
 fn same_units(a: &[Contribution], b: &[Contribution]) -> bool {

@@ -10,6 +10,7 @@ use crate::licence::{
     DecisionStatus, ExposureStatus, LicenceCell, LicenceDecision, LicenceSnapshot, LostDocument,
     Reference,
 };
+use crate::screening::{ListEntry, ScreeningList};
 use crate::time::{Date, Quarter, Timestamp};
 use crate::verdict::*;
 
@@ -241,7 +242,7 @@ fn digest_with(fill: impl FnOnce(&mut Vec<u8>)) -> [u8; 16] {
     })
 }
 
-/// Appends the Avro datum of `v` (schema `verdict.v2`) to `buf`.
+/// Appends the Avro datum of `v` (schema `verdict.v3`) to `buf`.
 pub fn encode_verdict(v: &Verdict, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.optional(v.document_id.as_ref(), |w, s| w.string(s));
@@ -263,6 +264,7 @@ pub fn encode_verdict(v: &Verdict, buf: &mut Vec<u8>) {
         w.long(s.offset);
     });
     w.optional(v.customer_id.as_ref(), |w, s| w.string(s));
+    w.optional(v.screening_version.as_ref(), |w, s| w.string(s));
 }
 
 fn symbol<T>(
@@ -279,7 +281,7 @@ fn symbol<T>(
     })
 }
 
-/// Decodes an Avro datum written with schema `verdict.v2`.
+/// Decodes an Avro datum written with schema `verdict.v3`.
 pub fn decode_verdict(datum: &[u8]) -> Result<Verdict, DecodeError> {
     let mut r = Reader::new(datum);
     let v = Verdict {
@@ -313,6 +315,7 @@ pub fn decode_verdict(datum: &[u8]) -> Result<Verdict, DecodeError> {
             })
         })?,
         customer_id: r.optional("customer_id", |r| r.string("customer_id"))?,
+        screening_version: r.optional("screening_version", |r| r.string("screening_version"))?,
     };
     r.finish()?;
     Ok(v)
@@ -379,7 +382,7 @@ pub fn decode_decision(datum: &[u8]) -> Result<LicenceDecision, DecodeError> {
     Ok(d)
 }
 
-/// Appends the Avro datum of `s` (schema `licence-snapshot.v2`) to `buf`.
+/// Appends the Avro datum of `s` (schema `licence-snapshot.v3`) to `buf`.
 pub fn encode_licence_snapshot(s: &LicenceSnapshot, buf: &mut Vec<u8>) {
     let mut w = Writer::new(buf);
     w.string(&s.customer_id);
@@ -409,7 +412,7 @@ pub fn encode_licence_snapshot(s: &LicenceSnapshot, buf: &mut Vec<u8>) {
     });
 }
 
-/// Decodes an Avro datum written with schema `licence-snapshot.v2`.
+/// Decodes an Avro datum written with schema `licence-snapshot.v3`.
 pub fn decode_licence_snapshot(datum: &[u8]) -> Result<LicenceSnapshot, DecodeError> {
     let mut r = Reader::new(datum);
     let customer_id = r.string("customer_id")?;
@@ -495,4 +498,39 @@ pub fn decode_snapshot(datum: &[u8]) -> Result<DemandSnapshot, DecodeError> {
     };
     r.finish()?;
     Ok(s)
+}
+
+/// Appends the Avro datum of `l` (schema `screening-list.v1`) to `buf`.
+pub fn encode_screening_list(l: &ScreeningList, buf: &mut Vec<u8>) {
+    let mut w = Writer::new(buf);
+    w.string(&l.version);
+    w.long(l.effective_from.millis());
+    w.string(&l.sha256);
+    w.array(&l.entries, |w, e| {
+        w.string(&e.id);
+        w.string(&e.name);
+        w.array(&e.alt_names, |w, a| w.string(a));
+    });
+}
+
+/// Decodes an Avro datum written with schema `screening-list.v1`.
+pub fn decode_screening_list(datum: &[u8]) -> Result<ScreeningList, DecodeError> {
+    let mut r = Reader::new(datum);
+    let list = ScreeningList {
+        version: r.string("version")?,
+        effective_from: Timestamp::from_millis(r.long("effective_from")?),
+        sha256: r.string("sha256")?,
+        entries: r.array("entries", |r| {
+            Ok(ListEntry {
+                id: r.string("entries[].id")?,
+                name: r.string("entries[].name")?,
+                alt_names: r.array("entries[].alt_names", |r| r.string("entries[].alt_names[]"))?,
+            })
+        })?,
+    };
+    if list.version.is_empty() {
+        return Err(r.invalid("version", "is empty: a list version needs an id"));
+    }
+    r.finish()?;
+    Ok(list)
 }

@@ -42,9 +42,9 @@ pub mod limits;
 pub mod schema;
 pub mod screening;
 pub mod signing;
-pub mod text;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod time;
 pub mod verdict;
 pub mod wire;

@@ -48,6 +48,9 @@ symbols!(
         /// The document cites an application decided for another customer:
         /// nothing of that licence is its to ship.
         ForeignLicence = "FOREIGN_LICENCE",
+        /// An end user is on the newest restricted-party list: nothing
+        /// ships, whatever the licence, until a list releases it.
+        ScreeningHold = "SCREENING_HOLD",
     }
 );
 

@@ -24,6 +24,8 @@ pub enum Subject {
     LicenceDecision,
     /// Values of `demand.by-licence`.
     LicenceSnapshot,
+    /// Values of `screening.lists`.
+    ScreeningList,
 }
 
 impl Subject {
@@ -35,6 +37,7 @@ impl Subject {
             Subject::DemandSnapshot => "demand-snapshot",
             Subject::LicenceDecision => "licence-decision",
             Subject::LicenceSnapshot => "licence-snapshot",
+            Subject::ScreeningList => "screening-list",
         }
     }
 
@@ -42,10 +45,11 @@ impl Subject {
     pub const fn current_id(self) -> u32 {
         match self {
             Subject::ForecastDocument => FORECAST_DOCUMENT_V3,
-            Subject::Verdict => VERDICT_V2,
+            Subject::Verdict => VERDICT_V3,
             Subject::DemandSnapshot => DEMAND_SNAPSHOT_V1,
             Subject::LicenceDecision => LICENCE_DECISION_V2,
-            Subject::LicenceSnapshot => LICENCE_SNAPSHOT_V2,
+            Subject::LicenceSnapshot => LICENCE_SNAPSHOT_V3,
+            Subject::ScreeningList => SCREENING_LIST_V1,
         }
     }
 }
@@ -69,6 +73,12 @@ pub const LICENCE_SNAPSHOT_V1: u32 = 8;
 pub const LICENCE_DECISION_V2: u32 = 9;
 /// [`LICENCE_SNAPSHOT_V1`] with the status `FOREIGN_LICENCE`.
 pub const LICENCE_SNAPSHOT_V2: u32 = 10;
+/// [`VERDICT_V2`] with the stage `RESCREEN` and `screening_version`.
+pub const VERDICT_V3: u32 = 11;
+/// [`LICENCE_SNAPSHOT_V2`] with the status `SCREENING_HOLD`.
+pub const LICENCE_SNAPSHOT_V3: u32 = 12;
+/// One version of the restricted-party list.
+pub const SCREENING_LIST_V1: u32 = 13;
 
 /// A schema shipped in this build.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +162,27 @@ pub const EMBEDDED: &[EmbeddedSchema] = &[
         version: 2,
         file: "licence-snapshot.v2.avsc",
         source: include_str!("../../../schemas/licence-snapshot.v2.avsc"),
+    },
+    EmbeddedSchema {
+        id: VERDICT_V3,
+        subject: Subject::Verdict,
+        version: 3,
+        file: "verdict.v3.avsc",
+        source: include_str!("../../../schemas/verdict.v3.avsc"),
+    },
+    EmbeddedSchema {
+        id: LICENCE_SNAPSHOT_V3,
+        subject: Subject::LicenceSnapshot,
+        version: 3,
+        file: "licence-snapshot.v3.avsc",
+        source: include_str!("../../../schemas/licence-snapshot.v3.avsc"),
+    },
+    EmbeddedSchema {
+        id: SCREENING_LIST_V1,
+        subject: Subject::ScreeningList,
+        version: 1,
+        file: "screening-list.v1.avsc",
+        source: include_str!("../../../schemas/screening-list.v1.avsc"),
     },
 ];
 
@@ -249,6 +280,7 @@ mod tests {
             Subject::DemandSnapshot,
             Subject::LicenceDecision,
             Subject::LicenceSnapshot,
+            Subject::ScreeningList,
         ] {
             let current = Registry::embedded().get(subject.current_id()).unwrap();
             assert_eq!(current.subject, subject);

@@ -140,6 +140,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
             any::<i64>(),
             option::of((text(), any::<i32>(), any::<i64>())),
             option::of(text()),
+            option::of(text()),
         ),
     )
         .prop_map(
@@ -147,7 +148,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
                 (document_id, revision, outcome, stage),
                 (codes, warnings),
                 violations,
-                (pv, at, src, customer_id),
+                (pv, at, src, customer_id, screening_version),
             )| Verdict {
                 document_id,
                 revision,
@@ -171,6 +172,7 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
                     offset,
                 }),
                 customer_id,
+                screening_version,
             },
         )
 }
@@ -320,4 +322,29 @@ pub fn licence_snapshot() -> impl Strategy<Value = crate::LicenceSnapshot> {
                 customer_id,
             }
         })
+}
+
+/// Any restricted-party list version (a non-empty id, as decoding requires).
+pub fn screening_list() -> impl Strategy<Value = crate::screening::ScreeningList> {
+    (
+        "[a-z0-9-]{1,12}",
+        any::<i64>(),
+        text(),
+        vec((text(), text(), vec(text(), 0..3)), 0..6),
+    )
+        .prop_map(
+            |(version, at, sha256, entries)| crate::screening::ScreeningList {
+                version,
+                effective_from: Timestamp::from_millis(at),
+                sha256,
+                entries: entries
+                    .into_iter()
+                    .map(|(id, name, alt_names)| crate::screening::ListEntry {
+                        id,
+                        name,
+                        alt_names,
+                    })
+                    .collect(),
+            },
+        )
 }

@@ -155,6 +155,9 @@ symbols!(
         Validate = "VALIDATE",
         /// Per-document sequencing against the last applied revision.
         Sequence = "SEQUENCE",
+        /// A live document screened again when the restricted-party list
+        /// changed: held (`END_USER_RESTRICTED`) or released.
+        Rescreen = "RESCREEN",
     }
 );
 
@@ -205,6 +208,9 @@ pub struct Verdict {
     pub source: Option<SourceCoordinates>,
     /// The submission's customer, when it could be read.
     pub customer_id: Option<String>,
+    /// The restricted-party list version the document was screened
+    /// against, when one was published (`screening.lists`).
+    pub screening_version: Option<String>,
 }
 
 /// Sorts codes by their symbol and drops repeats, as verdicts list them.

@@ -12,6 +12,7 @@ use crate::demand::DemandSnapshot;
 use crate::document::ForecastDocument;
 use crate::licence::{LicenceDecision, LicenceSnapshot};
 use crate::schema::{Registry, Subject};
+use crate::screening::ScreeningList;
 use crate::verdict::Verdict;
 
 /// The first byte of every framed record.
@@ -358,4 +359,24 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// A restricted-party list version, framed with the current schema id.
+pub fn encode_screening_list(l: &ScreeningList) -> Vec<u8> {
+    frame(Subject::ScreeningList.current_id(), |b| {
+        codec::encode_screening_list(l, b)
+    })
+}
+
+/// Decodes a framed restricted-party list version.
+pub fn decode_screening_list(
+    record: &[u8],
+    registry: &Registry,
+) -> Result<ScreeningList, DecodeError> {
+    decode(
+        record,
+        registry,
+        Subject::ScreeningList,
+        codec::decode_screening_list,
+    )
 }

@@ -221,7 +221,7 @@ function renderExposure() {
   $("exposure").tBodies[0].replaceChildren(...e.by_quarter.map((q) => {
     const tr = el("tr", { "data-quarter": q.quarter });
     tr.append(el("td", {}, q.quarter), num(q.approved_units), num(q.pending_units), num(q.not_filed_units),
-      num(q.denied_units + q.revoked_units + q.foreign_licence_units), num(q.supply_units),
+      num(q.denied_units + q.revoked_units + q.foreign_licence_units), num(q.screening_hold_units), num(q.supply_units),
       el("td", { class: "num" }, pct(q.approved_coverage)), el("td", { class: "num" }, pct(q.approved_and_pending_coverage)));
     return tr;
   }));

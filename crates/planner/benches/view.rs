@@ -32,6 +32,7 @@ fn verdicts(id: usize) -> [Verdict; 2] {
             offset: id as i64,
         }),
         customer_id: Some(["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3].into()),
+        screening_version: None,
     };
     [verdict(Stage::Validate), verdict(Stage::Sequence)]
 }
@@ -68,6 +69,7 @@ fn rejection(customer: &str, id: String, offset: i64) -> Verdict {
             offset,
         }),
         customer_id: Some(customer.into()),
+        screening_version: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub fn sample_planner() -> Planner {
             decided_at: Timestamp::from_millis(0),
             source: None,
             customer_id: Some(customer.into()),
+            screening_version: None,
         }))]);
     }
     planner.apply(vec![Input::Demand {

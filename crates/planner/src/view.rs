@@ -157,6 +157,9 @@ pub struct ExposureRow {
     pub revoked_units: i64,
     /// Units of documents that cite another customer's licence.
     pub foreign_licence_units: i64,
+    /// Units of documents held because an end user is on the newest
+    /// restricted-party list (whatever their licence).
+    pub screening_hold_units: i64,
     /// Supply over approved demand (`null` without approved demand).
     pub approved_coverage: Option<f64>,
     /// Supply over approved + pending demand (`null` without either).
@@ -175,6 +178,7 @@ impl ExposureRow {
             denied_units: 0,
             revoked_units: 0,
             foreign_licence_units: 0,
+            screening_hold_units: 0,
             approved_coverage: None,
             approved_and_pending_coverage: None,
         }
@@ -188,6 +192,7 @@ impl ExposureRow {
             ExposureStatus::Denied => &mut self.denied_units,
             ExposureStatus::Revoked => &mut self.revoked_units,
             ExposureStatus::ForeignLicence => &mut self.foreign_licence_units,
+            ExposureStatus::ScreeningHold => &mut self.screening_hold_units,
         }
     }
 
@@ -199,6 +204,7 @@ impl ExposureRow {
         self.denied_units += other.denied_units;
         self.revoked_units += other.revoked_units;
         self.foreign_licence_units += other.foreign_licence_units;
+        self.screening_hold_units += other.screening_hold_units;
     }
 
     fn finish(mut self) -> Self {

@@ -26,6 +26,9 @@ pub const ERR_CODES: &str = "forecast.errors.codes";
 pub const ERR_MESSAGE: &str = "forecast.errors.message";
 /// Policy version of the verdict.
 pub const POLICY_VERSION: &str = "forecast.policy.version";
+/// The restricted-party list version of the verdict (on validated records;
+/// empty: none published).
+pub const SCREENING_VERSION: &str = "forecast.screening.version";
 /// Warning codes of the verdict, comma-separated (on validated records).
 pub const WARNINGS: &str = "forecast.warnings";
 /// topic/partition/offset the validated record came from.

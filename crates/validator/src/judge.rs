@@ -236,6 +236,7 @@ impl Validator {
                     decided_at,
                     source,
                     customer_id: self.echo(customer_id.as_deref()),
+                    screening_version: None,
                 }
             }
             Judged::Checked { document, report } => Verdict {
@@ -254,6 +255,7 @@ impl Validator {
                 decided_at,
                 source,
                 customer_id: self.echo(Some(&document.customer_id)),
+                screening_version: self.policy.screening_version().map(str::to_owned),
             },
         }
     }

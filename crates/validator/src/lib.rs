@@ -16,8 +16,8 @@ pub mod rules;
 #[cfg(feature = "service")]
 pub mod service;
 
+pub use forecast_model::screening::{RestrictedListError, RestrictedParties};
 pub use judge::{Judged, Validator};
 pub use keys::{KeyEntry, KeyRegistry, KeyRegistryError};
 pub use policy::{Policy, PolicyError, PolicySettings, SignatureMode};
-pub use forecast_model::screening::{RestrictedListError, RestrictedParties};
 pub use rules::{Report, check};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyRegistry, KeyRegistryError};
-use forecast_model::screening::{RestrictedListError, RestrictedParties};
+use forecast_model::screening::{RestrictedListError, RestrictedParties, ScreeningList};
 use forecast_model::text::{case_fold, words};
 
 /// Why a policy could not be loaded.
@@ -221,6 +221,9 @@ pub struct Policy {
     keys: Option<KeyRegistry>,
     signatures: SignatureMode,
     version: String,
+    /// The version of the list `restricted` came from, when it was
+    /// published (`screening.lists`) rather than read from a file.
+    screening_version: Option<String>,
 }
 
 impl Default for Policy {
@@ -318,6 +321,7 @@ impl Policy {
             keys,
             signatures,
             version,
+            screening_version: None,
         })
     }
 
@@ -361,12 +365,35 @@ impl Policy {
             ..self.settings
         };
         Self::with_keys(settings, self.restricted, self.keys)
+            .map(|p| p.screened_by(self.screening_version))
+    }
+
+    /// This policy screening end users against a published list version
+    /// (its id goes into every verdict; the policy version changes with
+    /// the list's names).
+    pub fn with_screening_list(self, list: &ScreeningList) -> Result<Self, PolicyError> {
+        Self::with_keys(self.settings, list.parties(), self.keys)
+            .map(|p| p.screened_by(Some(list.version.clone())))
+    }
+
+    fn screened_by(self, screening_version: Option<String>) -> Self {
+        Self {
+            screening_version,
+            ..self
+        }
+    }
+
+    /// The published list version end users are screened against (`None`:
+    /// the list file, or no list).
+    pub fn screening_version(&self) -> Option<&str> {
+        self.screening_version.as_deref()
     }
 
     /// This policy checking signatures against `keys` (required unless the
     /// settings say otherwise).
     pub fn with_key_registry(self, keys: KeyRegistry) -> Result<Self, PolicyError> {
         Self::with_keys(self.settings, self.restricted, Some(keys))
+            .map(|p| p.screened_by(self.screening_version))
     }
 
     /// This policy with `max_submitted_at_skew_seconds` set.
@@ -376,6 +403,7 @@ impl Policy {
             ..self.settings
         };
         Self::with_keys(settings, self.restricted, self.keys)
+            .map(|p| p.screened_by(self.screening_version))
     }
 
     /// The key registry, if one is configured.

@@ -12,8 +12,8 @@ use forecast_model::{
 
 use crate::keys::Finding;
 use crate::policy::{Policy, SignatureMode};
-use forecast_model::text::{case_fold, words};
 use forecast_model::limits::bounded;
+use forecast_model::text::{case_fold, words};
 
 /// Most violations of one code a report lists; the others are counted
 /// ([`Report::details`] says how many), so that a document of many bad

@@ -23,8 +23,9 @@ pub struct Received<'a> {
     pub attested: Result<(), Unattested>,
     /// The verdict fields of its headers (believed only when attested):
     /// the policy version, the warning codes (comma-separated), where the
-    /// validator read it.
+    /// validator read it, the restricted-party list version (empty: none).
     pub policy_version: &'a str,
+    pub screening_version: &'a str,
     pub warnings: &'a str,
     pub submitted: Option<SourceCoordinates>,
     /// The record's broker time.
@@ -102,6 +103,9 @@ pub fn outputs(state: &mut DemandState, decoder: &mut Decoder, record: Received<
         decided_at: record.decided_at,
         source: record.submitted,
         customer_id: Some(doc.customer_id.clone()),
+        screening_version: Some(record.screening_version)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
     };
     let verdict = sequenced_verdict(accepted, &outcome);
     let change = match outcome {
@@ -144,6 +148,7 @@ pub fn unattested_verdict(
         decided_at,
         source: Some(source),
         customer_id: None,
+        screening_version: None,
     }
 }
 
@@ -167,6 +172,7 @@ mod tests {
             value,
             attested,
             policy_version: "sha256:0123",
+            screening_version: "csl-1",
             warnings: "DOC_EXPIRES_BEFORE_HORIZON_END,NOT_A_CODE",
             submitted: Some(SourceCoordinates {
                 topic: "forecasts.submitted".into(),

@@ -43,7 +43,10 @@ fn the_export_quirks_are_read_bom_empty_fields_quoted_newlines() {
     assert!(entries[0].alt_names.is_empty());
     assert_eq!(entries[1].alt_names, ["Other Name"]);
     let list = RestrictedParties::from_entries(&entries);
-    assert_eq!(list.matches("quiet harbour labs"), Some("Quiet\nHarbour Labs"));
+    assert_eq!(
+        list.matches("quiet harbour labs"),
+        Some("Quiet\nHarbour Labs")
+    );
     assert_eq!(list.matches("OTHER NAME LTD"), Some("Plain Name"));
     assert_eq!(list.len(), 3);
 }
@@ -69,25 +72,35 @@ fn malformed_json_is_refused_with_what_is_wrong() {
     for (text, says) in [
         ("{\"data\": []}", "no `results` array"),
         ("[1]", "results[0] is not an object"),
-        ("[{\"name\": \"x\", \"alt_names\": 3}]", "alt_names is neither"),
+        (
+            "[{\"name\": \"x\", \"alt_names\": 3}]",
+            "alt_names is neither",
+        ),
         ("{\"results\": [", "EOF"),
     ] {
         let err = read_entries(text.as_bytes(), "list.json").unwrap_err();
         let shown = err.to_string();
-        assert!(shown.contains(says) && shown.contains("list.json"), "{shown}");
+        assert!(
+            shown.contains(says) && shown.contains("list.json"),
+            "{shown}"
+        );
     }
 }
 
 #[test]
 fn a_version_defaults_to_the_files_digest() {
-    let list = ScreeningList::from_bytes(CSV.as_bytes(), "t", None, Timestamp::from_millis(0))
-        .unwrap();
+    let list =
+        ScreeningList::from_bytes(CSV.as_bytes(), "t", None, Timestamp::from_millis(0)).unwrap();
     assert_eq!(list.sha256.len(), 64);
     assert_eq!(list.version, format!("csl-{}", &list.sha256[..12]));
     assert_eq!(list.entries.len(), 3);
-    let named =
-        ScreeningList::from_bytes(CSV.as_bytes(), "t", Some("v7".into()), Timestamp::from_millis(0))
-            .unwrap();
+    let named = ScreeningList::from_bytes(
+        CSV.as_bytes(),
+        "t",
+        Some("v7".into()),
+        Timestamp::from_millis(0),
+    )
+    .unwrap();
     assert_eq!(named.version, "v7");
 }
 

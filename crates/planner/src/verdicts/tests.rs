@@ -25,6 +25,7 @@ fn verdict(
             offset,
         }),
         customer_id: Some("TENCENT".into()),
+        screening_version: None,
     }
 }
 

@@ -24,8 +24,9 @@ pub struct Outputs {
 pub struct Forward {
     /// `customer_id/document_id`.
     pub key: String,
-    /// The policy version, the warning codes and where it was read.
-    pub headers: [(&'static str, String); 3],
+    /// The policy version, the warning codes, where it was read and the
+    /// restricted-party list version.
+    pub headers: [(&'static str, String); 4],
 }
 
 /// Why a record is dead-lettered (the record itself goes whole).
@@ -62,6 +63,10 @@ pub fn outputs(judged: &Judged, verdict: &Verdict, source: &SourceCoordinates) -
                     (
                         headers::SOURCE,
                         format!("{}/{}/{}", source.topic, source.partition, source.offset),
+                    ),
+                    (
+                        headers::SCREENING_VERSION,
+                        verdict.screening_version.clone().unwrap_or_default(),
                     ),
                 ],
             };
