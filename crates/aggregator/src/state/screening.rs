@@ -26,8 +26,11 @@ pub(super) struct Screening {
     version: Option<String>,
     /// Per end-user normal form, the live documents (customer, id) that
     /// name it.
-    by_end_user: HashMap<Box<str>, BTreeSet<(Arc<str>, Box<str>)>>,
+    by_end_user: HashMap<Box<str>, BTreeSet<DocumentKey>>,
 }
+
+/// A live document: its customer and id.
+type DocumentKey = (Arc<str>, Box<str>);
 
 impl Screening {
     /// The normal forms of `doc`'s end users, sorted, unique, empty ones
@@ -106,7 +109,7 @@ impl DemandState {
     pub fn rescreen(&mut self, list: &ScreeningList) -> Vec<Rescreened> {
         let newer = list.parties();
         let delta = self.screening.parties.delta(&newer);
-        let touched: BTreeSet<(Arc<str>, Box<str>)> = delta
+        let touched: BTreeSet<DocumentKey> = delta
             .listed
             .iter()
             .chain(&delta.delisted)
