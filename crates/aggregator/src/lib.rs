@@ -12,4 +12,4 @@ pub mod service;
 pub mod state;
 
 pub use forecast_model::{LicenceRow, LostDocument, OverApproved};
-pub use state::{Decided, DemandState, Rescreened, Sequenced, sequenced_verdict};
+pub use state::{Decided, DemandState, Rescreened, Sequenced, rescreen_verdict, sequenced_verdict};

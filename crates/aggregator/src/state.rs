@@ -19,8 +19,8 @@ mod licences;
 mod screening;
 
 use licences::{Licences, add_units};
-pub use screening::Rescreened;
 use screening::Screening;
+pub use screening::{Rescreened, rescreen_verdict};
 
 use forecast_model::Interner;
 use forecast_model::codec::content_digest;

@@ -30,6 +30,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use forecast_model::Timestamp;
+use forecast_model::screening::ScreeningList;
 use forecast_validator::Policy;
 
 /// Output format.
@@ -179,6 +181,13 @@ pub struct ReplayArgs {
     /// An empty file gives the breakdown by the documents' own statuses.
     #[arg(long, value_name = "FILE")]
     pub licences: Option<PathBuf>,
+    /// A restricted-party list (the Consolidated Screening List's CSV or
+    /// JSON form) published after the stream; repeat for several, applied
+    /// in order. Each re-screens the live documents: those whose end users
+    /// it newly names are held (SCREENING_HOLD), those it no longer names
+    /// released. Prints each list's verdicts and demand by licence status.
+    #[arg(long, value_name = "FILE")]
+    pub rescreen: Vec<PathBuf>,
 }
 
 const EXIT_REJECTED: u8 = 1;
@@ -384,7 +393,15 @@ fn run_replay(args: &ReplayArgs, out: &mut impl Write) -> Result<ExitCode, RunEr
         path: args.file.clone(),
         source,
     })?;
-    let licences = args.licences.as_deref().map(read_licences).transpose()?;
-    replay::run_with_licences(policy, licences, file, &args.file, args.format, out)?;
+    let extras = replay::Extras {
+        licences: args.licences.as_deref().map(read_licences).transpose()?,
+        rescreen: args
+            .rescreen
+            .iter()
+            .map(|path| ScreeningList::read(path, None, Timestamp::now()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| RunError::Policy(e.into()))?,
+    };
+    replay::run_with(policy, extras, file, &args.file, args.format, out)?;
     Ok(ExitCode::SUCCESS)
 }

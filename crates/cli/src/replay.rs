@@ -4,6 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use forecast_model::screening::ScreeningList;
 use forecast_model::{DemandRow, LicenceDecision, Outcome};
 use forecast_pipeline::Replay;
 use forecast_validator::Policy;
@@ -41,15 +42,26 @@ pub fn run(
     format: Format,
     out: &mut impl Write,
 ) -> Result<Summary, RunError> {
-    run_with_licences(policy, None, input, origin, format, out)
+    run_with(policy, Extras::default(), input, origin, format, out)
 }
 
-/// [`run`], with the licence decisions of `licences` taken before the
-/// stream (the result does not depend on their order against it), and
-/// demand by licence status written after the demand.
-pub fn run_with_licences(
+/// What a replay takes besides the stream.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Licence decisions, taken before the stream (the result does not
+    /// depend on their order against it); with them, demand by licence
+    /// status is written after the demand.
+    pub licences: Option<Vec<LicenceDecision>>,
+    /// Restricted-party lists published after the stream, in order: each
+    /// re-screens the live documents; their verdicts are written per list,
+    /// and demand by licence status too.
+    pub rescreen: Vec<ScreeningList>,
+}
+
+/// [`run`], with `extras`.
+pub fn run_with(
     policy: Policy,
-    licences: Option<Vec<LicenceDecision>>,
+    extras: Extras,
     input: impl BufRead,
     origin: &Path,
     format: Format,
@@ -61,8 +73,8 @@ pub fn run_with_licences(
     };
     let name = origin.display().to_string();
     let mut replay = Replay::new(policy);
-    let with_licences = licences.is_some();
-    for d in licences.into_iter().flatten() {
+    let with_licences = extras.licences.is_some() || !extras.rescreen.is_empty();
+    for d in extras.licences.into_iter().flatten() {
         replay.take_decision(d);
     }
     let mut lines = JsonLines::new(input);
@@ -105,11 +117,20 @@ pub fn run_with_licences(
             first = false;
         }
     }
+    let mut rescreens = Vec::with_capacity(extras.rescreen.len());
+    for list in &extras.rescreen {
+        let verdicts = replay.rescreen(list).map_err(RunError::Policy)?;
+        rescreens.push((list, verdicts));
+    }
     let rows: Vec<DemandRow> = replay.state().rows().collect();
     match format {
         Format::Json => {
             out.write_all(b"\n],\"demand\":")?;
             report::write_json(out, &rows)?;
+            if !rescreens.is_empty() {
+                out.write_all(b",\"rescreen\":")?;
+                report::write_json(out, &report::rescreen_json(&rescreens))?;
+            }
             if with_licences {
                 let state = replay.state();
                 out.write_all(b",\"licences\":")?;
@@ -135,6 +156,7 @@ pub fn run_with_licences(
                 replay.policy().version()
             )?;
             report::write_demand_table(out, &rows)?;
+            report::write_rescreen_text(out, &rescreens)?;
             if with_licences {
                 let state = replay.state();
                 writeln!(out)?;

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use forecast_model::screening::ScreeningList;
 use forecast_model::{DemandRow, Outcome, Verdict, WarningCode};
 use serde::Serialize;
 
@@ -25,6 +26,89 @@ impl<'a> From<&'a Verdict> for VerdictJson<'a> {
             warnings: v.warnings.iter().map(|c| c.as_str()).collect(),
         }
     }
+}
+
+/// The verdicts one restricted-party list version gave when it re-screened
+/// the live documents (`replay --rescreen --format json`).
+#[derive(Debug, Serialize)]
+pub struct RescreenJson<'a> {
+    pub version: &'a str,
+    pub sha256: &'a str,
+    pub verdicts: Vec<RescreenVerdictJson<'a>>,
+}
+
+/// One re-screen verdict: `REJECTED` with `END_USER_RESTRICTED` (held) or
+/// `ACCEPTED` (released), at stage `RESCREEN`.
+#[derive(Debug, Serialize)]
+pub struct RescreenVerdictJson<'a> {
+    pub customer_id: Option<&'a str>,
+    pub document_id: Option<&'a str>,
+    pub revision: Option<i32>,
+    pub verdict: &'static str,
+    pub stage: &'static str,
+    pub codes: Vec<&'static str>,
+}
+
+/// The `rescreen` member of `replay --format json`.
+pub fn rescreen_json<'a>(
+    rescreens: &'a [(&'a ScreeningList, Vec<Verdict>)],
+) -> Vec<RescreenJson<'a>> {
+    rescreens
+        .iter()
+        .map(|(list, verdicts)| RescreenJson {
+            version: &list.version,
+            sha256: &list.sha256,
+            verdicts: verdicts
+                .iter()
+                .map(|v| RescreenVerdictJson {
+                    customer_id: v.customer_id.as_deref(),
+                    document_id: v.document_id.as_deref(),
+                    revision: v.revision,
+                    verdict: v.outcome.as_str(),
+                    stage: v.stage.as_str(),
+                    codes: v.codes.iter().map(|c| c.as_str()).collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The re-screens for people: per list version, each document held or
+/// released.
+pub fn write_rescreen_text(
+    out: &mut impl Write,
+    rescreens: &[(&ScreeningList, Vec<Verdict>)],
+) -> io::Result<()> {
+    for (list, verdicts) in rescreens {
+        writeln!(
+            out,
+            "\nRe-screened against restricted-party list {} ({} entries, sha256 {}): {} document(s) changed",
+            list.version,
+            list.entries.len(),
+            list.sha256,
+            verdicts.len()
+        )?;
+        for v in verdicts {
+            let whose = format!(
+                "{}/{}",
+                v.customer_id.as_deref().unwrap_or("?"),
+                v.document_id.as_deref().unwrap_or("?")
+            );
+            let rev = v.revision.unwrap_or_default();
+            if v.outcome == Outcome::Rejected {
+                writeln!(out, "  {whose} rev {rev}  HELD (SCREENING_HOLD)")?;
+                for x in &v.violations {
+                    writeln!(out, "    {}: {}", x.code, x.message)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "  {whose} rev {rev}  RELEASED: no end user is on this list; its units count under its licence again"
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A verdict with its violations and origin (`check --format json`).

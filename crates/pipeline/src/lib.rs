@@ -6,9 +6,10 @@
 //! Not a stage: the validator and the aggregator meet only through topics;
 //! this crate is the one place their cores are composed.
 
-use forecast_aggregator::{DemandState, sequenced_verdict};
+use forecast_aggregator::{DemandState, rescreen_verdict, sequenced_verdict};
+use forecast_model::screening::ScreeningList;
 use forecast_model::{Timestamp, Verdict, Warning};
-use forecast_validator::{Judged, Policy, Validator};
+use forecast_validator::{Judged, Policy, PolicyError, Validator};
 
 /// The two pure cores, chained: what the pipeline decides for a stream.
 #[derive(Debug)]
@@ -29,9 +30,14 @@ impl Replay {
 
     /// A replay whose verdicts say they were decided at `decided_at`.
     pub fn deciding_at(policy: Policy, decided_at: Timestamp) -> Self {
+        // The list the submissions are screened against is also the one
+        // the first re-screen's delta is computed from.
+        let mut state = DemandState::new();
+        let version = policy.screening_version().unwrap_or("policy").to_owned();
+        state.screen_against(&version, policy.restricted_parties().clone());
         Self {
             validator: Validator::new(policy),
-            state: DemandState::new(),
+            state,
             decided_at,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
@@ -112,6 +118,23 @@ impl Replay {
         decision: forecast_model::LicenceDecision,
     ) -> forecast_aggregator::Decided {
         self.state.take_decision(decision)
+    }
+
+    /// Publishes a new restricted-party list after what was submitted so
+    /// far: later submissions are screened against it, and the live
+    /// documents its delta touches are re-screened (the aggregator's call
+    /// for each version of `screening.lists`). Returns the `RESCREEN`
+    /// verdicts, sorted by customer and document.
+    pub fn rescreen(&mut self, list: &ScreeningList) -> Result<Vec<Verdict>, PolicyError> {
+        let policy = self.validator.policy().clone().with_screening_list(list)?;
+        self.validator = Validator::new(policy);
+        let policy_version = self.validator.policy().version().to_owned();
+        Ok(self
+            .state
+            .rescreen(list)
+            .iter()
+            .map(|r| rescreen_verdict(r, &list.version, &policy_version, self.decided_at))
+            .collect())
     }
 
     /// The demand state so far.

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use ahash::HashMap;
 use forecast_model::screening::{RestrictedParties, ScreeningList};
 use forecast_model::text::normalize_party_name;
-use forecast_model::{ExposureStatus, ForecastDocument};
+use forecast_model::{
+    ExposureStatus, ForecastDocument, Outcome, RuleCode, Stage, Timestamp, Verdict, Violation,
+};
 
 use super::{Applied, DemandState};
 
@@ -107,7 +109,12 @@ impl DemandState {
     /// released. Returns the documents whose hold changed, sorted by
     /// customer and document id.
     pub fn rescreen(&mut self, list: &ScreeningList) -> Vec<Rescreened> {
-        let newer = list.parties();
+        self.screen_against(&list.version, list.parties())
+    }
+
+    /// [`rescreen`](Self::rescreen) with the list's index already built
+    /// (`version` names it).
+    pub fn screen_against(&mut self, version: &str, newer: RestrictedParties) -> Vec<Rescreened> {
         let delta = self.screening.parties.delta(&newer);
         let touched: BTreeSet<DocumentKey> = delta
             .listed
@@ -118,7 +125,7 @@ impl DemandState {
             .cloned()
             .collect();
         let older = std::mem::replace(&mut self.screening.parties, newer);
-        self.screening.version = Some(list.version.clone());
+        self.screening.version = Some(version.to_owned());
         let mut changed = Vec::new();
         for (customer, id) in touched {
             let Some(d) = self.document(&customer, &id) else {
@@ -188,5 +195,53 @@ impl DemandState {
             self.licences
                 .status(d.claimed, d.application.as_ref(), &d.customer_id)
         }
+    }
+}
+
+/// The verdict on a document whose hold a list changed (stage `RESCREEN`):
+/// `REJECTED` with `END_USER_RESTRICTED` when held, `ACCEPTED` when
+/// released; `version` is the list's, `policy_version` the policy's.
+pub fn rescreen_verdict(
+    r: &Rescreened,
+    version: &str,
+    policy_version: &str,
+    decided_at: Timestamp,
+) -> Verdict {
+    let names = r
+        .names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (outcome, codes, violations) = if r.held {
+        let code = RuleCode::EndUserRestricted;
+        let message = format!(
+            "an end user matches {names} on restricted-party list version {version}: the document's units are held (SCREENING_HOLD) until a list drops the name or a revision drops the end user"
+        );
+        (
+            Outcome::Rejected,
+            vec![code],
+            vec![Violation {
+                code,
+                field: "end_use.end_users".into(),
+                message,
+            }],
+        )
+    } else {
+        (Outcome::Accepted, Vec::new(), Vec::new())
+    };
+    Verdict {
+        document_id: Some(r.document_id.clone()),
+        revision: Some(r.revision),
+        outcome,
+        stage: Stage::Rescreen,
+        codes,
+        warnings: Vec::new(),
+        violations,
+        policy_version: policy_version.to_owned(),
+        decided_at,
+        source: None,
+        customer_id: Some(r.customer_id.clone()),
+        screening_version: Some(version.to_owned()),
     }
 }
