@@ -45,6 +45,7 @@ use std::time::Duration;
 use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_model::attest::{Attester, Verifier};
+use forecast_model::screening::ScreeningList;
 use forecast_model::{
     LicenceDecision, LicenceRegister, RuleCode, SourceCoordinates, Stage, Timestamp, Verdict, wire,
 };
@@ -54,36 +55,55 @@ use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
+use forecast_runtime::side::{SIDE_WAIT, SideTopic};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{Decided, DemandState};
+use crate::state::{Decided, DemandState, rescreen_verdict};
 
 mod inputs;
 mod outputs;
 
 pub use inputs::Decoder;
-use inputs::{follow_decisions, header, restored, source_of};
+use inputs::{header, restored, source_of};
 pub use outputs::{CustomerChange, Outputs, Received, outputs, unattested_verdict};
 
 /// What the aggregator believes and how it attests: the validator's key on
-/// its input, the compliance office's on licence decisions, its own on
-/// what it writes.
+/// its input, the compliance office's on licence decisions and
+/// restricted-party lists, its own on what it writes.
 #[derive(Debug, Clone)]
 pub struct Keys {
     /// Attests every record written (`None`: attestation off).
     pub attester: Option<Attester>,
     /// Believes a validated record.
     pub validated: Verifier,
-    /// Believes a licence decision.
+    /// Believes a licence decision or a restricted-party list.
     pub decisions: Verifier,
 }
 
-/// How long the aggregator waits at start for the licence decisions so far
-/// before it consumes; later ones are taken as they arrive.
-pub const DECISIONS_WAIT: Duration = Duration::from_secs(30);
+/// How long the aggregator waits at start for the licence decisions and
+/// the restricted-party list so far before it consumes; later ones are
+/// taken as they arrive.
+pub const DECISIONS_WAIT: Duration = SIDE_WAIT;
+
+/// The side inputs in force: taken into every partition's state, and into
+/// those restored later.
+#[derive(Debug, Default)]
+struct Sides {
+    /// The decisions that count.
+    register: LicenceRegister,
+    /// The restricted-party list published last.
+    list: Option<ScreeningList>,
+}
+
+/// A side-input record received, not yet taken.
+#[derive(Debug)]
+enum Side {
+    Decision(LicenceDecision),
+    List(ScreeningList),
+}
 
 /// Settings of the aggregating service.
 #[derive(Debug, Clone, Args)]
@@ -129,21 +149,26 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    /// An empty state that holds the decisions of `register`, expecting
-    /// the partition's first record.
-    fn new(register: &LicenceRegister) -> Self {
+    /// An empty state that holds the side inputs in force, expecting the
+    /// partition's first record.
+    fn new(sides: &Sides) -> Self {
         Self {
-            state: seeded(register),
+            state: seeded(sides),
             next: 0,
         }
     }
 }
 
-/// An empty demand state with the decisions of `register` taken.
-fn seeded(register: &LicenceRegister) -> DemandState {
+/// An empty demand state with the decisions of `sides` taken and its list
+/// in force (documents applied later are screened against it as they
+/// come, so a restored partition gives no re-screen verdicts again).
+fn seeded(sides: &Sides) -> DemandState {
     let mut state = DemandState::new();
-    for d in register.iter() {
+    for d in sides.register.iter() {
         state.take_decision(d.clone());
+    }
+    if let Some(list) = &sides.list {
+        state.rescreen(list);
     }
     state
 }
@@ -164,38 +189,45 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let producer = batch_producer(kafka)?;
     tracing::info!(topic = %topics.topic_validated, group = %args.group, "aggregator started");
-    let (tx, mut decisions) = tokio::sync::mpsc::unbounded_channel();
-    let (read, caught_up) = tokio::sync::oneshot::channel();
-    let follower = {
-        let (kafka, topic, token) = (kafka.clone(), topics.topic_licences.clone(), token.clone());
-        let (signed_by, metrics) = (keys.decisions.clone(), metrics.clone());
-        std::thread::Builder::new()
-            .name("licence-decisions".into())
-            .spawn(move || {
-                follow_decisions(&kafka, &topic, &tx, read, &token, &signed_by, &metrics)
-            })?
-    };
-    // The decisions so far, before any document: the first snapshots
-    // count under them.
-    let mut register = LicenceRegister::default();
-    match tokio::time::timeout(DECISIONS_WAIT, caught_up).await {
-        Ok(Ok(())) => {
-            while let Ok(d) = decisions.try_recv() {
-                register.take(d);
-            }
-            tracing::info!(decisions = register.len(), topic = %topics.topic_licences, "licence decisions read");
-        }
-        _ => tracing::warn!(
-            topic = %topics.topic_licences,
-            "licence decisions not read to their end within {DECISIONS_WAIT:?}; consuming anyway, they apply when they arrive"
-        ),
+    let mut decisions = SideTopic {
+        kafka: kafka.clone(),
+        topic: topics.topic_licences.clone(),
+        what: "licence decision",
+        signed_by: keys.decisions.clone(),
+        decode: wire::decode_decision,
+    }
+    .follow(metrics.clone(), token.clone())?;
+    let mut lists = SideTopic {
+        kafka: kafka.clone(),
+        topic: topics.topic_screening.clone(),
+        what: "restricted-party list",
+        signed_by: keys.decisions.clone(),
+        decode: wire::decode_screening_list,
+    }
+    .follow(metrics.clone(), token.clone())?;
+    // The decisions and the list so far, before any document: the first
+    // snapshots count under them.
+    let mut sides = Sides::default();
+    for d in decisions
+        .so_far(&topics.topic_licences, "licence decision")
+        .await
+    {
+        sides.register.take(d);
+    }
+    sides.list = lists
+        .so_far(&topics.topic_screening, "restricted-party list")
+        .await
+        .pop();
+    if let Some(list) = &sides.list {
+        tracing::info!(version = %list.version, entries = list.entries.len(), "restricted-party list in force");
     }
     let mut handler = Aggregate {
         partitions: HashMap::new(),
         changed: BTreeMap::new(),
         licence_changed: BTreeMap::new(),
-        register,
-        decisions,
+        sides,
+        decisions: decisions.records,
+        lists: lists.records,
         pending: Vec::new(),
         kafka,
         producer: &producer,
@@ -216,9 +248,13 @@ pub async fn run(
         .flight
         .serve_with_side(&service, &producer, &token, &mut handler)
         .await;
-    // The follower ends once the receiver is gone.
+    // The followers end once their receivers are gone.
     drop(handler);
-    let _ = tokio::task::spawn_blocking(move || follower.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = decisions.thread.join();
+        let _ = lists.thread.join();
+    })
+    .await;
     result
 }
 
@@ -231,12 +267,12 @@ struct Aggregate<'a> {
     changed: BTreeMap<(i32, String), Timestamp>,
     /// The same for demand by licence status.
     licence_changed: BTreeMap<(i32, String), Timestamp>,
-    /// The decisions that count, taken into every partition's state and
-    /// into those restored later.
-    register: LicenceRegister,
+    /// The side inputs in force.
+    sides: Sides,
     decisions: tokio::sync::mpsc::UnboundedReceiver<LicenceDecision>,
-    /// Decisions received, not yet taken.
-    pending: Vec<LicenceDecision>,
+    lists: tokio::sync::mpsc::UnboundedReceiver<ScreeningList>,
+    /// Side input received, not yet taken.
+    pending: Vec<Side>,
     decoder: Decoder,
     kafka: &'a KafkaArgs,
     producer: &'a BatchProducer,
@@ -252,7 +288,7 @@ impl Handler for Aggregate<'_> {
         let (p, o) = (m.partition(), m.offset());
         let part = restored(
             &mut self.partitions,
-            &self.register,
+            &self.sides,
             &mut self.licence_changed,
             self.kafka,
             self.topics,
@@ -318,11 +354,14 @@ impl Handler for Aggregate<'_> {
                 key,
                 verdict,
                 change,
+                held,
             } => {
-                if let Some(&code) = verdict.codes.first() {
-                    to.metrics.rejected(&[code]);
+                for verdict in std::iter::once(&verdict).chain(&held) {
+                    if let Some(&code) = verdict.codes.first() {
+                        to.metrics.rejected(&[code]);
+                    }
+                    to.audit(batch, verdict, Some(key.as_bytes())).await?;
                 }
-                to.audit(batch, &verdict, Some(key.as_bytes())).await?;
                 change
             }
         };
@@ -380,44 +419,45 @@ impl Handler for Aggregate<'_> {
     }
 }
 
-/// The licence decisions, and the partitions assigned.
+/// The licence decisions, the restricted-party lists, and the partitions
+/// assigned.
 impl SideInput for Aggregate<'_> {
     async fn ready(&mut self) {
-        if self.pending.is_empty() {
-            match self.decisions.recv().await {
-                Some(d) => self.pending.push(d),
-                // The follower stopped (the service is stopping).
-                None => std::future::pending().await,
-            }
+        if !self.pending.is_empty() {
+            return;
+        }
+        // Both receivers are cancel safe.
+        tokio::select! {
+            Some(d) = self.decisions.recv() => self.pending.push(Side::Decision(d)),
+            Some(l) = self.lists.recv() => self.pending.push(Side::List(l)),
+            // The followers stopped (the service is stopping).
+            else => std::future::pending().await,
         }
     }
 
     const ON_ASSIGN: bool = true;
 
-    /// Takes the decisions received into every partition's state, and
+    /// Takes the side input received into every partition's state (a
+    /// list's re-screen verdicts go to the audit topic in `batch`), and
     /// restores the assigned partitions not held yet.
-    async fn take(&mut self, assigned: &[(i32, i64)], _batch: &mut Batch) -> anyhow::Result<()> {
+    async fn take(&mut self, assigned: &[(i32, i64)], batch: &mut Batch) -> anyhow::Result<()> {
         while let Ok(d) = self.decisions.try_recv() {
-            self.pending.push(d);
+            self.pending.push(Side::Decision(d));
+        }
+        while let Ok(l) = self.lists.try_recv() {
+            self.pending.push(Side::List(l));
         }
         let now = Timestamp::now();
-        for d in std::mem::take(&mut self.pending) {
-            if !self.register.take(d.clone()) {
-                continue;
-            }
-            tracing::info!(application = %d.application_number, status = %d.status, "licence decision taken");
-            for (p, part) in &mut self.partitions {
-                if let Decided::Taken { affected } = part.state.take_decision(d.clone()) {
-                    for customer in affected {
-                        self.licence_changed.insert((*p, customer), now);
-                    }
-                }
+        for side in std::mem::take(&mut self.pending) {
+            match side {
+                Side::Decision(d) => self.take_decision(d, now),
+                Side::List(list) => self.take_list(list, now, batch).await?,
             }
         }
         for (p, next) in assigned {
             restored(
                 &mut self.partitions,
-                &self.register,
+                &self.sides,
                 &mut self.licence_changed,
                 self.kafka,
                 self.topics,
@@ -432,6 +472,59 @@ impl SideInput for Aggregate<'_> {
 }
 
 impl Aggregate<'_> {
+    /// Takes a licence decision into every partition's state, unless one
+    /// decided later counts already.
+    fn take_decision(&mut self, d: LicenceDecision, now: Timestamp) {
+        if !self.sides.register.take(d.clone()) {
+            return;
+        }
+        tracing::info!(application = %d.application_number, status = %d.status, "licence decision taken");
+        for (p, part) in &mut self.partitions {
+            if let Decided::Taken { affected } = part.state.take_decision(d.clone()) {
+                for customer in affected {
+                    self.licence_changed.insert((*p, customer), now);
+                }
+            }
+        }
+    }
+
+    /// Makes `list` the restricted-party list in force: every partition's
+    /// live documents its delta touches are re-screened, each one held or
+    /// released audited (stage RESCREEN), its customer's demand by licence
+    /// status published again.
+    async fn take_list(
+        &mut self,
+        list: ScreeningList,
+        now: Timestamp,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
+        let parties = list.parties();
+        let sink = Sink {
+            producer: self.producer,
+            topics: self.topics,
+            metrics: self.metrics,
+            attester: self.keys.attester.as_ref(),
+        };
+        let (mut held, mut released) = (0usize, 0usize);
+        for (p, part) in &mut self.partitions {
+            for r in part.state.screen_against(&list.version, parties.clone()) {
+                let verdict = rescreen_verdict(&r, &list.version, now);
+                let key = forecast_model::document_key(&r.customer_id, &r.document_id);
+                sink.audit(batch, &verdict, Some(key.as_bytes())).await?;
+                if r.held {
+                    held += 1;
+                    sink.metrics.rejected(&verdict.codes);
+                } else {
+                    released += 1;
+                }
+                self.licence_changed.insert((*p, r.customer_id), now);
+            }
+        }
+        tracing::info!(version = %list.version, entries = list.entries.len(), sha256 = %list.sha256, held, released, "restricted-party list taken: live documents re-screened");
+        self.sides.list = Some(list);
+        Ok(())
+    }
+
     /// Sends `encode(state, customer, at)` of each changed `(partition,
     /// customer)` to `topic`, keyed `customer/partition`.
     async fn publish(

@@ -148,6 +148,7 @@ pub(crate) fn topics(run: &str) -> TopicArgs {
         topic_supply: format!("bench.{run}.supply"),
         topic_licences: format!("bench.{run}.licences"),
         topic_licence_demand: format!("bench.{run}.by-licence"),
+        topic_screening: format!("bench.{run}.screening"),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `forecastctl topics create`, `forecastctl supply load` and
-//! `forecastctl licences load`.
+//! `forecastctl topics create`, `forecastctl supply load`,
+//! `forecastctl licences load` and `forecastctl screening load`.
 
 use std::path::PathBuf;
 
@@ -71,7 +71,40 @@ pub enum LicencesCommand {
     },
 }
 
-/// How `licences load` and `supply load` sign what they publish.
+/// `screening` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ScreeningCommand {
+    /// Publish a restricted-party list version (the Consolidated Screening
+    /// List's CSV export or its JSON form; `name` and `alt_names` are used)
+    /// to the screening.lists topic: one record, key `list`, holding the
+    /// version id, when it takes effect, the file's sha256 and the entries.
+    /// The version published last is in force: the validators screen new
+    /// submissions against it, and the aggregators re-screen the live
+    /// documents its changes touch (held: SCREENING_HOLD, with a RESCREEN
+    /// verdict; released when a later version drops the name).
+    Load {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        topics: TopicArgs,
+        #[command(flatten)]
+        signing: RecordSigningArgs,
+        /// The version's id, carried by every verdict screened against it
+        /// (default: `csl-` and the first 12 hex digits of the file's sha256).
+        #[arg(long, value_name = "ID")]
+        version: Option<String>,
+        /// When the list takes effect, RFC 3339 (default: now); informative,
+        /// the version published last is the one in force.
+        #[arg(long, value_name = "TIME")]
+        effective_from: Option<forecast_model::Timestamp>,
+        /// The list.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// How `licences load`, `supply load` and `screening load` sign what they
+/// publish.
 #[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
 pub struct RecordSigningArgs {
@@ -168,6 +201,79 @@ pub async fn load_supply(
         "{} supply entries published to {}",
         entries.len(),
         topics.topic_supply
+    );
+    Ok(())
+}
+
+/// Key of the one record of `screening.lists`: compaction keeps the
+/// version published last.
+pub const SCREENING_KEY: &str = "list";
+
+/// Reads a list file and publishes it as the version in force.
+pub async fn load_screening(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    signing: &RecordSigningArgs,
+    version: Option<String>,
+    effective_from: Option<forecast_model::Timestamp>,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let attester = signing.attester()?;
+    let list = forecast_model::screening::ScreeningList::read(
+        file,
+        version,
+        effective_from.unwrap_or_else(forecast_model::Timestamp::now),
+    )?;
+    publish_screening(kafka, topics, &list, attester.as_ref()).await
+}
+
+/// Publishes a restricted-party list version to the screening topic, which
+/// must exist, signed by `attester`.
+pub async fn publish_screening(
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    list: &forecast_model::screening::ScreeningList,
+    attester: Option<&Attester>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !list.version.is_empty() && list.version.len() <= 128,
+        "a list version id must be 1 to 128 bytes long (is {})",
+        list.version.len()
+    );
+    let value = forecast_model::wire::encode_screening_list(list);
+    anyhow::ensure!(
+        value.len() <= forecast_kafka::MAX_SCREENING_LIST_BYTES,
+        "the list encodes to {} bytes, over the {} a list version may have (one record that every validator and aggregator reads whole); leave out columns other than name and alt_names, or split the file",
+        value.len(),
+        forecast_kafka::MAX_SCREENING_LIST_BYTES
+    );
+    let topic = &topics.topic_screening;
+    forecast_runtime::topics::require_topic(kafka, topic).await?;
+    let producer: rdkafka::producer::FutureProducer =
+        forecast_kafka::producer_config(kafka).create()?;
+    let record = rdkafka::producer::FutureRecord::to(topic)
+        .key(SCREENING_KEY.as_bytes())
+        .payload(value.as_slice());
+    let record = forecast_runtime::headers::attested(record, attester);
+    forecast_kafka::enqueue(&producer, record)
+        .await?
+        .await
+        .map_err(|_| anyhow::anyhow!("the producer went away"))?
+        .map_err(|(e, _)| {
+            anyhow::Error::new(forecast_runtime::delivery::DeliveryFailure {
+                topic: topic.clone(),
+                error: e,
+            })
+            .context(format!(
+                "restricted-party list {} not published",
+                list.version
+            ))
+        })?;
+    eprintln!(
+        "restricted-party list {} ({} entries, sha256 {}) published to {topic}",
+        list.version,
+        list.entries.len(),
+        list.sha256
     );
     Ok(())
 }

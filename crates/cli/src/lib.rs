@@ -109,6 +109,10 @@ pub enum Command {
     /// "Licence exposure").
     #[command(subcommand)]
     Licences(admin::LicencesCommand),
+    /// Publish the restricted-party list end users are screened against,
+    /// live (docs/screening.md).
+    #[command(subcommand)]
+    Screening(admin::ScreeningCommand),
     /// Run everything on this machine: an embedded broker (tansu), the
     /// validator and the aggregator; submit the examples and show demand.
     Up(up::UpArgs),
@@ -287,6 +291,16 @@ fn run_async(command: Command) -> ExitCode {
                 signing,
                 file,
             }) => admin::load_licences(&kafka, &topics, &signing, &file)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Screening(admin::ScreeningCommand::Load {
+                kafka,
+                topics,
+                signing,
+                version,
+                effective_from,
+                file,
+            }) => admin::load_screening(&kafka, &topics, &signing, version, effective_from, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),

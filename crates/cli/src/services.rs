@@ -98,6 +98,8 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
+    pub role_keys: RoleKeyArgs,
+    #[command(flatten)]
     pub validator: ValidatorArgs,
 }
 
@@ -203,7 +205,7 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
         .map_err(|e| anyhow::anyhow!("{e} (see --policy / --restricted-parties)"))?;
     let validator = forecast_validator::Validator::new(policy);
     let service = &args.service;
-    let trust = Trust::load(&service.trust, None, Some(Role::Validator))?;
+    let trust = Trust::load(&service.trust, Some(&args.role_keys), Some(Role::Validator))?;
     run_service(
         service,
         "validator",
@@ -213,6 +215,7 @@ pub async fn validate(args: &ValidateArgs, token: CancellationToken) -> anyhow::
             forecast_validator::service::run(
                 validator,
                 trust.attester(Role::Validator),
+                trust.signed_by(Role::Compliance, "restricted-party list"),
                 &service.kafka,
                 &service.topics,
                 &args.validator,

@@ -283,11 +283,13 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
             policy.clone(),
         );
         let attester = trust.attester(Role::Validator);
+        let lists = trust.signed_by(Role::Compliance, "restricted-party list");
         tasks.spawn("the validator", async move {
             let args = ValidatorArgs::default();
             forecast_validator::service::run(
                 forecast_validator::Validator::new(policy),
                 attester,
+                lists,
                 &kafka,
                 &topics,
                 &args,

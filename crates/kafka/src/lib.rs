@@ -142,6 +142,11 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 /// value; a larger one is dead-lettered without it (see the validator).
 pub const MAX_DEAD_LETTER_BYTES: usize = 20 << 20;
 
+/// Largest restricted-party list version `screening load` publishes, in
+/// bytes, encoded (one record: readers fetch up to 16 MiB per partition).
+/// The Consolidated Screening List's names and other names are about 3 MB.
+pub const MAX_SCREENING_LIST_BYTES: usize = 12 << 20;
+
 /// Where readers start: offset 0, or the earliest kept when retention
 /// removed it. An explicit offset, because some brokers (tansu 0.6) answer
 /// the "earliest"/"latest" offset queries wrongly.

@@ -161,7 +161,8 @@ fn read_document(r: &mut Reader<'_>, doc: &mut ForecastDocument) -> Result<Posit
         &mut end_use.end_users,
         EndUser::default,
         |r, u| {
-            r.text_into("end_use.end_users[].name", &mut u.name)?;
+            // Read even when skimming: re-screening matches them.
+            r.string_into("end_use.end_users[].name", &mut u.name)?;
             r.text_into("end_use.end_users[].country", &mut u.country)
         },
     )?;

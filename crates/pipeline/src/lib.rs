@@ -128,12 +128,11 @@ impl Replay {
     pub fn rescreen(&mut self, list: &ScreeningList) -> Result<Vec<Verdict>, PolicyError> {
         let policy = self.validator.policy().clone().with_screening_list(list)?;
         self.validator = Validator::new(policy);
-        let policy_version = self.validator.policy().version().to_owned();
         Ok(self
             .state
             .rescreen(list)
             .iter()
-            .map(|r| rescreen_verdict(r, &list.version, &policy_version, self.decided_at))
+            .map(|r| rescreen_verdict(r, &list.version, self.decided_at))
             .collect())
     }
 

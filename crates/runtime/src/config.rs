@@ -18,6 +18,8 @@ pub const DEFAULT_TOPIC_SUPPLY: &str = "supply.plan";
 pub const DEFAULT_TOPIC_LICENCES: &str = "licences.decisions";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_LICENCE_DEMAND: &str = "demand.by-licence";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_SCREENING: &str = "screening.lists";
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
@@ -76,6 +78,14 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_LICENCE_DEMAND
     )]
     pub topic_licence_demand: String,
+    /// Restricted-party list versions (compacted; one key, `list`: the
+    /// version published last is in force; Avro ScreeningList).
+    #[arg(
+        long,
+        env = "FORECAST_TOPIC_SCREENING",
+        default_value = DEFAULT_TOPIC_SCREENING
+    )]
+    pub topic_screening: String,
 }
 
 impl Default for TopicArgs {
@@ -90,6 +100,7 @@ impl Default for TopicArgs {
             topic_supply: DEFAULT_TOPIC_SUPPLY.into(),
             topic_licences: DEFAULT_TOPIC_LICENCES.into(),
             topic_licence_demand: DEFAULT_TOPIC_LICENCE_DEMAND.into(),
+            topic_screening: DEFAULT_TOPIC_SCREENING.into(),
         }
     }
 }

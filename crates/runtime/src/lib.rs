@@ -16,7 +16,9 @@
 //! - [`continuity`]: no record passed over when a partition resumes;
 //! - [`headers`]: dead-letter and metadata header names, the attestation
 //!   of a record written and its check on a record read;
-//! - [`trust`]: the stage keys and role keys a service is given.
+//! - [`trust`]: the stage keys and role keys a service is given;
+//! - [`side`]: side inputs, compacted topics of signed records followed
+//!   beside the consumed topic (licence decisions, restricted-party lists).
 
 pub mod config;
 pub mod continuity;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod inflight;
 pub mod metrics;
 pub mod shutdown;
+pub mod side;
 pub mod supervise;
 pub mod table;
 pub mod telemetry;

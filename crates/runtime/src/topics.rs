@@ -9,7 +9,7 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::TopicArgs;
 use crate::failure::{Classified, Domain};
-use forecast_kafka::{KafkaArgs, MAX_DEAD_LETTER_BYTES, client_config};
+use forecast_kafka::{KafkaArgs, MAX_DEAD_LETTER_BYTES, MAX_SCREENING_LIST_BYTES, client_config};
 
 /// How many partitions each topic gets when created.
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +130,7 @@ pub async fn create_topics(
     let rf = || TopicReplication::Fixed(layout.replication);
     let p = layout.partitions;
     let max_dead_letter = (MAX_DEAD_LETTER_BYTES + 4096).to_string();
+    let max_list = (MAX_SCREENING_LIST_BYTES + 4096).to_string();
     let new = [
         // The broker's clock, not the sender's, in each record's timestamp:
         // the validator's submitted_at skew check compares against it
@@ -150,6 +151,10 @@ pub async fn create_topics(
         // Read whole by every reader (a table, not a stream): one partition,
         // the latest decision per application kept.
         NewTopic::new(&topics.topic_licences, 1, rf()).set("cleanup.policy", "compact"),
+        // One key, the list in force: a whole list version is one record.
+        NewTopic::new(&topics.topic_screening, 1, rf())
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max_list),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();

@@ -11,19 +11,27 @@
 //! Every record it writes carries the validator's attestation
 //! ([`forecast_model::attest`]): the aggregator and the planner believe
 //! nothing else.
+//!
+//! The restricted-party list is a side input: the version published last
+//! on `screening.lists` (signed by a compliance key) replaces the policy's
+//! list between two batches, and every verdict names it
+//! (`screening_version`). Until one is published, the policy's list file
+//! screens.
 
 use std::sync::Arc;
 
 use clap::Args;
 use forecast_kafka::KafkaArgs;
-use forecast_model::attest::Attester;
+use forecast_model::attest::{Attester, Verifier};
+use forecast_model::screening::ScreeningList;
 use forecast_model::{ForecastDocument, Registry, SourceCoordinates, Stage, Timestamp};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::headers;
 use forecast_runtime::inflight::{
-    Batch, BatchProducer, FlightArgs, Handler, Refused, Service, batch_producer,
+    Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
+use forecast_runtime::side::SideTopic;
 use rdkafka::Message;
 
 use rdkafka::message::BorrowedMessage;
@@ -75,10 +83,13 @@ impl Default for ValidatorArgs {
     }
 }
 
-/// Runs until `token` is cancelled or a delivery fails for good.
+/// Runs until `token` is cancelled or a delivery fails for good. Believes
+/// a restricted-party list when `lists_signed_by` does.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     validator: Validator,
     attester: Option<Attester>,
+    lists_signed_by: Verifier,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
     args: &ValidatorArgs,
@@ -86,15 +97,35 @@ pub async fn run(
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let producer = batch_producer(kafka)?;
-    tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), "validator started");
+    let mut lists = SideTopic {
+        kafka: kafka.clone(),
+        topic: topics.topic_screening.clone(),
+        what: "restricted-party list",
+        signed_by: lists_signed_by,
+        decode: forecast_model::wire::decode_screening_list,
+    }
+    .follow(metrics.clone(), token.clone())?;
+    let mut validator = validator;
+    if let Some(list) = lists
+        .so_far(&topics.topic_screening, "restricted-party list")
+        .await
+        .pop()
+    {
+        if let Some(screening) = screening_with(&validator, &list) {
+            validator = screening;
+        }
+    }
+    tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), screening = validator.policy().screening_version().unwrap_or("(the policy's list file)"), "validator started");
     let mut handler = Validate {
-        validator: &validator,
+        validator,
+        lists: lists.records,
         registry: Registry::embedded(),
         producer: &producer,
         topics,
         args,
         metrics: &metrics,
         attester: attester.as_ref(),
+        pending: None,
         prepared: std::collections::VecDeque::new(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         spare: None,
@@ -108,14 +139,66 @@ pub async fn run(
         name: "validator",
         metrics: &metrics,
     };
-    args.flight
-        .serve(&service, &producer, &token, &mut handler)
-        .await
+    let result = args
+        .flight
+        .serve_with_side(&service, &producer, &token, &mut handler)
+        .await;
+    // The follower ends once its receiver is gone.
+    drop(handler);
+    let _ = tokio::task::spawn_blocking(move || lists.thread.join()).await;
+    result
+}
+
+/// `validator`'s policy screening against `list`.
+fn screening_with(validator: &Validator, list: &ScreeningList) -> Option<Validator> {
+    match validator.policy().clone().with_screening_list(list) {
+        Ok(policy) => {
+            tracing::info!(version = %list.version, entries = list.entries.len(), sha256 = %list.sha256, policy = policy.version(), "restricted-party list in force");
+            Some(Validator::new(policy))
+        }
+        // Only the list changed, and any list is valid: cannot happen, but
+        // a list never stops the validator.
+        Err(e) => {
+            tracing::error!(version = %list.version, error = %e, "restricted-party list not taken");
+            None
+        }
+    }
+}
+
+/// The restricted-party lists published while the validator runs.
+impl SideInput for Validate<'_> {
+    async fn ready(&mut self) {
+        if self.pending.is_none() {
+            match self.lists.recv().await {
+                Some(list) => self.pending = Some(list),
+                // The follower stopped (the service is stopping).
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Screens the next batches against the newest list received.
+    async fn take(&mut self, _assigned: &[(i32, i64)], _batch: &mut Batch) -> anyhow::Result<()> {
+        while let Ok(list) = self.lists.try_recv() {
+            self.pending = Some(list);
+        }
+        if let Some(screening) = self
+            .pending
+            .take()
+            .and_then(|list| screening_with(&self.validator, &list))
+        {
+            self.validator = screening;
+        }
+        Ok(())
+    }
 }
 
 /// The validator's consume loop: judges each record and enqueues its outputs.
 struct Validate<'a> {
-    validator: &'a Validator,
+    validator: Validator,
+    lists: tokio::sync::mpsc::UnboundedReceiver<ScreeningList>,
+    /// The newest list received, not yet taken.
+    pending: Option<ScreeningList>,
     registry: &'a Registry,
     producer: &'a BatchProducer,
     topics: &'a TopicArgs,
@@ -153,7 +236,7 @@ impl Handler for Validate<'_> {
             return;
         }
         let (validator, registry, limit) =
-            (self.validator, self.registry, self.args.max_record_bytes);
+            (&self.validator, self.registry, self.args.max_record_bytes);
         let work: Vec<((i32, i64), &[u8])> = records
             .iter()
             .map(|m| ((m.partition(), m.offset()), m.payload().unwrap_or_default()))
@@ -189,7 +272,9 @@ impl Handler for Validate<'_> {
     /// Judges one record and enqueues its outputs.
     async fn handle(&mut self, m: &BorrowedMessage<'_>, batch: &mut Batch) -> anyhow::Result<()> {
         let Validate {
-            validator,
+            ref validator,
+            lists: _,
+            pending: _,
             registry,
             producer,
             topics,

@@ -1,96 +1,31 @@
-//! The aggregator's inputs besides the record it handles: the licence
-//! decisions, followed on a thread of their own, and a partition's state
-//! restored from the partition's start.
+//! The aggregator's inputs besides the record it handles: a partition's
+//! state restored from the partition's start (the side inputs are
+//! `forecast_runtime::side`'s).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use forecast_kafka::{KafkaArgs, reader_config};
 use forecast_model::attest::Verifier;
-use forecast_model::{
-    DecodeError, ForecastDocument, LicenceDecision, LicenceRegister, Registry, SourceCoordinates,
-    Timestamp, wire,
-};
+use forecast_model::{DecodeError, ForecastDocument, Registry, SourceCoordinates, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
 use forecast_runtime::group::follow;
 use forecast_runtime::headers;
-use forecast_runtime::metrics::Metrics;
-use forecast_runtime::table;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 
-use super::{DECISIONS_WAIT, PartitionState, seeded};
+use super::{PartitionState, Sides, seeded};
 use crate::state::DemandState;
-
-/// Reads `licences.decisions` to its end (then `read` is sent), then
-/// follows it, sending every decision to `tx`, until `token` is cancelled
-/// or the receiver is gone. A topic that cannot be read is retried every
-/// 5 s; an undecodable record is logged and skipped; a tombstone is
-/// ignored (a decision is replaced by a later one, never deleted); one
-/// that `signed_by` does not believe (not signed by a compliance key) is
-/// logged, counted and refused.
-pub(super) fn follow_decisions(
-    kafka: &KafkaArgs,
-    topic: &str,
-    tx: &tokio::sync::mpsc::UnboundedSender<LicenceDecision>,
-    read: tokio::sync::oneshot::Sender<()>,
-    token: &CancellationToken,
-    signed_by: &Verifier,
-    metrics: &Metrics,
-) {
-    let take = |m: &BorrowedMessage<'_>| {
-        let Some(value) = m.payload() else { return };
-        if let Err(e) = headers::verify(m, signed_by) {
-            let n = metrics.unattested(topic);
-            if Metrics::worth_logging(n) {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %e, count = n, "licence decision refused: not signed by a compliance key (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
-            }
-            return;
-        }
-        match wire::decode_decision(value, Registry::embedded()) {
-            Ok(d) => {
-                let _ = tx.send(d);
-            }
-            Err(e) => {
-                tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable licence decision skipped");
-            }
-        }
-    };
-    let reader = loop {
-        if token.is_cancelled() || tx.is_closed() {
-            return;
-        }
-        match table::read_to_end(kafka, &[topic], DECISIONS_WAIT, take) {
-            Ok(reader) => break reader,
-            Err(e) => {
-                tracing::warn!(topic, error = %format!("{e:#}"), "cannot read the licence decisions; retrying in 5 s");
-                std::thread::sleep(Duration::from_secs(5));
-            }
-        }
-    };
-    let _ = read.send(());
-    while !token.is_cancelled() && !tx.is_closed() {
-        match reader.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => take(&m),
-            // librdkafka recovers by itself.
-            Some(Err(e)) => {
-                tracing::warn!(topic, error = %e, "licence decisions: consumer error; retrying")
-            }
-            None => {}
-        }
-    }
-}
 
 /// The state of partition `p`, ready for the record at offset `o`: rebuilt
 /// from the partition's start when continuity broke, with the decisions of
-/// `register`; then each of its customers is noted in `republish`.
+/// `sides`; then each of its customers is noted in `republish`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn restored<'p>(
     partitions: &'p mut HashMap<i32, PartitionState>,
-    register: &LicenceRegister,
+    sides: &Sides,
     republish: &mut BTreeMap<(i32, String), Timestamp>,
     kafka: &KafkaArgs,
     topics: &TopicArgs,
@@ -100,7 +35,7 @@ pub(super) async fn restored<'p>(
 ) -> anyhow::Result<&'p mut PartitionState> {
     let part = partitions
         .entry(p)
-        .or_insert_with(|| PartitionState::new(register));
+        .or_insert_with(|| PartitionState::new(sides));
     if part.next != o {
         // Outputs of records before `o` were produced by whoever read them.
         tracing::info!(
@@ -115,7 +50,7 @@ pub(super) async fn restored<'p>(
             topics.topic_validated.clone(),
             p,
             o,
-            seeded(register),
+            seeded(sides),
             believed.clone(),
         )
         .await?;

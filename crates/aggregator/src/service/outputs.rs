@@ -10,7 +10,7 @@ use forecast_model::{
 };
 
 use super::inputs::Decoder;
-use crate::state::{DemandState, Sequenced, sequenced_verdict};
+use crate::state::{DemandState, Sequenced, rescreen_verdict, sequenced_verdict};
 
 /// A record of the validated topic, as the aggregator reads it.
 #[derive(Debug)]
@@ -44,11 +44,15 @@ pub enum Outputs {
         message: String,
         audit: Option<Verdict>,
     },
-    /// Sequenced: its verdict, under the document's key, and what changed.
+    /// Sequenced: its verdict, under the document's key, and what changed;
+    /// `held`, the RESCREEN verdict of a revision applied while the list in
+    /// force names one of its end users (the validator screened it against
+    /// an older list).
     Sequenced {
         key: String,
         verdict: Verdict,
         change: Option<CustomerChange>,
+        held: Option<Verdict>,
     },
 }
 
@@ -108,18 +112,25 @@ pub fn outputs(state: &mut DemandState, decoder: &mut Decoder, record: Received<
             .map(str::to_owned),
     };
     let verdict = sequenced_verdict(accepted, &outcome);
-    let change = match outcome {
-        Sequenced::Applied { demand_changed, .. } => Some(CustomerChange {
-            customer: doc.customer_id.clone(),
-            at: record.decided_at,
-            demand_changed,
-        }),
-        _ => None,
+    let (change, held) = match outcome {
+        Sequenced::Applied { demand_changed, .. } => (
+            Some(CustomerChange {
+                customer: doc.customer_id.clone(),
+                at: record.decided_at,
+                demand_changed,
+            }),
+            state.hold(&doc.customer_id, &doc.document_id).map(|r| {
+                let version = state.screening_version().unwrap_or_default();
+                rescreen_verdict(&r, version, record.decided_at)
+            }),
+        ),
+        _ => (None, None),
     };
     Outputs::Sequenced {
         key: doc.key(),
         verdict,
         change,
+        held,
     }
 }
 
@@ -197,6 +208,7 @@ mod tests {
             key,
             verdict,
             change,
+            held,
         } = first
         else {
             panic!("not sequenced: {first:?}");
@@ -211,6 +223,7 @@ mod tests {
         assert_eq!(verdict.source.unwrap().topic, "forecasts.submitted");
         let change = change.expect("applied");
         assert!(change.demand_changed && change.customer == "TENCENT");
+        assert_eq!(held, None, "no list in force");
         let again = outputs(&mut state, &mut decoder, received(&value, 1, Ok(())));
         let Outputs::Sequenced {
             verdict, change, ..
@@ -220,6 +233,39 @@ mod tests {
         };
         assert_eq!(verdict.outcome, Outcome::Duplicate);
         assert_eq!(change, None);
+    }
+
+    #[test]
+    fn a_revision_applied_under_a_list_that_names_its_end_user_is_held_with_a_rescreen_verdict() {
+        let (mut state, mut decoder) = (DemandState::new(), Decoder::default());
+        let doc = document();
+        let name = doc.end_use.end_users[0].name.clone();
+        let list = forecast_model::screening::ScreeningList::from_bytes(
+            format!("name\n\"{name}\"\n").as_bytes(),
+            "test",
+            Some("csl-2".into()),
+            Timestamp::from_millis(0),
+        )
+        .unwrap();
+        state.rescreen(&list);
+        let value = wire::encode_document(&doc);
+        let out = outputs(&mut state, &mut decoder, received(&value, 0, Ok(())));
+        let Outputs::Sequenced { verdict, held, .. } = out else {
+            panic!("not sequenced: {out:?}");
+        };
+        assert_eq!(verdict.outcome, Outcome::Accepted);
+        let held = held.expect("held at once");
+        assert_eq!(
+            (held.outcome, held.stage, held.codes.as_slice()),
+            (
+                Outcome::Rejected,
+                Stage::Rescreen,
+                &[RuleCode::EndUserRestricted][..]
+            )
+        );
+        assert_eq!(held.screening_version.as_deref(), Some("csl-2"));
+        assert_eq!(held.customer_id.as_deref(), Some("TENCENT"));
+        assert!(state.is_held("TENCENT", "TCT-1"));
     }
 
     #[test]

@@ -180,6 +180,26 @@ impl DemandState {
         self.screening.version()
     }
 
+    /// `customer_id`'s `document_id` as the list in force holds it, if it
+    /// does (a revision applied under a list that names its end user).
+    pub fn hold(&self, customer_id: &str, document_id: &str) -> Option<Rescreened> {
+        let d = self.document(customer_id, document_id).filter(|d| d.held)?;
+        let mut names: Vec<String> = d
+            .end_users
+            .iter()
+            .filter_map(|n| self.screening.parties.matches_normal(n).map(str::to_owned))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Some(Rescreened {
+            customer_id: customer_id.to_owned(),
+            document_id: document_id.to_owned(),
+            revision: d.revision,
+            held: true,
+            names,
+        })
+    }
+
     /// Whether `customer_id`'s `document_id` is held by the list in force.
     pub fn is_held(&self, customer_id: &str, document_id: &str) -> bool {
         self.document(customer_id, document_id)
@@ -200,13 +220,9 @@ impl DemandState {
 
 /// The verdict on a document whose hold a list changed (stage `RESCREEN`):
 /// `REJECTED` with `END_USER_RESTRICTED` when held, `ACCEPTED` when
-/// released; `version` is the list's, `policy_version` the policy's.
-pub fn rescreen_verdict(
-    r: &Rescreened,
-    version: &str,
-    policy_version: &str,
-    decided_at: Timestamp,
-) -> Verdict {
+/// released; `version` is the list's. It carries no policy version: the
+/// list alone decided it.
+pub fn rescreen_verdict(r: &Rescreened, version: &str, decided_at: Timestamp) -> Verdict {
     let names = r
         .names
         .iter()
@@ -238,7 +254,7 @@ pub fn rescreen_verdict(
         codes,
         warnings: Vec::new(),
         violations,
-        policy_version: policy_version.to_owned(),
+        policy_version: String::new(),
         decided_at,
         source: None,
         customer_id: Some(r.customer_id.clone()),
