@@ -285,6 +285,7 @@ impl Names {
             ("--topic-supply", "supply.plan"),
             ("--topic-licences", "licences.decisions"),
             ("--topic-licence-demand", "demand.by-licence"),
+            ("--topic-screening", "screening.lists"),
         ] {
             v.push(flag.to_owned());
             v.push(self.topic(base));

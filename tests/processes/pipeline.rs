@@ -212,6 +212,23 @@ impl Pipeline {
         );
     }
 
+    /// `forecastctl screening load` of `file`, signed by the compliance
+    /// key, which must succeed.
+    pub fn load_screening(&self, file: &Path) {
+        let mut args = self
+            .names
+            .command(&["screening", "load"], &self.broker.brokers);
+        args.push("--signing-key".into());
+        args.push(test_keys().compliance.display().to_string());
+        args.push(file.display().to_string());
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "screening load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn demand(&self) -> Value {
         self.demand_with(&[])
     }

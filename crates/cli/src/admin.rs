@@ -91,7 +91,7 @@ pub enum ScreeningCommand {
         signing: RecordSigningArgs,
         /// The version's id, carried by every verdict screened against it
         /// (default: `csl-` and the first 12 hex digits of the file's sha256).
-        #[arg(long, value_name = "ID")]
+        #[arg(long = "list-version", id = "list_version", value_name = "ID")]
         version: Option<String>,
         /// When the list takes effect, RFC 3339 (default: now); informative,
         /// the version published last is the one in force.

@@ -95,8 +95,13 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
             }
             Some(d) => {
                 println!(
-                    "{id}: applied revision {}",
-                    d.applied_revision.map_or("none".into(), |r| r.to_string())
+                    "{id}: applied revision {}{}",
+                    d.applied_revision.map_or("none".into(), |r| r.to_string()),
+                    if d.screening_hold {
+                        "; HELD: an end user is on the restricted-party list in force (SCREENING_HOLD)"
+                    } else {
+                        ""
+                    }
                 );
                 for v in &d.history {
                     println!("  {}", describe(v));

@@ -74,6 +74,8 @@ pub struct VerdictEntry {
     pub warnings: Vec<forecast_model::WarningCode>,
     pub violations: Vec<ViolationEntry>,
     pub policy_version: Arc<str>,
+    /// The restricted-party list version it was screened against.
+    pub screening_version: Option<Arc<str>>,
     pub decided_at: Timestamp,
     pub source: Option<Source>,
 }
@@ -121,6 +123,9 @@ impl VerdictEntry {
                 })
                 .collect(),
             policy_version: strings.get_bounded(&v.policy_version, STRINGS_KEPT),
+            screening_version: v
+                .screening_version
+                .map(|s| strings.get_bounded(&s, STRINGS_KEPT)),
             decided_at: v.decided_at,
             source: v.source.map(|s| Source {
                 topic: strings.get_bounded(&s.topic, STRINGS_KEPT),
@@ -140,6 +145,10 @@ pub struct DocumentHistory {
     pub customer_id: Option<Arc<str>>,
     /// The revision the aggregator applied last (`null` when none was).
     pub applied_revision: Option<i32>,
+    /// Held: an end user is on the restricted-party list in force (its
+    /// last RESCREEN verdict rejected it); its units count as
+    /// SCREENING_HOLD until a list releases it or a revision replaces it.
+    pub screening_hold: bool,
     /// The newest verdicts (at most [`HISTORY_KEPT`]), oldest first.
     pub history: Vec<VerdictEntry>,
     /// Verdicts older than `history`, counted but no longer kept.
@@ -351,6 +360,7 @@ impl VerdictBook {
                 document_id: id,
                 customer_id: owner,
                 applied_revision: None,
+                screening_hold: false,
                 // Most documents get two verdicts (validator, aggregator).
                 history: Vec::with_capacity(2),
                 earlier_verdicts: 0,
@@ -358,8 +368,15 @@ impl VerdictBook {
             }
         });
         doc.touched = now;
-        if entry.stage == Stage::Sequence && entry.verdict == Outcome::Accepted {
-            doc.applied_revision = doc.applied_revision.max(entry.revision);
+        match (entry.stage, entry.verdict) {
+            (Stage::Sequence, Outcome::Accepted) => {
+                doc.applied_revision = doc.applied_revision.max(entry.revision);
+                // A new revision is screened afresh (a RESCREEN verdict
+                // follows if the list in force holds it).
+                doc.screening_hold = false;
+            }
+            (Stage::Rescreen, outcome) => doc.screening_hold = outcome == Outcome::Rejected,
+            _ => {}
         }
         if doc.history.len() == HISTORY_KEPT {
             doc.history.remove(0);

@@ -58,6 +58,9 @@ pub struct DocumentStatus {
     pub customer_id: Option<String>,
     /// The revision the aggregator applied last.
     pub applied_revision: Option<i32>,
+    /// Held: an end user is on the restricted-party list in force.
+    #[serde(default)]
+    pub screening_hold: bool,
     /// Every verdict, oldest first.
     pub history: Vec<VerdictView>,
 }
@@ -69,7 +72,7 @@ pub struct VerdictView {
     pub revision: Option<i32>,
     /// `ACCEPTED`, `REJECTED` or `DUPLICATE`.
     pub verdict: String,
-    /// `DESERIALIZE`, `VALIDATE` or `SEQUENCE`.
+    /// `DESERIALIZE`, `VALIDATE`, `SEQUENCE` or `RESCREEN`.
     pub stage: String,
     pub codes: Vec<String>,
     #[serde(default)]
@@ -304,6 +307,7 @@ mod tests {
             document_id: "D".into(),
             customer_id: Some("TENCENT".into()),
             applied_revision: Some(1),
+            screening_hold: false,
             history: vec![
                 verdict("VALIDATE", "ACCEPTED", 1, Some(5)),
                 verdict("SEQUENCE", "ACCEPTED", 1, None),

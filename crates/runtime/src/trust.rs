@@ -38,10 +38,16 @@ pub struct TrustArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RoleKeyArgs {
     /// Key registry (JSON Lines, docs/signatures.md) holding the keys of
-    /// role `compliance` (licence decisions) and `operator` (supply plans):
-    /// a decision or plan not signed by one of them is refused. One file
+    /// role `compliance` (licence decisions, restricted-party lists) and
+    /// `operator` (supply plans): a decision, list or plan not signed by
+    /// one of them is refused. One file
     /// may hold the customers' keys too (the validator's `--keys`).
-    #[arg(long = "role-keys", env = "FORECAST_ROLE_KEYS", value_name = "FILE")]
+    #[arg(
+        long = "role-keys",
+        id = "role_keys",
+        env = "FORECAST_ROLE_KEYS",
+        value_name = "FILE"
+    )]
     pub keys: Option<PathBuf>,
 }
 
