@@ -356,7 +356,7 @@ impl Handler for Aggregate<'_> {
                 change,
                 held,
             } => {
-                for verdict in std::iter::once(&verdict).chain(&held) {
+                for verdict in std::iter::once(&verdict).chain(held.as_deref()) {
                     if let Some(&code) = verdict.codes.first() {
                         to.metrics.rejected(&[code]);
                     }

@@ -105,16 +105,13 @@ pub async fn run(
         decode: forecast_model::wire::decode_screening_list,
     }
     .follow(metrics.clone(), token.clone())?;
-    let mut validator = validator;
-    if let Some(list) = lists
+    let so_far = lists
         .so_far(&topics.topic_screening, "restricted-party list")
         .await
-        .pop()
-    {
-        if let Some(screening) = screening_with(&validator, &list) {
-            validator = screening;
-        }
-    }
+        .pop();
+    let validator = so_far
+        .and_then(|list| screening_with(&validator, &list))
+        .unwrap_or(validator);
     tracing::info!(topic = %topics.topic_submitted, group = %args.group, policy = validator.policy().version(), screening = validator.policy().screening_version().unwrap_or("(the policy's list file)"), "validator started");
     let mut handler = Validate {
         validator,

@@ -52,7 +52,7 @@ pub enum Outputs {
         key: String,
         verdict: Verdict,
         change: Option<CustomerChange>,
-        held: Option<Verdict>,
+        held: Option<Box<Verdict>>,
     },
 }
 
@@ -121,7 +121,7 @@ pub fn outputs(state: &mut DemandState, decoder: &mut Decoder, record: Received<
             }),
             state.hold(&doc.customer_id, &doc.document_id).map(|r| {
                 let version = state.screening_version().unwrap_or_default();
-                rescreen_verdict(&r, version, record.decided_at)
+                Box::new(rescreen_verdict(&r, version, record.decided_at))
             }),
         ),
         _ => (None, None),
