@@ -128,9 +128,14 @@ fn main() {
 
     for (target, name, file) in [
         (
-            "restricted_csv",
+            "screening_list",
             "examples.csv",
             "examples/restricted-parties.csv",
+        ),
+        (
+            "screening_list",
+            "update.csv",
+            "examples/restricted-parties-update.csv",
         ),
         ("policy_toml", "examples.toml", "examples/policy.toml"),
         ("supply", "examples.csv", "examples/supply.csv"),
@@ -141,7 +146,7 @@ fn main() {
     let sample_list = repo.join("../shared/conformance/restricted.csv");
     if sample_list.exists() {
         write(
-            "restricted_csv",
+            "screening_list",
             "conformance.csv",
             &std::fs::read(sample_list).unwrap(),
         );

@@ -20,7 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("framed_document", framed_document),
     ("framed_records", framed_records),
     ("json_document", json_document),
-    ("restricted_csv", restricted_csv),
+    ("screening_list", screening_list),
     ("policy_toml", policy_toml),
     ("supply", supply),
     ("key_registry", key_registry),
@@ -188,16 +188,25 @@ pub fn json_document(data: &[u8]) {
     let _ = v.verdict(&judged, Timestamp::from_millis(0), None);
 }
 
-/// The restricted-party list (CSV).
-pub fn restricted_csv(data: &[u8]) {
-    if let Ok(list) = forecast_validator::RestrictedParties::from_reader(data, "fuzz") {
-        for name in list.normal_forms() {
-            assert!(
-                list.matches(name).is_some(),
-                "{name:?} is listed but not matched"
-            );
-        }
+/// A restricted-party list file (the CSL's CSV export or its JSON form):
+/// every name listed is matched, the version survives its Avro round trip,
+/// and the delta of a list with itself is empty.
+pub fn screening_list(data: &[u8]) {
+    use forecast_model::screening::ScreeningList;
+    let Ok(list) = ScreeningList::from_bytes(data, "fuzz", None, Timestamp::from_millis(0)) else {
+        return;
+    };
+    let parties = list.parties();
+    for name in parties.normal_forms() {
+        assert!(
+            parties.matches(name).is_some(),
+            "{name:?} is listed but not matched"
+        );
     }
+    assert!(parties.delta(&parties).is_empty(), "a list differs from itself");
+    let framed = wire::encode_screening_list(&list);
+    let back = wire::decode_screening_list(&framed, Registry::embedded()).expect("decodes");
+    assert_eq!(back, list, "the Avro round trip");
 }
 
 /// The policy file (TOML), with the policy built from it.
