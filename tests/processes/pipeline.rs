@@ -198,33 +198,26 @@ impl Pipeline {
 
     /// `forecastctl licences load` of `file`, which must succeed.
     pub fn load_licences(&self, file: &Path) {
-        let mut args = self
-            .names
-            .command(&["licences", "load"], &self.broker.brokers);
-        args.push("--signing-key".into());
-        args.push(test_keys().compliance.display().to_string());
-        args.push(file.display().to_string());
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "licences load: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.load_signed(&["licences", "load"], file);
     }
 
-    /// `forecastctl screening load` of `file`, signed by the compliance
-    /// key, which must succeed.
+    /// `forecastctl screening load` of `file`, which must succeed.
     pub fn load_screening(&self, file: &Path) {
-        let mut args = self
-            .names
-            .command(&["screening", "load"], &self.broker.brokers);
+        self.load_signed(&["screening", "load"], file);
+    }
+
+    /// `forecastctl WORDS FILE` signed by the compliance key, which must
+    /// succeed.
+    fn load_signed(&self, words: &[&str], file: &Path) {
+        let mut args = self.names.command(words, &self.broker.brokers);
         args.push("--signing-key".into());
         args.push(test_keys().compliance.display().to_string());
         args.push(file.display().to_string());
         let out = run(&args);
         assert!(
             out.status.success(),
-            "screening load: {}",
+            "{}: {}",
+            words.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -152,36 +152,62 @@ pub async fn publish_licences(
     decisions: &[forecast_model::LicenceDecision],
     attester: Option<&Attester>,
 ) -> anyhow::Result<()> {
-    let topic = &topics.topic_licences;
+    let records: Vec<Signed> = decisions
+        .iter()
+        .map(|d| Signed {
+            key: d.key(),
+            value: forecast_model::wire::encode_decision(d),
+            what: format!("decision on {}", d.application_number),
+        })
+        .collect();
+    publish_signed(kafka, &topics.topic_licences, &records, attester).await?;
+    eprintln!(
+        "{} licence decisions published to {}",
+        decisions.len(),
+        topics.topic_licences
+    );
+    Ok(())
+}
+
+/// A record `publish_signed` sends.
+struct Signed {
+    key: String,
+    value: Vec<u8>,
+    /// What it is, for the error when it is not delivered.
+    what: String,
+}
+
+/// Sends `records` to `topic`, which must exist, each signed by `attester`;
+/// fails on the first not delivered.
+async fn publish_signed(
+    kafka: &KafkaArgs,
+    topic: &str,
+    records: &[Signed],
+    attester: Option<&Attester>,
+) -> anyhow::Result<()> {
     forecast_runtime::topics::require_topic(kafka, topic).await?;
     let producer: rdkafka::producer::FutureProducer =
         forecast_kafka::producer_config(kafka).create()?;
-    let mut deliveries = Vec::with_capacity(decisions.len());
-    for d in decisions {
-        let value = forecast_model::wire::encode_decision(d);
-        let key = d.key();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for r in records {
         let record = rdkafka::producer::FutureRecord::to(topic)
-            .key(key.as_bytes())
-            .payload(value.as_slice());
+            .key(r.key.as_bytes())
+            .payload(r.value.as_slice());
         let record = forecast_runtime::headers::attested(record, attester);
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
-    for (d, delivery) in decisions.iter().zip(deliveries) {
+    for (r, delivery) in records.iter().zip(deliveries) {
         delivery
             .await
             .map_err(|_| anyhow::anyhow!("the producer went away"))?
             .map_err(|(e, _)| {
                 anyhow::Error::new(forecast_runtime::delivery::DeliveryFailure {
-                    topic: topic.clone(),
+                    topic: topic.to_owned(),
                     error: e,
                 })
-                .context(format!(
-                    "decision on {} not published",
-                    d.application_number
-                ))
+                .context(format!("{} not published", r.what))
             })?;
     }
-    eprintln!("{} licence decisions published to {topic}", decisions.len());
     Ok(())
 }
 
@@ -243,32 +269,17 @@ pub async fn publish_screening(
     let value = forecast_model::wire::encode_screening_list(list);
     anyhow::ensure!(
         value.len() <= forecast_kafka::MAX_SCREENING_LIST_BYTES,
-        "the list encodes to {} bytes, over the {} a list version may have (one record that every validator and aggregator reads whole); leave out columns other than name and alt_names, or split the file",
+        "the list's names encode to {} bytes, over the {} one list version may have (a single record that every validator and aggregator holds whole): is the file a restricted-party list?",
         value.len(),
         forecast_kafka::MAX_SCREENING_LIST_BYTES
     );
     let topic = &topics.topic_screening;
-    forecast_runtime::topics::require_topic(kafka, topic).await?;
-    let producer: rdkafka::producer::FutureProducer =
-        forecast_kafka::producer_config(kafka).create()?;
-    let record = rdkafka::producer::FutureRecord::to(topic)
-        .key(SCREENING_KEY.as_bytes())
-        .payload(value.as_slice());
-    let record = forecast_runtime::headers::attested(record, attester);
-    forecast_kafka::enqueue(&producer, record)
-        .await?
-        .await
-        .map_err(|_| anyhow::anyhow!("the producer went away"))?
-        .map_err(|(e, _)| {
-            anyhow::Error::new(forecast_runtime::delivery::DeliveryFailure {
-                topic: topic.clone(),
-                error: e,
-            })
-            .context(format!(
-                "restricted-party list {} not published",
-                list.version
-            ))
-        })?;
+    let record = Signed {
+        key: SCREENING_KEY.into(),
+        value,
+        what: format!("restricted-party list {}", list.version),
+    };
+    publish_signed(kafka, topic, &[record], attester).await?;
     eprintln!(
         "restricted-party list {} ({} entries, sha256 {}) published to {topic}",
         list.version,

@@ -189,8 +189,9 @@ fn sorted(verdicts: &Value) -> Vec<Value> {
     v
 }
 
-/// The live pipeline: the conformance sample is judged under its list; a
-/// list naming Volcano Engine is published with `screening load`: the
+/// The live pipeline: the conformance sample is judged under its list; an
+/// unsigned list is refused; a list naming Volcano Engine is published
+/// with `screening load`, signed by the compliance key: the
 /// planner's exposure, the RESCREEN verdicts on the audit topic and what a
 /// customer reads of its document equal `replay --rescreen`; a new
 /// submission naming the listed end user is rejected against the new
@@ -241,6 +242,23 @@ fn a_list_published_live_holds_and_releases_documents_as_replay_does() {
         v
     };
     let baseline = replayed(&[&old]);
+
+    // A list no compliance key signed holds nothing: both services refuse it.
+    let mut args = p.names.command(&["screening", "load"], &p.broker.brokers);
+    args.extend(["--unsigned".to_owned(), update.display().to_string()]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the validator and the aggregator to refuse the unsigned list",
+        || p.logs().matches("restricted-party list refused").count() >= 2,
+    );
+    assert_eq!(exposure(), baseline["licences"]["by_status"]);
+    assert!(rescreens("REJECTED").is_empty());
 
     p.load_screening(&update);
     let held = replayed(&[&update]);

@@ -203,7 +203,10 @@ pub fn screening_list(data: &[u8]) {
             "{name:?} is listed but not matched"
         );
     }
-    assert!(parties.delta(&parties).is_empty(), "a list differs from itself");
+    assert!(
+        parties.delta(&parties).is_empty(),
+        "a list differs from itself"
+    );
     let framed = wire::encode_screening_list(&list);
     let back = wire::decode_screening_list(&framed, Registry::embedded()).expect("decodes");
     assert_eq!(back, list, "the Avro round trip");
