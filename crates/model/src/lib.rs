@@ -21,12 +21,15 @@
 //! - [`signing`]: the canonical content a sender signs, Ed25519 signing and
 //!   verification, key texts.
 //! - [`keys`]: the key registry of customers' and roles' public keys.
+//! - [`allocation`]: the supplier's reply: a short supply allocated among
+//!   customers under an allocation policy.
 //! - [`attest`]: the attestation each stage puts on the records it writes,
 //!   and the check of it by the stage that reads them; stage keys.
 //!
 //! Every other crate of the workspace builds on these types; nothing here
 //! does I/O but reading a key registry's file.
 
+pub mod allocation;
 pub mod attest;
 mod avro;
 pub mod codec;
