@@ -16,6 +16,7 @@ pub mod admin;
 pub mod check;
 pub mod demand;
 pub mod input;
+pub mod allocate;
 pub mod replay;
 pub mod report;
 pub mod services;
@@ -63,6 +64,11 @@ pub enum Command {
     /// the services would, and print every verdict and the final demand.
     /// Exit 0 whatever the verdicts, 2 on a usage error or an unreadable file.
     Replay(ReplayArgs),
+    /// Allocate the supply plan among the customers' eligible demand under
+    /// an allocation policy (docs/planner.md, "Allocation"), after
+    /// replaying a stream with the licence decisions taken. Exit 0, 2 on a
+    /// usage error or an unreadable file.
+    Allocate(allocate::AllocateArgs),
     /// Manage signing keys (docs/signatures.md).
     #[command(subcommand)]
     Keys(signing::KeysCommand),
@@ -204,6 +210,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
+        Command::Allocate(args) => allocate::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
         Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
         Command::Keys(signing::KeysCommand::Stage(args)) => signing::stage(&args),
         Command::Sign(args) => signing::sign(&args, &mut out),
@@ -306,6 +313,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Up(a) => up::up(&a, token).await.map(|()| ExitCode::SUCCESS),
             Command::Check(_)
             | Command::Replay(_)
+            | Command::Allocate(_)
             | Command::Keys(_)
             | Command::Sign(_)
             | Command::Tokens(_) => {
@@ -364,6 +372,8 @@ pub enum RunError {
     Output(io::Error),
     /// A licence file does not read (file, line and why).
     Licences(String),
+    /// Another input is wrong (what, where, and the flag that named it).
+    Usage(String),
 }
 
 impl From<io::Error> for RunError {
@@ -385,6 +395,7 @@ impl std::fmt::Display for RunError {
             RunError::Output(e) => write!(f, "cannot write output: {e}"),
             RunError::Key(e) => f.write_str(e),
             RunError::Licences(e) => write!(f, "{e} (see --licences)"),
+            RunError::Usage(e) => f.write_str(e),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use forecast_model::screening::ScreeningList;
-use forecast_model::{DemandRow, LicenceDecision, Outcome};
+use forecast_model::{DemandRow, LicenceDecision, Outcome, Verdict, Warning};
 use forecast_pipeline::Replay;
 use forecast_validator::Policy;
 
@@ -67,56 +67,34 @@ pub fn run_with(
     format: Format,
     out: &mut impl Write,
 ) -> Result<Summary, RunError> {
-    let read_error = |source| RunError::Input {
-        path: origin.to_path_buf(),
-        source,
-    };
     let name = origin.display().to_string();
     let mut replay = Replay::new(policy);
     let with_licences = extras.licences.is_some() || !extras.rescreen.is_empty();
     for d in extras.licences.into_iter().flatten() {
         replay.take_decision(d);
     }
-    let mut lines = JsonLines::new(input);
     let mut summary = Summary::default();
     if format == Format::Json {
         out.write_all(b"{\"verdicts\":[")?;
     }
-    // Batches bound memory (at most BATCH lines held) and let the
-    // stateless step run in parallel.
-    const BATCH: usize = 1024;
     let mut first = true;
-    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
-    let mut done = false;
-    while !done {
-        batch.clear();
-        while batch.len() < BATCH {
-            match lines.next_line().map_err(read_error)? {
-                Some((line, bytes)) => batch.push((line, bytes.to_vec())),
-                None => {
-                    done = true;
-                    break;
+    feed(&mut replay, input, origin, |line, verdict, warnings| {
+        summary.count(verdict.outcome);
+        match format {
+            Format::Json => {
+                if !first {
+                    out.write_all(b",")?;
                 }
+                out.write_all(b"\n")?;
+                report::write_json(out, &VerdictJson::from(verdict))?;
+            }
+            Format::Text => {
+                report::write_verdict_text(out, &format!("{name}:{line}"), verdict, warnings)?
             }
         }
-        let inputs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
-        for ((line, _), (verdict, warnings)) in batch.iter().zip(replay.submit_batch(&inputs)) {
-            summary.count(verdict.outcome);
-            match format {
-                Format::Json => {
-                    if !first {
-                        out.write_all(b",")?;
-                    }
-                    out.write_all(b"\n")?;
-                    report::write_json(out, &VerdictJson::from(&verdict))?;
-                }
-                Format::Text => {
-                    report::write_verdict_text(out, &format!("{name}:{line}"), &verdict, &warnings)?
-                }
-            }
-            first = false;
-        }
-    }
+        first = false;
+        Ok(())
+    })?;
     let mut rescreens = Vec::with_capacity(extras.rescreen.len());
     for list in &extras.rescreen {
         let verdicts = replay.rescreen(list).map_err(RunError::Policy)?;
@@ -171,4 +149,42 @@ pub fn run_with(
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// Submits every line of `input` to `replay` in order, handing each
+/// verdict to `each` with its line number as soon as it is decided.
+///
+/// Memory stays bounded by the demand state: batches of at most 1,024
+/// lines, whose stateless step runs on all cores.
+pub fn feed(
+    replay: &mut Replay,
+    input: impl BufRead,
+    origin: &Path,
+    mut each: impl FnMut(usize, &Verdict, &[Warning]) -> std::io::Result<()>,
+) -> Result<(), RunError> {
+    let read_error = |source| RunError::Input {
+        path: origin.to_path_buf(),
+        source,
+    };
+    let mut lines = JsonLines::new(input);
+    const BATCH: usize = 1024;
+    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let mut done = false;
+    while !done {
+        batch.clear();
+        while batch.len() < BATCH {
+            match lines.next_line().map_err(read_error)? {
+                Some((line, bytes)) => batch.push((line, bytes.to_vec())),
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        let inputs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
+        for ((line, _), (verdict, warnings)) in batch.iter().zip(replay.submit_batch(&inputs)) {
+            each(*line, &verdict, &warnings)?;
+        }
+    }
+    Ok(())
 }

@@ -174,3 +174,43 @@ pub(super) fn add_units<K: Ord + Clone>(
         cells.remove(&key);
     }
 }
+
+impl super::DemandState {
+    /// Every live document's units per customer x SKU x quarter x licence
+    /// status x application, summed: what allocation shares supply among
+    /// (`forecast_model::allocation::allocate`). Sorted.
+    pub fn demand_lines(&self) -> Vec<forecast_model::allocation::DemandLine> {
+        type Key = (Arc<str>, Arc<str>, Quarter, ExposureStatus, Option<Arc<str>>);
+        let mut sums: BTreeMap<Key, Units> = BTreeMap::new();
+        for docs in self.documents.values() {
+            for d in docs.values() {
+                let status = self.exposure(d);
+                for c in d.contributions.iter() {
+                    let key = (
+                        d.customer_id.clone(),
+                        c.sku.clone(),
+                        c.quarter,
+                        status,
+                        d.application.clone(),
+                    );
+                    let u = sums.entry(key).or_default();
+                    u.firm_units = u.firm_units.saturating_add(c.units.firm_units);
+                    u.planning_units = u.planning_units.saturating_add(c.units.planning_units);
+                }
+            }
+        }
+        sums.into_iter()
+            .filter(|(_, u)| *u != Units::default())
+            .map(|((customer, sku, quarter, status, application), units)| {
+                forecast_model::allocation::DemandLine {
+                    customer_id: customer.to_string(),
+                    sku: sku.to_string(),
+                    quarter,
+                    status,
+                    application: application.map(|a| a.to_string()),
+                    units,
+                }
+            })
+            .collect()
+    }
+}
