@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use forecast_model::allocation::{AllocationPolicy, allocate};
 use forecast_model::Quarter;
+use forecast_model::allocation::{AllocationPolicy, allocate};
 use forecast_pipeline::Replay;
 
 use crate::report::{thousands, write_json, write_table};
@@ -127,7 +127,11 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" + "),
-                if allocation.firm_first { ", firm first" } else { "" },
+                if allocation.firm_first {
+                    ", firm first"
+                } else {
+                    ""
+                },
                 if allocation.carry_over {
                     ", unallocated supply carried over"
                 } else {
@@ -136,7 +140,14 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
             )?;
             write_table(
                 out,
-                &["CUSTOMER", "SKU", "QUARTER", "REQUESTED", "ALLOCATED", "SHORTFALL"],
+                &[
+                    "CUSTOMER",
+                    "SKU",
+                    "QUARTER",
+                    "REQUESTED",
+                    "ALLOCATED",
+                    "SHORTFALL",
+                ],
                 3,
                 rows,
                 None,

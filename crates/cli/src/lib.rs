@@ -3,9 +3,12 @@
 //! The binary (`main.rs`) only parses arguments and calls [`run`]. Each
 //! subcommand is a module over the library crates:
 //! - [`check`]: stateless rules, one verdict per document;
-//! - [`replay`]: validator and aggregator cores in order over a stream;
+//! - [`replay`]: validator and aggregator cores in order over a stream
+//!   (`--rescreen`: restricted-party lists published after it);
+//! - [`allocate`]: a stream's eligible demand allocated the supply;
 //! - [`submit`], [`services`] (`validate`, `aggregate`, `planner`),
-//!   [`demand`], [`admin`] (`topics create`, `supply load`, `licences load`): the commands
+//!   [`demand`], [`admin`] (`topics create`, `supply load`, `licences load`,
+//!   `screening load`): the commands
 //!   that talk to Kafka, wiring the libraries;
 //! - [`up`]: everything on one machine with an embedded broker;
 //! - [`signing`]: `keys generate` and `sign`, for signed submissions;
@@ -13,10 +16,10 @@
 //! - [`input`], [`report`]: reading submissions, writing verdicts and demand.
 
 pub mod admin;
+pub mod allocate;
 pub mod check;
 pub mod demand;
 pub mod input;
-pub mod allocate;
 pub mod replay;
 pub mod report;
 pub mod services;

@@ -96,13 +96,21 @@ fn a_bad_allocation_policy_is_refused_naming_the_file_and_the_problem() {
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text, says) in [
         ("unknown.toml", "method = \"lottery\"\n", "lottery"),
-        ("no-order.toml", "method = \"priority\"\n", "needs `priority`"),
+        (
+            "no-order.toml",
+            "method = \"priority\"\n",
+            "needs `priority`",
+        ),
         (
             "bounds.toml",
             "method = \"pro_rata\"\n[customers.TENCENT]\nmin = 5\nmax = 1\n",
             "above max",
         ),
-        ("typo.toml", "method = \"pro_rata\"\nfirm_frist = true\n", "firm_frist"),
+        (
+            "typo.toml",
+            "method = \"pro_rata\"\nfirm_frist = true\n",
+            "firm_frist",
+        ),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();

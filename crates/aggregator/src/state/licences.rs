@@ -180,7 +180,13 @@ impl super::DemandState {
     /// status x application, summed: what allocation shares supply among
     /// (`forecast_model::allocation::allocate`). Sorted.
     pub fn demand_lines(&self) -> Vec<forecast_model::allocation::DemandLine> {
-        type Key = (Arc<str>, Arc<str>, Quarter, ExposureStatus, Option<Arc<str>>);
+        type Key = (
+            Arc<str>,
+            Arc<str>,
+            Quarter,
+            ExposureStatus,
+            Option<Arc<str>>,
+        );
         let mut sums: BTreeMap<Key, Units> = BTreeMap::new();
         for docs in self.documents.values() {
             for d in docs.values() {
