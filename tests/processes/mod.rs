@@ -111,17 +111,17 @@ pub fn repo() -> PathBuf {
 fn tansu() -> PathBuf {
     let explicit = std::env::var_os("FORECAST_TANSU").map(PathBuf::from);
     let cache = std::env::var_os("FORECAST_CACHE_DIR").map_or_else(
-        || PathBuf::from(forecastctl::up::DEFAULT_CACHE_DIR),
+        || PathBuf::from(forecast_broker::DEFAULT_CACHE_DIR),
         PathBuf::from,
     );
-    forecastctl::up::tansu_path(explicit.as_deref(), &cache)
+    forecast_broker::tansu_path(explicit.as_deref(), &cache)
         .unwrap_or_else(|e| panic!("no tansu broker ({e:#}); or set FORECAST_TEST_BROKERS"))
 }
 
 /// A broker for one test, stopped when dropped.
 pub struct Broker {
     pub brokers: String,
-    _tansu: Option<forecastctl::up::Tansu>,
+    _tansu: Option<forecast_broker::Tansu>,
     _dir: Option<TempDir>,
 }
 
@@ -235,7 +235,7 @@ impl Broker {
         std::fs::create_dir_all(&dir).unwrap();
         let (storage, extra) = prepare(&dir);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let tansu = forecastctl::up::Tansu::start_with(
+        let tansu = forecast_broker::Tansu::start_with(
             &tansu(),
             port,
             Some(&dir.join("broker.log")),

@@ -160,14 +160,14 @@ async fn main() -> anyhow::Result<()> {
     let (brokers, broker, binary) = match &args.brokers {
         Some(b) => (b.clone(), None, None),
         None => {
-            let tansu = forecastctl::up::tansu_path(
+            let tansu = forecast_broker::tansu_path(
                 args.tansu.as_deref(),
-                Path::new(forecastctl::up::DEFAULT_CACHE_DIR),
+                Path::new(forecast_broker::DEFAULT_CACHE_DIR),
             )?;
             eprintln!("broker: {}", tansu.display());
             eprintln!("broker storage: {}", args.storage);
             let t =
-                forecastctl::up::Tansu::start_with(&tansu, free_port(), None, &args.storage, &[])?;
+                forecast_broker::Tansu::start_with(&tansu, free_port(), None, &args.storage, &[])?;
             (t.brokers.clone(), Some(t), Some(tansu))
         }
     };
@@ -216,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
         policy: &policy,
         producer: &producer,
         records: &docs.iter().map(Encoded::of).collect::<Vec<_>>(),
-        broker_pid: broker.as_ref().map(forecastctl::up::Tansu::pid),
+        broker_pid: broker.as_ref().map(forecast_broker::Tansu::pid),
         signers: signers.as_ref(),
     };
     if let Some(minutes) = args.soak_minutes {
