@@ -454,7 +454,7 @@ proptest! {
             for customer in s.customers() {
                 let snapshot = s.licence_snapshot(customer, Timestamp::from_millis(1));
                 let record = wire::encode_licence_snapshot(&snapshot);
-                view.update(format!("{customer}/{p}").as_bytes(), Some(&record)).unwrap();
+                wire::take_licence_snapshot(&mut view, format!("{customer}/{p}").as_bytes(), Some(&record)).unwrap();
             }
         }
         prop_assert_eq!(view.rows(None), whole.licence_rows().collect::<Vec<_>>());

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::time::{Quarter, Timestamp};
-use crate::{DecodeError, Registry, wire};
 
 /// Units of one SKU in one quarter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -85,17 +84,6 @@ pub struct DemandView {
 }
 
 impl DemandView {
-    /// Takes a record of the demand topic into account (a tombstone removes
-    /// the key); returns whether the view may have changed, or why the
-    /// record could not be decoded (the view is then unchanged).
-    pub fn update(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<bool, DecodeError> {
-        match value.map(|v| wire::decode_snapshot(v, Registry::embedded())) {
-            None => Ok(self.set(key, None)),
-            Some(Ok(s)) => Ok(self.set(key, Some(s))),
-            Some(Err(e)) => Err(e),
-        }
-    }
-
     /// Sets the latest snapshot of a key, already decoded (`None`: a
     /// tombstone). Returns whether the view may have changed.
     pub fn set(&mut self, key: &[u8], snapshot: Option<DemandSnapshot>) -> bool {

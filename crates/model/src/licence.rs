@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::demand::Units;
 use crate::document::{LicenseStatus, symbols};
 use crate::time::{Date, Quarter, Timestamp};
-use crate::{DecodeError, Registry, wire};
 
 symbols!(
     /// A decision on a licence application.
@@ -344,15 +343,6 @@ impl LicenceView {
                 true
             }
         }
-    }
-
-    /// Takes a record of `demand.by-licence`; an undecodable one leaves
-    /// the view unchanged and says why.
-    pub fn update(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<bool, DecodeError> {
-        let snapshot = value
-            .map(|v| wire::decode_licence_snapshot(v, Registry::embedded()))
-            .transpose()?;
-        Ok(self.set(key, snapshot))
     }
 
     /// Takes a decision of `licences.decisions`; returns whether it counts.

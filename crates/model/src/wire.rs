@@ -8,9 +8,9 @@
 
 use crate::DecodeError;
 use crate::codec;
-use crate::demand::DemandSnapshot;
+use crate::demand::{DemandSnapshot, DemandView};
 use crate::document::ForecastDocument;
-use crate::licence::{LicenceDecision, LicenceSnapshot};
+use crate::licence::{LicenceDecision, LicenceSnapshot, LicenceView};
 use crate::schema::{Registry, Subject};
 use crate::screening::ScreeningList;
 use crate::verdict::Verdict;
@@ -379,4 +379,31 @@ pub fn decode_screening_list(
         Subject::ScreeningList,
         codec::decode_screening_list,
     )
+}
+
+/// Takes a record of `demand.by-customer` into `view` (a tombstone removes
+/// the key); returns whether the view may have changed, or why the record
+/// could not be decoded (the view is then unchanged).
+pub fn take_snapshot(
+    view: &mut DemandView,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<bool, DecodeError> {
+    let snapshot = value
+        .map(|v| decode_snapshot(v, Registry::embedded()))
+        .transpose()?;
+    Ok(view.set(key, snapshot))
+}
+
+/// Takes a record of `demand.by-licence` into `view`; an undecodable one
+/// leaves the view unchanged and says why.
+pub fn take_licence_snapshot(
+    view: &mut LicenceView,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<bool, DecodeError> {
+    let snapshot = value
+        .map(|v| decode_licence_snapshot(v, Registry::embedded()))
+        .transpose()?;
+    Ok(view.set(key, snapshot))
 }

@@ -18,7 +18,7 @@ use crate::view::PlannerView;
 /// Takes a record of the demand topic into `view`; an undecodable one is
 /// logged and skipped. Returns whether the view may have changed.
 pub fn apply(view: &mut DemandView, key: &[u8], value: Option<&[u8]>) -> bool {
-    view.update(key, value)
+    forecast_model::wire::take_snapshot(view, key, value)
         .inspect_err(|e| tracing::warn!(error = %e, "undecodable demand snapshot skipped"))
         .unwrap_or(false)
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod demand;
+pub mod error;
 pub mod feed;
 pub mod supply;
 #[cfg(any(test, feature = "testing"))]

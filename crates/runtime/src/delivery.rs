@@ -81,6 +81,10 @@ mod tests {
         ] {
             let f = failure("forecasts.audit", code);
             assert_eq!(f.domain(), domain, "{code:?}");
+            // Found in an error's chain, through the librdkafka error it
+            // holds as its source.
+            let chained = anyhow::Error::new(f.clone()).context("sending the outputs");
+            assert_eq!(Domain::of(&chained), Some(domain), "{code:?}");
             let text = f.to_string();
             assert!(
                 text.starts_with("delivery to forecasts.audit failed: "),

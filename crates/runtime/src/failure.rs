@@ -85,15 +85,13 @@ impl Domain {
     }
 
     /// The domain of the first cause in `error`'s chain that has one: a
-    /// [`Classified`] error, a [`crate::delivery::DeliveryFailure`], a
-    /// librdkafka error, or an address that cannot be listened on. `None`
+    /// [`Classified`] error, a librdkafka error (a failed delivery's
+    /// source is one), or an address that cannot be listened on. `None`
     /// for anything else (a file that cannot be read, say).
     pub fn of(error: &anyhow::Error) -> Option<Domain> {
         error.chain().find_map(|cause| {
             if let Some(c) = cause.downcast_ref::<Classified>() {
                 Some(c.domain)
-            } else if let Some(d) = cause.downcast_ref::<crate::delivery::DeliveryFailure>() {
-                Some(d.domain())
             } else if let Some(k) = cause.downcast_ref::<KafkaError>() {
                 Some(Domain::of_kafka(k))
             } else {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::{DecodeError, wire};
 
 fn snapshot(customer: &str, firm: i64, application: &str, lost: &[&str]) -> LicenceSnapshot {
     LicenceSnapshot {
@@ -93,8 +94,9 @@ fn the_view_sums_the_latest_snapshot_of_every_partition() {
 fn an_undecodable_snapshot_leaves_the_view_as_it_was() {
     let mut v = LicenceView::default();
     let good = wire::encode_licence_snapshot(&snapshot("T", 10, "Z-1", &[]));
-    assert!(v.update(b"T/0", Some(&good)).unwrap());
-    let err = v.update(b"T/0", Some(&good[..good.len() - 1])).unwrap_err();
+    assert!(wire::take_licence_snapshot(&mut v, b"T/0", Some(&good)).unwrap());
+    let err =
+        wire::take_licence_snapshot(&mut v, b"T/0", Some(&good[..good.len() - 1])).unwrap_err();
     assert!(
         matches!(
             err,

@@ -6,6 +6,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use super::*;
+use axum::http::StatusCode;
 
 fn planner() -> Arc<Planner> {
     Arc::new(crate::testing::sample_planner())
