@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use forecast_producer::verdicts::{VerdictClient, VerdictView};
+use forecast_producer::verdicts::{VerdictClient, VerdictEntry};
 
 /// Where the planner API is, and the token to read it with.
 #[derive(Debug, Clone, Args)]
@@ -59,7 +59,7 @@ pub struct StatusArgs {
 
 /// One line for a verdict: `REJECTED (VALIDATE) KEY_EXPIRED, ...` and its
 /// violations below it.
-pub fn describe(v: &VerdictView) -> String {
+pub fn describe(v: &VerdictEntry) -> String {
     let mut text = format!(
         "rev {} {} ({})",
         v.revision.map_or("?".into(), |r| r.to_string()),
@@ -67,7 +67,8 @@ pub fn describe(v: &VerdictView) -> String {
         v.stage
     );
     if !v.codes.is_empty() {
-        text += &format!(" {}", v.codes.join(", "));
+        let codes: Vec<&str> = v.codes.iter().map(|c| c.as_str()).collect();
+        text += &format!(" {}", codes.join(", "));
     }
     for violation in &v.violations {
         text += &format!(
@@ -106,7 +107,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
                 for v in &d.history {
                     println!("  {}", describe(v));
                 }
-                all_accepted &= d.latest().is_some_and(VerdictView::accepted);
+                all_accepted &= d.latest().is_some_and(VerdictEntry::accepted);
             }
         }
     }

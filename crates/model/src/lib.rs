@@ -23,6 +23,7 @@
 //! - [`keys`]: the key registry of customers' and roles' public keys.
 //! - [`allocation`]: the supplier's reply: a short supply allocated among
 //!   customers under an allocation policy.
+//! - [`api`]: the planner API's JSON types, for the server and its clients.
 //! - [`attest`]: the attestation each stage puts on the records it writes,
 //!   and the check of it by the stage that reads them; stage keys.
 //!
@@ -30,6 +31,7 @@
 //! does I/O but reading a key registry's file.
 
 pub mod allocation;
+pub mod api;
 pub mod attest;
 mod avro;
 pub mod codec;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 // Keyed like SipHash, faster on short keys (see forecast-aggregator state).
 use ahash::{HashMap, HashSet};
 
-use forecast_model::{Interner, Outcome, RuleCode, Stage, Timestamp, Verdict};
+pub use forecast_model::api::{DocumentHistory, Source, VerdictEntry, ViolationEntry};
+use forecast_model::{Interner, Outcome, RuleCode, Stage, Verdict};
 use serde::Serialize;
 
 /// Default of `--max-rejections-per-customer`: the newest rejections kept
@@ -62,99 +63,49 @@ impl Default for VerdictLimits {
     }
 }
 
-/// One verdict as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerdictEntry {
-    pub document_id: Option<Arc<str>>,
-    pub revision: Option<i32>,
-    pub customer_id: Option<Arc<str>>,
-    pub verdict: Outcome,
-    pub stage: Stage,
-    pub codes: Vec<RuleCode>,
-    pub warnings: Vec<forecast_model::WarningCode>,
-    pub violations: Vec<ViolationEntry>,
-    pub policy_version: Arc<str>,
-    /// The restricted-party list version it was screened against.
-    pub screening_version: Option<Arc<str>>,
-    pub decided_at: Timestamp,
-    pub source: Option<Source>,
-}
-
-/// A violated rule with its field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ViolationEntry {
-    pub code: RuleCode,
-    pub field: String,
-    pub message: String,
-}
-
-/// The record a verdict judged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Source {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl VerdictEntry {
-    /// The entry of `v`, its customer `owner`'s id when it is that
-    /// customer's, its repeated strings (policy version, topic) shared
-    /// through `strings`.
-    fn new(v: Verdict, owner: Option<&Arc<str>>, strings: &mut Interner) -> Self {
-        let customer_id = match (v.customer_id, owner) {
-            (Some(c), Some(o)) if *c == **o => Some(o.clone()),
-            (c, _) => c.map(Arc::from),
-        };
-        Self {
-            document_id: v.document_id.map(Arc::from),
-            revision: v.revision,
-            customer_id,
-            verdict: v.outcome,
-            stage: v.stage,
-            codes: v.codes,
-            warnings: v.warnings,
-            violations: v
-                .violations
-                .into_iter()
-                .map(|x| ViolationEntry {
-                    code: x.code,
-                    field: x.field,
-                    message: x.message,
-                })
-                .collect(),
-            policy_version: strings.get_bounded(&v.policy_version, STRINGS_KEPT),
-            screening_version: v
-                .screening_version
-                .map(|s| strings.get_bounded(&s, STRINGS_KEPT)),
-            decided_at: v.decided_at,
-            source: v.source.map(|s| Source {
-                topic: strings.get_bounded(&s.topic, STRINGS_KEPT),
-                partition: s.partition,
-                offset: s.offset,
-            }),
-        }
+/// The entry of `v`, its customer `owner`'s id when it is that
+/// customer's, its repeated strings (policy version, topic) shared
+/// through `strings`.
+fn entry(v: Verdict, owner: Option<&Arc<str>>, strings: &mut Interner) -> VerdictEntry {
+    let customer_id = match (v.customer_id, owner) {
+        (Some(c), Some(o)) if *c == **o => Some(o.clone()),
+        (c, _) => c.map(Arc::from),
+    };
+    VerdictEntry {
+        document_id: v.document_id.map(Arc::from),
+        revision: v.revision,
+        customer_id,
+        verdict: v.outcome,
+        stage: v.stage,
+        codes: v.codes,
+        warnings: v.warnings,
+        violations: v
+            .violations
+            .into_iter()
+            .map(|x| ViolationEntry {
+                code: x.code,
+                field: x.field,
+                message: x.message,
+            })
+            .collect(),
+        policy_version: strings.get_bounded(&v.policy_version, STRINGS_KEPT),
+        screening_version: v
+            .screening_version
+            .map(|s| strings.get_bounded(&s, STRINGS_KEPT)),
+        decided_at: v.decided_at,
+        source: v.source.map(|s| Source {
+            topic: strings.get_bounded(&s.topic, STRINGS_KEPT),
+            partition: s.partition,
+            offset: s.offset,
+        }),
     }
 }
 
-/// A document's current state and its verdict history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DocumentHistory {
-    pub document_id: Arc<str>,
-    /// The customer whose document it is (`null`: nobody's, see
-    /// [`VerdictBook`]).
-    pub customer_id: Option<Arc<str>>,
-    /// The revision the aggregator applied last (`null` when none was).
-    pub applied_revision: Option<i32>,
-    /// Held: an end user is on the restricted-party list in force (its
-    /// last RESCREEN verdict rejected it); its units count as
-    /// SCREENING_HOLD until a list releases it or a revision replaces it.
-    pub screening_hold: bool,
-    /// The newest verdicts (at most [`HISTORY_KEPT`]), oldest first.
-    pub history: Vec<VerdictEntry>,
-    /// Verdicts older than `history`, counted but no longer kept.
-    pub earlier_verdicts: u64,
-    /// When it was last given a verdict (the book's count of verdicts).
-    #[serde(skip)]
+/// A document kept: its history as the API shows it, and when it was
+/// last given a verdict (the book's count of verdicts).
+#[derive(Debug, Clone)]
+struct Kept {
+    document: DocumentHistory,
     touched: u64,
 }
 
@@ -191,7 +142,7 @@ pub enum Found<'a> {
 /// One customer's verdicts.
 #[derive(Debug, Default)]
 struct Book {
-    documents: HashMap<Arc<str>, DocumentHistory>,
+    documents: HashMap<Arc<str>, Kept>,
     /// One entry per document kept, (when it was last known touched, id),
     /// oldest first: eviction takes the front; a front document touched
     /// since goes to the back with its new time instead (second chance),
@@ -210,12 +161,12 @@ impl Book {
     fn evict_one(&mut self) {
         while let Some((touched, id)) = self.order.pop_front() {
             match self.documents.get(&id) {
-                Some(d) if d.touched == touched => {
+                Some(k) if k.touched == touched => {
                     self.documents.remove(&id);
                     self.evicted += 1;
                     return;
                 }
-                Some(d) => self.order.push_back((d.touched, id)),
+                Some(k) => self.order.push_back((k.touched, id)),
                 None => {}
             }
         }
@@ -317,8 +268,8 @@ impl VerdictBook {
                 let repeat = self
                     .book(owner.as_deref())
                     .and_then(|b| b.documents.get(id.as_str()))
-                    .is_some_and(|d| {
-                        d.history.iter().any(|e| {
+                    .is_some_and(|k| {
+                        k.document.history.iter().any(|e| {
                             e.stage == verdict.stage
                                 && e.source.as_ref().is_some_and(|e| {
                                     e.offset == s.offset
@@ -335,7 +286,7 @@ impl VerdictBook {
         }
         self.taken += 1;
         let now = self.taken;
-        let entry = VerdictEntry::new(verdict, owner.as_ref(), &mut self.strings);
+        let entry = entry(verdict, owner.as_ref(), &mut self.strings);
         let limits = self.limits;
         let book = match &owner {
             Some(c) => self.customers.entry(c.clone()).or_default(),
@@ -354,20 +305,23 @@ impl VerdictBook {
         let Some(id) = entry.document_id.clone() else {
             return true;
         };
-        let doc = book.documents.entry(id.clone()).or_insert_with(|| {
+        let kept = book.documents.entry(id.clone()).or_insert_with(|| {
             book.order.push_back((now, id.clone()));
-            DocumentHistory {
-                document_id: id,
-                customer_id: owner,
-                applied_revision: None,
-                screening_hold: false,
-                // Most documents get two verdicts (validator, aggregator).
-                history: Vec::with_capacity(2),
-                earlier_verdicts: 0,
+            Kept {
+                document: DocumentHistory {
+                    document_id: id,
+                    customer_id: owner,
+                    applied_revision: None,
+                    screening_hold: false,
+                    // Most documents get two verdicts (validator, aggregator).
+                    history: Vec::with_capacity(2),
+                    earlier_verdicts: 0,
+                },
                 touched: now,
             }
         });
-        doc.touched = now;
+        kept.touched = now;
+        let doc = &mut kept.document;
         match (entry.stage, entry.verdict) {
             (Stage::Sequence, Outcome::Accepted) => {
                 doc.applied_revision = doc.applied_revision.max(entry.revision);
@@ -391,7 +345,7 @@ impl VerdictBook {
 
     /// `customer`'s document `id` (`None`: nobody's), if a verdict names it.
     pub fn document(&self, customer: Option<&str>, id: &str) -> Option<&DocumentHistory> {
-        self.book(customer)?.documents.get(id)
+        self.book(customer)?.documents.get(id).map(|k| &k.document)
     }
 
     /// The document `id` of whichever customer holds it.
@@ -401,6 +355,7 @@ impl VerdictBook {
             .values()
             .chain([&self.nobody])
             .filter_map(|b| b.documents.get(id))
+            .map(|k| &k.document)
             .collect();
         match found.len() {
             0 => Found::None,

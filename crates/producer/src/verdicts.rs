@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use forecast_model::Stage;
 
 use crate::Receipt;
 
@@ -51,85 +51,35 @@ pub enum VerdictError {
     },
 }
 
-/// A document as `/v1/documents/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DocumentStatus {
-    pub document_id: String,
-    pub customer_id: Option<String>,
-    /// The revision the aggregator applied last.
-    pub applied_revision: Option<i32>,
-    /// Held: an end user is on the restricted-party list in force.
-    #[serde(default)]
-    pub screening_hold: bool,
-    /// Every verdict, oldest first.
-    pub history: Vec<VerdictView>,
-}
+/// A document as `/v1/documents/{id}` shows it, and one of its verdicts:
+/// the planner API's own types.
+pub use forecast_model::api::{DocumentHistory, Source, VerdictEntry, ViolationEntry};
 
-/// One verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct VerdictView {
-    pub document_id: Option<String>,
-    pub revision: Option<i32>,
-    /// `ACCEPTED`, `REJECTED` or `DUPLICATE`.
-    pub verdict: String,
-    /// `DESERIALIZE`, `VALIDATE`, `SEQUENCE` or `RESCREEN`.
-    pub stage: String,
-    pub codes: Vec<String>,
-    #[serde(default)]
-    pub violations: Vec<ViolationView>,
-    pub decided_at: String,
-    pub source: Option<SourceView>,
-}
-
-/// A violated rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ViolationView {
-    pub code: String,
-    pub field: String,
-    pub message: String,
-}
-
-/// Where the verdict's record was read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SourceView {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl VerdictView {
-    /// True for `ACCEPTED` and `DUPLICATE` (the revision counts once).
-    pub fn accepted(&self) -> bool {
-        self.verdict != "REJECTED"
+/// The settled verdict of `document`'s submission stored at `receipt`
+/// (revision `revision`), if it is settled: the validator's when it
+/// rejected it, else the aggregator's next sequencing verdict of that
+/// revision.
+pub fn settled<'d>(
+    document: &'d DocumentHistory,
+    revision: i32,
+    receipt: &Receipt,
+) -> Option<&'d VerdictEntry> {
+    let history = &document.history;
+    let at = history.iter().position(|v| {
+        v.stage != Stage::Sequence
+            && v.source.as_ref().is_some_and(|s| {
+                *s.topic == *receipt.topic
+                    && s.partition == receipt.partition
+                    && s.offset == receipt.offset
+            })
+    })?;
+    let first = &history[at];
+    if !first.accepted() {
+        return Some(first);
     }
-}
-
-impl DocumentStatus {
-    /// The settled verdict of the submission stored at `receipt` (revision
-    /// `revision`), if it is settled.
-    pub fn settled(&self, revision: i32, receipt: &Receipt) -> Option<&VerdictView> {
-        let at = self.history.iter().position(|v| {
-            v.stage != "SEQUENCE"
-                && v.source.as_ref().is_some_and(|s| {
-                    s.topic == receipt.topic
-                        && s.partition == receipt.partition
-                        && s.offset == receipt.offset
-                })
-        })?;
-        let first = &self.history[at];
-        if !first.accepted() {
-            return Some(first);
-        }
-        self.history[at + 1..]
-            .iter()
-            .find(|v| v.stage == "SEQUENCE" && v.revision == Some(revision))
-    }
-
-    /// The newest verdict of the newest revision that has one (history is
-    /// oldest first, and `max_by_key` keeps the last of equal maxima).
-    pub fn latest(&self) -> Option<&VerdictView> {
-        self.history.iter().max_by_key(|v| v.revision)
-    }
+    history[at + 1..]
+        .iter()
+        .find(|v| v.stage == Stage::Sequence && v.revision == Some(revision))
 }
 
 /// Reads verdicts from the planner API.
@@ -189,7 +139,7 @@ impl VerdictClient {
         &self,
         customer: Option<&str>,
         document_id: &str,
-    ) -> Result<Option<DocumentStatus>, VerdictError> {
+    ) -> Result<Option<DocumentHistory>, VerdictError> {
         let mut url = format!("{}/v1/documents/{}", self.base, encode_path(document_id));
         if let Some(c) = customer {
             url += &format!("?customer={}", encode_path(c));
@@ -215,7 +165,9 @@ impl VerdictClient {
                 .map(Some)
                 .map_err(|e| VerdictError::Api {
                     status,
-                    message: format!("not a document: {e}"),
+                    message: format!(
+                        "not a document this client reads ({e}); a client older than the planner may not know a new code: upgrade it"
+                    ),
                 }),
             404 => Ok(None),
             401 | 403 => Err(VerdictError::Refused {
@@ -238,12 +190,12 @@ impl VerdictClient {
         revision: i32,
         receipt: &Receipt,
         timeout: Duration,
-    ) -> Result<VerdictView, VerdictError> {
+    ) -> Result<VerdictEntry, VerdictError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(settled) = self
                 .document(Some(customer), document_id)?
-                .and_then(|d| d.settled(revision, receipt).cloned())
+                .and_then(|d| settled(&d, revision, receipt).cloned())
             {
                 return Ok(settled);
             }
@@ -275,17 +227,22 @@ fn encode_path(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use forecast_model::Outcome;
 
-    fn verdict(stage: &str, outcome: &str, revision: i32, offset: Option<i64>) -> VerdictView {
-        VerdictView {
+    fn verdict(stage: Stage, outcome: Outcome, revision: i32, offset: Option<i64>) -> VerdictEntry {
+        VerdictEntry {
             document_id: Some("D".into()),
             revision: Some(revision),
-            verdict: outcome.into(),
-            stage: stage.into(),
+            customer_id: Some("TENCENT".into()),
+            verdict: outcome,
+            stage,
             codes: vec![],
+            warnings: vec![],
             violations: vec![],
-            decided_at: "2026-01-01T00:00:00Z".into(),
-            source: offset.map(|offset| SourceView {
+            policy_version: "sha256:0".into(),
+            screening_version: None,
+            decided_at: forecast_model::Timestamp::from_millis(0),
+            source: offset.map(|offset| Source {
                 topic: "forecasts.submitted".into(),
                 partition: 0,
                 offset,
@@ -303,39 +260,40 @@ mod tests {
 
     #[test]
     fn settled_follows_the_submission_it_was_given() {
-        let status = DocumentStatus {
+        use Outcome::{Accepted, Duplicate, Rejected};
+        use Stage::{Sequence, Validate};
+        let status = DocumentHistory {
             document_id: "D".into(),
             customer_id: Some("TENCENT".into()),
             applied_revision: Some(1),
             screening_hold: false,
             history: vec![
-                verdict("VALIDATE", "ACCEPTED", 1, Some(5)),
-                verdict("SEQUENCE", "ACCEPTED", 1, None),
+                verdict(Validate, Accepted, 1, Some(5)),
+                verdict(Sequence, Accepted, 1, None),
                 // The same revision sent again: a duplicate.
-                verdict("VALIDATE", "ACCEPTED", 1, Some(9)),
-                verdict("SEQUENCE", "DUPLICATE", 1, None),
+                verdict(Validate, Accepted, 1, Some(9)),
+                verdict(Sequence, Duplicate, 1, None),
                 // A rejected revision 2, and one not sequenced yet.
-                verdict("VALIDATE", "REJECTED", 2, Some(12)),
-                verdict("VALIDATE", "ACCEPTED", 3, Some(14)),
+                verdict(Validate, Rejected, 2, Some(12)),
+                verdict(Validate, Accepted, 3, Some(14)),
             ],
+            earlier_verdicts: 0,
         };
-        assert_eq!(status.settled(1, &receipt(5)).unwrap().verdict, "ACCEPTED");
-        assert_eq!(status.settled(1, &receipt(9)).unwrap().verdict, "DUPLICATE");
-        assert_eq!(status.settled(2, &receipt(12)).unwrap().verdict, "REJECTED");
-        assert!(status.settled(3, &receipt(14)).is_none());
-        assert!(status.settled(1, &receipt(99)).is_none());
+        let of = |revision, offset| settled(&status, revision, &receipt(offset)).map(|v| v.verdict);
+        assert_eq!(of(1, 5), Some(Accepted));
+        assert_eq!(of(1, 9), Some(Duplicate));
+        assert_eq!(of(2, 12), Some(Rejected));
+        assert_eq!(of(3, 14), None);
+        assert_eq!(of(1, 99), None);
         assert_eq!(status.latest().unwrap().revision, Some(3));
         // Of a revision's verdicts, the newest: the aggregator's after the
         // validator's.
-        let settled_rev1 = DocumentStatus {
+        let settled_rev1 = DocumentHistory {
             history: status.history[..4].to_vec(),
             ..status.clone()
         };
         let latest = settled_rev1.latest().unwrap();
-        assert_eq!(
-            (latest.stage.as_str(), latest.verdict.as_str()),
-            ("SEQUENCE", "DUPLICATE")
-        );
+        assert_eq!((latest.stage, latest.verdict), (Sequence, Duplicate));
     }
 
     #[test]

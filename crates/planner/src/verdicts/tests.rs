@@ -1,5 +1,6 @@
 use super::*;
 use forecast_model::SourceCoordinates;
+use forecast_model::Timestamp;
 
 fn verdict(
     doc: &str,
