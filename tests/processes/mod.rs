@@ -377,6 +377,17 @@ pub fn key_env() -> [(&'static str, &'static Path); 2] {
     ]
 }
 
+/// `replay --format json` with the examples' policy and restricted parties.
+pub const EXAMPLES_REPLAY: [&str; 7] = [
+    "replay",
+    "--format",
+    "json",
+    "--policy",
+    "examples/policy.toml",
+    "--restricted-parties",
+    "examples/restricted-parties.csv",
+];
+
 /// Runs `forecastctl` to completion.
 pub fn run(args: &[String]) -> std::process::Output {
     run_as(args, None)

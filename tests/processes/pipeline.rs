@@ -209,9 +209,15 @@ impl Pipeline {
     /// `forecastctl WORDS FILE` signed by the compliance key, which must
     /// succeed.
     fn load_signed(&self, words: &[&str], file: &Path) {
+        let key = test_keys().compliance.display().to_string();
+        self.load_as(words, &["--signing-key", &key], file);
+    }
+
+    /// `forecastctl WORDS SIGNING FILE` (`SIGNING`: `--unsigned`, or
+    /// `--signing-key KEY`), which must succeed.
+    pub fn load_as(&self, words: &[&str], signing: &[&str], file: &Path) {
         let mut args = self.names.command(words, &self.broker.brokers);
-        args.push("--signing-key".into());
-        args.push(test_keys().compliance.display().to_string());
+        args.extend(signing.iter().map(|s| s.to_string()));
         args.push(file.display().to_string());
         let out = run(&args);
         assert!(

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use forecast_tests::processes::EXAMPLES_REPLAY;
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -470,17 +471,6 @@ fn replay_with_licences_breaks_the_demand_down_by_decision() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
-
-/// `replay --format json` with the examples' policy and restricted parties.
-const EXAMPLES_REPLAY: [&str; 7] = [
-    "replay",
-    "--format",
-    "json",
-    "--policy",
-    "examples/policy.toml",
-    "--restricted-parties",
-    "examples/restricted-parties.csv",
-];
 
 /// A licence is its customer's: a Tencent document citing ByteDance's
 /// approved Z-2450685 adds no APPROVED units for Tencent, is listed with

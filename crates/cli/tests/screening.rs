@@ -22,15 +22,7 @@ fn forecastctl_offline(args: &[&str]) -> Output {
 }
 
 fn replay(rescreen: &[&str]) -> Value {
-    let mut args = vec![
-        "replay",
-        "--format",
-        "json",
-        "--policy",
-        "examples/policy.toml",
-        "--restricted-parties",
-        "examples/restricted-parties.csv",
-    ];
+    let mut args = EXAMPLES_REPLAY.to_vec();
     for list in rescreen {
         args.extend(["--rescreen", list]);
     }
@@ -244,14 +236,7 @@ fn a_list_published_live_holds_and_releases_documents_as_replay_does() {
     let baseline = replayed(&[&old]);
 
     // A list no compliance key signed holds nothing: both services refuse it.
-    let mut args = p.names.command(&["screening", "load"], &p.broker.brokers);
-    args.extend(["--unsigned".to_owned(), update.display().to_string()]);
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    p.load_as(&["screening", "load"], &["--unsigned"], &update);
     wait_until(
         Duration::from_secs(60),
         "the validator and the aggregator to refuse the unsigned list",

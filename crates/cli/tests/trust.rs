@@ -292,15 +292,7 @@ fn licence_decisions_signed_by_no_compliance_key_move_nothing() {
 
     let operator = test_keys().operator.display().to_string();
     for signing in [vec!["--unsigned"], vec!["--signing-key", operator.as_str()]] {
-        let mut args = p.names.command(&["licences", "load"], &p.broker.brokers);
-        args.extend(signing.iter().map(|s| s.to_string()));
-        args.push(rogue.display().to_string());
-        let out = run(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        p.load_as(&["licences", "load"], &signing, &rogue);
     }
     wait_until(
         Duration::from_secs(60),
