@@ -39,6 +39,16 @@ pub struct AllocateArgs {
     /// Output format.
     #[arg(long, env = "FORECAST_FORMAT", value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also write each customer's commit, signed, to DIR/CUSTOMER.commit.json
+    /// (needs --signing-key): its allocation per SKU x quarter, each line
+    /// naming the document revisions it answers; the customer checks it
+    /// with `forecastctl commits verify`.
+    #[arg(long, value_name = "DIR", requires = "signing_key")]
+    pub commits_out: Option<PathBuf>,
+    /// The supplier's private key (PKCS#8 PEM, `keys generate --role
+    /// supplier`) that signs the commits.
+    #[arg(long, value_name = "FILE", requires = "commits_out")]
+    pub signing_key: Option<PathBuf>,
     /// JSON Lines file, one submission per line, in order; `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -94,6 +104,9 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
         &supply,
         &decisions,
     );
+    if let (Some(dir), Some(key)) = (&args.commits_out, &args.signing_key) {
+        write_commits(dir, key, &replay, &allocated.allocations, allocation.method)?;
+    }
     match args.format {
         Format::Json => {
             write_json(
@@ -156,4 +169,102 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Writes each customer's commit, signed with `key`, to
+/// `dir/CUSTOMER.commit.json`.
+fn write_commits(
+    dir: &Path,
+    key: &Path,
+    replay: &Replay,
+    allocations: &[forecast_model::allocation::Allocation],
+    method: forecast_model::allocation::Method,
+) -> Result<(), RunError> {
+    use forecast_model::commit::{Answered, Commit, SignedCommit};
+    let signer = forecast_producer::read_signer(key, None)
+        .map_err(|e| RunError::Key(format!("{e} (see --signing-key)")))?
+        .attester();
+    std::fs::create_dir_all(dir).map_err(RunError::Output)?;
+    let customers: std::collections::BTreeSet<&str> =
+        allocations.iter().map(|a| a.customer_id.as_str()).collect();
+    let now = forecast_model::Timestamp::now();
+    for customer in customers {
+        let revisions = replay.state().revisions_of(customer);
+        let commit = Commit::of(customer, allocations, method, now, |sku, quarter| {
+            revisions
+                .get(&(sku.to_owned(), quarter))
+                .into_iter()
+                .flatten()
+                .map(|(document_id, revision)| Answered {
+                    document_id: document_id.clone(),
+                    revision: *revision,
+                })
+                .collect()
+        });
+        let signed = SignedCommit::sign(&commit, &signer);
+        let text = serde_json::to_string(&signed).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(format!("{customer}.commit.json")), text + "\n")
+            .map_err(RunError::Output)?;
+    }
+    Ok(())
+}
+
+/// Arguments of `commits verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Key registry (JSON Lines) holding the supplier's public key (role
+    /// `supplier`), as the supplier publishes it.
+    #[arg(long, value_name = "FILE")]
+    pub keys: PathBuf,
+    /// Commit files (`allocate --commits-out` writes them).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `commits` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CommitsCommand {
+    /// Check that commits were signed by the supplier, byte for byte: exit
+    /// 0 when every one verifies, 1 when any does not (said why), 2 on a
+    /// usage error or an unreadable file.
+    Verify(VerifyArgs),
+}
+
+/// Runs `commits verify`: whether every commit verifies.
+pub fn verify(args: &VerifyArgs, out: &mut impl Write) -> Result<bool, RunError> {
+    use forecast_model::attest::{Role, Verifier};
+    use forecast_model::commit::SignedCommit;
+    let registry = forecast_model::keys::KeyRegistry::from_path(&args.keys)
+        .map_err(|e| RunError::Usage(format!("{e} (see --keys)")))?;
+    let verifier = Verifier::new("the supplier", registry.checks(Role::Supplier));
+    let mut all = true;
+    for path in &args.files {
+        let text = std::fs::read_to_string(path).map_err(|source| RunError::Input {
+            path: path.clone(),
+            source,
+        })?;
+        let verdict = serde_json::from_str::<SignedCommit>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|signed| signed.verify(&verifier).map_err(|e| e.to_string()));
+        match verdict {
+            Ok(commit) => {
+                let allocated: i64 = commit.lines.iter().map(|l| l.allocated_units).sum();
+                writeln!(
+                    out,
+                    "{}: VALID, the supplier's commit to {} ({} lines, {} units allocated, made {})",
+                    path.display(),
+                    commit.customer_id,
+                    commit.lines.len(),
+                    thousands(allocated),
+                    commit.allocated_at
+                )?;
+            }
+            Err(why) => {
+                all = false;
+                writeln!(out, "{}: NOT VALID: {why}", path.display())?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(all)
 }

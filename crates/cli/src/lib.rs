@@ -72,6 +72,9 @@ pub enum Command {
     /// replaying a stream with the licence decisions taken. Exit 0, 2 on a
     /// usage error or an unreadable file.
     Allocate(allocate::AllocateArgs),
+    /// Check the supplier's commits (docs/planner.md, "Allocation").
+    #[command(subcommand)]
+    Commits(allocate::CommitsCommand),
     /// Manage signing keys (docs/signatures.md).
     #[command(subcommand)]
     Keys(signing::KeysCommand),
@@ -214,6 +217,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
         Command::Allocate(args) => allocate::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
+        Command::Commits(allocate::CommitsCommand::Verify(args)) => {
+            allocate::verify(&args, &mut out).map(|all| {
+                if all {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_REJECTED)
+                }
+            })
+        }
         Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
         Command::Keys(signing::KeysCommand::Stage(args)) => signing::stage(&args),
         Command::Sign(args) => signing::sign(&args, &mut out),
@@ -317,6 +329,7 @@ fn run_async(command: Command) -> ExitCode {
             Command::Check(_)
             | Command::Replay(_)
             | Command::Allocate(_)
+            | Command::Commits(_)
             | Command::Keys(_)
             | Command::Sign(_)
             | Command::Tokens(_) => {

@@ -56,10 +56,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "ID")]
     pub customer: Option<String>,
     /// Whom the key speaks for: a customer (its submissions), the
-    /// compliance office (licence decisions, `licences load
-    /// --signing-key`) or the operator (supply plans, `supply load
-    /// --signing-key`).
-    #[arg(long, default_value = "customer", value_parser = ["customer", "compliance", "operator"])]
+    /// compliance office (licence decisions and restricted-party lists,
+    /// `licences load` / `screening load --signing-key`), the operator
+    /// (supply plans, `supply load --signing-key`) or the supplier (its
+    /// commits to customers, `allocate --commits-out --signing-key`).
+    #[arg(long, default_value = "customer", value_parser = ["customer", "compliance", "operator", "supplier"])]
     pub role: String,
     /// Path and name of the key files, without extension.
     #[arg(long, value_name = "PREFIX")]

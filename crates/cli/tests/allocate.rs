@@ -133,3 +133,75 @@ fn a_bad_allocation_policy_is_refused_naming_the_file_and_the_problem() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The supplier signs each customer's commit; the customer checks it with
+/// the supplier's public key: one byte changed, or a key of another role,
+/// and it is not valid.
+#[test]
+fn commits_are_signed_by_the_supplier_and_one_byte_changed_fails_verification() {
+    let dir = std::env::temp_dir().join(format!("forecast-commits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let mut registries = Vec::new();
+    for role in ["supplier", "compliance"] {
+        let out = forecastctl(&["keys", "generate", "--role", role, "--out", &path(role)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(path(&format!("{role}.jsonl")), &out.stdout).unwrap();
+        registries.push(path(&format!("{role}.jsonl")));
+    }
+    let commits = path("commits");
+    let out = forecastctl(&[
+        "allocate",
+        "--supply",
+        "examples/allocation/supply.csv",
+        "--licences",
+        APPROVED,
+        "--commits-out",
+        &commits,
+        "--signing-key",
+        &path("supplier.key"),
+        "examples/allocation/stream.jsonl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tencent = format!("{commits}/TENCENT.commit.json");
+    let text = std::fs::read_to_string(&tencent).unwrap();
+    let file: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["key"], "TENCENT");
+    assert_eq!(file["commit"]["lines"][0]["allocated_units"], 5333);
+    assert_eq!(
+        file["commit"]["lines"][0]["documents"],
+        json!([{"document_id": "TCT-ALLOC-1", "revision": 1}])
+    );
+    let verify = |registry: &str| {
+        let out = forecastctl(&["commits", "verify", "--keys", registry, &tencent]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = verify(&registries[0]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("VALID, the supplier's commit to TENCENT"),
+        "{said}"
+    );
+    // A registry without the supplier's key believes nothing.
+    let (code, said) = verify(&registries[1]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("NOT VALID"), "{said}");
+    // One byte changed: an allocation raised by one unit.
+    std::fs::write(&tencent, text.replacen("5333", "5334", 1)).unwrap();
+    let (code, said) = verify(&registries[0]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("does not match"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

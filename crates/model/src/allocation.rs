@@ -197,7 +197,7 @@ impl ShortfallReason {
 }
 
 /// Units not allocated, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shortfall {
     pub reason: ShortfallReason,
     pub units: i64,

@@ -56,16 +56,19 @@ pub enum Role {
     Compliance,
     /// The operator, signing supply plans.
     Operator,
+    /// The supplier, signing its commits to customers.
+    Supplier,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Customer,
         Role::Validator,
         Role::Aggregator,
         Role::Compliance,
         Role::Operator,
+        Role::Supplier,
     ];
 
     /// The role's name, as key files spell it.
@@ -76,6 +79,7 @@ impl Role {
             Role::Aggregator => "aggregator",
             Role::Compliance => "compliance",
             Role::Operator => "operator",
+            Role::Supplier => "supplier",
         }
     }
 
@@ -96,7 +100,7 @@ impl std::str::FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "`{s}` is not a role (customer, validator, aggregator, compliance, operator)"
+                    "`{s}` is not a role (customer, validator, aggregator, compliance, operator, supplier)"
                 )
             })
     }

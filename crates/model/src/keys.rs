@@ -195,7 +195,7 @@ impl KeyRegistry {
                         entry.key_id
                     )));
                 }
-                (Role::Compliance | Role::Operator, false) => {
+                (Role::Compliance | Role::Operator | Role::Supplier, false) => {
                     return Err(error(format!(
                         "key `{}` is the {}'s and names a customer_id: a key speaks for one of them",
                         entry.key_id, entry.role

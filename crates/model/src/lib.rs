@@ -15,6 +15,8 @@
 //! - [`limits`]: how large a document the pipeline takes, and bounded text.
 //! - [`json`]: the JSON form's strict decoding, with the field at fault.
 //! - [`schema`]: the `.avsc` files of `schemas/`, embedded, with fixed ids.
+//! - [`commit`]: the supplier's commit to a customer, signed, and its
+//!   check.
 //! - [`codec`]: Avro binary codecs of the current schemas, and the content
 //!   digest used for duplicate detection.
 //! - [`wire`]: Confluent framing, and resolution of older schema versions.
@@ -35,6 +37,7 @@ pub mod api;
 pub mod attest;
 mod avro;
 pub mod codec;
+pub mod commit;
 pub mod demand;
 pub mod document;
 #[cfg(feature = "testing")]

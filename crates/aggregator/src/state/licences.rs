@@ -220,3 +220,26 @@ impl super::DemandState {
             .collect()
     }
 }
+
+impl super::DemandState {
+    /// `customer_id`'s live documents with units in each SKU x quarter:
+    /// (SKU, quarter) -> (document id, revision), sorted by document id.
+    /// What a commit's lines name as the revisions they answer.
+    pub fn revisions_of(
+        &self,
+        customer_id: &str,
+    ) -> BTreeMap<(String, Quarter), Vec<(String, i32)>> {
+        let mut out: BTreeMap<(String, Quarter), Vec<(String, i32)>> = BTreeMap::new();
+        for (id, d) in self.documents.get(customer_id).into_iter().flatten() {
+            for c in d.contributions.iter() {
+                out.entry((c.sku.to_string(), c.quarter))
+                    .or_default()
+                    .push((id.to_string(), d.revision));
+            }
+        }
+        for ids in out.values_mut() {
+            ids.sort_unstable();
+        }
+        out
+    }
+}
