@@ -89,6 +89,18 @@ impl Screening {
     }
 }
 
+/// The names of `parties` that `end_users` (normal forms) match, as
+/// listed, sorted and unique.
+fn listed_names(parties: &RestrictedParties, end_users: &[Box<str>]) -> Vec<String> {
+    let mut names: Vec<String> = end_users
+        .iter()
+        .filter_map(|n| parties.matches_normal(n).map(str::to_owned))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// A live document whose hold a new list changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rescreened {
@@ -135,19 +147,21 @@ impl DemandState {
             if held == d.held {
                 continue;
             }
-            let by = if held {
-                &self.screening.parties
-            } else {
-                &older
-            };
-            let mut names: Vec<String> = d
-                .end_users
-                .iter()
-                .filter_map(|n| by.matches_normal(n).map(str::to_owned))
-                .collect();
-            names.sort_unstable();
-            names.dedup();
+            let names = listed_names(
+                if held {
+                    &self.screening.parties
+                } else {
+                    &older
+                },
+                &d.end_users,
+            );
             let from = self.exposure(d);
+            let to = if held {
+                ExposureStatus::ScreeningHold
+            } else {
+                self.licences
+                    .status(d.claimed, d.application.as_ref(), &d.customer_id)
+            };
             let (contributions, revision) = (d.contributions.clone(), d.revision);
             if let Some(d) = self
                 .documents
@@ -156,12 +170,6 @@ impl DemandState {
             {
                 d.held = held;
             }
-            let to = if held {
-                ExposureStatus::ScreeningHold
-            } else {
-                self.document(&customer, &id)
-                    .map_or(from, |d| self.exposure(d))
-            };
             self.licences.add(&customer, &contributions, from, -1);
             self.licences.add(&customer, &contributions, to, 1);
             changed.push(Rescreened {
@@ -184,19 +192,12 @@ impl DemandState {
     /// does (a revision applied under a list that names its end user).
     pub fn hold(&self, customer_id: &str, document_id: &str) -> Option<Rescreened> {
         let d = self.document(customer_id, document_id).filter(|d| d.held)?;
-        let mut names: Vec<String> = d
-            .end_users
-            .iter()
-            .filter_map(|n| self.screening.parties.matches_normal(n).map(str::to_owned))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
         Some(Rescreened {
             customer_id: customer_id.to_owned(),
             document_id: document_id.to_owned(),
             revision: d.revision,
             held: true,
-            names,
+            names: listed_names(&self.screening.parties, &d.end_users),
         })
     }
 
