@@ -45,7 +45,7 @@ use std::time::Duration;
 use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_model::attest::{Attester, Verifier};
-use forecast_model::screening::ScreeningList;
+use forecast_model::screening::{RestrictedParties, ScreeningList};
 use forecast_model::{
     LicenceDecision, LicenceRegister, RuleCode, SourceCoordinates, Stage, Timestamp, Verdict, wire,
 };
@@ -94,8 +94,9 @@ pub const DECISIONS_WAIT: Duration = SIDE_WAIT;
 struct Sides {
     /// The decisions that count.
     register: LicenceRegister,
-    /// The restricted-party list published last.
-    list: Option<ScreeningList>,
+    /// The restricted-party list published last: its version and its
+    /// index, built once.
+    screening: Option<(String, RestrictedParties)>,
 }
 
 /// A side-input record received, not yet taken.
@@ -167,8 +168,8 @@ fn seeded(sides: &Sides) -> DemandState {
     for d in sides.register.iter() {
         state.take_decision(d.clone());
     }
-    if let Some(list) = &sides.list {
-        state.rescreen(list);
+    if let Some((version, parties)) = &sides.screening {
+        state.screen_against(version, parties.clone());
     }
     state
 }
@@ -214,13 +215,15 @@ pub async fn run(
     {
         sides.register.take(d);
     }
-    sides.list = lists
+    sides.screening = lists
         .so_far(&topics.topic_screening, "restricted-party list")
         .await
-        .pop();
-    if let Some(list) = &sides.list {
-        tracing::info!(version = %list.version, entries = list.entries.len(), "restricted-party list in force");
-    }
+        .pop()
+        .map(|list| {
+            tracing::info!(version = %list.version, entries = list.entries.len(), "restricted-party list in force");
+            let parties = list.parties();
+            (list.version, parties)
+        });
     let mut handler = Aggregate {
         partitions: HashMap::new(),
         changed: BTreeMap::new(),
@@ -521,7 +524,7 @@ impl Aggregate<'_> {
             }
         }
         tracing::info!(version = %list.version, entries = list.entries.len(), sha256 = %list.sha256, held, released, "restricted-party list taken: live documents re-screened");
-        self.sides.list = Some(list);
+        self.sides.screening = Some((list.version, parties));
         Ok(())
     }
 
