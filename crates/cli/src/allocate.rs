@@ -201,7 +201,7 @@ fn write_commits(
                 })
                 .collect()
         });
-        let signed = SignedCommit::sign(&commit, &signer);
+        let signed = SignedCommit::sign(&commit, &signer).map_err(std::io::Error::other)?;
         let text = serde_json::to_string(&signed).map_err(std::io::Error::other)?;
         std::fs::write(dir.join(format!("{customer}.commit.json")), text + "\n")
             .map_err(RunError::Output)?;

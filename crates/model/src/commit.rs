@@ -86,11 +86,6 @@ impl Commit {
             lines,
         }
     }
-
-    /// The record value: the commit's JSON.
-    pub fn value(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
 }
 
 /// A signed commit as a file holds it.
@@ -117,24 +112,21 @@ pub enum CommitError {
 }
 
 impl SignedCommit {
-    /// `commit` signed by `signer` (a `supplier` key).
-    pub fn sign(commit: &Commit, signer: &Attester) -> Self {
-        let value = commit.value();
+    /// `commit` signed by `signer` (a `supplier` key): its JSON is the
+    /// record's value, the bytes signed.
+    pub fn sign(commit: &Commit, signer: &Attester) -> Result<Self, serde_json::Error> {
+        let value = serde_json::value::to_raw_value(commit)?;
         let covered = Covered {
             topic: COMMITS_TOPIC,
             key: Some(commit.customer_id.as_bytes()),
-            value: Some(&value),
+            value: Some(value.get().as_bytes()),
         };
-        let attestation = signer.attest(covered, std::iter::empty());
-        let text = String::from_utf8(value).unwrap_or_default();
-        Self {
+        Ok(Self {
             topic: COMMITS_TOPIC.into(),
             key: commit.customer_id.clone(),
-            attestation,
-            commit: RawValue::from_string(text).unwrap_or_else(|_| {
-                RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
-            }),
-        }
+            attestation: signer.attest(covered, std::iter::empty()),
+            commit: value,
+        })
     }
 
     /// The commit, when a key `verifier` believes signed exactly these
