@@ -55,7 +55,7 @@ use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::side::{SIDE_WAIT, SideTopic};
+use forecast_runtime::side::{self, SIDE_WAIT, SideTopic};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
@@ -195,7 +195,7 @@ pub async fn run(
         topic: topics.topic_licences.clone(),
         what: "licence decision",
         signed_by: keys.decisions.clone(),
-        decode: wire::decode_decision,
+        decode: |_, v, r| side::values(v, r, wire::decode_decision),
     }
     .follow(metrics.clone(), token.clone())?;
     let mut lists = SideTopic {
@@ -203,7 +203,7 @@ pub async fn run(
         topic: topics.topic_screening.clone(),
         what: "restricted-party list",
         signed_by: keys.decisions.clone(),
-        decode: wire::decode_screening_list,
+        decode: |_, v, r| side::values(v, r, wire::decode_screening_list),
     }
     .follow(metrics.clone(), token.clone())?;
     // The decisions and the list so far, before any document: the first
@@ -272,8 +272,8 @@ struct Aggregate<'a> {
     licence_changed: BTreeMap<(i32, String), Timestamp>,
     /// The side inputs in force.
     sides: Sides,
-    decisions: tokio::sync::mpsc::UnboundedReceiver<LicenceDecision>,
-    lists: tokio::sync::mpsc::UnboundedReceiver<ScreeningList>,
+    decisions: tokio::sync::mpsc::Receiver<LicenceDecision>,
+    lists: tokio::sync::mpsc::Receiver<ScreeningList>,
     /// Side input received, not yet taken.
     pending: Vec<Side>,
     decoder: Decoder,

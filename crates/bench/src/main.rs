@@ -149,6 +149,7 @@ pub(crate) fn topics(run: &str) -> TopicArgs {
         topic_licences: format!("bench.{run}.licences"),
         topic_licence_demand: format!("bench.{run}.by-licence"),
         topic_screening: format!("bench.{run}.screening"),
+        topic_commits: format!("bench.{run}.commits"),
     }
 }
 

@@ -147,6 +147,12 @@ pub const MAX_DEAD_LETTER_BYTES: usize = 20 << 20;
 /// The Consolidated Screening List's names and other names are about 3 MB.
 pub const MAX_SCREENING_LIST_BYTES: usize = 12 << 20;
 
+/// Largest commit the allocator publishes, in bytes (one customer's lines,
+/// each naming the document revisions it answers: about 60 bytes per
+/// revision and SKU x quarter). A larger one is not published; the
+/// allocator says so and counts it.
+pub const MAX_COMMIT_BYTES: usize = 8 << 20;
+
 /// Where readers start: offset 0, or the earliest kept when retention
 /// removed it. An explicit offset, because some brokers (tansu 0.6) answer
 /// the "earliest"/"latest" offset queries wrongly.

@@ -23,6 +23,8 @@
 //! - [`signing`]: the canonical content a sender signs, Ed25519 signing and
 //!   verification, key texts.
 //! - [`keys`]: the key registry of customers' and roles' public keys.
+//! - [`supply`]: the supply plan, per SKU x quarter, as a file or a topic
+//!   record gives it.
 //! - [`allocation`]: the supplier's reply: a short supply allocated among
 //!   customers under an allocation policy.
 //! - [`api`]: the planner API's JSON types, for the server and its clients.
@@ -50,6 +52,7 @@ pub mod limits;
 pub mod schema;
 pub mod screening;
 pub mod signing;
+pub mod supply;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod text;

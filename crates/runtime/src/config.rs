@@ -20,6 +20,8 @@ pub const DEFAULT_TOPIC_LICENCES: &str = "licences.decisions";
 pub const DEFAULT_TOPIC_LICENCE_DEMAND: &str = "demand.by-licence";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_SCREENING: &str = "screening.lists";
+/// Default name of a pipeline topic.
+pub const DEFAULT_TOPIC_COMMITS: &str = forecast_model::commit::COMMITS_TOPIC;
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]
@@ -86,6 +88,14 @@ pub struct TopicArgs {
         default_value = DEFAULT_TOPIC_SCREENING
     )]
     pub topic_screening: String,
+    /// The supplier's commits (compacted; key customer_id, the commit as
+    /// JSON, signed by a supplier key).
+    #[arg(
+        long,
+        env = "FORECAST_TOPIC_COMMITS",
+        default_value = DEFAULT_TOPIC_COMMITS
+    )]
+    pub topic_commits: String,
 }
 
 impl Default for TopicArgs {
@@ -101,6 +111,7 @@ impl Default for TopicArgs {
             topic_licences: DEFAULT_TOPIC_LICENCES.into(),
             topic_licence_demand: DEFAULT_TOPIC_LICENCE_DEMAND.into(),
             topic_screening: DEFAULT_TOPIC_SCREENING.into(),
+            topic_commits: DEFAULT_TOPIC_COMMITS.into(),
         }
     }
 }

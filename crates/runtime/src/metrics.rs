@@ -59,15 +59,17 @@ pub enum Output {
     Demand = 3,
     Submitted = 4,
     LicenceDemand = 5,
+    Commit = 6,
 }
 
-const OUTPUT_NAMES: [&str; 6] = [
+const OUTPUT_NAMES: [&str; 7] = [
     "validated",
     "rejected",
     "audit",
     "demand",
     "submitted",
     "licence_demand",
+    "commit",
 ];
 
 /// Registers a family of counters under `name` with one label `key`, and

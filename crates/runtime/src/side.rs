@@ -1,7 +1,10 @@
-//! Side inputs: a compacted topic of signed records (licence decisions,
-//! restricted-party lists) that a service holds whole beside the topic it
-//! consumes. A thread of its own reads the topic to its end, says so, then
-//! follows it, sending every record it believes, decoded, to the service.
+//! Side inputs: a topic of signed or attested records (licence decisions,
+//! restricted-party lists, the supply plan; the allocator's whole
+//! `forecasts.validated`) that a service holds whole beside, or instead
+//! of, a topic it consumes in a group. A thread of its own reads the topic
+//! to its end, says so, then follows it, sending every record it believes,
+//! decoded, to the service through a bounded channel: a service slower
+//! than the topic holds the thread back, it does not buffer the topic.
 
 use std::time::Duration;
 
@@ -31,14 +34,35 @@ pub struct SideTopic<T> {
     /// Who must have signed a record (the others are refused, counted in
     /// `forecast_unattested_records` and logged at the 1st, 2nd, 4th...).
     pub signed_by: Verifier,
-    pub decode: fn(&[u8], &Registry) -> Result<T, DecodeError>,
+    pub decode: Decode<T>,
+}
+
+/// How a side input's record is read: from its key and value (`None`: a
+/// tombstone) to what the service takes (`Ok(None)`: nothing, e.g. a
+/// tombstone of a topic whose records are replaced, never deleted).
+pub type Decode<T> = fn(&[u8], Option<&[u8]>, &Registry) -> Result<Option<T>, String>;
+
+/// Records a side input's thread may decode ahead of the service.
+pub const SIDE_CHANNEL: usize = 4096;
+
+/// A [`Decode`] body for a topic of Avro values whose tombstones mean
+/// nothing.
+pub fn values<T>(
+    value: Option<&[u8]>,
+    registry: &Registry,
+    decode: fn(&[u8], &Registry) -> Result<T, DecodeError>,
+) -> Result<Option<T>, String> {
+    value
+        .map(|v| decode(v, registry))
+        .transpose()
+        .map_err(|e| e.to_string())
 }
 
 /// A side input being followed.
 #[derive(Debug)]
 pub struct Following<T> {
     /// Every record believed, decoded, in topic order.
-    pub records: mpsc::UnboundedReceiver<T>,
+    pub records: mpsc::Receiver<T>,
     /// Completes once the topic was read to its end.
     pub caught_up: oneshot::Receiver<()>,
     /// The thread; it ends once `records` is dropped or the token is
@@ -53,7 +77,7 @@ impl<T: Send + 'static> SideTopic<T> {
         metrics: std::sync::Arc<Metrics>,
         token: CancellationToken,
     ) -> std::io::Result<Following<T>> {
-        let (tx, records) = mpsc::unbounded_channel();
+        let (tx, records) = mpsc::channel(SIDE_CHANNEL);
         let (read, caught_up) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(self.topic.clone())
@@ -68,18 +92,16 @@ impl<T: Send + 'static> SideTopic<T> {
     /// Reads the topic to its end (then `read` is sent), then follows it,
     /// sending every record believed to `tx`, until `token` is cancelled or
     /// the receiver is gone. A topic that cannot be read is retried every
-    /// 5 s; an undecodable record is logged and skipped; a tombstone is
-    /// ignored (a record is replaced by a later one, never deleted).
+    /// 5 s; an undecodable record is logged and skipped.
     fn run(
         &self,
-        tx: &mpsc::UnboundedSender<T>,
+        tx: &mpsc::Sender<T>,
         read: oneshot::Sender<()>,
         token: &CancellationToken,
         metrics: &Metrics,
     ) {
         let (topic, what) = (self.topic.as_str(), self.what);
         let take = |m: &BorrowedMessage<'_>| {
-            let Some(value) = m.payload() else { return };
             if let Err(e) = headers::verify(m, &self.signed_by) {
                 let n = metrics.unattested(topic);
                 if Metrics::worth_logging(n) {
@@ -87,10 +109,17 @@ impl<T: Send + 'static> SideTopic<T> {
                 }
                 return;
             }
-            match (self.decode)(value, Registry::embedded()) {
-                Ok(record) => {
-                    let _ = tx.send(record);
+            match (self.decode)(
+                m.key().unwrap_or_default(),
+                m.payload(),
+                Registry::embedded(),
+            ) {
+                Ok(Some(record)) => {
+                    // Waits while the service is behind; an error is a
+                    // service gone, which the loops below see.
+                    let _ = tx.blocking_send(record);
                 }
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "undecodable {what} skipped");
                 }
@@ -127,18 +156,36 @@ impl<T> Following<T> {
     /// [`SIDE_WAIT`] passed (then later ones come through `records`).
     pub async fn so_far(&mut self, topic: &str, what: &str) -> Vec<T> {
         let mut so_far = Vec::new();
-        match tokio::time::timeout(SIDE_WAIT, &mut self.caught_up).await {
-            Ok(Ok(())) => {
-                while let Ok(r) = self.records.try_recv() {
-                    so_far.push(r);
-                }
-                tracing::info!(count = so_far.len(), topic, "{what}s read");
-            }
-            _ => tracing::warn!(
+        let read = self.until_caught_up(SIDE_WAIT, |r| so_far.push(r)).await;
+        if read {
+            tracing::info!(count = so_far.len(), topic, "{what}s read");
+        } else {
+            tracing::warn!(
                 topic,
                 "{what}s not read to their end within {SIDE_WAIT:?}; consuming anyway, they apply when they arrive"
-            ),
+            );
         }
         so_far
+    }
+
+    /// Gives `take` every record until the topic was read to its end (then
+    /// true) or `wait` passed (false). Records are taken as they come, so a
+    /// topic longer than the channel is read too.
+    pub async fn until_caught_up(&mut self, wait: Duration, mut take: impl FnMut(T)) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                biased;
+                Some(r) = self.records.recv() => take(r),
+                done = &mut self.caught_up => {
+                    // Everything before the end was sent before it said so.
+                    while let Ok(r) = self.records.try_recv() {
+                        take(r);
+                    }
+                    return done.is_ok();
+                }
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
     }
 }

@@ -9,7 +9,9 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::TopicArgs;
 use crate::failure::{Classified, Domain};
-use forecast_kafka::{KafkaArgs, MAX_DEAD_LETTER_BYTES, MAX_SCREENING_LIST_BYTES, client_config};
+use forecast_kafka::{
+    KafkaArgs, MAX_COMMIT_BYTES, MAX_DEAD_LETTER_BYTES, MAX_SCREENING_LIST_BYTES, client_config,
+};
 
 /// How many partitions each topic gets when created.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +133,7 @@ pub async fn create_topics(
     let p = layout.partitions;
     let max_dead_letter = (MAX_DEAD_LETTER_BYTES + 4096).to_string();
     let max_list = (MAX_SCREENING_LIST_BYTES + 4096).to_string();
+    let max_commit = (MAX_COMMIT_BYTES + 4096).to_string();
     let new = [
         // The broker's clock, not the sender's, in each record's timestamp:
         // the validator's submitted_at skew check compares against it
@@ -155,6 +158,11 @@ pub async fn create_topics(
         NewTopic::new(&topics.topic_screening, 1, rf())
             .set("cleanup.policy", "compact")
             .set("max.message.bytes", &max_list),
+        // One record per customer, the commit in force: read whole by the
+        // planner and the allocator.
+        NewTopic::new(&topics.topic_commits, 1, rf())
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max_commit),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();

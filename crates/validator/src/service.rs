@@ -31,7 +31,7 @@ use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::side::SideTopic;
+use forecast_runtime::side::{self, SideTopic};
 use rdkafka::Message;
 
 use rdkafka::message::BorrowedMessage;
@@ -102,7 +102,7 @@ pub async fn run(
         topic: topics.topic_screening.clone(),
         what: "restricted-party list",
         signed_by: lists_signed_by,
-        decode: forecast_model::wire::decode_screening_list,
+        decode: |_, v, r| side::values(v, r, forecast_model::wire::decode_screening_list),
     }
     .follow(metrics.clone(), token.clone())?;
     let so_far = lists
@@ -193,7 +193,7 @@ impl SideInput for Validate<'_> {
 /// The validator's consume loop: judges each record and enqueues its outputs.
 struct Validate<'a> {
     validator: Validator,
-    lists: tokio::sync::mpsc::UnboundedReceiver<ScreeningList>,
+    lists: tokio::sync::mpsc::Receiver<ScreeningList>,
     /// The newest list received, not yet taken.
     pending: Option<ScreeningList>,
     registry: &'a Registry,
