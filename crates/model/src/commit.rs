@@ -112,17 +112,22 @@ pub enum CommitError {
 }
 
 impl SignedCommit {
-    /// `commit` signed by `signer` (a `supplier` key): its JSON is the
-    /// record's value, the bytes signed.
-    pub fn sign(commit: &Commit, signer: &Attester) -> Result<Self, serde_json::Error> {
+    /// `commit` signed by `signer` (a `supplier` key) for `topic` (the
+    /// topic its record is published to, [`COMMITS_TOPIC`] unless renamed):
+    /// its JSON is the record's value, the bytes signed.
+    pub fn sign(
+        commit: &Commit,
+        topic: &str,
+        signer: &Attester,
+    ) -> Result<Self, serde_json::Error> {
         let value = serde_json::value::to_raw_value(commit)?;
         let covered = Covered {
-            topic: COMMITS_TOPIC,
+            topic,
             key: Some(commit.customer_id.as_bytes()),
             value: Some(value.get().as_bytes()),
         };
         Ok(Self {
-            topic: COMMITS_TOPIC.into(),
+            topic: topic.into(),
             key: commit.customer_id.clone(),
             attestation: signer.attest(covered, std::iter::empty()),
             commit: value,

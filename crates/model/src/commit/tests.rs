@@ -63,7 +63,8 @@ fn a_signed_commit_verifies_and_one_byte_changed_does_not() {
     let c = commit();
     assert_eq!(c.lines.len(), 1);
     assert_eq!(c.lines[0].allocated_units, 6_667);
-    let file = serde_json::to_string(&SignedCommit::sign(&c, &signer).unwrap()).unwrap();
+    let file =
+        serde_json::to_string(&SignedCommit::sign(&c, COMMITS_TOPIC, &signer).unwrap()).unwrap();
     let read: SignedCommit = serde_json::from_str(&file).unwrap();
     assert_eq!(read.verify(&verifier).unwrap(), c);
     // Every byte of the commit counts: a digit, or a space.
@@ -91,7 +92,7 @@ fn a_signed_commit_verifies_and_one_byte_changed_does_not() {
 fn a_commit_signed_by_a_key_of_another_role_is_refused() {
     let (compliance, _) = keys(Role::Compliance);
     let (_, verifier) = keys(Role::Supplier);
-    let signed = SignedCommit::sign(&commit(), &compliance).unwrap();
+    let signed = SignedCommit::sign(&commit(), COMMITS_TOPIC, &compliance).unwrap();
     let err = signed.verify(&verifier).unwrap_err();
     assert!(
         err.to_string().contains("not a key of the supplier"),

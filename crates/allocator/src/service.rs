@@ -1,0 +1,353 @@
+//! The allocating service: holds its inputs whole and publishes the commit
+//! to each customer whose allocation changed.
+//!
+//! One instance reads, each on a thread of its own
+//! ([`forecast_runtime::side`]):
+//! - `forecasts.validated`, every partition from its start, each record
+//!   believed only when a validator attested it and applied with the
+//!   aggregator's own [`forecast_aggregator::DemandState`]: the demand the
+//!   aggregators hold, without a consumer group and without reading their
+//!   snapshots (which carry no document revisions, and would have to for
+//!   the commits to name them);
+//! - `licences.decisions` and `screening.lists`, signed by a compliance
+//!   key; `supply.plan`, signed by an operator key;
+//! - `commits` itself, signed by a supplier key, so that a restarted
+//!   allocator publishes only what differs from what is there.
+//!
+//! Once every input was read to its end, and then at most once per
+//! `--settle-ms` while inputs change, the supply is allocated again
+//! ([`crate::book`]) and each commit that changed is published to the
+//! compacted `commits` topic, keyed by customer, its JSON the value,
+//! signed with the supplier's key ([`SignedCommit`]). A commit that cannot
+//! be delivered is published again at the next round; one over
+//! [`MAX_COMMIT_BYTES`] is not published, and said so.
+//!
+//! Nothing is committed to a group: a restart reads the inputs again and
+//! ends where the running allocator was. Run one instance; a second only
+//! publishes the same commits again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use forecast_kafka::{KafkaArgs, MAX_COMMIT_BYTES};
+use forecast_model::attest::{Attester, HEADER, Verifier};
+use forecast_model::commit::{Commit, SignedCommit};
+use forecast_model::screening::ScreeningList;
+use forecast_model::supply::{SupplyEntry, parse_record};
+use forecast_model::{ForecastDocument, LicenceDecision, Registry, Timestamp, wire};
+use forecast_runtime::config::TopicArgs;
+use forecast_runtime::metrics::{Metrics, Output};
+use forecast_runtime::side::{self, Following, SideTopic};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::book::Book;
+
+/// What the allocator believes on each input, and the supplier's key it
+/// signs the commits with.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Signs every commit (a key of role `supplier`).
+    pub supplier: Attester,
+    /// Believes a validated record (a validator's stage key).
+    pub validated: Verifier,
+    /// Believes a licence decision or a restricted-party list (a
+    /// compliance key).
+    pub decisions: Verifier,
+    /// Believes a supply plan record (an operator key).
+    pub supply: Verifier,
+    /// Believes a commit read back (a supplier key).
+    pub commits: Verifier,
+}
+
+/// How long the allocator waits after an input changed before it
+/// allocates again, unless `--settle-ms` says otherwise: the changes of
+/// that time make one round.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
+
+/// How long after a commit could not be delivered the allocator tries
+/// again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// One record of an input, decoded.
+#[derive(Debug)]
+enum Input {
+    Document(Box<ForecastDocument>, [u8; 16]),
+    Decision(Box<LicenceDecision>),
+    List(Box<ScreeningList>),
+    Supply(String, Option<SupplyEntry>),
+    Commit(Box<Commit>),
+}
+
+/// What the allocator's loop receives.
+#[derive(Debug)]
+enum Event {
+    Input(Input),
+    /// The input named was read to its end.
+    CaughtUp(&'static str),
+}
+
+fn decode_document(_: &[u8], value: Option<&[u8]>, r: &Registry) -> Result<Option<Input>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let mut doc = ForecastDocument::default();
+    let digest = wire::decode_sequencing_digest(value, r, &mut doc).map_err(|e| e.to_string())?;
+    Ok(Some(Input::Document(Box::new(doc), digest)))
+}
+
+fn decode_decision(_: &[u8], value: Option<&[u8]>, r: &Registry) -> Result<Option<Input>, String> {
+    Ok(side::values(value, r, wire::decode_decision)?.map(|d| Input::Decision(Box::new(d))))
+}
+
+fn decode_list(_: &[u8], value: Option<&[u8]>, r: &Registry) -> Result<Option<Input>, String> {
+    Ok(side::values(value, r, wire::decode_screening_list)?.map(|l| Input::List(Box::new(l))))
+}
+
+fn decode_supply(key: &[u8], value: Option<&[u8]>, _: &Registry) -> Result<Option<Input>, String> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    let entry = parse_record(&key, value).map_err(|e| e.to_string())?;
+    Ok(Some(Input::Supply(key, entry)))
+}
+
+fn decode_commit(key: &[u8], value: Option<&[u8]>, _: &Registry) -> Result<Option<Input>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let commit: Commit = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    if commit.customer_id.as_bytes() != key {
+        return Err(format!(
+            "the commit is for {}, its key {}",
+            commit.customer_id,
+            String::from_utf8_lossy(key)
+        ));
+    }
+    Ok(Some(Input::Commit(Box::new(commit))))
+}
+
+/// Runs until `token` is cancelled.
+pub async fn run(
+    mut book: Book,
+    keys: Keys,
+    kafka: &KafkaArgs,
+    topics: &TopicArgs,
+    settle: Duration,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = forecast_kafka::producer_config(kafka).create()?;
+    let inputs: [(&str, &'static str, &Verifier, side::Decode<Input>); 5] = [
+        (
+            &topics.topic_validated,
+            "validated document",
+            &keys.validated,
+            decode_document,
+        ),
+        (
+            &topics.topic_licences,
+            "licence decision",
+            &keys.decisions,
+            decode_decision,
+        ),
+        (
+            &topics.topic_screening,
+            "restricted-party list",
+            &keys.decisions,
+            decode_list,
+        ),
+        (
+            &topics.topic_supply,
+            "supply plan record",
+            &keys.supply,
+            decode_supply,
+        ),
+        (
+            &topics.topic_commits,
+            "commit",
+            &keys.commits,
+            decode_commit,
+        ),
+    ];
+    let (tx, mut rx) = mpsc::channel(side::SIDE_CHANNEL);
+    let mut threads = Vec::new();
+    for (topic, what, signed_by, decode) in inputs {
+        let following = SideTopic {
+            kafka: kafka.clone(),
+            topic: topic.to_owned(),
+            what,
+            signed_by: signed_by.clone(),
+            decode,
+        }
+        .follow(metrics.clone(), token.clone())?;
+        let Following {
+            records,
+            caught_up,
+            thread,
+        } = following;
+        threads.push(thread);
+        tokio::spawn(forward(records, caught_up, what, tx.clone()));
+    }
+    drop(tx);
+    tracing::info!(topic = %topics.topic_commits, "allocator started: reading its inputs");
+    let mut reading = threads.len();
+    let mut commits_read = false;
+    let mut round: Option<Instant> = None;
+    let mut progress = tokio::time::interval(Duration::from_secs(30));
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            () = tokio::time::sleep_until(round.unwrap_or_else(Instant::now)), if round.is_some() => {
+                round = None;
+                if publish(&mut book, &producer, &topics.topic_commits, &keys.supplier, &metrics).await > 0 {
+                    round = Some(Instant::now() + RETRY);
+                }
+                metrics.set_ready(true);
+            }
+            event = rx.recv() => match event {
+                Some(Event::Input(input)) => {
+                    metrics.record_in();
+                    take(&mut book, input, commits_read);
+                }
+                Some(Event::CaughtUp(what)) => {
+                    reading -= 1;
+                    commits_read |= what == "commit";
+                    tracing::info!(input = what, left = reading, "input read to its end");
+                }
+                // Every follower stopped: the service is stopping.
+                None => break,
+            },
+            _ = progress.tick(), if reading > 0 => {
+                tracing::info!(inputs_left = reading, documents = book.state().live_documents(), "still reading the inputs; no commit is published before they are read");
+            }
+        }
+        if reading == 0 && round.is_none() && book.is_changed() {
+            round = Some(Instant::now() + settle);
+        }
+    }
+    drop(rx);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Passes `records` on as events, then says the input was read to its end
+/// (after every record read before that), until the loop is gone.
+async fn forward(
+    mut records: mpsc::Receiver<Input>,
+    mut caught_up: tokio::sync::oneshot::Receiver<()>,
+    what: &'static str,
+    tx: mpsc::Sender<Event>,
+) {
+    let mut reading = true;
+    loop {
+        let event = tokio::select! {
+            biased;
+            done = &mut caught_up, if reading => {
+                reading = false;
+                while let Ok(r) = records.try_recv() {
+                    if tx.send(Event::Input(r)).await.is_err() {
+                        return;
+                    }
+                }
+                if done.is_err() {
+                    // The follower stopped before the end.
+                    continue;
+                }
+                Event::CaughtUp(what)
+            }
+            r = records.recv() => match r {
+                Some(r) => Event::Input(r),
+                None => return,
+            },
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes one input into `book`. Commits are taken only while the topic is
+/// read up to its end (what a running allocator published before this
+/// one started); later ones are this allocator's own.
+fn take(book: &mut Book, input: Input, commits_read: bool) {
+    match input {
+        Input::Document(doc, digest) => book.apply(&doc, digest),
+        Input::Decision(d) => book.take_decision(*d),
+        Input::List(list) => {
+            tracing::info!(version = %list.version, entries = list.entries.len(), "restricted-party list in force");
+            let parties = list.parties();
+            book.take_list(&list.version, parties);
+        }
+        Input::Supply(key, entry) => book.take_supply(&key, entry),
+        Input::Commit(c) if !commits_read => book.published(*c),
+        Input::Commit(_) => {}
+    }
+}
+
+/// Publishes the commits due, signed; returns how many could not be
+/// delivered (they are due again).
+async fn publish(
+    book: &mut Book,
+    producer: &FutureProducer,
+    topic: &str,
+    supplier: &Attester,
+    metrics: &Metrics,
+) -> usize {
+    let due = book.due(Timestamp::now());
+    let mut failed = 0;
+    for commit in &due {
+        let customer = commit.customer_id.as_str();
+        let signed = match SignedCommit::sign(commit, topic, supplier) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(customer, error = %e, "commit not published: it does not encode");
+                continue;
+            }
+        };
+        let value = signed.commit.get().as_bytes();
+        if value.len() > MAX_COMMIT_BYTES {
+            tracing::error!(
+                customer,
+                bytes = value.len(),
+                limit = MAX_COMMIT_BYTES,
+                "commit not published: larger than a commit may be (its lines name too many document revisions); the one on the topic stays in force"
+            );
+            continue;
+        }
+        let headers = OwnedHeaders::new().insert(Header {
+            key: HEADER,
+            value: Some(signed.attestation.as_bytes()),
+        });
+        let record = FutureRecord::to(topic)
+            .key(customer.as_bytes())
+            .payload(value)
+            .headers(headers);
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => metrics.record_out(Output::Commit),
+            Err((e, _)) => {
+                tracing::warn!(customer, error = %e, "commit not delivered; publishing it again in {RETRY:?}");
+                book.unpublished(customer);
+                failed += 1;
+            }
+        }
+    }
+    if !due.is_empty() {
+        let allocated: i64 = due
+            .iter()
+            .flat_map(|c| &c.lines)
+            .map(|l| l.allocated_units)
+            .sum();
+        tracing::info!(
+            commits = due.len() - failed,
+            failed,
+            allocated_units = allocated,
+            "commits published"
+        );
+    }
+    failed
+}
