@@ -286,6 +286,7 @@ impl Names {
             ("--topic-licences", "licences.decisions"),
             ("--topic-licence-demand", "demand.by-licence"),
             ("--topic-screening", "screening.lists"),
+            ("--topic-commits", "commits"),
         ] {
             v.push(flag.to_owned());
             v.push(self.topic(base));
@@ -327,6 +328,8 @@ pub struct TestKeys {
     pub compliance: PathBuf,
     /// The operator's private key (`supply load --signing-key`).
     pub operator: PathBuf,
+    /// The supplier's private key (`allocator --signing-key`).
+    pub supplier: PathBuf,
 }
 
 /// The keys of this test process, made once.
@@ -344,7 +347,7 @@ pub fn test_keys() -> &'static TestKeys {
             .concat();
         let mut roles = String::new();
         let mut private = Vec::new();
-        for role in [Role::Compliance, Role::Operator] {
+        for role in [Role::Compliance, Role::Operator, Role::Supplier] {
             let key = signing::generate_key().unwrap();
             let pem = signing::private_key_pem(&key).unwrap();
             let entry = KeyEntry {
@@ -359,6 +362,7 @@ pub fn test_keys() -> &'static TestKeys {
         let keys = TestKeys {
             stage: dir.join("stage-keys.jsonl"),
             roles: dir.join("roles.jsonl"),
+            supplier: private.pop().unwrap(),
             operator: private.pop().unwrap(),
             compliance: private.pop().unwrap(),
         };

@@ -4,13 +4,13 @@
 //! policy (`forecast_model::allocation::allocate`, the code the live
 //! commits run).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use forecast_model::Quarter;
-use forecast_model::allocation::{AllocationPolicy, allocate};
+use forecast_model::allocation::AllocationPolicy;
+use forecast_model::commit::{COMMITS_TOPIC, Commit, SignedCommit};
+use forecast_model::supply::SupplyPlan;
 use forecast_pipeline::Replay;
 
 use crate::report::{thousands, write_json, write_table};
@@ -84,28 +84,28 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
         None => AllocationPolicy::default(),
     };
     let decisions = crate::read_licences(&args.licences)?;
-    let supply: BTreeMap<(String, Quarter), i64> = forecast_planner::supply::load(&args.supply)
-        .map_err(|e| RunError::Usage(format!("{e} (see --supply)")))?
-        .into_iter()
-        .map(|e| ((e.sku.clone(), e.quarter), e.available()))
-        .collect();
+    let supply = SupplyPlan::of(
+        forecast_planner::supply::load(&args.supply)
+            .map_err(|e| RunError::Usage(format!("{e} (see --supply)")))?,
+    );
     let input = crate::input::open(&args.file).map_err(|source| RunError::Input {
         path: args.file.clone(),
         source,
     })?;
     let mut replay = Replay::new(policy);
-    for d in &decisions {
-        replay.take_decision(d.clone());
+    for d in decisions {
+        replay.take_decision(d);
     }
     crate::replay::feed(&mut replay, input, &args.file, |_, _, _| Ok(()))?;
-    let allocated = allocate(
-        &allocation,
-        &replay.state().demand_lines(),
-        &supply,
-        &decisions,
-    );
+    let allocated = forecast_allocator::allocation(&allocation, replay.state(), &supply);
     if let (Some(dir), Some(key)) = (&args.commits_out, &args.signing_key) {
-        write_commits(dir, key, &replay, &allocated.allocations, allocation.method)?;
+        let commits = forecast_allocator::commits(
+            replay.state(),
+            &allocated.allocations,
+            allocation.method,
+            forecast_model::Timestamp::now(),
+        );
+        write_commits(dir, key, &commits)?;
     }
     match args.format {
         Format::Json => {
@@ -171,100 +171,16 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Writes each customer's commit, signed with `key`, to
-/// `dir/CUSTOMER.commit.json`.
-fn write_commits(
-    dir: &Path,
-    key: &Path,
-    replay: &Replay,
-    allocations: &[forecast_model::allocation::Allocation],
-    method: forecast_model::allocation::Method,
-) -> Result<(), RunError> {
-    use forecast_model::commit::{Answered, Commit, SignedCommit};
+/// Writes each commit, signed with `key`, to `dir/CUSTOMER.commit.json`.
+fn write_commits(dir: &Path, key: &Path, commits: &[Commit]) -> Result<(), RunError> {
     let signer = forecast_producer::read_signer(key, None)
         .map_err(|e| RunError::Key(format!("{e} (see --signing-key)")))?
         .attester();
     std::fs::create_dir_all(dir).map_err(RunError::Output)?;
-    let customers: std::collections::BTreeSet<&str> =
-        allocations.iter().map(|a| a.customer_id.as_str()).collect();
-    let now = forecast_model::Timestamp::now();
-    for customer in customers {
-        let revisions = replay.state().revisions_of(customer);
-        let commit = Commit::of(customer, allocations, method, now, |sku, quarter| {
-            revisions
-                .get(&(sku.to_owned(), quarter))
-                .into_iter()
-                .flatten()
-                .map(|(document_id, revision)| Answered {
-                    document_id: document_id.clone(),
-                    revision: *revision,
-                })
-                .collect()
-        });
-        let signed = SignedCommit::sign(&commit, &signer).map_err(std::io::Error::other)?;
-        let text = serde_json::to_string(&signed).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(format!("{customer}.commit.json")), text + "\n")
-            .map_err(RunError::Output)?;
+    for commit in commits {
+        let signed =
+            SignedCommit::sign(commit, COMMITS_TOPIC, &signer).map_err(std::io::Error::other)?;
+        crate::commits::write_signed(dir, &signed)?;
     }
     Ok(())
-}
-
-/// Arguments of `commits verify`.
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// Key registry (JSON Lines) holding the supplier's public key (role
-    /// `supplier`), as the supplier publishes it.
-    #[arg(long, value_name = "FILE")]
-    pub keys: PathBuf,
-    /// Commit files (`allocate --commits-out` writes them).
-    #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-}
-
-/// `commits` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum CommitsCommand {
-    /// Check that commits were signed by the supplier, byte for byte: exit
-    /// 0 when every one verifies, 1 when any does not (said why), 2 on a
-    /// usage error or an unreadable file.
-    Verify(VerifyArgs),
-}
-
-/// Runs `commits verify`: whether every commit verifies.
-pub fn verify(args: &VerifyArgs, out: &mut impl Write) -> Result<bool, RunError> {
-    use forecast_model::attest::{Role, Verifier};
-    use forecast_model::commit::SignedCommit;
-    let registry = forecast_model::keys::KeyRegistry::from_path(&args.keys)
-        .map_err(|e| RunError::Usage(format!("{e} (see --keys)")))?;
-    let verifier = Verifier::new("the supplier", registry.checks(Role::Supplier));
-    let mut all = true;
-    for path in &args.files {
-        let text = std::fs::read_to_string(path).map_err(|source| RunError::Input {
-            path: path.clone(),
-            source,
-        })?;
-        let verdict = serde_json::from_str::<SignedCommit>(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|signed| signed.verify(&verifier).map_err(|e| e.to_string()));
-        match verdict {
-            Ok(commit) => {
-                let allocated: i64 = commit.lines.iter().map(|l| l.allocated_units).sum();
-                writeln!(
-                    out,
-                    "{}: VALID, the supplier's commit to {} ({} lines, {} units allocated, made {})",
-                    path.display(),
-                    commit.customer_id,
-                    commit.lines.len(),
-                    thousands(allocated),
-                    commit.allocated_at
-                )?;
-            }
-            Err(why) => {
-                all = false;
-                writeln!(out, "{}: NOT VALID: {why}", path.display())?;
-            }
-        }
-    }
-    out.flush()?;
-    Ok(all)
 }

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod allocate;
 pub mod check;
+pub mod commits;
 pub mod demand;
 pub mod input;
 pub mod replay;
@@ -72,9 +73,10 @@ pub enum Command {
     /// replaying a stream with the licence decisions taken. Exit 0, 2 on a
     /// usage error or an unreadable file.
     Allocate(allocate::AllocateArgs),
-    /// Check the supplier's commits (docs/planner.md, "Allocation").
+    /// Read the supplier's commits from the planner API, and check their
+    /// signatures (docs/planner.md, "Allocation").
     #[command(subcommand)]
-    Commits(allocate::CommitsCommand),
+    Commits(commits::CommitsCommand),
     /// Manage signing keys (docs/signatures.md).
     #[command(subcommand)]
     Keys(signing::KeysCommand),
@@ -102,6 +104,13 @@ pub enum Command {
     /// licences.decisions) and audit (sequencing verdicts). Stops cleanly on
     /// SIGINT/SIGTERM.
     Aggregate(services::AggregateArgs),
+    /// Run the allocating service: reads forecasts.validated (whole, no
+    /// group), licences.decisions, screening.lists and supply.plan,
+    /// allocates the supply under the allocation policy as `allocate`
+    /// does, and publishes each customer's changed commit, signed with the
+    /// supplier's key, to commits. Run one instance. Stops cleanly on
+    /// SIGINT/SIGTERM.
+    Allocator(services::AllocatorServiceArgs),
     /// Serve the planner API and dashboard: demand, coverage against the
     /// supply plan, licence exposure, rejections, a live stream. Reads
     /// demand.by-customer, demand.by-licence, licences.decisions,
@@ -217,15 +226,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => run_check(&args, &mut out),
         Command::Replay(args) => run_replay(&args, &mut out),
         Command::Allocate(args) => allocate::run(&args, &mut out).map(|()| ExitCode::SUCCESS),
-        Command::Commits(allocate::CommitsCommand::Verify(args)) => {
-            allocate::verify(&args, &mut out).map(|all| {
+        Command::Commits(commits::CommitsCommand::Show(args)) => {
+            commits::show(&args, &mut out).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Commits(commits::CommitsCommand::Verify(args)) => commits::verify(&args, &mut out)
+            .map(|all| {
                 if all {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(EXIT_REJECTED)
                 }
-            })
-        }
+            }),
         Command::Keys(signing::KeysCommand::Generate(args)) => signing::generate(&args, &mut out),
         Command::Keys(signing::KeysCommand::Stage(args)) => signing::stage(&args),
         Command::Sign(args) => signing::sign(&args, &mut out),
@@ -253,6 +264,7 @@ fn run_async(command: Command) -> ExitCode {
         Command::Submit(a) => a.log.clone(),
         Command::Validate(a) => a.service.log.clone(),
         Command::Aggregate(a) => a.service.log.clone(),
+        Command::Allocator(a) => a.service.log.clone(),
         Command::Planner(a) => a.log.clone(),
         _ => forecast_runtime::config::LogArgs {
             log_format: forecast_runtime::config::LogFormat::Text,
@@ -286,6 +298,9 @@ fn run_async(command: Command) -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Aggregate(a) => services::aggregate(&a, token)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Allocator(a) => services::allocator(&a, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Planner(a) => services::planner(&a, token)

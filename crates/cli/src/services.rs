@@ -1,13 +1,16 @@
-//! The services: `validate`, `aggregate` and `planner`, each its
-//! library's loop under the runtime's supervisor, with its HTTP endpoints.
+//! The services: `validate`, `aggregate`, `allocator` and `planner`, each
+//! its library's loop under the runtime's supervisor, with its HTTP
+//! endpoints.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use forecast_aggregator::service::AggregatorArgs;
 use forecast_kafka::KafkaArgs;
-use forecast_model::attest::Role;
+use forecast_model::allocation::AllocationPolicy;
+use forecast_model::attest::{Attester, Role};
 use forecast_runtime::config::{LogArgs, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::Supervisor;
@@ -112,6 +115,39 @@ pub struct AggregateArgs {
     pub role_keys: RoleKeyArgs,
     #[command(flatten)]
     pub aggregator: AggregatorArgs,
+}
+
+/// Arguments of `allocator`.
+#[derive(Debug, Args)]
+pub struct AllocatorServiceArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub role_keys: RoleKeyArgs,
+    /// The supplier's private key (PKCS#8 PEM, `keys generate --role
+    /// supplier`; its public key in --role-keys under role `supplier`),
+    /// which signs every commit.
+    #[arg(long, env = "FORECAST_SUPPLIER_KEY", value_name = "FILE")]
+    pub signing_key: PathBuf,
+    /// Allocation policy (TOML, as `forecastctl allocate` takes it).
+    /// Default: pro_rata of APPROVED demand, firm first, unallocated supply
+    /// carried over.
+    #[arg(long, env = "FORECAST_ALLOCATION_POLICY", value_name = "FILE")]
+    pub allocation_policy: Option<PathBuf>,
+    /// Supply plan (CSV: sku,quarter,on_hand,ordered); entries of the
+    /// supply.plan topic replace the file's for their SKU and quarter.
+    #[arg(long, env = "FORECAST_SUPPLY", value_name = "FILE")]
+    pub supply: Option<PathBuf>,
+    /// Milliseconds the allocator waits after an input changed before it
+    /// allocates again: the changes of that time make one round of
+    /// commits.
+    #[arg(
+        long,
+        env = "FORECAST_SETTLE_MS",
+        default_value_t = 250,
+        value_name = "MS"
+    )]
+    pub settle_ms: u64,
 }
 
 /// Arguments of `planner`.
@@ -255,6 +291,83 @@ pub async fn aggregate(args: &AggregateArgs, token: CancellationToken) -> anyhow
     .await
 }
 
+/// What the allocator believes and signs with, under `trust`; refused
+/// when `supplier` is not a supplier key `trust` believes (the planner,
+/// with the same registry, would refuse every commit).
+pub fn allocator_keys(
+    trust: &Trust,
+    supplier: Attester,
+) -> anyhow::Result<forecast_allocator::service::Keys> {
+    let commits = trust.signed_by(Role::Supplier, "commit");
+    let probe = forecast_model::commit::Commit {
+        customer_id: "probe".into(),
+        allocated_at: forecast_model::Timestamp::now(),
+        method: forecast_model::allocation::Method::ProRata,
+        lines: Vec::new(),
+    };
+    forecast_model::commit::SignedCommit::sign(&probe, "commits", &supplier)?
+        .verify(&commits)
+        .map_err(|e| {
+            deployment(format!(
+                "the --signing-key is not a supplier key of --role-keys ({e}): add its public key under role `supplier` (`forecastctl keys generate --role supplier` prints the line), or readers refuse every commit"
+            ))
+        })?;
+    Ok(forecast_allocator::service::Keys {
+        supplier,
+        validated: trust.stages(&[Role::Validator]),
+        decisions: trust.signed_by(Role::Compliance, "licence decision"),
+        supply: trust.signed_by(Role::Operator, "supply plan record"),
+        commits,
+    })
+}
+
+/// A setting that is wrong: the deployment needs a fix (exit 78).
+fn deployment(message: String) -> anyhow::Error {
+    use forecast_runtime::failure::{Classified, Domain};
+    anyhow::Error::new(Classified::new(Domain::Internal, message))
+}
+
+/// Runs the allocating service until SIGINT/SIGTERM.
+pub async fn allocator(
+    args: &AllocatorServiceArgs,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let service = &args.service;
+    let policy = match &args.allocation_policy {
+        Some(path) => crate::allocate::read_policy(path).map_err(|e| deployment(e.to_string()))?,
+        None => AllocationPolicy::default(),
+    };
+    let supply = match &args.supply {
+        Some(path) => forecast_planner::supply::load(path)
+            .map_err(|e| deployment(format!("{e} (see --supply)")))?,
+        None => Vec::new(),
+    };
+    let supplier = forecast_producer::read_signer(&args.signing_key, None)
+        .map_err(|e| deployment(format!("{e} (see --signing-key)")))?
+        .attester();
+    let trust = Trust::load(&service.trust, Some(&args.role_keys), None)?;
+    let keys = allocator_keys(&trust, supplier)?;
+    let settle = Duration::from_millis(args.settle_ms);
+    run_service(
+        service,
+        "allocator",
+        token,
+        axum::Router::new(),
+        |metrics, token| {
+            forecast_allocator::service::run(
+                forecast_allocator::Book::new(policy, supply),
+                keys,
+                &service.kafka,
+                &service.topics,
+                settle,
+                metrics,
+                token,
+            )
+        },
+    )
+    .await
+}
+
 /// Runs the planner API and dashboard until SIGINT/SIGTERM, or until its
 /// feed or its listener fails.
 pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> anyhow::Result<()> {
@@ -266,13 +379,10 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
     let tls = args.tls.config()?;
     let trust = Trust::load(&args.trust, Some(&args.role_keys), None)?;
     // Refused before anything starts: an open API off loopback.
-    let access = args.access.access(args.http).map_err(|e| {
-        use forecast_runtime::failure::{Classified, Domain};
-        anyhow::Error::new(Classified::new(
-            Domain::Internal,
-            format!("{e} (see --tokens)"),
-        ))
-    })?;
+    let access = args
+        .access
+        .access(args.http)
+        .map_err(|e| deployment(format!("{e} (see --tokens)")))?;
     let listener = forecast_runtime::http::bind(args.http).await?;
     let metrics = Arc::new(Metrics::new("planner"));
     let feed = forecast_planner::feed::spawn(

@@ -15,6 +15,7 @@ use forecast_aggregator::service::AggregatorArgs;
 use forecast_broker::{DEFAULT_CACHE_DIR, Tansu, tansu_path};
 use forecast_kafka::KafkaArgs;
 use forecast_model::Timestamp;
+use forecast_model::allocation::AllocationPolicy;
 use forecast_model::attest::{Attester, Role, StageKeyEntry, StageKeys};
 use forecast_model::keys::{KeyEntry, KeyRegistry};
 use forecast_model::signing::Signer;
@@ -113,7 +114,11 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e} (see --licences)"))?;
     // The stages attest, and the licence decisions are signed, with keys
     // made for this run.
-    let (trust, compliance) = run_keys()?;
+    let RunKeys {
+        trust,
+        compliance,
+        supplier,
+    } = run_keys()?;
     crate::admin::publish_licences(&kafka, &topics, &decisions, Some(&compliance)).await?;
 
     // The API and dashboard answer a token made for this run.
@@ -142,8 +147,11 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         Some(_) => (policy, args.examples.clone()),
         None => sign_examples(policy, &args.examples)?,
     };
+    let supply = forecast_planner::supply::load(&args.supply)
+        .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?;
     let validator_metrics = Arc::new(Metrics::new("validator"));
     let aggregator_metrics = Arc::new(Metrics::new("aggregator"));
+    let allocator_metrics = Arc::new(Metrics::new("allocator"));
     let mut tasks = Supervisor::new(token.clone(), Duration::from_secs(30));
     {
         let (kafka, topics, token, metrics, policy) = (
@@ -184,6 +192,28 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         });
     }
     {
+        let (kafka, topics, token, metrics) = (
+            kafka.clone(),
+            topics.clone(),
+            token.clone(),
+            allocator_metrics.clone(),
+        );
+        let keys = services::allocator_keys(&trust, supplier)?;
+        let book = forecast_allocator::Book::new(AllocationPolicy::default(), supply.clone());
+        tasks.spawn("the allocator", async move {
+            forecast_allocator::service::run(
+                book,
+                keys,
+                &kafka,
+                &topics,
+                forecast_allocator::service::DEFAULT_SETTLE,
+                metrics,
+                token,
+            )
+            .await
+        });
+    }
+    {
         let planner = forecast_planner::PlannerArgs {
             supply: Some(args.supply.clone()),
             ..forecast_planner::PlannerArgs::default()
@@ -205,6 +235,10 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
                 .nest(
                     "/aggregator",
                     forecast_runtime::http::routes(aggregator_metrics.clone()),
+                )
+                .nest(
+                    "/allocator",
+                    forecast_runtime::http::routes(allocator_metrics.clone()),
                 )
                 .nest("/planner", forecast_runtime::http::routes(planner_metrics))
                 .merge(forecast_planner::api::routes(planner)),
@@ -320,7 +354,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
          dashboard: {scheme}://{0}/   API: {scheme}://{0}/v1/demand (described at /openapi.json)\n\
          planner token (the dashboard asks for it; the API wants `Authorization: Bearer <token>`): {planner_token}\n\
-         metrics: {scheme}://{0}/metrics  {scheme}://{0}/aggregator/metrics  {scheme}://{0}/planner/metrics   health: /healthz /readyz\n\
+         the supplier's commits (allocated under the default policy, signed with a key of this run): {scheme}://{0}/v1/commits\n\
+         metrics: {scheme}://{0}/metrics  {scheme}://{0}/aggregator/metrics  {scheme}://{0}/allocator/metrics  {scheme}://{0}/planner/metrics   health: /healthz /readyz\n\
          {1}",
         args.http,
         if args.once {
@@ -342,9 +377,16 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// The keys of a run: a stage key each for the validator and the
-/// aggregator, and a compliance key (registered under its role) that signs
-/// the licence decisions; none leaves the process.
-fn run_keys() -> anyhow::Result<(Trust, Attester)> {
+/// aggregator, a compliance key that signs the licence decisions and a
+/// supplier key that signs the commits (each registered under its role);
+/// none leaves the process.
+struct RunKeys {
+    trust: Trust,
+    compliance: Attester,
+    supplier: Attester,
+}
+
+fn run_keys() -> anyhow::Result<RunKeys> {
     let now = Timestamp::now();
     let mut lines = String::new();
     for stage in [Role::Validator, Role::Aggregator] {
@@ -352,13 +394,28 @@ fn run_keys() -> anyhow::Result<(Trust, Attester)> {
         lines.push('\n');
     }
     let stage_keys = StageKeys::from_text(&lines, "the keys of this run")?;
-    let signer = Signer::new(forecast_model::signing::generate_key()?, None);
-    let entry = KeyEntry {
-        role: Role::Compliance,
-        ..KeyEntry::for_signer(&signer, "", now, None)
-    };
-    let registry = KeyRegistry::from_entries(vec![entry])?;
-    Ok((Trust::from_keys(stage_keys, registry), signer.attester()))
+    let mut entries = Vec::new();
+    let mut signers = Vec::new();
+    for role in [Role::Compliance, Role::Supplier] {
+        let signer = Signer::new(forecast_model::signing::generate_key()?, None);
+        entries.push(KeyEntry {
+            role,
+            ..KeyEntry::for_signer(&signer, "", now, None)
+        });
+        signers.push(signer.attester());
+    }
+    let registry = KeyRegistry::from_entries(entries)?;
+    let supplier = signers
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no supplier key"))?;
+    let compliance = signers
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no compliance key"))?;
+    Ok(RunKeys {
+        trust: Trust::from_keys(stage_keys, registry),
+        compliance,
+        supplier,
+    })
 }
 
 /// Makes a key for each registered customer of the examples, requires

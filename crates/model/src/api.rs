@@ -1,7 +1,8 @@
 //! The planner API's JSON types, defined once: `forecast-planner` serves
 //! them and the client library (`forecast-producer`) reads them back, so
 //! the two cannot drift apart. `/v1/documents/{id}` answers a
-//! [`DocumentHistory`]; `/v1/rejections` lists [`VerdictEntry`]s.
+//! [`DocumentHistory`]; `/v1/rejections` lists [`VerdictEntry`]s;
+//! `/v1/commits` answers a [`CommitList`].
 //!
 //! The codes are typed: a client older than a server that added a rule
 //! code, stage or outcome cannot read a verdict carrying it, and says so
@@ -134,4 +135,12 @@ mod tests {
         let newer = json.replace("END_USER_RESTRICTED", "A_CODE_FROM_THE_FUTURE");
         assert!(serde_json::from_str::<DocumentHistory>(&newer).is_err());
     }
+}
+
+/// The supplier's commits a token may read (`/v1/commits`), each as its
+/// record holds it, signed: the customer checks it with the supplier's
+/// public key. Sorted by customer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommitList {
+    pub commits: Vec<crate::commit::SignedCommit>,
 }

@@ -9,6 +9,7 @@ const state = {
   supply: [],            // [{sku, quarter, on_hand, ordered, available}]
   rejections: null,      // {counts, total, rejections}
   exposure: null,        // /v1/exposure for the filters shown
+  commits: [],           // /v1/commits: [{topic, key, attestation, commit}]
   changed: new Set(),    // row keys changed by the last event, to flash
   updatedAt: null,
 };
@@ -240,6 +241,58 @@ function renderExposure() {
     `Licence ${o.application_number} approves ${fmt.format(o.approved_units)} units of ${o.sku}; the documents that reference it ask for ${fmt.format(o.demanded_units)}.`)));
 }
 
+// The commits' lines summed per quarter, for the filters shown: requested,
+// allocated, shortfall by reason.
+function renderAllocation() {
+  const f = filters();
+  const byQuarter = new Map();
+  const customers = new Map();
+  for (const { commit } of state.commits) {
+    if (f.customer && commit.customer_id !== f.customer) continue;
+    for (const l of commit.lines) {
+      if ((f.sku && l.sku !== f.sku) || (f.quarter && l.quarter !== f.quarter)) continue;
+      if (!byQuarter.has(l.quarter)) byQuarter.set(l.quarter, { requested: 0, allocated: 0, reasons: new Map() });
+      const q = byQuarter.get(l.quarter);
+      q.requested += l.requested_units;
+      q.allocated += l.allocated_units;
+      for (const s of l.shortfalls) q.reasons.set(s.reason, (q.reasons.get(s.reason) || 0) + s.units);
+      if (!customers.has(l.quarter)) customers.set(l.quarter, new Set());
+      customers.get(l.quarter).add(commit.customer_id);
+    }
+  }
+  const quarters = [...byQuarter.keys()].sort();
+  const num = (n) => el("td", { class: "num" }, fmt.format(n));
+  $("allocation").tBodies[0].replaceChildren(...quarters.map((quarter) => {
+    const q = byQuarter.get(quarter);
+    const reasons = [...q.reasons].sort((a, b) => b[1] - a[1]).map(([r, u]) => `${r} ${fmt.format(u)}`).join(", ");
+    const tr = el("tr", { "data-quarter": quarter });
+    tr.append(el("td", {}, quarter), num(q.requested), num(q.allocated),
+      el("td", { class: "num" }, q.requested ? `${Math.round(100 * q.allocated / q.requested)}%` : "–"),
+      el("td", { class: "code" }, reasons || "–"), num(customers.get(quarter).size));
+    return tr;
+  }));
+  const made = state.commits.map((c) => c.commit.allocated_at).sort().pop();
+  $("allocation-note").textContent = state.commits.length
+    ? `${state.commits.length} commits, the latest made ${made.replace("T", " ").slice(0, 19)} (${state.commits[0].commit.method}); each is signed with the supplier's key: GET /v1/commits, checked with forecastctl commits verify.`
+    : "No commit yet: the allocator publishes one per customer once it has read the pipeline's topics.";
+}
+
+// Fetches the commits; at most one request at a time.
+let commitsWanted = false, commitsBusy = false;
+async function fetchCommits() {
+  commitsWanted = true;
+  if (commitsBusy) return;
+  commitsBusy = true;
+  while (commitsWanted) {
+    commitsWanted = false;
+    try {
+      const res = await api("/v1/commits");
+      if (res.ok) { state.commits = (await res.json()).commits; render(); }
+    } catch (_) { /* the status badge shows the connection state */ }
+  }
+  commitsBusy = false;
+}
+
 // Fetches the exposure for the filters shown; at most one request at a time.
 let exposureWanted = false, exposureBusy = false;
 async function fetchExposure() {
@@ -275,6 +328,7 @@ function render() {
     renderTable(rows);
     renderRejections();
     renderExposure();
+    renderAllocation();
     if (state.updatedAt) $("updated").textContent = `updated ${state.updatedAt.toLocaleTimeString()}`;
     state.changed.clear();
   });
@@ -342,6 +396,11 @@ async function follow() {
       state.updatedAt = new Date();
       render();
       fetchExposure();
+      fetchCommits();
+    },
+    commit: () => {
+      state.updatedAt = new Date();
+      fetchCommits();
     },
     licences: () => {
       state.updatedAt = new Date();

@@ -66,6 +66,7 @@ pub fn routes(planner: Arc<Planner>) -> Router {
         .route("/v1/supply", get(supply))
         .route("/v1/coverage", get(coverage))
         .route("/v1/exposure", get(exposure))
+        .route("/v1/commits", get(commits))
         .route(
             "/v1/{*rest}",
             get(|| async { ApiError::not_found("no such API path; see /openapi.json") }),
@@ -198,6 +199,32 @@ async fn supply(
     Ok(Json(serde_json::json!({ "supply": rows })).into_response())
 }
 
+/// The supplier's commits, as signed: a customer reads its own only; a
+/// planner every customer's, or one's with `?customer=`.
+async fn commits(
+    State(p): State<Arc<Planner>>,
+    Extension(caller): Extension<Principal>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    let mut customer = caller.customer().map(str::to_owned);
+    for (_, v) in params(&query, &["customer"])? {
+        if caller.customer().is_some_and(|own| own != v) {
+            return Err(ApiError::forbidden());
+        }
+        customer = Some(v.to_owned());
+    }
+    Ok(p.read(|v| {
+        #[derive(Serialize)]
+        struct List<'a> {
+            commits: Vec<&'a forecast_model::commit::SignedCommit>,
+        }
+        Json(List {
+            commits: v.commits().signed(customer.as_deref()),
+        })
+        .into_response()
+    }))
+}
+
 async fn document(
     State(p): State<Arc<Planner>>,
     Extension(caller): Extension<Principal>,
@@ -277,7 +304,9 @@ async fn rejections(
 /// Server-Sent Events: first `snapshot` (the whole demand matching the
 /// filter), then one `demand` event per change of a customer's demand, and
 /// a `licences` event (`customer_id`, `null` for a licence decision) when
-/// demand by licence status may have changed: `/v1/exposure` has it.
+/// demand by licence status may have changed: `/v1/exposure` has it; a
+/// `commit` event (`customer_id`) when the supplier's commit to a customer
+/// changed: `/v1/commits` has it.
 async fn demand_stream(
     State(p): State<Arc<Planner>>,
     Extension(caller): Extension<Principal>,
@@ -304,17 +333,29 @@ async fn demand_stream(
         loop {
             match rx.recv().await {
                 Ok(live) => {
+                    // What changed is in /v1/exposure or /v1/commits: no
+                    // data in those events but whose it is.
+                    let (name, customer_id) = match &*live {
+                        crate::feed::LiveChange::Demand(change) => {
+                            ("demand", Some(&change.customer_id))
+                        }
+                        crate::feed::LiveChange::Licences { customer_id } => {
+                            ("licences", customer_id.as_ref())
+                        }
+                        crate::feed::LiveChange::Commit { customer_id } => {
+                            ("commit", Some(customer_id))
+                        }
+                    };
+                    if let (Some(want), Some(got)) = (&filter.customer, customer_id)
+                        && want != got
+                    {
+                        continue;
+                    }
                     let change = match &*live {
                         crate::feed::LiveChange::Demand(change) => change,
-                        crate::feed::LiveChange::Licences { customer_id } => {
-                            if let (Some(want), Some(got)) = (&filter.customer, customer_id)
-                                && want != got
-                            {
-                                continue;
-                            }
-                            // What changed is in /v1/exposure: no data here.
+                        _ => {
                             let event = Event::default()
-                                .event("licences")
+                                .event(name)
                                 .json_data(serde_json::json!({
                                     "customer_id": customer_id,
                                     "sent_at": Timestamp::now(),
@@ -325,13 +366,6 @@ async fn demand_stream(
                             return Some((Ok(event), (None, rx, p, filter, permit)));
                         }
                     };
-                    if filter
-                        .customer
-                        .as_ref()
-                        .is_some_and(|c| *c != change.customer_id)
-                    {
-                        continue;
-                    }
                     #[derive(Serialize)]
                     struct Out<'a> {
                         #[serde(flatten)]

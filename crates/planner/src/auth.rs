@@ -3,8 +3,9 @@
 //!
 //! - `planner`: every route.
 //! - `customer:<ID>`: its own documents (`/v1/documents/{id}` of a document
-//!   of that customer) and its own rejections (`/v1/rejections`, filtered
-//!   to it), nothing else: no demand, coverage, supply or stream.
+//!   of that customer), its own rejections (`/v1/rejections`, filtered to
+//!   it) and the supplier's commit to it (`/v1/commits`, filtered to it),
+//!   nothing else: no demand, coverage, supply or stream.
 //!
 //! The tokens file is JSON Lines, one token per line, as `forecastctl tokens
 //! generate` prints it (`>> tokens.jsonl` adds one); blank lines and lines

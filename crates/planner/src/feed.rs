@@ -10,6 +10,7 @@ use std::time::Duration;
 use forecast_kafka::KafkaArgs;
 use forecast_kafka::{from_start, partition_ids, reader_config};
 use forecast_model::attest::{Role, Verifier};
+use forecast_model::commit::{Commit, SignedCommit};
 use forecast_model::{DemandSnapshot, LicenceDecision, LicenceSnapshot, Registry, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
@@ -140,6 +141,7 @@ impl Planner {
     pub fn apply(&self, batch: Vec<Input>) {
         let changes: Vec<LiveChange> = self.update(|v| {
             let mut licences = std::collections::BTreeSet::new();
+            let mut commits = std::collections::BTreeSet::new();
             let mut changes: Vec<LiveChange> = batch
                 .into_iter()
                 .filter_map(|input| match input {
@@ -166,8 +168,17 @@ impl Planner {
                         }
                         None
                     }
+                    Input::Commit { customer, record } => {
+                        commits.extend(v.on_commit(&customer, record.map(|r| *r)));
+                        None
+                    }
                 })
                 .collect();
+            changes.extend(
+                commits
+                    .into_iter()
+                    .map(|customer_id| LiveChange::Commit { customer_id }),
+            );
             changes.extend(
                 licences
                     .into_iter()
@@ -190,6 +201,8 @@ pub enum LiveChange {
     /// A customer's demand by licence status changed (`None`: a licence
     /// decision, which may change every customer's exposure).
     Licences { customer_id: Option<String> },
+    /// The supplier's commit to a customer changed.
+    Commit { customer_id: String },
 }
 
 /// One record, decoded.
@@ -212,12 +225,18 @@ pub enum Input {
         key: String,
         entry: Option<SupplyEntry>,
     },
+    /// A record of `commits` (`None`: a tombstone), as signed and decoded.
+    Commit {
+        customer: String,
+        record: Option<Box<(SignedCommit, Commit)>>,
+    },
 }
 
 /// What the planner believes on each topic it reads: the aggregator's
 /// attestation on demand and demand by licence status, the validator's or
 /// the aggregator's on verdicts, a compliance key's signature on licence
-/// decisions and an operator key's on the supply plan. A record not
+/// decisions, an operator key's on the supply plan and a supplier key's
+/// on the commits. A record not
 /// believed is logged, counted (`forecast_unattested_records`) and
 /// skipped.
 #[derive(Debug, Clone)]
@@ -226,6 +245,7 @@ pub struct Believed {
     pub verdicts: Verifier,
     pub decisions: Verifier,
     pub supply: Verifier,
+    pub commits: Verifier,
 }
 
 impl Believed {
@@ -236,6 +256,7 @@ impl Believed {
             verdicts: Verifier::believing_all(),
             decisions: Verifier::believing_all(),
             supply: Verifier::believing_all(),
+            commits: Verifier::believing_all(),
         }
     }
 
@@ -247,6 +268,8 @@ impl Believed {
             &self.verdicts
         } else if topic == topics.topic_licences {
             &self.decisions
+        } else if topic == topics.topic_commits {
+            &self.commits
         } else {
             &self.supply
         }
@@ -259,6 +282,7 @@ impl Believed {
             verdicts: trust.stages(&[Role::Validator, Role::Aggregator]),
             decisions: trust.signed_by(Role::Compliance, "licence decision"),
             supply: trust.signed_by(Role::Operator, "supply plan record"),
+            commits: trust.signed_by(Role::Supplier, "commit"),
         }
     }
 }
@@ -298,6 +322,7 @@ pub fn run(
         topics.topic_supply.as_str(),
         topics.topic_licence_demand.as_str(),
         topics.topic_licences.as_str(),
+        topics.topic_commits.as_str(),
     ];
     let mut tpl = TopicPartitionList::new();
     let mut ends = Vec::new();
@@ -418,6 +443,19 @@ pub(crate) fn decode(
             wire::decode_decision(v, registry)
         })??;
         Some(Input::Decision(Box::new(decision)))
+    } else if topic == topics.topic_commits {
+        let customer = String::from_utf8_lossy(key).into_owned();
+        let record = match m.payload() {
+            None => None,
+            Some(value) => match signed_commit(m, &customer, value) {
+                Ok(r) => Some(Box::new(r)),
+                Err(e) => {
+                    tracing::warn!(topic, partition = m.partition(), offset = m.offset(), error = %e, "commit skipped");
+                    return None;
+                }
+            },
+        };
+        Some(Input::Commit { customer, record })
     } else if topic == topics.topic_audit {
         match wire::decode_verdict(m.payload().unwrap_or_default(), registry) {
             Ok(v) => Some(Input::Verdict(Box::new(v))),
@@ -436,6 +474,41 @@ pub(crate) fn decode(
             }
         }
     }
+}
+
+/// A record of `commits` as signed (its attestation was checked), and its
+/// commit, which must be `customer`'s.
+fn signed_commit(
+    m: &BorrowedMessage<'_>,
+    customer: &str,
+    value: &[u8],
+) -> Result<(SignedCommit, Commit), String> {
+    use rdkafka::message::Headers;
+    let text = std::str::from_utf8(value).map_err(|e| e.to_string())?;
+    let commit: Commit = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if commit.customer_id != customer {
+        return Err(format!(
+            "the commit is for {}, its key {customer}",
+            commit.customer_id
+        ));
+    }
+    let attestation = m
+        .headers()
+        .and_then(|h| {
+            h.iter()
+                .find(|h| h.key == forecast_model::attest::HEADER)
+                .and_then(|h| h.value)
+        })
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    let signed = SignedCommit {
+        topic: m.topic().to_owned(),
+        key: customer.to_owned(),
+        attestation,
+        commit: serde_json::value::RawValue::from_string(text.to_owned())
+            .map_err(|e| e.to_string())?,
+    };
+    Ok((signed, commit))
 }
 
 /// The value of `m` decoded (`Some(None)`: a tombstone), or `None`, logged,

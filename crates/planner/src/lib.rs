@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commits;
 pub mod demand;
 pub mod error;
 pub mod feed;

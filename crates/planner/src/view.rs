@@ -240,6 +240,7 @@ pub struct PlannerView {
     verdicts: VerdictBook,
     supply: SupplyPlan,
     licences: LicenceView,
+    commits: crate::commits::Commits,
 }
 
 impl PlannerView {
@@ -260,6 +261,26 @@ impl PlannerView {
                 .to_owned(),
         };
         self.licences.set(key, snapshot).then_some(customer)
+    }
+
+    /// Takes a record of the `commits` topic (`None`: a tombstone); returns
+    /// the customer whose commit changed, if it did.
+    pub fn on_commit(
+        &mut self,
+        customer: &str,
+        record: Option<(
+            forecast_model::commit::SignedCommit,
+            forecast_model::commit::Commit,
+        )>,
+    ) -> Option<String> {
+        self.commits
+            .set(customer, record)
+            .then(|| customer.to_owned())
+    }
+
+    /// The supplier's commits in force.
+    pub fn commits(&self) -> &crate::commits::Commits {
+        &self.commits
     }
 
     /// Takes a licence decision; returns whether it counts (it then

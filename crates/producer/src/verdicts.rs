@@ -53,7 +53,8 @@ pub enum VerdictError {
 
 /// A document as `/v1/documents/{id}` shows it, and one of its verdicts:
 /// the planner API's own types.
-pub use forecast_model::api::{DocumentHistory, Source, VerdictEntry, ViolationEntry};
+pub use forecast_model::api::{CommitList, DocumentHistory, Source, VerdictEntry, ViolationEntry};
+pub use forecast_model::commit::SignedCommit;
 
 /// The settled verdict of `document`'s submission stored at `receipt`
 /// (revision `revision`), if it is settled: the validator's when it
@@ -140,10 +141,31 @@ impl VerdictClient {
         customer: Option<&str>,
         document_id: &str,
     ) -> Result<Option<DocumentHistory>, VerdictError> {
-        let mut url = format!("{}/v1/documents/{}", self.base, encode_path(document_id));
+        let mut path = format!("/v1/documents/{}", encode_path(document_id));
         if let Some(c) = customer {
-            url += &format!("?customer={}", encode_path(c));
+            path += &format!("?customer={}", encode_path(c));
         }
+        self.get(&path)
+    }
+
+    /// The supplier's commits the token may read, as signed (check each
+    /// with `SignedCommit::verify` and the supplier's public key, or
+    /// `forecastctl commits verify`): a customer token reads its own
+    /// commit only; a planner token every customer's, or `customer`'s.
+    pub fn commits(&self, customer: Option<&str>) -> Result<Vec<SignedCommit>, VerdictError> {
+        let mut path = "/v1/commits".to_owned();
+        if let Some(c) = customer {
+            path += &format!("?customer={}", encode_path(c));
+        }
+        Ok(self
+            .get::<CommitList>(&path)?
+            .map(|l| l.commits)
+            .unwrap_or_default())
+    }
+
+    /// GETs `path` of the API: its JSON, `None` on 404.
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, VerdictError> {
+        let url = format!("{}{path}", self.base);
         let mut request = self.agent.get(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
@@ -166,7 +188,7 @@ impl VerdictClient {
                 .map_err(|e| VerdictError::Api {
                     status,
                     message: format!(
-                        "not a document this client reads ({e}); a client older than the planner may not know a new code: upgrade it"
+                        "not an answer this client reads ({e}); a client older than the planner may not know a new code: upgrade it"
                     ),
                 }),
             404 => Ok(None),
