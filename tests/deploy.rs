@@ -1,11 +1,11 @@
 //! `deploy/compose.yaml` as a user runs it, secure by default: the secrets
 //! made by `deploy/make-secrets`, up (a broker requiring SASL, two
-//! validators requiring signatures, the aggregator, the planner API with
-//! tokens), the API refusing a caller without a token, an unsigned
-//! submission rejected, each customer's examples signed and submitted with
-//! the `cli` service, the demand read from the API until it equals `replay`
-//! of the same files, and everything torn down, volumes and secrets
-//! included.
+//! validators requiring signatures, the aggregator, the allocator, the
+//! planner API with tokens), the API refusing a caller without a token, an
+//! unsigned submission rejected, each customer's examples signed and
+//! submitted with the `cli` service, the demand read from the API until it
+//! equals `replay` of the same files, a signed commit to each customer
+//! served, and everything torn down, volumes and secrets included.
 
 #![allow(clippy::unwrap_used)]
 
@@ -76,7 +76,14 @@ impl Drop for Compose {
             eprintln!("{}", self.logs());
         }
         let _ = self.command(&["down", "-v", "--remove-orphans", "-t", "5"]);
-        for suffix in ["", "-broker", "-validator", "-aggregator", "-planner"] {
+        for suffix in [
+            "",
+            "-broker",
+            "-validator",
+            "-aggregator",
+            "-allocator",
+            "-planner",
+        ] {
             let _ = Command::new("docker")
                 .args(["volume", "rm", &format!("{}{suffix}", self.secrets)])
                 .output();
@@ -310,9 +317,36 @@ fn compose_runs_the_pipeline_secured_and_serves_the_demand_replay_gives() {
         9,
         "the example supply plan"
     );
+    // The allocator, with the supplier key of the secrets, commits to each
+    // customer with demand; the planner believes the commits.
+    let customers: std::collections::BTreeSet<&str> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer_id"].as_str().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = compose.api("/v1/commits").unwrap_or_default();
+        let committed: std::collections::BTreeSet<&str> = got["commits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["key"].as_str())
+            .collect();
+        if committed == customers {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "commits to {committed:?}, not to {customers:?}\n{}",
+            compose.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "compose: secrets, up, unsigned rejected, signed demand equal to replay in {:.1} s",
+        "compose: secrets, up, unsigned rejected, signed demand equal to replay, commits in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

@@ -10,7 +10,8 @@ use crate::feed::Input;
 
 /// A planner holding TENCENT's demand (10 firm units of H20 in 2026-Q3), a
 /// rejected TENCENT document (`TCT-1`) and a rejected BYTEDANCE one
-/// (`BYT-1`).
+/// (`BYT-1`), and a commit to each of TENCENT and BYTEDANCE (signed with
+/// a key made for it).
 pub fn sample_planner() -> Planner {
     let planner = Planner::default();
     for (id, customer) in [("TCT-1", "TENCENT"), ("BYT-1", "BYTEDANCE")] {
@@ -46,5 +47,24 @@ pub fn sample_planner() -> Planner {
         }),
         at: None,
     }]);
+    let supplier = forecast_model::signing::Signer::new(
+        forecast_model::signing::generate_key().expect("a key"),
+        None,
+    )
+    .attester();
+    for customer in ["TENCENT", "BYTEDANCE"] {
+        let commit = forecast_model::commit::Commit {
+            customer_id: customer.into(),
+            allocated_at: Timestamp::from_millis(0),
+            method: forecast_model::allocation::Method::ProRata,
+            lines: Vec::new(),
+        };
+        let signed = forecast_model::commit::SignedCommit::sign(&commit, "commits", &supplier)
+            .expect("a commit encodes");
+        planner.apply(vec![Input::Commit {
+            customer: customer.into(),
+            record: Some(Box::new((signed, commit))),
+        }]);
+    }
     planner
 }

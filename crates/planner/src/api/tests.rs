@@ -198,6 +198,7 @@ async fn with_tokens_no_route_with_data_answers_without_one() {
         "/v1/supply",
         "/v1/rejections",
         "/v1/documents/TCT-1",
+        "/v1/commits",
         "/v1/nothing",
         "/metrics",
     ] {
@@ -251,8 +252,8 @@ async fn a_401_says_how_to_authenticate() {
 }
 
 #[tokio::test]
-async fn a_customer_reads_its_own_documents_and_rejections_and_nothing_else() {
-    let (access, [_, tencent, bytedance]) = tokens();
+async fn a_customer_reads_its_own_documents_rejections_and_commit_and_nothing_else() {
+    let (access, [planner, tencent, bytedance]) = tokens();
     let as_tencent = |uri: &'static str| get_as(uri, access.clone(), Some(&tencent));
     // Its own document, and not ByteDance's (as unknown as a missing one).
     let (status, _, body) = as_tencent("/v1/documents/TCT-1").await;
@@ -279,6 +280,23 @@ async fn a_customer_reads_its_own_documents_and_rejections_and_nothing_else() {
     let (status, _, body) = as_tencent("/v1/rejections?customer=BYTEDANCE").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!body.contains("BYT-1"), "{body}");
+    // The supplier's commit to it, and not ByteDance's.
+    let (status, _, body) = as_tencent("/v1/commits").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let commits: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(commits["commits"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(commits["commits"][0]["key"], "TENCENT");
+    assert!(!body.contains("BYTEDANCE"), "{body}");
+    let (status, _, body) = as_tencent("/v1/commits?customer=BYTEDANCE").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("attestation"), "{body}");
+    // A planner reads both.
+    let (status, _, body) = get_as("/v1/commits", access.clone(), Some(&planner)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("TENCENT") && body.contains("BYTEDANCE"),
+        "{body}"
+    );
     // No demand, coverage, supply, stream or metrics.
     for uri in [
         "/v1/demand",
