@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use forecast_aggregator::{Decided, DemandState, Sequenced};
 use forecast_model::allocation::{Allocated, Allocation, AllocationPolicy, Method, allocate};
-use forecast_model::commit::{Answered, Commit};
+use forecast_model::commit::{Answered, Commit, CommitLine};
 use forecast_model::screening::RestrictedParties;
 use forecast_model::supply::{SupplyEntry, SupplyPlan};
 use forecast_model::{ForecastDocument, LicenceDecision, Timestamp};
@@ -36,21 +36,45 @@ pub fn commits(
     customers.dedup();
     customers
         .into_iter()
-        .map(|customer| {
-            let revisions = state.revisions_of(customer);
-            Commit::of(customer, allocations, method, at, |sku, quarter| {
-                revisions
-                    .get(&(sku.to_owned(), quarter))
-                    .into_iter()
-                    .flatten()
-                    .map(|(document_id, revision)| Answered {
-                        document_id: document_id.clone(),
-                        revision: *revision,
-                    })
-                    .collect()
-            })
-        })
+        .map(|customer| commit_of(state, customer, allocations, method, at))
         .collect()
+}
+
+/// The commit to `customer` of `allocations` (every customer's), made
+/// `at`, each line naming the revisions of its live documents in `state`
+/// with units in the line's SKU x quarter.
+fn commit_of(
+    state: &DemandState,
+    customer: &str,
+    allocations: &[Allocation],
+    method: Method,
+    at: Timestamp,
+) -> Commit {
+    let revisions = state.revisions_of(customer);
+    Commit::of(customer, allocations, method, at, |sku, quarter| {
+        revisions
+            .get(&(sku.to_owned(), quarter))
+            .into_iter()
+            .flatten()
+            .map(|(document_id, revision)| Answered {
+                document_id: document_id.clone(),
+                revision: *revision,
+            })
+            .collect()
+    })
+}
+
+/// Whether `lines` (a commit's) hold the figures of `allocations` (one
+/// customer's, sorted by SKU and quarter), the revisions aside.
+fn same_figures(lines: &[CommitLine], allocations: &[&Allocation]) -> bool {
+    lines.len() == allocations.len()
+        && lines.iter().zip(allocations).all(|(l, a)| {
+            l.sku == a.sku
+                && l.quarter == a.quarter
+                && l.requested_units == a.requested_units
+                && l.allocated_units == a.allocated_units
+                && l.shortfalls == a.shortfalls
+        })
 }
 
 /// What the allocator holds: every input, and the commit in force per
@@ -65,6 +89,9 @@ pub struct Book {
     published: BTreeMap<String, Commit>,
     /// Customers whose last commit could not be published: due again.
     failed: BTreeSet<String>,
+    /// Customers with a revision applied since the last [`Book::due`]:
+    /// the revisions their commit names may have changed.
+    revised: BTreeSet<String>,
     /// Whether an input changed since [`Book::due`] last ran.
     changed: bool,
 }
@@ -79,6 +106,7 @@ impl Book {
             supply: SupplyPlan::of(supply),
             published: BTreeMap::new(),
             failed: BTreeSet::new(),
+            revised: BTreeSet::new(),
             changed: true,
         }
     }
@@ -87,6 +115,9 @@ impl Book {
     pub fn apply(&mut self, doc: &ForecastDocument, digest: [u8; 16]) {
         if let Sequenced::Applied { .. } = self.state.apply_digested(doc, digest) {
             self.changed = true;
+            if !self.revised.contains(&doc.customer_id) {
+                self.revised.insert(doc.customer_id.clone());
+            }
         }
     }
 
@@ -136,33 +167,43 @@ impl Book {
     /// their lines; not in when they were made), made `at`, sorted by
     /// customer; they are in force from now. A customer that had a commit
     /// and has no live demand left gets one with no lines.
+    ///
+    /// The supply is allocated again whole; a commit is built (its lines
+    /// naming their revisions) only for a customer whose allocation
+    /// differs from its commit in force, or that has a revision applied
+    /// since, or whose commit could not be published.
     pub fn due(&mut self, at: Timestamp) -> Vec<Commit> {
         self.changed = false;
         let allocated = self.allocated();
-        let mut fresh: BTreeMap<String, Commit> =
-            commits(&self.state, &allocated.allocations, self.policy.method, at)
-                .into_iter()
-                .map(|c| (c.customer_id.clone(), c))
-                .collect();
-        for customer in self.published.keys().chain(&self.failed) {
-            fresh.entry(customer.clone()).or_insert_with(|| Commit {
-                customer_id: customer.clone(),
-                allocated_at: at,
-                method: self.policy.method,
-                lines: Vec::new(),
-            });
+        let method = self.policy.method;
+        let mut by_customer: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
+        for a in &allocated.allocations {
+            by_customer.entry(&a.customer_id).or_default().push(a);
         }
-        let due: Vec<Commit> = fresh
-            .into_values()
-            .filter(|c| {
-                self.failed.contains(&c.customer_id)
-                    || self
-                        .published
-                        .get(&c.customer_id)
-                        .is_none_or(|p| p.method != c.method || p.lines != c.lines)
-            })
-            .collect();
+        for customer in self.published.keys().chain(&self.failed) {
+            by_customer.entry(customer).or_default();
+        }
+        let mut due = Vec::new();
+        for (customer, allocations) in by_customer {
+            let in_force = self.published.get(customer);
+            let unchanged = !self.revised.contains(customer)
+                && !self.failed.contains(customer)
+                && in_force
+                    .is_some_and(|p| p.method == method && same_figures(&p.lines, &allocations));
+            if unchanged {
+                continue;
+            }
+            // A customer without allocations (no live demand left) gets a
+            // commit with no lines.
+            let commit = commit_of(&self.state, customer, &allocated.allocations, method, at);
+            let same =
+                in_force.is_some_and(|p| p.method == commit.method && p.lines == commit.lines);
+            if !same || self.failed.contains(customer) {
+                due.push(commit);
+            }
+        }
         self.failed.clear();
+        self.revised.clear();
         for c in &due {
             self.published.insert(c.customer_id.clone(), c.clone());
         }

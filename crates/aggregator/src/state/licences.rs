@@ -187,7 +187,8 @@ impl super::DemandState {
             ExposureStatus,
             Option<Arc<str>>,
         );
-        let mut sums: BTreeMap<Key, Units> = BTreeMap::new();
+        // Hashed while summing (few keys, each met many times), sorted once.
+        let mut sums: HashMap<Key, Units> = HashMap::default();
         for docs in self.documents.values() {
             for d in docs.values() {
                 let status = self.exposure(d);
@@ -205,8 +206,12 @@ impl super::DemandState {
                 }
             }
         }
-        sums.into_iter()
+        let mut sums: Vec<(Key, Units)> = sums
+            .into_iter()
             .filter(|(_, u)| *u != Units::default())
+            .collect();
+        sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sums.into_iter()
             .map(|((customer, sku, quarter, status, application), units)| {
                 forecast_model::allocation::DemandLine {
                     customer_id: customer.to_string(),
