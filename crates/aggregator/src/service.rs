@@ -50,12 +50,13 @@ use forecast_model::{
     LicenceDecision, LicenceRegister, RuleCode, SourceCoordinates, Stage, Timestamp, Verdict, wire,
 };
 use forecast_runtime::config::TopicArgs;
-use forecast_runtime::headers;
 use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::side::{self, SIDE_WAIT, SideTopic};
+use forecast_stage::headers;
+use forecast_stage::metrics::Counts as _;
+use forecast_stage::side::{self, SIDE_WAIT, SideTopic};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;

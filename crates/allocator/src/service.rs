@@ -2,7 +2,7 @@
 //! to each customer whose allocation changed.
 //!
 //! One instance reads, each on a thread of its own
-//! ([`forecast_runtime::side`]):
+//! ([`forecast_stage::side`]):
 //! - `forecasts.validated`, every partition from its start, each record
 //!   believed only when a validator attested it and applied with the
 //!   aggregator's own [`forecast_aggregator::DemandState`]: the demand the
@@ -37,7 +37,7 @@ use forecast_model::supply::{SupplyEntry, parse_record};
 use forecast_model::{ForecastDocument, LicenceDecision, Registry, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::side::{self, Following, SideTopic};
+use forecast_stage::side::{self, Following, SideTopic};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;

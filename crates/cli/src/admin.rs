@@ -193,7 +193,7 @@ async fn publish_signed(
         let record = rdkafka::producer::FutureRecord::to(topic)
             .key(r.key.as_bytes())
             .payload(r.value.as_slice());
-        let record = forecast_runtime::headers::attested(record, attester);
+        let record = forecast_stage::headers::attested(record, attester);
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
     for (r, delivery) in records.iter().zip(deliveries) {

@@ -15,7 +15,7 @@ use forecast_runtime::config::{LogArgs, TopicArgs};
 use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::Supervisor;
 use forecast_runtime::topics::TopicLayout;
-use forecast_runtime::trust::{RoleKeyArgs, Trust, TrustArgs};
+use forecast_stage::trust::{RoleKeyArgs, Trust, TrustArgs};
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -221,7 +221,7 @@ async fn run_service<F: std::future::Future<Output = anyhow::Result<()>>>(
         None => None,
     };
     create_topics(&service.kafka, &service.topics, &service.layout).await?;
-    let metrics = Arc::new(Metrics::new(name));
+    let metrics = Arc::new(forecast_stage::metrics::new(name));
     let mut tasks = Supervisor::new(token.clone(), service.shutdown.drain());
     if let Some(listener) = listener {
         let router = forecast_runtime::http::routes(metrics.clone()).merge(routes);
@@ -384,7 +384,7 @@ pub async fn planner(args: &PlannerServiceArgs, token: CancellationToken) -> any
         .access(args.http)
         .map_err(|e| deployment(format!("{e} (see --tokens)")))?;
     let listener = forecast_runtime::http::bind(args.http).await?;
-    let metrics = Arc::new(Metrics::new("planner"));
+    let metrics = Arc::new(forecast_stage::metrics::new("planner"));
     let feed = forecast_planner::feed::spawn(
         planner.clone(),
         args.kafka.clone(),

@@ -21,9 +21,8 @@ use forecast_model::keys::{KeyEntry, KeyRegistry};
 use forecast_model::signing::Signer;
 use forecast_planner::demand::{read_licences_to_end, read_to_end};
 use forecast_runtime::config::{LogArgs, LogFormat, TopicArgs};
-use forecast_runtime::metrics::Metrics;
 use forecast_runtime::supervise::{Supervisor, blocking};
-use forecast_runtime::trust::Trust;
+use forecast_stage::trust::Trust;
 use forecast_validator::service::ValidatorArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -149,9 +148,9 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     };
     let supply = forecast_planner::supply::load(&args.supply)
         .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?;
-    let validator_metrics = Arc::new(Metrics::new("validator"));
-    let aggregator_metrics = Arc::new(Metrics::new("aggregator"));
-    let allocator_metrics = Arc::new(Metrics::new("allocator"));
+    let validator_metrics = Arc::new(forecast_stage::metrics::new("validator"));
+    let aggregator_metrics = Arc::new(forecast_stage::metrics::new("aggregator"));
+    let allocator_metrics = Arc::new(forecast_stage::metrics::new("allocator"));
     let mut tasks = Supervisor::new(token.clone(), Duration::from_secs(30));
     {
         let (kafka, topics, token, metrics, policy) = (
@@ -220,7 +219,7 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         }
         .planner()?;
         let planner = Arc::new(planner);
-        let planner_metrics = Arc::new(Metrics::new("planner"));
+        let planner_metrics = Arc::new(forecast_stage::metrics::new("planner"));
         let feed = forecast_planner::feed::spawn(
             planner.clone(),
             kafka.clone(),

@@ -276,7 +276,7 @@ impl Believed {
     }
 
     /// What `trust` believes on each input.
-    pub fn from_trust(trust: &forecast_runtime::trust::Trust) -> Self {
+    pub fn from_trust(trust: &forecast_stage::trust::Trust) -> Self {
         Self {
             demand: trust.stages(&[Role::Aggregator]),
             verdicts: trust.stages(&[Role::Validator, Role::Aggregator]),
@@ -392,7 +392,7 @@ pub fn run(
                     !(t == topic && *p == m.partition() && m.offset() + 1 >= *end)
                 });
             }
-            if let Err(why) = forecast_runtime::headers::verify(&m, believed.of(topic, topics)) {
+            if let Err(why) = forecast_stage::headers::verify(&m, believed.of(topic, topics)) {
                 let n = metrics.unattested(topic);
                 if Metrics::worth_logging(n) {
                     tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %why, count = n, "record not believed: skipped (logged at the 1st, 2nd, 4th... of a topic; forecast_unattested_records counts all)");

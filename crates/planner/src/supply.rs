@@ -21,7 +21,7 @@ pub async fn publish(
         let record = FutureRecord::to(topic)
             .key(key.as_bytes())
             .payload(value.as_slice());
-        let record = forecast_runtime::headers::attested(record, attester);
+        let record = forecast_stage::headers::attested(record, attester);
         deliveries.push(forecast_kafka::enqueue(&producer, record).await?);
     }
     while let Some(d) = deliveries.next().await {

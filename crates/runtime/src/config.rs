@@ -21,7 +21,7 @@ pub const DEFAULT_TOPIC_LICENCE_DEMAND: &str = "demand.by-licence";
 /// Default name of a pipeline topic.
 pub const DEFAULT_TOPIC_SCREENING: &str = "screening.lists";
 /// Default name of a pipeline topic.
-pub const DEFAULT_TOPIC_COMMITS: &str = forecast_model::commit::COMMITS_TOPIC;
+pub const DEFAULT_TOPIC_COMMITS: &str = "commits";
 
 /// Topic names (defaults from the design; every one overridable).
 #[derive(Debug, Clone, Args)]

@@ -14,25 +14,22 @@
 //!   hint and its exit code;
 //! - [`delivery`]: a failed delivery, with its domain;
 //! - [`continuity`]: no record passed over when a partition resumes;
-//! - [`headers`]: dead-letter and metadata header names, the attestation
-//!   of a record written and its check on a record read;
-//! - [`trust`]: the stage keys and role keys a service is given;
-//! - [`side`]: side inputs, compacted topics of signed records followed
-//!   beside the consumed topic (licence decisions, restricted-party lists).
+//! - [`table`]: a topic read whole, to its end, outside any group.
+//!
+//! Nothing here knows the pipeline's records: the contract between its
+//! stages (header names, attestation, side inputs, trust, the metric
+//! labels of rule codes and stages) is `forecast-stage`'s.
 
 pub mod config;
 pub mod continuity;
 pub mod delivery;
 pub mod failure;
 pub mod group;
-pub mod headers;
 pub mod http;
 pub mod inflight;
 pub mod metrics;
 pub mod shutdown;
-pub mod side;
 pub mod supervise;
 pub mod table;
 pub mod telemetry;
 pub mod topics;
-pub mod trust;

@@ -3,12 +3,13 @@
 //! bounded: service, output topic, stage, rule code; never a document or
 //! customer id. Every labelled series is made when the service starts, so
 //! each reads 0 before its first event and the hot path is one atomic add
-//! on a handle kept here (no label lookup per record).
+//! on a handle kept here (no label lookup per record). The values of the
+//! rule code and stage labels are the pipeline's ([`Labels`]; what
+//! `forecast-stage` gives).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use forecast_model::{RuleCode, Stage};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,6 +28,15 @@ type Seconds = Gauge<f64, AtomicU64>;
 
 /// One label, as a family's label set.
 type Label = [(&'static str, String); 1];
+
+/// The values of the labels a service counts by index, each a series from
+/// the start: rule codes (`forecast_rejections`) and stages
+/// (`forecast_dead_letters`).
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    pub codes: Vec<String>,
+    pub stages: Vec<String>,
+}
 
 /// Counters of one service, registered in its own registry (labelled with
 /// the service's name), so several services can share a process (`up`).
@@ -99,8 +109,15 @@ where
 }
 
 impl Metrics {
-    /// Metrics of `service` (`validator`, `aggregator`, `planner`).
+    /// Metrics of `service` (`validator`, `aggregator`, `planner`), with
+    /// no rule code or stage label.
     pub fn new(service: &'static str) -> Self {
+        Self::labelled(service, &Labels::default())
+    }
+
+    /// Metrics of `service` counting rejections and dead letters by the
+    /// codes and stages of `labels`.
+    pub fn labelled(service: &'static str, labels: &Labels) -> Self {
         let mut r = Registry::with_labels([("service".into(), service.into())].into_iter());
         let records_out = counters(
             &mut r,
@@ -130,14 +147,14 @@ impl Metrics {
                 "forecast_rejections",
                 "Rejections, by rule code",
                 "code",
-                RuleCode::ALL.iter().map(|c| c.to_string()),
+                labels.codes.iter().cloned(),
             ),
             dead_letters: counters(
                 &mut r,
                 "forecast_dead_letters",
                 "Records dead-lettered, by stage",
                 "stage",
-                Stage::ALL.iter().map(|s| s.as_str().to_ascii_lowercase()),
+                labels.stages.iter().cloned(),
             ),
             processing: registered(
                 &mut r,
@@ -196,9 +213,13 @@ impl Metrics {
         self.records_out[output as usize].inc();
     }
 
-    pub fn rejected(&self, codes: &[RuleCode]) {
-        for c in codes {
-            self.rejections[c.index()].inc();
+    /// Rejections with the codes at these indices of [`Labels::codes`]
+    /// (one out of range is not counted).
+    pub fn rejected_at(&self, codes: impl IntoIterator<Item = usize>) {
+        for i in codes {
+            if let Some(c) = self.rejections.get(i) {
+                c.inc();
+            }
         }
     }
 
@@ -218,8 +239,11 @@ impl Metrics {
         n.is_power_of_two()
     }
 
-    pub fn dead_letter(&self, stage: Stage) {
-        self.dead_letters[stage.index()].inc();
+    /// A dead letter at the stage at this index of [`Labels::stages`].
+    pub fn dead_letter_at(&self, stage: usize) {
+        if let Some(c) = self.dead_letters.get(stage) {
+            c.inc();
+        }
     }
 
     /// Records the processing times (from receiving a record to all its
@@ -372,10 +396,17 @@ mod tests {
 
     #[test]
     fn every_labelled_series_is_there_from_the_start_and_counts_its_own_events() {
-        let m = Metrics::new("validator");
+        let labels = Labels {
+            codes: ["A", "B", "C"].map(String::from).to_vec(),
+            stages: ["deserialize", "validate", "sequence"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let m = Metrics::labelled("validator", &labels);
         m.record_out(Output::Audit);
-        m.rejected(&[RuleCode::ALL[1], RuleCode::ALL[1]]);
-        m.dead_letter(Stage::Sequence);
+        m.rejected_at([1, 1, 7]);
+        m.dead_letter_at(2);
+        m.dead_letter_at(9);
         m.set_lag(7);
         let r = m.render();
         for (i, output) in OUTPUT_NAMES.iter().enumerate() {
@@ -388,7 +419,7 @@ mod tests {
                 format!("forecast_records_out_total{{service=\"validator\",output=\"{output}\"}}");
             assert_eq!(sample(&r, &series), want, "{series}");
         }
-        for (i, code) in RuleCode::ALL.iter().enumerate() {
+        for (i, code) in labels.codes.iter().enumerate() {
             let want = if i == 1 { 2.0 } else { 0.0 };
             let series =
                 format!("forecast_rejections_total{{service=\"validator\",code=\"{code}\"}}");

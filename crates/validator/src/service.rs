@@ -26,12 +26,13 @@ use forecast_model::attest::{Attester, Verifier};
 use forecast_model::screening::ScreeningList;
 use forecast_model::{ForecastDocument, Registry, SourceCoordinates, Stage, Timestamp};
 use forecast_runtime::config::TopicArgs;
-use forecast_runtime::headers;
 use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_runtime::side::{self, SideTopic};
+use forecast_stage::headers;
+use forecast_stage::metrics::Counts as _;
+use forecast_stage::side::{self, SideTopic};
 use rdkafka::Message;
 
 use rdkafka::message::BorrowedMessage;

@@ -1,6 +1,6 @@
 //! The aggregator's inputs besides the record it handles: a partition's
 //! state restored from the partition's start (the side inputs are
-//! `forecast_runtime::side`'s).
+//! `forecast_stage::side`'s).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use forecast_model::{DecodeError, ForecastDocument, Registry, SourceCoordinates,
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::continuity::Positions;
 use forecast_runtime::group::follow;
-use forecast_runtime::headers;
+use forecast_stage::headers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, TopicPartitionList};

@@ -3,7 +3,7 @@
 //! service's `handle` only turns these into records, sends and counts.
 
 use forecast_model::{Outcome, SourceCoordinates, Stage, Verdict, wire};
-use forecast_runtime::headers;
+use forecast_stage::headers;
 
 use crate::judge::Judged;
 

@@ -13,7 +13,7 @@ use forecast_model::Timestamp;
 use forecast_model::attest::{Attester, Role, StageKeys, Verifier};
 use forecast_model::keys::KeyRegistry;
 
-use crate::failure::{Classified, Domain};
+use forecast_runtime::failure::{Classified, Domain};
 
 /// Where a service finds its keys.
 #[derive(Debug, Clone, Default, Args)]

@@ -9,8 +9,10 @@ use rdkafka::producer::FutureRecord;
 use forecast_model::Stage;
 use forecast_model::attest::{Attester, Covered, Role, Unattested, Verifier};
 
-use crate::inflight::{Batch, BatchProducer, Refused};
-use crate::metrics::{Metrics, Output};
+use forecast_runtime::inflight::{Batch, BatchProducer, Refused};
+use forecast_runtime::metrics::{Metrics, Output};
+
+use crate::metrics::Counts as _;
 
 /// Topic the record was read from.
 pub const ERR_TOPIC: &str = "forecast.errors.topic";
@@ -205,7 +207,7 @@ pub struct Refusal<'a> {
 /// [`VALUE_OMITTED`], no key or value, since the record itself stays on its
 /// topic at that offset. What both services' [`Handler::refused`] do.
 ///
-/// [`Handler::refused`]: crate::inflight::Handler::refused
+/// [`Handler::refused`]: forecast_runtime::inflight::Handler::refused
 pub async fn send_refused(
     batch: &mut Batch,
     producer: &BatchProducer,

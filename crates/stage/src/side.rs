@@ -16,9 +16,10 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use forecast_runtime::metrics::Metrics;
+use forecast_runtime::table;
+
 use crate::headers;
-use crate::metrics::Metrics;
-use crate::table;
 
 /// How long a service waits at start for a side input so far before it
 /// consumes; later records are taken as they arrive.
