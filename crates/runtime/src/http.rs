@@ -72,6 +72,9 @@ pub async fn serve(
     serve_on(bind(addr).await?, router, token).await
 }
 
+/// The server side of TLS, as [`TlsArgs::config`] reads it.
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+
 /// TLS of an HTTP endpoint: both flags or neither.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {
