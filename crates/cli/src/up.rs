@@ -2,9 +2,9 @@
 //! default broker.
 //!
 //! Its phases, one file each: the broker started ([`forecast_broker`]), the
-//! keys and token of the run ([`keys`]), the services started
-//! ([`start`]), the examples submitted, and what the pipeline published
-//! checked against `replay` of the same file and shown ([`verify`]).
+//! keys and token of the run (`up/keys.rs`), the services started
+//! (`up/start.rs`), the examples submitted, and what the pipeline published
+//! checked against `replay` of the same file and shown (`up/verify.rs`).
 //!
 //! The broker is tansu (a Kafka-protocol broker written in Rust), run as a
 //! child process on loopback with in-memory storage; it stops with this

@@ -1,21 +1,28 @@
-//! The planner's read model (pure): demand from `demand.by-customer`,
-//! verdict history and rejections from `forecasts.audit` (per customer,
-//! [`crate::verdicts`]), and the supply plan. [`crate::feed`] fills it from
+//! The planner's read model (pure), one module per view: demand from
+//! `demand.by-customer` (here), verdict history and rejections from
+//! `forecasts.audit` (per customer, [`crate::verdicts`]), coverage against
+//! the supply plan ([`coverage`]), licence exposure from
+//! `demand.by-licence` ([`exposure`]) and the supplier's commits
+//! ([`crate::commits`]). [`crate::feed`] fills it from
 //! the topics; [`crate::api`] reads it.
 //!
 //! Demand comes from the snapshots the aggregators publish after applying a
 //! whole revision, so no reader sees a half-applied `REPLACE`.
 
-use std::collections::BTreeMap;
-
 use forecast_model::DemandView;
 use forecast_model::{
-    DemandRow, DemandSnapshot, ExposureStatus, LicenceDecision, LicenceRow, LicenceSnapshot,
-    LicenceView, LostDocument, OverApproved, Quarter, Timestamp, Verdict,
+    DemandRow, DemandSnapshot, LicenceDecision, LicenceSnapshot, LicenceView, Quarter, Timestamp,
+    Verdict,
 };
 use serde::Serialize;
 
 use crate::supply::{SupplyEntry, SupplyPlan};
+
+pub mod coverage;
+pub mod exposure;
+
+pub use coverage::{Coverage, CoverageRow};
+pub use exposure::{Exposure, ExposureRow};
 
 pub use crate::verdicts::{
     ANONYMOUS_KEPT, DocumentHistory, Found, HISTORY_KEPT, RECENT_REJECTIONS, RejectionFilter,
@@ -83,154 +90,6 @@ pub struct DemandChange {
     pub applied_at: Option<Timestamp>,
 }
 
-/// Demand against supply of one SKU (or all SKUs) in one quarter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CoverageRow {
-    /// `null` in the per-quarter totals.
-    pub sku: Option<String>,
-    pub quarter: Quarter,
-    pub firm_units: i64,
-    pub planning_units: i64,
-    pub total_units: i64,
-    pub on_hand: i64,
-    pub ordered: i64,
-    pub supply_units: i64,
-    /// Supply over total demand (`null` without demand).
-    pub coverage: Option<f64>,
-    /// Supply over firm demand (`null` without firm demand).
-    pub firm_coverage: Option<f64>,
-}
-
-impl CoverageRow {
-    fn new(sku: Option<String>, quarter: Quarter) -> Self {
-        Self {
-            sku,
-            quarter,
-            firm_units: 0,
-            planning_units: 0,
-            total_units: 0,
-            on_hand: 0,
-            ordered: 0,
-            supply_units: 0,
-            coverage: None,
-            firm_coverage: None,
-        }
-    }
-
-    fn add(&mut self, other: &CoverageRow) {
-        self.firm_units += other.firm_units;
-        self.planning_units += other.planning_units;
-        self.total_units += other.total_units;
-        self.on_hand += other.on_hand;
-        self.ordered += other.ordered;
-        self.supply_units += other.supply_units;
-    }
-
-    fn finish(mut self) -> Self {
-        let ratio = |units: i64| (units > 0).then(|| self.supply_units as f64 / units as f64);
-        self.coverage = ratio(self.total_units);
-        self.firm_coverage = ratio(self.firm_units);
-        self
-    }
-}
-
-/// Coverage per SKU x quarter, and per quarter over all SKUs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Coverage {
-    pub rows: Vec<CoverageRow>,
-    pub by_quarter: Vec<CoverageRow>,
-}
-
-/// Demand of one SKU (or all SKUs) in one quarter by licence status
-/// (units, firm and planning), against supply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExposureRow {
-    /// `null` in the per-quarter totals.
-    pub sku: Option<String>,
-    pub quarter: Quarter,
-    /// On hand + ordered.
-    pub supply_units: i64,
-    pub approved_units: i64,
-    pub pending_units: i64,
-    pub not_filed_units: i64,
-    pub denied_units: i64,
-    pub revoked_units: i64,
-    /// Units of documents that cite another customer's licence.
-    pub foreign_licence_units: i64,
-    /// Units of documents held because an end user is on the newest
-    /// restricted-party list (whatever their licence).
-    pub screening_hold_units: i64,
-    /// Supply over approved demand (`null` without approved demand).
-    pub approved_coverage: Option<f64>,
-    /// Supply over approved + pending demand (`null` without either).
-    pub approved_and_pending_coverage: Option<f64>,
-}
-
-impl ExposureRow {
-    fn new(sku: Option<String>, quarter: Quarter) -> Self {
-        Self {
-            sku,
-            quarter,
-            supply_units: 0,
-            approved_units: 0,
-            pending_units: 0,
-            not_filed_units: 0,
-            denied_units: 0,
-            revoked_units: 0,
-            foreign_licence_units: 0,
-            screening_hold_units: 0,
-            approved_coverage: None,
-            approved_and_pending_coverage: None,
-        }
-    }
-
-    fn status(&mut self, status: ExposureStatus) -> &mut i64 {
-        match status {
-            ExposureStatus::Approved => &mut self.approved_units,
-            ExposureStatus::Pending => &mut self.pending_units,
-            ExposureStatus::NotFiled => &mut self.not_filed_units,
-            ExposureStatus::Denied => &mut self.denied_units,
-            ExposureStatus::Revoked => &mut self.revoked_units,
-            ExposureStatus::ForeignLicence => &mut self.foreign_licence_units,
-            ExposureStatus::ScreeningHold => &mut self.screening_hold_units,
-        }
-    }
-
-    fn add(&mut self, other: &ExposureRow) {
-        self.supply_units += other.supply_units;
-        self.approved_units += other.approved_units;
-        self.pending_units += other.pending_units;
-        self.not_filed_units += other.not_filed_units;
-        self.denied_units += other.denied_units;
-        self.revoked_units += other.revoked_units;
-        self.foreign_licence_units += other.foreign_licence_units;
-        self.screening_hold_units += other.screening_hold_units;
-    }
-
-    fn finish(mut self) -> Self {
-        let ratio = |units: i64| (units > 0).then(|| self.supply_units as f64 / units as f64);
-        self.approved_coverage = ratio(self.approved_units);
-        self.approved_and_pending_coverage = ratio(self.approved_units + self.pending_units);
-        self
-    }
-}
-
-/// Licence exposure: demand by licence status (as `replay --licences`
-/// gives it), against supply per SKU x quarter and per quarter, the firm
-/// demand whose licence was denied or revoked or is another customer's, and approved quantities
-/// exceeded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Exposure {
-    pub by_status: Vec<LicenceRow>,
-    pub rows: Vec<ExposureRow>,
-    pub by_quarter: Vec<ExposureRow>,
-    pub lost_firm_demand: Vec<LostDocument>,
-    /// Lost documents the aggregators counted without listing them (past
-    /// 2,000 per customer and partition).
-    pub lost_not_listed: i64,
-    pub over_approved: Vec<OverApproved>,
-}
-
 /// Everything the planner API reads.
 #[derive(Debug, Default)]
 pub struct PlannerView {
@@ -287,58 +146,6 @@ impl PlannerView {
     /// changes the approved quantities exceeded).
     pub fn on_decision(&mut self, decision: LicenceDecision) -> bool {
         self.licences.take_decision(decision)
-    }
-
-    /// Licence exposure for the SKUs and quarters matching `filter` (its
-    /// customer narrows the demand side and the lost documents).
-    pub fn exposure(&self, filter: &DemandFilter) -> Exposure {
-        let customer = filter.customer.as_deref();
-        let by_status: Vec<LicenceRow> = self
-            .licences
-            .rows(customer)
-            .into_iter()
-            .filter(|r| filter.matches(&r.customer_id, &r.sku, r.quarter))
-            .collect();
-        let mut cells: BTreeMap<(String, Quarter), ExposureRow> = BTreeMap::new();
-        for r in &by_status {
-            let cell = cells
-                .entry((r.sku.clone(), r.quarter))
-                .or_insert_with(|| ExposureRow::new(Some(r.sku.clone()), r.quarter));
-            *cell.status(r.licence_status) += r.total_units;
-        }
-        for s in self.supply.entries() {
-            if filter.sku.as_ref().is_some_and(|f| *f != s.sku)
-                || filter.quarter.is_some_and(|q| q != s.quarter)
-            {
-                continue;
-            }
-            cells
-                .entry((s.sku.clone(), s.quarter))
-                .or_insert_with(|| ExposureRow::new(Some(s.sku.clone()), s.quarter))
-                .supply_units += s.available();
-        }
-        let mut by_quarter: BTreeMap<Quarter, ExposureRow> = BTreeMap::new();
-        for c in cells.values() {
-            by_quarter
-                .entry(c.quarter)
-                .or_insert_with(|| ExposureRow::new(None, c.quarter))
-                .add(c);
-        }
-        let (lost, lost_not_listed) = self.licences.lost(customer);
-        let over_approved = self
-            .licences
-            .over_approved()
-            .into_iter()
-            .filter(|o| filter.sku.as_ref().is_none_or(|s| *s == o.sku))
-            .collect();
-        Exposure {
-            by_status,
-            rows: cells.into_values().map(ExposureRow::finish).collect(),
-            by_quarter: by_quarter.into_values().map(ExposureRow::finish).collect(),
-            lost_firm_demand: lost,
-            lost_not_listed,
-            over_approved,
-        }
     }
 
     /// Takes a record of `demand.by-customer`, decoded (`None`: a
@@ -431,51 +238,13 @@ impl PlannerView {
     pub fn supply(&self) -> &SupplyPlan {
         &self.supply
     }
-
-    /// Demand of all customers against supply, per SKU x quarter and per
-    /// quarter, for the SKUs and quarters matching `filter` (its customer
-    /// narrows the demand side only).
-    pub fn coverage(&self, filter: &DemandFilter) -> Coverage {
-        let mut cells: BTreeMap<(String, Quarter), CoverageRow> = BTreeMap::new();
-        for r in self.demand(filter).rows {
-            let cell = cells
-                .entry((r.sku.clone(), r.quarter))
-                .or_insert_with(|| CoverageRow::new(Some(r.sku.clone()), r.quarter));
-            cell.firm_units += r.firm_units;
-            cell.planning_units += r.planning_units;
-            cell.total_units += r.total_units;
-        }
-        for s in self.supply.entries() {
-            if filter.sku.as_ref().is_some_and(|f| *f != s.sku)
-                || filter.quarter.is_some_and(|q| q != s.quarter)
-            {
-                continue;
-            }
-            let cell = cells
-                .entry((s.sku.clone(), s.quarter))
-                .or_insert_with(|| CoverageRow::new(Some(s.sku.clone()), s.quarter));
-            cell.on_hand += s.on_hand;
-            cell.ordered += s.ordered;
-            cell.supply_units += s.available();
-        }
-        let mut by_quarter: BTreeMap<Quarter, CoverageRow> = BTreeMap::new();
-        for c in cells.values() {
-            by_quarter
-                .entry(c.quarter)
-                .or_insert_with(|| CoverageRow::new(None, c.quarter))
-                .add(c);
-        }
-        Coverage {
-            rows: cells.into_values().map(CoverageRow::finish).collect(),
-            by_quarter: by_quarter.into_values().map(CoverageRow::finish).collect(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use forecast_model::ExposureStatus;
     use forecast_model::{SnapshotRow, Units};
 
     fn snapshot(customer: &str, sku: &str, q: &str, firm: i64, planning: i64) -> DemandSnapshot {
