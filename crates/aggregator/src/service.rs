@@ -197,6 +197,7 @@ pub async fn run(
         what: "licence decision",
         signed_by: keys.decisions.clone(),
         decode: |_, v, r| side::values(v, r, wire::decode_decision),
+        refused: None,
     }
     .follow(metrics.clone(), token.clone())?;
     let mut lists = SideTopic {
@@ -205,6 +206,7 @@ pub async fn run(
         what: "restricted-party list",
         signed_by: keys.decisions.clone(),
         decode: |_, v, r| side::values(v, r, wire::decode_screening_list),
+        refused: None,
     }
     .follow(metrics.clone(), token.clone())?;
     // The decisions and the list so far, before any document: the first

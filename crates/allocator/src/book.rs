@@ -210,8 +210,17 @@ impl Book {
         due
     }
 
-    /// Notes that `customer`'s commit could not be published: the next
-    /// [`Book::due`] gives it again.
+    /// Whether `commit` (one read back) has other lines or another method
+    /// than the one in force for its customer.
+    pub fn differs(&self, commit: &Commit) -> bool {
+        self.published
+            .get(&commit.customer_id)
+            .is_none_or(|p| p.method != commit.method || p.lines != commit.lines)
+    }
+
+    /// Notes that `customer`'s commit must be published again (it could
+    /// not be, or something overwrote it): the next [`Book::due`] gives
+    /// it.
     pub fn unpublished(&mut self, customer: &str) {
         self.failed.insert(customer.to_owned());
         self.changed = true;

@@ -80,6 +80,9 @@ enum Input {
     List(Box<ScreeningList>),
     Supply(String, Option<SupplyEntry>),
     Commit(Box<Commit>),
+    /// A record under this customer's key on `commits` that no supplier
+    /// key signed.
+    Foreign(String),
 }
 
 /// What the allocator's loop receives.
@@ -135,47 +138,55 @@ pub async fn run(
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = forecast_kafka::producer_config(kafka).create()?;
-    let inputs: [(&str, &'static str, &Verifier, side::Decode<Input>); 5] = [
+    type Refused = Option<fn(&[u8]) -> Input>;
+    let foreign: Refused = Some(|key| Input::Foreign(String::from_utf8_lossy(key).into_owned()));
+    let inputs: [(&str, &'static str, &Verifier, side::Decode<Input>, Refused); 5] = [
         (
             &topics.topic_validated,
             "validated document",
             &keys.validated,
             decode_document,
+            None,
         ),
         (
             &topics.topic_licences,
             "licence decision",
             &keys.decisions,
             decode_decision,
+            None,
         ),
         (
             &topics.topic_screening,
             "restricted-party list",
             &keys.decisions,
             decode_list,
+            None,
         ),
         (
             &topics.topic_supply,
             "supply plan record",
             &keys.supply,
             decode_supply,
+            None,
         ),
         (
             &topics.topic_commits,
             "commit",
             &keys.commits,
             decode_commit,
+            foreign,
         ),
     ];
     let (tx, mut rx) = mpsc::channel(side::SIDE_CHANNEL);
     let mut threads = Vec::new();
-    for (topic, what, signed_by, decode) in inputs {
+    for (topic, what, signed_by, decode, refused) in inputs {
         let following = SideTopic {
             kafka: kafka.clone(),
             topic: topic.to_owned(),
             what,
             signed_by: signed_by.clone(),
             decode,
+            refused,
         }
         .follow(metrics.clone(), token.clone())?;
         let Following {
@@ -271,9 +282,13 @@ async fn forward(
     }
 }
 
-/// Takes one input into `book`. Commits are taken only while the topic is
-/// read up to its end (what a running allocator published before this
-/// one started); later ones are this allocator's own.
+/// Takes one input into `book`. Commits are taken as in force while the
+/// topic is read up to its end (what a running allocator published before
+/// this one started); later, one whose lines are not those in force (a
+/// second allocator under another policy) makes this allocator publish
+/// its own again. A record under a customer's key that no supplier key
+/// signed makes it publish that customer's again, whenever it comes: the
+/// record published last is the one compaction keeps.
 fn take(book: &mut Book, input: Input, commits_read: bool) {
     match input {
         Input::Document(doc, digest) => book.apply(&doc, digest),
@@ -285,7 +300,16 @@ fn take(book: &mut Book, input: Input, commits_read: bool) {
         }
         Input::Supply(key, entry) => book.take_supply(&key, entry),
         Input::Commit(c) if !commits_read => book.published(*c),
-        Input::Commit(_) => {}
+        Input::Commit(c) => {
+            if book.differs(&c) {
+                tracing::warn!(customer = %c.customer_id, "a commit signed by a supplier key but not this allocator's allocation was published (another allocator, under another policy?): publishing this one again");
+                book.unpublished(&c.customer_id);
+            }
+        }
+        Input::Foreign(customer) => {
+            tracing::warn!(customer = %customer, "a record no supplier key signed was written under this customer's key on the commits topic: publishing its commit again, so that compaction keeps it");
+            book.unpublished(&customer);
+        }
     }
 }
 

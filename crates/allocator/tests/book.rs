@@ -198,6 +198,25 @@ fn commits_already_on_the_topic_are_not_published_again() {
 }
 
 #[test]
+fn a_commit_read_back_differs_only_when_its_lines_or_method_do() {
+    let mut book = example(AllocationPolicy::default());
+    let due = book.due(now());
+    // The same lines, made at another time (a second allocator): the same.
+    let mut later = due[0].clone();
+    later.allocated_at = Timestamp::from_millis(now().millis() + 1);
+    assert!(!book.differs(&later));
+    let mut other = due[0].clone();
+    other.lines[0].allocated_units += 1;
+    assert!(book.differs(&other));
+    other = due[0].clone();
+    other.method = Method::Priority;
+    assert!(book.differs(&other));
+    // Overwritten: due again, as it was.
+    book.unpublished(&due[0].customer_id);
+    assert_eq!(book.due(now())[0].lines, due[0].lines);
+}
+
+#[test]
 fn supply_changes_and_tombstones_reallocate() {
     let mut book = example(AllocationPolicy::default());
     book.due(now());

@@ -102,7 +102,8 @@ fn live(http: &str, token: &str) -> (Value, Value) {
 /// stream; a customer token reads its own commit and no other, `commits
 /// show` writes it as signed and `commits verify` believes it, not with a
 /// byte changed; a new revision supersedes the commit it changes; a
-/// restarted allocator publishes nothing it published already.
+/// restarted allocator publishes nothing it published already; a forged
+/// commit is not served and is overwritten by the signed one.
 #[test]
 fn live_commits_equal_allocate_and_each_customer_reads_and_verifies_its_own() {
     let http = free_addr();
@@ -260,6 +261,43 @@ fn live_commits_equal_allocate_and_each_customer_reads_and_verifies_its_own() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(commit_records(&p), published, "{}", logs(&p));
+
+    // A forged commit (no supplier's signature) under TENCENT's key: the
+    // planner keeps serving the signed one, and the allocator publishes
+    // it again, so that the record compaction keeps is the signed one.
+    let (lines, before) = live(&http, &p.tokens[1]);
+    let mut forged = before["commits"][0]["commit"].clone();
+    forged["lines"][0]["allocated_units"] = 999_999_999.into();
+    let forged = forged.to_string();
+    produce_raw(
+        &p.broker.brokers,
+        &p.names.topic("commits"),
+        &[(Some(b"TENCENT".as_slice()), Some(forged.as_bytes()))],
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "a signed commit to TENCENT after the forged one",
+        || {
+            let records = read_all(
+                &p.broker.brokers,
+                &p.names.topic("commits"),
+                Duration::from_secs(1),
+            );
+            let last = records
+                .iter()
+                .rev()
+                .find(|r| r.key.as_deref() == Some(b"TENCENT".as_slice()))
+                .unwrap();
+            last.header("forecast.attestation").is_some()
+                && records
+                    .iter()
+                    .any(|r| r.value.as_deref() == Some(forged.as_bytes()))
+        },
+    );
+    // Served: the signed commit's lines (made again, at a later time).
+    let (after, _) = live(&http, &p.tokens[1]);
+    assert_eq!(after, lines, "{}", logs(&p));
+    assert!(!after.to_string().contains("999999999"));
     let _ = allocator.kill();
     let _ = allocator.wait();
     p.stop_gracefully();

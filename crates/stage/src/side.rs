@@ -36,6 +36,11 @@ pub struct SideTopic<T> {
     /// `forecast_unattested_records` and logged at the 1st, 2nd, 4th...).
     pub signed_by: Verifier,
     pub decode: Decode<T>,
+    /// What a refused record (not signed by a key of `signed_by`) is
+    /// passed on as, from its key, when the service must know of it (the
+    /// allocator re-asserts a commit something else overwrote); `None`:
+    /// nothing.
+    pub refused: Option<fn(&[u8]) -> T>,
 }
 
 /// How a side input's record is read: from its key and value (`None`: a
@@ -107,6 +112,9 @@ impl<T: Send + 'static> SideTopic<T> {
                 let n = metrics.unattested(topic);
                 if Metrics::worth_logging(n) {
                     tracing::warn!(topic, partition = m.partition(), offset = m.offset(), reason = %e, count = n, "{what} refused: not signed by a key it must be signed with (logged at the 1st, 2nd, 4th...; forecast_unattested_records counts all)");
+                }
+                if let Some(refused) = self.refused {
+                    let _ = tx.blocking_send(refused(m.key().unwrap_or_default()));
                 }
                 return;
             }

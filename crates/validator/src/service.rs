@@ -104,6 +104,7 @@ pub async fn run(
         what: "restricted-party list",
         signed_by: lists_signed_by,
         decode: |_, v, r| side::values(v, r, forecast_model::wire::decode_screening_list),
+        refused: None,
     }
     .follow(metrics.clone(), token.clone())?;
     let so_far = lists
