@@ -196,6 +196,22 @@ impl Pipeline {
         stderr.lines().last().unwrap().to_owned()
     }
 
+    /// Starts `forecastctl allocator` beside the pipeline, with the test
+    /// supplier key and the example supply plan, logging to
+    /// allocator.log.
+    pub fn spawn_allocator(&self) -> Child {
+        let mut args = self.names.command(&["allocator"], &self.broker.brokers);
+        args.extend([
+            "--signing-key".to_owned(),
+            test_keys().supplier.display().to_string(),
+            "--supply".to_owned(),
+            "examples/supply.csv".to_owned(),
+            "--settle-ms".to_owned(),
+            "100".to_owned(),
+        ]);
+        spawn_logged(&args, &self.dir.join("allocator.log"))
+    }
+
     /// `forecastctl licences load` of `file`, which must succeed.
     pub fn load_licences(&self, file: &Path) {
         self.load_signed(&["licences", "load"], file);
@@ -264,15 +280,20 @@ impl Pipeline {
     }
 
     pub fn logs(&self) -> String {
-        ["validator.log", "aggregator.log", "planner.log"]
-            .iter()
-            .map(|f| {
-                format!(
-                    "--- {f}\n{}",
-                    std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
-                )
-            })
-            .collect()
+        [
+            "validator.log",
+            "aggregator.log",
+            "allocator.log",
+            "planner.log",
+        ]
+        .iter()
+        .map(|f| {
+            format!(
+                "--- {f}\n{}",
+                std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+            )
+        })
+        .collect()
     }
 }
 

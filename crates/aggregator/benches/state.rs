@@ -7,24 +7,17 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forecast_aggregator::DemandState;
 use forecast_model::testing::resident_bytes;
-use forecast_model::{ForecastDocument, Purpose, Registry, wire};
+use forecast_model::{ForecastDocument, Registry, wire};
 
 const LIVE: usize = 100_000;
 
 /// A 12-line document whose content depends on its id and revision.
 fn document(id: usize, revision: i32) -> ForecastDocument {
-    let customer = ["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3];
-    let mut doc = forecast_model::fixtures::twelve_line_document(&format!("DOC-{id:08}"), customer);
-    doc.revision = revision;
-    doc.purpose = if revision == 1 {
-        Purpose::Original
-    } else {
-        Purpose::Replace
-    };
-    for (q, line) in doc.lines.iter_mut().enumerate() {
-        line.quantity = (id as i64 % 1000) + revision as i64 + q as i64;
-    }
-    doc
+    forecast_model::fixtures::numbered_revision(
+        id,
+        ["TENCENT", "BYTEDANCE", "ALIBABA"][id % 3],
+        revision,
+    )
 }
 
 fn bench(c: &mut Criterion) {

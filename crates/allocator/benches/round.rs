@@ -10,26 +10,18 @@ use forecast_allocator::Book;
 use forecast_model::allocation::AllocationPolicy;
 use forecast_model::codec::content_digest;
 use forecast_model::supply::SupplyEntry;
-use forecast_model::{ForecastDocument, Purpose, Timestamp};
+use forecast_model::{ForecastDocument, Timestamp};
 
 const LIVE: usize = 100_000;
 const CUSTOMERS: usize = 30;
 
 /// A 12-line document whose content depends on its id and revision.
 fn document(id: usize, revision: i32) -> ForecastDocument {
-    let customer = format!("CUSTOMER-{:02}", id % CUSTOMERS);
-    let mut doc =
-        forecast_model::fixtures::twelve_line_document(&format!("DOC-{id:08}"), &customer);
-    doc.revision = revision;
-    doc.purpose = if revision == 1 {
-        Purpose::Original
-    } else {
-        Purpose::Replace
-    };
-    for (q, line) in doc.lines.iter_mut().enumerate() {
-        line.quantity = (id as i64 % 1000) + revision as i64 + q as i64;
-    }
-    doc
+    forecast_model::fixtures::numbered_revision(
+        id,
+        &format!("CUSTOMER-{:02}", id % CUSTOMERS),
+        revision,
+    )
 }
 
 fn bench(c: &mut Criterion) {

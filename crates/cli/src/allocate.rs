@@ -13,7 +13,7 @@ use forecast_model::commit::{COMMITS_TOPIC, Commit, SignedCommit};
 use forecast_model::supply::SupplyPlan;
 use forecast_pipeline::Replay;
 
-use crate::report::{thousands, write_json, write_table};
+use crate::report::{shortfalls_text, thousands, write_json, write_table};
 use crate::{Format, PolicyArgs, RunError};
 
 /// Arguments of `allocate`.
@@ -123,11 +123,7 @@ pub fn run(args: &AllocateArgs, out: &mut impl Write) -> Result<(), RunError> {
                     a.quarter.to_string(),
                     thousands(a.requested_units),
                     thousands(a.allocated_units),
-                    a.shortfalls
-                        .iter()
-                        .map(|s| format!("{} {}", s.reason, thousands(s.units)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    shortfalls_text(&a.shortfalls),
                 ]
             });
             writeln!(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use forecast_model::commit::{Commit, SignedCommit};
 
-use crate::report::{thousands, write_json, write_table};
+use crate::report::{shortfalls_text, thousands, write_json, write_table};
 use crate::status::ApiArgs;
 use crate::{Format, RunError};
 
@@ -95,11 +95,7 @@ fn write_commit(out: &mut impl Write, commit: &Commit) -> std::io::Result<()> {
             l.quarter.to_string(),
             thousands(l.requested_units),
             thousands(l.allocated_units),
-            l.shortfalls
-                .iter()
-                .map(|s| format!("{} {}", s.reason, thousands(s.units)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            shortfalls_text(&l.shortfalls),
             l.documents
                 .iter()
                 .map(|d| format!("{} rev {}", d.document_id, d.revision))

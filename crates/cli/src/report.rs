@@ -439,6 +439,15 @@ pub fn write_table(
     Ok(())
 }
 
+/// Shortfalls as `REASON units, ...`.
+pub fn shortfalls_text(shortfalls: &[forecast_model::allocation::Shortfall]) -> String {
+    shortfalls
+        .iter()
+        .map(|s| format!("{} {}", s.reason, thousands(s.units)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

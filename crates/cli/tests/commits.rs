@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 use forecast_tests::processes::pipeline::*;
@@ -15,20 +14,6 @@ use forecast_tests::wait_until;
 use serde_json::{Value, json};
 
 const SUPPLY: &str = "examples/supply.csv";
-
-/// Starts the allocator of `p`, logging to allocator.log.
-fn allocator(p: &Pipeline) -> Child {
-    let mut args = p.names.command(&["allocator"], &p.broker.brokers);
-    args.extend([
-        "--signing-key".to_owned(),
-        test_keys().supplier.display().to_string(),
-        "--supply".to_owned(),
-        SUPPLY.to_owned(),
-        "--settle-ms".to_owned(),
-        "100".to_owned(),
-    ]);
-    spawn_logged(&args, &p.dir.join("allocator.log"))
-}
 
 /// `allocate --format json` of `stream` with `licences`, the pipeline's
 /// restricted-party list and the example supply: per customer, its
@@ -120,14 +105,8 @@ fn live_commits_equal_allocate_and_each_customer_reads_and_verifies_its_own() {
     )
     .unwrap();
     p.load_licences(&licences);
-    let mut allocator = allocator(&p);
-    let logs = |p: &Pipeline| {
-        format!(
-            "{}--- allocator.log\n{}",
-            p.logs(),
-            std::fs::read_to_string(p.dir.join("allocator.log")).unwrap_or_default()
-        )
-    };
+    let mut allocator = p.spawn_allocator();
+    let logs = |p: &Pipeline| p.logs();
 
     // Live equals offline.
     let want = offline(&stream, &licences);
@@ -247,7 +226,7 @@ fn live_commits_equal_allocate_and_each_customer_reads_and_verifies_its_own() {
     stop_with_sigterm(&mut allocator, "allocator", &p.dir, Duration::from_secs(30));
     let published = commit_records(&p);
     assert!(published > before, "{published} {before}");
-    let mut allocator = self::allocator(&p);
+    let mut allocator = p.spawn_allocator();
     wait_until(
         Duration::from_secs(60),
         "the restarted allocator to read its inputs",

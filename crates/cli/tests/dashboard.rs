@@ -234,6 +234,50 @@ fn the_dashboard_asks_for_a_token_then_shows_new_demand_without_a_reload() {
         .sum();
     assert!(revoked > 0, "before {lost}");
 
+    // The allocator started: the allocation panel shows the supplier's
+    // commits, allocated against requested per quarter, without a reload.
+    let mut allocator = p.spawn_allocator();
+    wait_for(
+        &tab,
+        "the allocation panel",
+        "document.querySelectorAll('#allocation tbody tr').length > 0",
+        Duration::from_secs(60),
+    );
+    // Once the planner holds a commit to each customer with demand, the
+    // panel's allocated units are theirs.
+    let customers = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer_id"].as_str().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut commits = api("/v1/commits");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while commits["commits"].as_array().unwrap().len() < customers {
+        assert!(std::time::Instant::now() < deadline, "{commits}");
+        std::thread::sleep(Duration::from_millis(300));
+        commits = api("/v1/commits");
+    }
+    let allocated: i64 = commits["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["commit"]["lines"].as_array().unwrap().clone())
+        .map(|l| l["allocated_units"].as_i64().unwrap())
+        .sum();
+    assert!(allocated > 0, "{commits}");
+    wait_for(
+        &tab,
+        "the panel's allocated units to be the commits'",
+        &format!(
+            "[...document.querySelectorAll('#allocation tbody tr')].map(r => Number(r.children[2].textContent.replace(/,/g, ''))).reduce((a, b) => a + b, 0) === {allocated}"
+        ),
+        Duration::from_secs(30),
+    );
+    let _ = allocator.kill();
+    let _ = allocator.wait();
+
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let png = tab
         .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)

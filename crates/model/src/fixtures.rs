@@ -1,6 +1,6 @@
 //! Sample documents for benchmarks and tests.
 
-use crate::{Confidence, ForecastDocument};
+use crate::{Confidence, ForecastDocument, Purpose};
 
 const TENCENT_EXAMPLE: &[u8] = include_bytes!("../../../examples/tencent-original.json");
 
@@ -33,6 +33,23 @@ pub fn twelve_line_document(document_id: &str, customer_id: &str) -> ForecastDoc
                 doc.lines.push(line);
             }
         }
+    }
+    doc
+}
+
+/// Document `DOC-<id>` of `customer_id` at `revision` (an `ORIGINAL` at 1,
+/// a `REPLACE` after): [`twelve_line_document`] with quantities that depend
+/// on its id and revision, so that each revision changes its demand.
+pub fn numbered_revision(id: usize, customer_id: &str, revision: i32) -> ForecastDocument {
+    let mut doc = twelve_line_document(&format!("DOC-{id:08}"), customer_id);
+    doc.revision = revision;
+    doc.purpose = if revision == 1 {
+        Purpose::Original
+    } else {
+        Purpose::Replace
+    };
+    for (q, line) in doc.lines.iter_mut().enumerate() {
+        line.quantity = (id as i64 % 1000) + revision as i64 + q as i64;
     }
     doc
 }

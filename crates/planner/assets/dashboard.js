@@ -277,39 +277,34 @@ function renderAllocation() {
     : "No commit yet: the allocator publishes one per customer once it has read the pipeline's topics.";
 }
 
-// Fetches the commits; at most one request at a time.
-let commitsWanted = false, commitsBusy = false;
-async function fetchCommits() {
-  commitsWanted = true;
-  if (commitsBusy) return;
-  commitsBusy = true;
-  while (commitsWanted) {
-    commitsWanted = false;
-    try {
-      const res = await api("/v1/commits");
-      if (res.ok) { state.commits = (await res.json()).commits; render(); }
-    } catch (_) { /* the status badge shows the connection state */ }
-  }
-  commitsBusy = false;
+// `fetch` run whenever asked, at most one request at a time: an ask while
+// one runs makes one more run after it, so the last ask is served.
+function oneAtATime(fetch) {
+  let wanted = false, busy = false;
+  return async () => {
+    wanted = true;
+    if (busy) return;
+    busy = true;
+    while (wanted) {
+      wanted = false;
+      try { await fetch(); } catch (_) { /* the status badge shows the connection state */ }
+    }
+    busy = false;
+  };
 }
 
-// Fetches the exposure for the filters shown; at most one request at a time.
-let exposureWanted = false, exposureBusy = false;
-async function fetchExposure() {
-  exposureWanted = true;
-  if (exposureBusy) return;
-  exposureBusy = true;
-  while (exposureWanted) {
-    exposureWanted = false;
-    const f = filters();
-    const q = new URLSearchParams(Object.entries({ customer: f.customer, sku: f.sku, quarter: f.quarter }).filter(([, v]) => v));
-    try {
-      const res = await api(`/v1/exposure${q.size ? `?${q}` : ""}`);
-      if (res.ok) { state.exposure = await res.json(); render(); }
-    } catch (_) { /* the status badge shows the connection state */ }
-  }
-  exposureBusy = false;
-}
+const fetchCommits = oneAtATime(async () => {
+  const res = await api("/v1/commits");
+  if (res.ok) { state.commits = (await res.json()).commits; render(); }
+});
+
+// The exposure for the filters shown.
+const fetchExposure = oneAtATime(async () => {
+  const f = filters();
+  const q = new URLSearchParams(Object.entries({ customer: f.customer, sku: f.sku, quarter: f.quarter }).filter(([, v]) => v));
+  const res = await api(`/v1/exposure${q.size ? `?${q}` : ""}`);
+  if (res.ok) { state.exposure = await res.json(); render(); }
+});
 
 let scheduled = false;
 function render() {

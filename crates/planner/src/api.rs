@@ -199,6 +199,20 @@ async fn supply(
     Ok(Json(serde_json::json!({ "supply": rows })).into_response())
 }
 
+/// Whose data a route of one customer's answers: the `customer` the query
+/// names (a customer token may name only its own: 403), else the token's
+/// own customer (`None` for a planner naming none).
+fn whose(caller: &Principal, query: &Params) -> Result<Option<String>, ApiError> {
+    let mut customer = caller.customer().map(str::to_owned);
+    for (_, v) in params(query, &["customer"])? {
+        if caller.customer().is_some_and(|own| own != v) {
+            return Err(ApiError::forbidden());
+        }
+        customer = Some(v.to_owned());
+    }
+    Ok(customer)
+}
+
 /// The supplier's commits, as signed: a customer reads its own only; a
 /// planner every customer's, or one's with `?customer=`.
 async fn commits(
@@ -206,13 +220,7 @@ async fn commits(
     Extension(caller): Extension<Principal>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    let mut customer = caller.customer().map(str::to_owned);
-    for (_, v) in params(&query, &["customer"])? {
-        if caller.customer().is_some_and(|own| own != v) {
-            return Err(ApiError::forbidden());
-        }
-        customer = Some(v.to_owned());
-    }
+    let customer = whose(&caller, &query)?;
     Ok(p.read(|v| {
         #[derive(Serialize)]
         struct List<'a> {
@@ -233,13 +241,7 @@ async fn document(
 ) -> Result<Response, ApiError> {
     // Document ids are each customer's own: a customer reads its own, a
     // planner names the customer (or gets the one customer holding the id).
-    let mut customer = caller.customer().map(str::to_owned);
-    for (_, v) in params(&query, &["customer"])? {
-        if caller.customer().is_some_and(|own| own != v) {
-            return Err(ApiError::forbidden());
-        }
-        customer = Some(v.to_owned());
-    }
+    let customer = whose(&caller, &query)?;
     let unknown = || ApiError::not_found(format!("no verdict names document `{id}`"));
     p.read(|v| match &customer {
         Some(c) => v
