@@ -39,7 +39,9 @@ pub struct DemandArgs {
     /// the `licences` object of `replay --licences --format json`.
     #[arg(long, conflicts_with = "watch")]
     pub by_licence: bool,
-    /// How long reading the topic to its end may take.
+    /// How long reading the topic to its end may wait for a record (the
+    /// broker's metadata, or the next record before the end) before it
+    /// gives up.
     #[arg(long, default_value = "30", value_name = "SECONDS")]
     pub timeout_secs: u64,
 }
