@@ -32,7 +32,9 @@ impl ApiArgs {
     /// The client, when --api is given.
     pub fn client(&self) -> anyhow::Result<VerdictClient> {
         let url = self.url.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("--api URL (or FORECAST_API) is needed to read verdicts")
+            anyhow::anyhow!(
+                "--api URL (or FORECAST_API) is needed: the planner API this reads from"
+            )
         })?;
         Ok(VerdictClient::new(
             url,
