@@ -68,7 +68,7 @@ mod inputs;
 mod outputs;
 
 pub use inputs::Decoder;
-use inputs::{header, restored, source_of};
+use inputs::{restored, source_of};
 pub use outputs::{CustomerChange, Outputs, Received, outputs, unattested_verdict};
 
 /// What the aggregator believes and how it attests: the validator's key on
@@ -321,7 +321,7 @@ impl Handler for Aggregate<'_> {
         let is_attested = attested.is_ok();
         let believed = |name| {
             is_attested
-                .then(|| header(m, name))
+                .then(|| headers::value(m, name))
                 .flatten()
                 .unwrap_or_default()
         };

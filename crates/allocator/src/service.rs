@@ -116,14 +116,8 @@ fn decode_supply(key: &[u8], value: Option<&[u8]>, _: &Registry) -> Result<Optio
 
 fn decode_commit(key: &[u8], value: Option<&[u8]>, _: &Registry) -> Result<Option<Input>, String> {
     let Some(value) = value else { return Ok(None) };
-    let commit: Commit = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-    if commit.customer_id.as_bytes() != key {
-        return Err(format!(
-            "the commit is for {}, its key {}",
-            commit.customer_id,
-            String::from_utf8_lossy(key)
-        ));
-    }
+    let text = |b| std::str::from_utf8(b).map_err(|e| e.to_string());
+    let commit = Commit::of_record(text(key)?, text(value)?).map_err(|e| e.to_string())?;
     Ok(Some(Input::Commit(Box::new(commit))))
 }
 

@@ -88,6 +88,22 @@ impl Commit {
     }
 }
 
+impl Commit {
+    /// The commit a record's value (JSON) holds, which must be `customer`'s
+    /// (the record's key).
+    pub fn of_record(customer: &str, value: &str) -> Result<Self, CommitError> {
+        let commit: Commit =
+            serde_json::from_str(value).map_err(|e| CommitError::Malformed(e.to_string()))?;
+        if commit.customer_id != customer {
+            return Err(CommitError::OtherCustomer {
+                commit: commit.customer_id,
+                key: customer.to_owned(),
+            });
+        }
+        Ok(commit)
+    }
+}
+
 /// A signed commit as a file holds it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,14 +154,7 @@ impl SignedCommit {
     /// bytes for this customer, at `at` (the time the key must be valid
     /// at: the commit's own).
     pub fn verify(&self, verifier: &Verifier) -> Result<Commit, CommitError> {
-        let commit: Commit = serde_json::from_str(self.commit.get())
-            .map_err(|e| CommitError::Malformed(e.to_string()))?;
-        if commit.customer_id != self.key {
-            return Err(CommitError::OtherCustomer {
-                commit: commit.customer_id,
-                key: self.key.clone(),
-            });
-        }
+        let commit = Commit::of_record(&self.key, self.commit.get())?;
         let covered = Covered {
             topic: &self.topic,
             key: Some(self.key.as_bytes()),

@@ -335,38 +335,33 @@ async fn demand_stream(
         loop {
             match rx.recv().await {
                 Ok(live) => {
-                    // What changed is in /v1/exposure or /v1/commits: no
-                    // data in those events but whose it is.
-                    let (name, customer_id) = match &*live {
-                        crate::feed::LiveChange::Demand(change) => {
-                            ("demand", Some(&change.customer_id))
+                    // Whose change it is, and the demand change itself (the
+                    // others' figures are in /v1/exposure or /v1/commits: no
+                    // data in their events but whose it is).
+                    use crate::feed::LiveChange;
+                    let (name, customer_id, demand) = match &*live {
+                        LiveChange::Demand(change) => {
+                            ("demand", Some(&change.customer_id), Some(change))
                         }
-                        crate::feed::LiveChange::Licences { customer_id } => {
-                            ("licences", customer_id.as_ref())
+                        LiveChange::Licences { customer_id } => {
+                            ("licences", customer_id.as_ref(), None)
                         }
-                        crate::feed::LiveChange::Commit { customer_id } => {
-                            ("commit", Some(customer_id))
-                        }
+                        LiveChange::Commit { customer_id } => ("commit", Some(customer_id), None),
                     };
                     if let (Some(want), Some(got)) = (&filter.customer, customer_id)
                         && want != got
                     {
                         continue;
                     }
-                    let change = match &*live {
-                        crate::feed::LiveChange::Demand(change) => change,
-                        _ => {
-                            let event = Event::default()
-                                .event(name)
-                                .json_data(serde_json::json!({
-                                    "customer_id": customer_id,
-                                    "sent_at": Timestamp::now(),
-                                }))
-                                .unwrap_or_else(|_| {
-                                    Event::default().comment("unserialisable change")
-                                });
-                            return Some((Ok(event), (None, rx, p, filter, permit)));
-                        }
+                    let Some(change) = demand else {
+                        let event = Event::default()
+                            .event(name)
+                            .json_data(serde_json::json!({
+                                "customer_id": customer_id,
+                                "sent_at": Timestamp::now(),
+                            }))
+                            .unwrap_or_else(|_| Event::default().comment("unserialisable change"));
+                        return Some((Ok(event), (None, rx, p, filter, permit)));
                     };
                     #[derive(Serialize)]
                     struct Out<'a> {

@@ -483,28 +483,14 @@ fn signed_commit(
     customer: &str,
     value: &[u8],
 ) -> Result<(SignedCommit, Commit), String> {
-    use rdkafka::message::Headers;
     let text = std::str::from_utf8(value).map_err(|e| e.to_string())?;
-    let commit: Commit = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if commit.customer_id != customer {
-        return Err(format!(
-            "the commit is for {}, its key {customer}",
-            commit.customer_id
-        ));
-    }
-    let attestation = m
-        .headers()
-        .and_then(|h| {
-            h.iter()
-                .find(|h| h.key == forecast_model::attest::HEADER)
-                .and_then(|h| h.value)
-        })
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default();
+    let commit = Commit::of_record(customer, text).map_err(|e| e.to_string())?;
     let signed = SignedCommit {
         topic: m.topic().to_owned(),
         key: customer.to_owned(),
-        attestation,
+        attestation: forecast_stage::headers::value(m, forecast_stage::headers::ATTESTATION)
+            .unwrap_or_default()
+            .to_owned(),
         commit: serde_json::value::RawValue::from_string(text.to_owned())
             .map_err(|e| e.to_string())?,
     };

@@ -93,6 +93,15 @@ pub fn verify(m: &BorrowedMessage<'_>, verifier: &Verifier) -> Result<Option<Rol
     verifier.verify(covered, all.iter().copied(), at)
 }
 
+/// The value of `m`'s first header named `key`, when it is UTF-8.
+pub fn value<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// The record's own headers, passed on byte for byte except those of the
 /// stages' own namespace ([`RESERVED_PREFIX`]), which are dropped,
 /// followed by `added` (key, value) in order.

@@ -13,7 +13,7 @@ use forecast_runtime::continuity::Positions;
 use forecast_runtime::group::follow;
 use forecast_stage::headers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, TopicPartitionList};
 
 use super::{PartitionState, Sides, seeded};
@@ -143,17 +143,9 @@ impl Decoder {
     }
 }
 
-pub(super) fn header<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// The submitted record a validated one came from (`topic/partition/offset`).
 pub(super) fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
-    let mut parts = header(m, headers::SOURCE)?.rsplitn(3, '/');
+    let mut parts = headers::value(m, headers::SOURCE)?.rsplitn(3, '/');
     let offset = parts.next()?.parse().ok()?;
     let partition = parts.next()?.parse().ok()?;
     Some(SourceCoordinates {
