@@ -37,7 +37,7 @@ use forecast_model::supply::{SupplyEntry, parse_record};
 use forecast_model::{ForecastDocument, LicenceDecision, Registry, Timestamp, wire};
 use forecast_runtime::config::TopicArgs;
 use forecast_runtime::metrics::{Metrics, Output};
-use forecast_stage::side::{self, Following, SideTopic};
+use forecast_stage::side::{self, SideTopic};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
@@ -83,14 +83,8 @@ enum Input {
     /// A record under this customer's key on `commits` that no supplier
     /// key signed.
     Foreign(String),
-}
-
-/// What the allocator's loop receives.
-#[derive(Debug)]
-enum Event {
-    Input(Input),
-    /// The input named was read to its end.
-    CaughtUp(&'static str),
+    /// The input named was read to its end (after its records so far).
+    End(&'static str),
 }
 
 fn decode_document(_: &[u8], value: Option<&[u8]>, r: &Registry) -> Result<Option<Input>, String> {
@@ -171,25 +165,24 @@ pub async fn run(
             foreign,
         ),
     ];
+    // One channel for every input: each record is handed over once.
     let (tx, mut rx) = mpsc::channel(side::SIDE_CHANNEL);
     let mut threads = Vec::new();
     for (topic, what, signed_by, decode, refused) in inputs {
-        let following = SideTopic {
+        let side = SideTopic {
             kafka: kafka.clone(),
             topic: topic.to_owned(),
             what,
             signed_by: signed_by.clone(),
             decode,
             refused,
-        }
-        .follow(metrics.clone(), token.clone())?;
-        let Following {
-            records,
-            caught_up,
-            thread,
-        } = following;
-        threads.push(thread);
-        tokio::spawn(forward(records, caught_up, what, tx.clone()));
+        };
+        threads.push(side.follow_into(
+            tx.clone(),
+            Input::End(what),
+            metrics.clone(),
+            token.clone(),
+        )?);
     }
     drop(tx);
     tracing::info!(topic = %topics.topic_commits, "allocator started: reading its inputs");
@@ -209,15 +202,15 @@ pub async fn run(
                 }
                 metrics.set_ready(true);
             }
-            event = rx.recv() => match event {
-                Some(Event::Input(input)) => {
-                    metrics.record_in();
-                    take(&mut book, input, commits_read);
-                }
-                Some(Event::CaughtUp(what)) => {
+            input = rx.recv() => match input {
+                Some(Input::End(what)) => {
                     reading -= 1;
                     commits_read |= what == "commit";
                     tracing::info!(input = what, left = reading, "input read to its end");
+                }
+                Some(input) => {
+                    metrics.record_in();
+                    take(&mut book, input, commits_read);
                 }
                 // Every follower stopped: the service is stopping.
                 None => break,
@@ -238,42 +231,6 @@ pub async fn run(
     })
     .await;
     Ok(())
-}
-
-/// Passes `records` on as events, then says the input was read to its end
-/// (after every record read before that), until the loop is gone.
-async fn forward(
-    mut records: mpsc::Receiver<Input>,
-    mut caught_up: tokio::sync::oneshot::Receiver<()>,
-    what: &'static str,
-    tx: mpsc::Sender<Event>,
-) {
-    let mut reading = true;
-    loop {
-        let event = tokio::select! {
-            biased;
-            done = &mut caught_up, if reading => {
-                reading = false;
-                while let Ok(r) = records.try_recv() {
-                    if tx.send(Event::Input(r)).await.is_err() {
-                        return;
-                    }
-                }
-                if done.is_err() {
-                    // The follower stopped before the end.
-                    continue;
-                }
-                Event::CaughtUp(what)
-            }
-            r = records.recv() => match r {
-                Some(r) => Event::Input(r),
-                None => return,
-            },
-        };
-        if tx.send(event).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Takes one input into `book`. Commits are taken as in force while the
@@ -304,6 +261,8 @@ fn take(book: &mut Book, input: Input, commits_read: bool) {
             tracing::warn!(customer = %customer, "a record no supplier key signed was written under this customer's key on the commits topic: publishing its commit again, so that compaction keeps it");
             book.unpublished(&customer);
         }
+        // Counted by the loop, never passed here.
+        Input::End(_) => {}
     }
 }
 

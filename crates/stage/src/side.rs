@@ -87,7 +87,16 @@ impl<T: Send + 'static> SideTopic<T> {
         let (read, caught_up) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(self.topic.clone())
-            .spawn(move || self.run(&tx, read, &token, &metrics))?;
+            .spawn(move || {
+                self.run(
+                    &tx,
+                    || {
+                        let _ = read.send(());
+                    },
+                    &token,
+                    &metrics,
+                )
+            })?;
         Ok(Following {
             records,
             caught_up,
@@ -95,14 +104,41 @@ impl<T: Send + 'static> SideTopic<T> {
         })
     }
 
-    /// Reads the topic to its end (then `read` is sent), then follows it,
+    /// Starts following the topic on a thread of its own, sending every
+    /// record believed, decoded, to `tx` (a channel several side inputs
+    /// may share), and `end` after the last record the topic held when it
+    /// was read to its end. The thread ends once `tx`'s receiver is gone
+    /// or `token` is cancelled.
+    pub fn follow_into(
+        self,
+        tx: mpsc::Sender<T>,
+        end: T,
+        metrics: std::sync::Arc<Metrics>,
+        token: CancellationToken,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(self.topic.clone())
+            .spawn(move || {
+                let ended = tx.clone();
+                self.run(
+                    &tx,
+                    move || {
+                        let _ = ended.blocking_send(end);
+                    },
+                    &token,
+                    &metrics,
+                )
+            })
+    }
+
+    /// Reads the topic to its end (then calls `read`), then follows it,
     /// sending every record believed to `tx`, until `token` is cancelled or
     /// the receiver is gone. A topic that cannot be read is retried every
     /// 5 s; an undecodable record is logged and skipped.
     fn run(
         &self,
         tx: &mpsc::Sender<T>,
-        read: oneshot::Sender<()>,
+        read: impl FnOnce(),
         token: &CancellationToken,
         metrics: &Metrics,
     ) {
@@ -146,7 +182,7 @@ impl<T: Send + 'static> SideTopic<T> {
                 }
             }
         };
-        let _ = read.send(());
+        read();
         while !token.is_cancelled() && !tx.is_closed() {
             match reader.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => take(&m),
