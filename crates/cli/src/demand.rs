@@ -1,5 +1,7 @@
 //! `forecastctl demand`: the demand read back from `demand.by-customer`
-//! (forecast_planner::demand), printed once or followed (`--watch`).
+//! (forecast_planner::demand), printed once or followed (`--watch`). Like
+//! the planner, it takes only what the aggregator attested (and, with
+//! `--by-licence`, decisions a compliance key signed).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,8 +10,10 @@ use std::time::Duration;
 use clap::Args;
 use forecast_kafka::KafkaArgs;
 use forecast_model::DemandView;
-use forecast_planner::demand::{apply, next_changes, read_to_end};
+use forecast_planner::demand::{Unbelieved, apply, next_changes, read_to_end};
+use forecast_planner::feed::Believed;
 use forecast_runtime::config::TopicArgs;
+use forecast_stage::trust::{RoleKeyArgs, Trust, TrustArgs};
 use tokio_util::sync::CancellationToken;
 
 use crate::report;
@@ -21,6 +25,13 @@ pub struct DemandArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
+    /// The aggregator's stage key (`--stage-keys`): demand it did not
+    /// attest is skipped, with a warning.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The compliance office's keys (`--role-keys`), for `--by-licence`.
+    #[command(flatten)]
+    pub roles: RoleKeyArgs,
     /// Output format: a table, JSON (the `demand` array of `replay --format
     /// json`) or CSV with a header line (for spreadsheets).
     #[arg(long, env = "FORECAST_FORMAT", value_enum, default_value_t = DemandFormat::Text)]
@@ -59,14 +70,19 @@ pub enum DemandFormat {
 
 /// Prints the demand read from the compacted topic.
 pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Result<()> {
+    let believed = Believed::from_trust(&Trust::load(&args.trust, Some(&args.roles), None)?);
     if args.by_licence {
-        return by_licence(args).await;
+        return by_licence(args, believed).await;
     }
     let kafka = args.kafka.clone();
     let topic = args.topics.topic_demand.clone();
     let timeout = Duration::from_secs(args.timeout_secs);
-    let (mut view, reader) =
-        tokio::task::spawn_blocking(move || read_to_end(&kafka, &topic, timeout)).await??;
+    let verifier = believed.demand;
+    let (mut view, reader, unbelieved, verifier) = tokio::task::spawn_blocking(move || {
+        read_to_end(&kafka, &topic, &verifier, timeout).map(|(v, r, u)| (v, r, u, verifier))
+    })
+    .await??;
+    warn_unbelieved(&unbelieved, 0);
     let mut changes = 0u64;
     print_demand(&view, args, changes)?;
     if !args.watch {
@@ -74,12 +90,21 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     }
     // Follow: print again after each batch of changes.
     let reader = Arc::new(reader);
+    let verifier = Arc::new(verifier);
+    let mut unbelieved = unbelieved;
     loop {
-        let r = reader.clone();
-        let batch = tokio::select! {
+        let before = unbelieved.count;
+        let (r, v, mut u) = (
+            reader.clone(),
+            verifier.clone(),
+            std::mem::take(&mut unbelieved),
+        );
+        let (batch, u) = tokio::select! {
             _ = token.cancelled() => return Ok(()),
-            b = tokio::task::spawn_blocking(move || next_changes(&r)) => b??,
+            b = tokio::task::spawn_blocking(move || next_changes(&r, &v, &mut u).map(|b| (b, u))) => b??,
         };
+        unbelieved = u;
+        warn_unbelieved(&unbelieved, before);
         let mut changed = false;
         for (k, v) in &batch {
             if apply(&mut view, k, v.as_deref()) {
@@ -93,18 +118,28 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     }
 }
 
+/// Tells the user about records skipped since `before` of them were.
+fn warn_unbelieved(unbelieved: &Unbelieved, before: u64) {
+    if unbelieved.count > before
+        && let Some(warning) = unbelieved.warning()
+    {
+        eprintln!("warning: {warning}");
+    }
+}
+
 /// `demand --by-licence`.
-async fn by_licence(args: &DemandArgs) -> anyhow::Result<()> {
+async fn by_licence(args: &DemandArgs, believed: Believed) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.format != DemandFormat::Csv,
         "--by-licence prints text or JSON, not CSV"
     );
     let (kafka, topics) = (args.kafka.clone(), args.topics.clone());
     let timeout = Duration::from_secs(args.timeout_secs);
-    let view = tokio::task::spawn_blocking(move || {
-        forecast_planner::demand::read_licences_to_end(&kafka, &topics, timeout)
+    let (view, unbelieved) = tokio::task::spawn_blocking(move || {
+        forecast_planner::demand::read_licences_to_end(&kafka, &topics, &believed, timeout)
     })
     .await??;
+    warn_unbelieved(&unbelieved, 0);
     let exposure = view.exposure(&forecast_planner::view::DemandFilter {
         customer: args.customer.clone(),
         ..Default::default()

@@ -113,9 +113,11 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     // made for this run.
     let keys::RunKeys {
         trust,
+        stage_lines,
         compliance,
         supplier,
     } = keys::run_keys()?;
+    let stage_keys = Removed(keys::write_stage_keys(&stage_lines)?);
     crate::admin::publish_licences(&kafka, &topics, &decisions, Some(&compliance)).await?;
 
     // The API and dashboard answer a token made for this run.
@@ -175,9 +177,21 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     eprintln!("submitting {}", examples.display());
     submit::submit(&submit_args).await?;
 
-    verify::show(&kafka, &topics, &token, expected, started, &args.licences).await?;
+    let believed = forecast_planner::feed::Believed::from_trust(&trust);
+    verify::show(
+        &kafka,
+        &topics,
+        &believed,
+        &token,
+        expected,
+        started,
+        &args.licences,
+    )
+    .await?;
+    let key_file = stage_keys.0.display();
     eprintln!(
-        "broker:  {brokers}   (forecastctl demand --brokers {brokers}, forecastctl submit --brokers {brokers} FILE)\n\
+        "broker:  {brokers}   (forecastctl demand --brokers {brokers} --stage-keys {key_file}, forecastctl submit --brokers {brokers} FILE)\n\
+         stage keys of this run (readable by you only, removed when `up` stops): {key_file}\n\
          dashboard: {scheme}://{0}/   API: {scheme}://{0}/v1/demand (described at /openapi.json)\n\
          planner token (the dashboard asks for it; the API wants `Authorization: Bearer <token>`): {planner_token}\n\
          the supplier's commits (allocated under the default policy, signed with a key of this run): {scheme}://{0}/v1/commits\n\
@@ -200,4 +214,13 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&examples);
     }
     result
+}
+
+/// A file of the run, removed when the run ends, however it ends.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -1,8 +1,9 @@
 //! Trust between stages on a real broker: records no validator attested
 //! (a foreign record, an unsigned document, a validated record moved to
 //! another key) never reach demand; forged verdict headers never reach a
-//! verdict; licence decisions signed by no compliance key move nothing
-//! (docs/security.md, "Trust between stages").
+//! verdict; licence decisions signed by no compliance key move nothing; a
+//! demand snapshot no aggregator attested is not shown by `forecastctl
+//! demand` (docs/security.md, "Trust between stages").
 
 #![allow(clippy::unwrap_used)]
 
@@ -304,4 +305,60 @@ fn licence_decisions_signed_by_no_compliance_key_move_nothing() {
         },
     );
     assert_eq!(exposure(), want, "{}", p.logs());
+}
+
+/// `forecastctl demand` believes only what the aggregator attested, as the
+/// planner does: a tombstone anyone wrote to `demand.by-customer` (which
+/// would erase a customer's demand) is skipped, with a warning.
+#[test]
+fn a_demand_snapshot_no_aggregator_attested_is_not_shown() {
+    let p = Pipeline::start_with("demand-forged", &[], &[]);
+    let file = p.dir.join("doc.json");
+    std::fs::write(&file, Pipeline::sample_document("REAL-1").to_string()).unwrap();
+    p.submit(&file);
+    wait_until(Duration::from_secs(60), "the document's demand", || {
+        p.demand().as_array().is_some_and(|r| !r.is_empty())
+    });
+    let before = p.demand();
+    let topic = p.names.topic("demand.by-customer");
+    let snapshots = read_all(&p.broker.brokers, &topic, Duration::from_secs(2));
+    let key = snapshots[0].key.clone().unwrap();
+    produce_raw(&p.broker.brokers, &topic, &[(Some(key.as_slice()), None)]);
+    wait_until(Duration::from_secs(30), "the forged tombstone", || {
+        read_all(&p.broker.brokers, &topic, Duration::from_secs(1)).len() > snapshots.len()
+    });
+
+    let args = p
+        .names
+        .command(&["demand", "--format", "json"], &p.broker.brokers);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown, before,
+        "the forged tombstone changed the demand shown"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 record(s) not believed were skipped")
+            && stderr.contains("no attestation"),
+        "{stderr}"
+    );
+
+    // Believed, the same tombstone erases the customer's demand: what the
+    // check above keeps out.
+    let mut insecure = args.clone();
+    insecure.push("--insecure-no-attestation".into());
+    let out = run(&insecure);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let believed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(believed, before);
 }

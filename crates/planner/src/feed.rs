@@ -261,7 +261,7 @@ impl Believed {
     }
 
     /// What believes the records of `topic`.
-    fn of(&self, topic: &str, topics: &TopicArgs) -> &Verifier {
+    pub(crate) fn of(&self, topic: &str, topics: &TopicArgs) -> &Verifier {
         if topic == topics.topic_demand || topic == topics.topic_licence_demand {
             &self.demand
         } else if topic == topics.topic_audit {

@@ -1,7 +1,9 @@
 //! `up`'s keys: a stage key each for the validator and the aggregator, a
 //! compliance and a supplier key, a key per registered customer of the
 //! examples (which are signed with them), and the planner token; all made
-//! for the run, none leaving the process but the token.
+//! for the run. None leaves the process but the token and the stage keys,
+//! which `up` writes to a file only its user reads, for `forecastctl
+//! demand --stage-keys`, and removes when it stops.
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +16,11 @@ use forecast_stage::trust::Trust;
 
 /// The keys of a run: a stage key each for the validator and the
 /// aggregator, a compliance key that signs the licence decisions and a
-/// supplier key that signs the commits (each registered under its role);
-/// none leaves the process.
+/// supplier key that signs the commits (each registered under its role).
 pub(super) struct RunKeys {
     pub(super) trust: Trust,
+    /// The stage keys as a key file holds them.
+    pub(super) stage_lines: String,
     pub(super) compliance: Attester,
     pub(super) supplier: Attester,
 }
@@ -49,6 +52,7 @@ pub(super) fn run_keys() -> anyhow::Result<RunKeys> {
         .ok_or_else(|| anyhow::anyhow!("no compliance key"))?;
     Ok(RunKeys {
         trust: Trust::from_keys(stage_keys, registry),
+        stage_lines: lines,
         compliance,
         supplier,
     })
@@ -154,4 +158,18 @@ pub(super) fn planner_token(token_out: Option<&Path>) -> anyhow::Result<(String,
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok((token, Access::Tokens(std::sync::Arc::new(tokens))))
+}
+
+/// Writes the run's stage keys where only this user reads them (mode
+/// 0600), for `forecastctl demand --stage-keys` while the run lasts; the
+/// caller removes the file when the run stops.
+pub(super) fn write_stage_keys(lines: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!(
+        "forecast-up-{}.stage-keys.jsonl",
+        std::process::id()
+    ));
+    // A file of an earlier run with the same process id holds its keys.
+    let _ = std::fs::remove_file(&path);
+    crate::signing::write_new(&path, lines.as_bytes(), 0o600)?;
+    Ok(path)
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use forecast_kafka::KafkaArgs;
 use forecast_model::LicenceDecision;
 use forecast_planner::demand::{read_licences_to_end, read_to_end};
+use forecast_planner::feed::Believed;
 use forecast_runtime::config::TopicArgs;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,7 @@ pub(super) fn expected(
 pub(super) async fn show(
     kafka: &KafkaArgs,
     topics: &TopicArgs,
+    believed: &Believed,
     token: &CancellationToken,
     expected: Expected,
     started: Instant,
@@ -61,8 +63,14 @@ pub(super) async fn show(
         rows: expected,
         licences: expected_licences,
     } = expected;
-    let (k, t) = (kafka.clone(), topics.topic_demand.clone());
-    let read = move || read_to_end(&k, &t, Duration::from_secs(10)).map(|(v, _)| v.rows(None));
+    // What is not believed is left out, as `forecastctl demand` and the
+    // planner leave it out; the comparison with `replay` then shows it.
+    let (k, t, v) = (
+        kafka.clone(),
+        topics.topic_demand.clone(),
+        believed.demand.clone(),
+    );
+    let read = move || read_to_end(&k, &t, &v, Duration::from_secs(10)).map(|(v, ..)| v.rows(None));
     let (rows, equal) = read_until(Duration::from_secs(60), token, read, |rows| {
         *rows == expected
     })
@@ -81,9 +89,10 @@ pub(super) async fn show(
         );
     }
     // Demand by licence status, as the live pipeline published it.
-    let (k, t) = (kafka.clone(), topics.clone());
+    let (k, t, b) = (kafka.clone(), topics.clone(), believed.clone());
     let read = move || {
-        Ok(read_licences_to_end(&k, &t, Duration::from_secs(10))?
+        Ok(read_licences_to_end(&k, &t, &b, Duration::from_secs(10))?
+            .0
             .exposure(&forecast_planner::view::DemandFilter::default()))
     };
     let (e, equal) = read_until(Duration::from_secs(30), token, read, |e| {
