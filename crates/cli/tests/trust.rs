@@ -351,14 +351,6 @@ fn a_demand_snapshot_no_aggregator_attested_is_not_shown() {
 
     // Believed, the same tombstone erases the customer's demand: what the
     // check above keeps out.
-    let mut insecure = args.clone();
-    insecure.push("--insecure-no-attestation".into());
-    let out = run(&insecure);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let believed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let believed = p.demand_with(&["--insecure-no-attestation"]);
     assert_ne!(believed, before);
 }
