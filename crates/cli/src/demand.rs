@@ -77,12 +77,11 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     let kafka = args.kafka.clone();
     let topic = args.topics.topic_demand.clone();
     let timeout = Duration::from_secs(args.timeout_secs);
-    let verifier = believed.demand;
-    let (mut view, reader, unbelieved, verifier) = tokio::task::spawn_blocking(move || {
-        read_to_end(&kafka, &topic, &verifier, timeout).map(|(v, r, u)| (v, r, u, verifier))
-    })
-    .await??;
-    warn_unbelieved(&unbelieved, 0);
+    let verifier = Arc::new(believed.demand);
+    let v = verifier.clone();
+    let (mut view, reader, unbelieved) =
+        tokio::task::spawn_blocking(move || read_to_end(&kafka, &topic, &v, timeout)).await??;
+    warn_unbelieved(&unbelieved);
     let mut changes = 0u64;
     print_demand(&view, args, changes)?;
     if !args.watch {
@@ -90,21 +89,13 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     }
     // Follow: print again after each batch of changes.
     let reader = Arc::new(reader);
-    let verifier = Arc::new(verifier);
-    let mut unbelieved = unbelieved;
     loop {
-        let before = unbelieved.count;
-        let (r, v, mut u) = (
-            reader.clone(),
-            verifier.clone(),
-            std::mem::take(&mut unbelieved),
-        );
-        let (batch, u) = tokio::select! {
+        let (r, v) = (reader.clone(), verifier.clone());
+        let (batch, unbelieved) = tokio::select! {
             _ = token.cancelled() => return Ok(()),
-            b = tokio::task::spawn_blocking(move || next_changes(&r, &v, &mut u).map(|b| (b, u))) => b??,
+            b = tokio::task::spawn_blocking(move || next_changes(&r, &v)) => b??,
         };
-        unbelieved = u;
-        warn_unbelieved(&unbelieved, before);
+        warn_unbelieved(&unbelieved);
         let mut changed = false;
         for (k, v) in &batch {
             if apply(&mut view, k, v.as_deref()) {
@@ -118,11 +109,9 @@ pub async fn demand(args: &DemandArgs, token: CancellationToken) -> anyhow::Resu
     }
 }
 
-/// Tells the user about records skipped since `before` of them were.
-fn warn_unbelieved(unbelieved: &Unbelieved, before: u64) {
-    if unbelieved.count > before
-        && let Some(warning) = unbelieved.warning()
-    {
+/// Tells the user about the records a read skipped, if any.
+fn warn_unbelieved(unbelieved: &Unbelieved) {
+    if let Some(warning) = unbelieved.warning() {
         eprintln!("warning: {warning}");
     }
 }
@@ -139,7 +128,7 @@ async fn by_licence(args: &DemandArgs, believed: Believed) -> anyhow::Result<()>
         forecast_planner::demand::read_licences_to_end(&kafka, &topics, &believed, timeout)
     })
     .await??;
-    warn_unbelieved(&unbelieved, 0);
+    warn_unbelieved(&unbelieved);
     let exposure = view.exposure(&forecast_planner::view::DemandFilter {
         customer: args.customer.clone(),
         ..Default::default()

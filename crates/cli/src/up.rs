@@ -134,6 +134,8 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
         Some(_) => (policy, args.examples.clone()),
         None => keys::sign_examples(policy, &args.examples)?,
     };
+    // The signed copy is the run's own file.
+    let _signed = (examples != args.examples).then(|| Removed(examples.clone()));
     let supply = forecast_planner::supply::load(&args.supply)
         .map_err(|e| anyhow::anyhow!("{e} (see --supply)"))?;
     let tasks = start::start(start::Run {
@@ -210,9 +212,6 @@ pub async fn up(args: &UpArgs, token: CancellationToken) -> anyhow::Result<()> {
     let result = supervised.await?;
     // The broker last: the services flush and commit to it on the way out.
     drop(broker);
-    if examples != args.examples {
-        let _ = std::fs::remove_file(&examples);
-    }
     result
 }
 

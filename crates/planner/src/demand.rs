@@ -126,13 +126,14 @@ pub type DemandRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Reads what `reader` (as [`read_to_end`] left it) receives next: up to
 /// 10,000 records, waiting up to 500 ms for the first; those `verifier`
-/// does not believe are counted in `unbelieved` and skipped. Blocking.
+/// does not believe are skipped, and counted in the batch's [`Unbelieved`].
+/// Blocking.
 pub fn next_changes(
     reader: &BaseConsumer,
     verifier: &Verifier,
-    unbelieved: &mut Unbelieved,
-) -> anyhow::Result<Vec<DemandRecord>> {
+) -> anyhow::Result<(Vec<DemandRecord>, Unbelieved)> {
     let mut got = Vec::new();
+    let mut unbelieved = Unbelieved::default();
     let mut polled = 0;
     while let Some(m) = reader.poll(Duration::from_millis(if polled == 0 { 500 } else { 0 })) {
         let m = m?;
@@ -148,5 +149,5 @@ pub fn next_changes(
             break;
         }
     }
-    Ok(got)
+    Ok((got, unbelieved))
 }
