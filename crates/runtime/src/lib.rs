@@ -10,6 +10,7 @@
 //! - [`telemetry`]: tracing set-up;
 //! - [`metrics`], [`http`]: OpenMetrics metrics, `/healthz`, `/readyz`;
 //! - [`inflight`]: records in flight until their outputs are acknowledged;
+//! - [`parallel`]: per-record work of a batch on every core, in order;
 //! - [`failure`]: an error's domain (bad data, broker, internal), its
 //!   hint and its exit code;
 //! - [`delivery`]: a failed delivery, with its domain;
@@ -28,6 +29,7 @@ pub mod group;
 pub mod http;
 pub mod inflight;
 pub mod metrics;
+pub mod parallel;
 pub mod shutdown;
 pub mod supervise;
 pub mod table;

@@ -72,6 +72,24 @@ pub fn attested<'a>(
     record
 }
 
+/// The value [`attested`] would append as [`ATTESTATION`] to a record to
+/// `topic` with `key` and `value` whose headers of the pipeline's namespace
+/// are `covered`, in order (headers outside it are not covered): worked out
+/// before the record is made, on any thread, and appended after every other
+/// header, so that the header list is built once.
+pub fn attestation(
+    attester: &Attester,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    covered: &[(&str, &[u8])],
+) -> String {
+    attester.attest(
+        Covered { topic, key, value },
+        covered.iter().map(|&(name, v)| (name, Some(v))),
+    )
+}
+
 /// Whether `verifier` believes `m`: the role whose key attested it, or
 /// why not (with attestation off, `Ok(None)`).
 pub fn verify(m: &BorrowedMessage<'_>, verifier: &Verifier) -> Result<Option<Role>, Unattested> {
@@ -113,6 +131,11 @@ pub fn headers_with(m: &BorrowedMessage<'_>, added: &[(&str, &[u8])]) -> OwnedHe
         }
     }
     appended(out, added)
+}
+
+/// Headers `added` (key, value), in order.
+pub fn only(added: &[(&str, &[u8])]) -> OwnedHeaders {
+    appended(OwnedHeaders::new_with_capacity(added.len()), added)
 }
 
 /// `out` followed by `added` (key, value) in order.
@@ -243,7 +266,7 @@ pub async fn send_refused(
         "the broker refused this record's outputs; the record stays on its topic at the offset given"
             .as_bytes(),
     ));
-    let out = appended(OwnedHeaders::new(), &added);
+    let out = only(&added);
     let record = attested(
         FutureRecord::to(how.dead_letters).headers(out),
         how.attester,
@@ -252,4 +275,50 @@ pub async fn send_refused(
     metrics.record_out(Output::Rejected);
     metrics.dead_letter(how.stage);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use forecast_model::Timestamp;
+    use forecast_model::attest::{StageKeyEntry, StageKeys};
+    use rdkafka::message::Headers as _;
+
+    use super::*;
+
+    #[test]
+    fn an_attestation_made_ahead_is_the_one_attested_appends() {
+        let entry = StageKeyEntry::generate(Role::Validator, Timestamp::from_millis(0)).unwrap();
+        let keys = StageKeys::from_text(&entry.line(), "test keys").unwrap();
+        let attester = keys.attester(Role::Validator, Timestamp::now()).unwrap();
+        let covered: &[(&str, &[u8])] = &[(POLICY_VERSION, b"v1"), (SOURCE, b"s/0/7")];
+        // A customer's own header first, as `headers_with` passes it on:
+        // not covered, so the same mark.
+        let mut all: Vec<(&str, &[u8])> = vec![("customer-trace", b"abc")];
+        all.extend_from_slice(covered);
+        let record = FutureRecord::<[u8], [u8]>::to("forecasts.validated")
+            .key(b"TENCENT/TCT-1".as_slice())
+            .payload(b"value".as_slice())
+            .headers(only(&all));
+        let record = attested(record, Some(&attester));
+        let headers = record.headers.expect("headers");
+        let last = headers.get(headers.count() - 1);
+        assert_eq!(last.key, ATTESTATION);
+        let ahead = attestation(
+            &attester,
+            "forecasts.validated",
+            Some(b"TENCENT/TCT-1"),
+            Some(b"value"),
+            covered,
+        );
+        assert_eq!(last.value, Some(ahead.as_bytes()));
+        // And it covers what it says: another value, another mark.
+        let other = attestation(
+            &attester,
+            "forecasts.validated",
+            Some(b"TENCENT/TCT-1"),
+            Some(b"valuE"),
+            covered,
+        );
+        assert_ne!(other, ahead);
+    }
 }

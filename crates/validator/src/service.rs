@@ -30,6 +30,7 @@ use forecast_runtime::inflight::{
     Batch, BatchProducer, FlightArgs, Handler, Refused, Service, SideInput, batch_producer,
 };
 use forecast_runtime::metrics::{Metrics, Output};
+use forecast_runtime::parallel;
 use forecast_stage::headers;
 use forecast_stage::metrics::Counts as _;
 use forecast_stage::side::{self, SideTopic};
@@ -39,7 +40,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
-use crate::judge::{Judged, Validator};
+use crate::judge::Validator;
 
 mod outputs;
 
@@ -126,7 +127,7 @@ pub async fn run(
         attester: attester.as_ref(),
         pending: None,
         prepared: std::collections::VecDeque::new(),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: parallel::threads(),
         spare: None,
         warned_create_time: false,
     };
@@ -205,10 +206,10 @@ struct Validate<'a> {
     metrics: &'a Metrics,
     /// What attests every record it writes (`None`: attestation off).
     attester: Option<&'a Attester>,
-    /// Records of the batch judged ahead, on every core, by their
-    /// (partition, offset), in order.
-    prepared: std::collections::VecDeque<((i32, i64), Judged)>,
-    /// Threads `prepare` judges on.
+    /// What the batch's records made, worked out ahead on every core, by
+    /// their (partition, offset), in order.
+    prepared: std::collections::VecDeque<((i32, i64), Made)>,
+    /// Threads `prepare` works on.
     threads: usize,
     /// The last decoded document, decoded into again by the next record.
     spare: Option<Box<ForecastDocument>>,
@@ -216,123 +217,201 @@ struct Validate<'a> {
     warned_create_time: bool,
 }
 
-/// Fewest records of a batch judged ahead on several threads: below it,
-/// starting them costs more than they save.
-const PREPARE_MIN: usize = 16;
+/// A consumed record as [`make`] reads it: what a thread other than the
+/// consume loop's may hold.
+struct Seen<'m> {
+    topic: &'m str,
+    partition: i32,
+    offset: i64,
+    timestamp: rdkafka::Timestamp,
+    key: Option<&'m [u8]>,
+    payload: &'m [u8],
+}
+
+impl<'m> Seen<'m> {
+    fn of(m: &'m BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp(),
+            key: m.key(),
+            payload: m.payload().unwrap_or_default(),
+        }
+    }
+}
+
+/// What the validator makes of one record: its verdict, its outputs and
+/// the attestations of the forwarded document and of the verdict.
+struct Made {
+    verdict: forecast_model::Verdict,
+    outputs: Outputs,
+    /// The forwarded document's attestation (`None`: not forwarded, or
+    /// attestation off).
+    forward_attestation: Option<String>,
+    /// The audit record's attestation (`None`: attestation off).
+    audit_attestation: Option<String>,
+}
+
+/// What [`make`] needs besides the record: the same for the whole batch,
+/// shared by the threads that work it out.
+#[derive(Clone, Copy)]
+struct Maker<'a> {
+    validator: &'a Validator,
+    registry: &'a Registry,
+    max_record_bytes: usize,
+    attester: Option<&'a Attester>,
+    topics: &'a TopicArgs,
+}
+
+/// Judges `seen` and makes its outputs, attested: a pure function of the
+/// record (its verdict's time is the record's own), so the batch's records
+/// can be made on any thread, in any order, and `replay` agrees.
+fn make(maker: &Maker<'_>, seen: &Seen<'_>, spare: &mut Option<Box<ForecastDocument>>) -> Made {
+    let Maker {
+        validator,
+        registry,
+        max_record_bytes,
+        attester,
+        topics,
+    } = *maker;
+    let source = SourceCoordinates {
+        topic: seen.topic.to_owned(),
+        partition: seen.partition,
+        offset: seen.offset,
+    };
+    let broker_time = seen.timestamp.to_millis().map(Timestamp::from_millis);
+    let mut judged =
+        validator.judge_framed_reusing(seen.payload, registry, max_record_bytes, spare);
+    if let Some(at) = broker_time {
+        validator.check_received_at(&mut judged, at);
+    }
+    let verdict = validator.verdict(
+        &judged,
+        broker_time.unwrap_or_else(Timestamp::now),
+        Some(source.clone()),
+    );
+    let outputs = outputs(&judged, &verdict, &source);
+    judged.recycle(spare);
+    let (forward_attestation, audit_attestation) = match attester {
+        None => (None, None),
+        Some(attester) => (
+            outputs.forward.as_ref().map(|forward| {
+                headers::attestation(
+                    attester,
+                    &topics.topic_validated,
+                    Some(forward.key.as_bytes()),
+                    Some(seen.payload),
+                    &forward.added(),
+                )
+            }),
+            Some(headers::attestation(
+                attester,
+                &topics.topic_audit,
+                outputs.audit.key.as_deref().map(str::as_bytes).or(seen.key),
+                Some(&outputs.audit.value),
+                &[],
+            )),
+        ),
+    };
+    Made {
+        verdict,
+        outputs,
+        forward_attestation,
+        audit_attestation,
+    }
+}
+
+impl Validate<'_> {
+    fn maker(&self) -> Maker<'_> {
+        Maker {
+            validator: &self.validator,
+            registry: self.registry,
+            max_record_bytes: self.args.max_record_bytes,
+            attester: self.attester,
+            topics: self.topics,
+        }
+    }
+}
 
 impl Handler for Validate<'_> {
-    /// With signatures looked at (58 µs of CPU each, where the rules take
-    /// about 1.3), judges the batch's records on every core, each as
-    /// `handle` would (the same strict check: live and `replay` agree on
-    /// every signature); `handle` then takes them in order. The rest of
-    /// the record's handling stays in order on the consume loop.
+    /// With signatures looked at (58 µs of CPU each, where the rest of a
+    /// record's making takes about 4), makes the batch's records on every
+    /// core, each as `handle` would (the same strict check, so live and
+    /// `replay` agree on every signature); `handle` then sends what they
+    /// made, in order, on the consume loop. Unsigned, `handle` makes each
+    /// record itself: spreading them changed nothing measurable
+    /// (docs/performance.md).
     fn prepare(&mut self, records: &[BorrowedMessage<'_>]) {
         self.prepared.clear();
         if self.threads < 2
-            || records.len() < PREPARE_MIN
+            || records.len() < parallel::WORTH_SPREADING
             || self.validator.policy().signatures() == crate::policy::SignatureMode::Off
         {
             return;
         }
-        let (validator, registry, limit) =
-            (&self.validator, self.registry, self.args.max_record_bytes);
-        let work: Vec<((i32, i64), &[u8])> = records
+        let maker = self.maker();
+        let seen: Vec<Seen<'_>> = records.iter().map(Seen::of).collect();
+        // A helper that panicked: `handle` makes those records again, on
+        // this thread, where the panic stops the service.
+        let made = parallel::map(&seen, self.threads, |seen, spare| make(&maker, seen, spare))
+            .unwrap_or_default();
+        self.prepared = seen
             .iter()
-            .map(|m| ((m.partition(), m.offset()), m.payload().unwrap_or_default()))
+            .map(|s| (s.partition, s.offset))
+            .zip(made)
             .collect();
-        let chunk = work.len().div_ceil(self.threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = work
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut spare = None;
-                        part.iter()
-                            .map(|(at, payload)| {
-                                let judged = validator
-                                    .judge_framed_reusing(payload, registry, limit, &mut spare);
-                                (*at, judged)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for part in parts {
-                match part.join() {
-                    Ok(judged) => self.prepared.extend(judged),
-                    // A judge that panicked: `handle` judges those again,
-                    // on this thread, where the panic stops the service.
-                    Err(_) => self.prepared.clear(),
-                }
-            }
-        });
     }
 
-    /// Judges one record and enqueues its outputs.
+    /// Sends what one record made.
     async fn handle(&mut self, m: &BorrowedMessage<'_>, batch: &mut Batch) -> anyhow::Result<()> {
+        let at = (m.partition(), m.offset());
+        let made = match self.prepared.front() {
+            Some((p, _)) if *p == at => self.prepared.pop_front().map(|(_, made)| made),
+            _ => None,
+        };
+        let made = match made {
+            Some(made) => made,
+            None => {
+                let mut spare = self.spare.take();
+                let made = make(&self.maker(), &Seen::of(m), &mut spare);
+                self.spare = spare;
+                made
+            }
+        };
+        if !self.warned_create_time
+            && matches!(m.timestamp(), rdkafka::Timestamp::CreateTime(_))
+            && self.validator.policy().signatures() == crate::policy::SignatureMode::Required
+        {
+            self.warned_create_time = true;
+            tracing::warn!(
+                topic = m.topic(),
+                "records carry the producer's clock (CreateTime), so the submitted_at skew check trusts the sender; set message.timestamp.type=LogAppendTime on the topic (forecastctl topics create does; tansu ignores it)"
+            );
+        }
         let Validate {
-            ref validator,
-            lists: _,
-            pending: _,
-            registry,
             producer,
             topics,
-            args,
             metrics,
             attester,
-            ref mut prepared,
-            threads: _,
-            ref mut spare,
-            ref mut warned_create_time,
+            ..
         } = *self;
-        let payload = m.payload().unwrap_or_default();
-        let source = SourceCoordinates {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-        };
-        let decided_at = m
-            .timestamp()
-            .to_millis()
-            .map_or_else(Timestamp::now, Timestamp::from_millis);
-        let at = (m.partition(), m.offset());
-        let mut judged = match prepared.front() {
-            Some((p, _)) if *p == at => prepared.pop_front().map(|(_, j)| j),
-            _ => None,
-        }
-        .unwrap_or_else(|| {
-            validator.judge_framed_reusing(payload, registry, args.max_record_bytes, spare)
-        });
-        if let Some(broker_time) = m.timestamp().to_millis() {
-            let required =
-                validator.policy().signatures() == crate::policy::SignatureMode::Required;
-            if required
-                && !*warned_create_time
-                && matches!(m.timestamp(), rdkafka::Timestamp::CreateTime(_))
-            {
-                *warned_create_time = true;
-                tracing::warn!(
-                    topic = m.topic(),
-                    "records carry the producer's clock (CreateTime), so the submitted_at skew check trusts the sender; set message.timestamp.type=LogAppendTime on the topic (forecastctl topics create does; tansu ignores it)"
-                );
-            }
-            validator.check_received_at(&mut judged, Timestamp::from_millis(broker_time));
-        }
-        let verdict = validator.verdict(&judged, decided_at, Some(source.clone()));
-        let out = outputs(&judged, &verdict, &source);
+        let Made {
+            verdict,
+            outputs: out,
+            forward_attestation,
+            audit_attestation,
+        } = made;
         if let Some(forward) = &out.forward {
-            let added: Vec<(&str, &[u8])> = forward
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_bytes()))
-                .collect();
+            let mut added = forward.added();
+            if let Some(mark) = &forward_attestation {
+                added.push((headers::ATTESTATION, mark.as_bytes()));
+            }
             let record = FutureRecord::to(&topics.topic_validated)
                 .key(forward.key.as_bytes())
-                .payload(payload)
+                .payload(m.payload().unwrap_or_default())
                 .headers(headers::headers_with(m, &added));
-            batch
-                .send(producer, headers::attested(record, attester))
-                .await?;
+            batch.send(producer, record).await?;
             metrics.record_out(Output::Validated);
         }
         if let Some(letter) = &out.dead_letter {
@@ -353,17 +432,17 @@ impl Handler for Validate<'_> {
             metrics.record_out(Output::Rejected);
             metrics.rejected(&verdict.codes);
             metrics.dead_letter(letter.stage);
-            tracing::debug!(offset = source.offset, partition = source.partition, codes = %letter.codes, "rejected");
+            tracing::debug!(offset = m.offset(), partition = m.partition(), codes = %letter.codes, "rejected");
         }
         let mut record = FutureRecord::to(&topics.topic_audit).payload(out.audit.value.as_slice());
         if let Some(key) = out.audit.key.as_deref().map(str::as_bytes).or(m.key()) {
             record = record.key(key);
         }
-        batch
-            .send(producer, headers::attested(record, attester))
-            .await?;
+        if let Some(mark) = &audit_attestation {
+            record = record.headers(headers::only(&[(headers::ATTESTATION, mark.as_bytes())]));
+        }
+        batch.send(producer, record).await?;
         metrics.record_out(Output::Audit);
-        judged.recycle(spare);
         Ok(())
     }
 

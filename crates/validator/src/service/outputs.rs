@@ -29,6 +29,16 @@ pub struct Forward {
     pub headers: [(&'static str, String); 4],
 }
 
+impl Forward {
+    /// The headers the forwarded record gets besides the record's own, as
+    /// (name, value), in order, with room for the attestation after them.
+    pub fn added(&self) -> Vec<(&'static str, &[u8])> {
+        let mut added = Vec::with_capacity(self.headers.len() + 1);
+        added.extend(self.headers.iter().map(|(k, v)| (*k, v.as_bytes())));
+        added
+    }
+}
+
 /// Why a record is dead-lettered (the record itself goes whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
