@@ -463,3 +463,105 @@ impl Handler for Validate<'_> {
         headers::send_refused(batch, self.producer, self.metrics, topic, refused, &how).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use forecast_model::attest::{Role, StageKeyEntry, StageKeys, Verifier};
+    use forecast_model::{Outcome, fixtures, wire};
+
+    use super::*;
+    use crate::Policy;
+
+    /// A record of the submitted topic at `offset` holding `payload`.
+    fn seen(offset: i64, payload: &[u8]) -> Seen<'_> {
+        Seen {
+            topic: "forecasts.submitted",
+            partition: 1,
+            offset,
+            timestamp: rdkafka::Timestamp::LogAppendTime(1_780_000_000_000 + offset),
+            key: Some(b"submitted-key"),
+            payload,
+        }
+    }
+
+    #[test]
+    fn what_make_attests_is_what_the_aggregator_believes_on_any_thread() {
+        let entry = StageKeyEntry::generate(Role::Validator, Timestamp::from_millis(0)).unwrap();
+        let keys = StageKeys::from_text(&entry.line(), "test keys").unwrap();
+        let attester = keys.attester(Role::Validator, Timestamp::now()).unwrap();
+        let verifier = Verifier::new("the validator", keys.checks(&[Role::Validator]));
+        let (validator, topics) = (Validator::new(Policy::default()), TopicArgs::default());
+        let maker = Maker {
+            validator: &validator,
+            registry: Registry::embedded(),
+            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
+            attester: Some(&attester),
+            topics: &topics,
+        };
+        // Accepted documents and undecodable ones, alternated.
+        let payloads: Vec<Vec<u8>> = (0..40)
+            .map(|i| match i % 2 {
+                0 => wire::encode_document(&fixtures::twelve_line_document(
+                    &format!("TCT-{i}"),
+                    "TENCENT",
+                )),
+                _ => b"not avro".to_vec(),
+            })
+            .collect();
+        let records: Vec<Seen<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| seen(i as i64, p))
+            .collect();
+        let spread = parallel::map(&records, 3, |s, spare| make(&maker, s, spare)).unwrap();
+        let mut spare = None;
+        for (record, made) in records.iter().zip(&spread) {
+            // The same as made alone, on this thread.
+            let alone = make(&maker, record, &mut spare);
+            assert_eq!(made.verdict, alone.verdict);
+            assert_eq!(made.outputs, alone.outputs);
+            assert_eq!(made.forward_attestation, alone.forward_attestation);
+            assert_eq!(made.audit_attestation, alone.audit_attestation);
+            let at = Some(Timestamp::from_millis(1_780_000_000_000 + record.offset));
+            // The audit record as `handle` writes it verifies.
+            let audit = &made.outputs.audit;
+            let mark = made.audit_attestation.as_deref().unwrap().as_bytes();
+            let covered = forecast_model::attest::Covered {
+                topic: &topics.topic_audit,
+                key: audit.key.as_deref().map(str::as_bytes).or(record.key),
+                value: Some(&audit.value),
+            };
+            let list = [(headers::ATTESTATION, Some(mark))];
+            assert_eq!(
+                verifier.verify(covered, list.iter().copied(), at),
+                Ok(Some(Role::Validator))
+            );
+            match &made.outputs.forward {
+                Some(forward) => {
+                    assert_eq!(made.verdict.outcome, Outcome::Accepted);
+                    // The forwarded record's headers, a customer's own first.
+                    let mark = made.forward_attestation.as_deref().unwrap().as_bytes();
+                    let mut list = vec![("customer-trace", Some(b"x".as_slice()))];
+                    list.extend(forward.added().into_iter().map(|(k, v)| (k, Some(v))));
+                    list.push((headers::ATTESTATION, Some(mark)));
+                    let covered = forecast_model::attest::Covered {
+                        topic: &topics.topic_validated,
+                        key: Some(forward.key.as_bytes()),
+                        value: Some(record.payload),
+                    };
+                    assert_eq!(
+                        verifier.verify(covered, list.iter().copied(), at),
+                        Ok(Some(Role::Validator))
+                    );
+                    // A verdict field changed after the fact does not.
+                    list[1].1 = Some(b"FORGED");
+                    assert!(verifier.verify(covered, list.iter().copied(), at).is_err());
+                }
+                None => {
+                    assert_eq!(made.verdict.outcome, Outcome::Rejected);
+                    assert_eq!(made.forward_attestation, None);
+                }
+            }
+        }
+    }
+}
