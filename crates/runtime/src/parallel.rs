@@ -1,7 +1,7 @@
 //! Per-record work of a batch spread over the cores, its results in the
-//! records' order: what a stage works out for each record on its own (the
-//! validator's verdicts and attestations, the aggregator's checks of them)
-//! before the consume loop sends, in order, what it made.
+//! records' order: what a stage works out for each record on its own
+//! before the consume loop sends, in order, what it made (the validator's
+//! making of signed records: signature, verdict, outputs, attestations).
 
 /// Fewest records of a batch worth spreading over threads: below it,
 /// starting them costs more than they save.

@@ -75,8 +75,9 @@ pub fn attested<'a>(
 /// The value [`attested`] would append as [`ATTESTATION`] to a record to
 /// `topic` with `key` and `value` whose headers of the pipeline's namespace
 /// are `covered`, in order (headers outside it are not covered): worked out
-/// before the record is made, on any thread, and appended after every other
-/// header, so that the header list is built once.
+/// before the record is made, on any thread, from the (name, value) pairs
+/// themselves rather than read back from librdkafka's header list; append
+/// it after every other header.
 pub fn attestation(
     attester: &Attester,
     topic: &str,
