@@ -553,7 +553,11 @@ mod tests {
                         verifier.verify(covered, list.iter().copied(), at),
                         Ok(Some(Role::Validator))
                     );
-                    // A verdict field changed after the fact does not.
+                    // A verdict field left off as empty, added after the
+                    // fact, does not verify; nor does one changed.
+                    let mut added = list.clone();
+                    added.insert(1, (headers::WARNINGS, Some(b"FORGED")));
+                    assert!(verifier.verify(covered, added.iter().copied(), at).is_err());
                     list[1].1 = Some(b"FORGED");
                     assert!(verifier.verify(covered, list.iter().copied(), at).is_err());
                 }
@@ -561,6 +565,88 @@ mod tests {
                     assert_eq!(made.verdict.outcome, Outcome::Rejected);
                     assert_eq!(made.forward_attestation, None);
                 }
+            }
+        }
+    }
+
+    /// Signed submissions made on helper threads, as `prepare` makes them,
+    /// get the verdicts they get alone: valid signatures accepted, forged
+    /// ones (another key under the registered id, content changed after
+    /// signing) rejected as SIGNATURE_INVALID, whatever thread judged them.
+    #[test]
+    fn forged_signatures_are_rejected_on_every_thread_as_alone() {
+        use forecast_model::RuleCode;
+        use forecast_model::signing::{Signer, SigningKey};
+        let signer = Signer::new(SigningKey::from_bytes(&[7; 32]), None);
+        let forger = Signer::new(SigningKey::from_bytes(&[9; 32]), None);
+        let keys = crate::KeyRegistry::from_entries(vec![crate::KeyEntry::for_signer(
+            &signer,
+            "TENCENT",
+            Timestamp::from_millis(0),
+            None,
+        )])
+        .unwrap();
+        let validator = Validator::new(Policy::default().with_key_registry(keys).unwrap());
+        let topics = TopicArgs::default();
+        let maker = Maker {
+            validator: &validator,
+            registry: Registry::embedded(),
+            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
+            attester: None,
+            topics: &topics,
+        };
+        // Well over `parallel::WORTH_SPREADING`: valid, forged, altered.
+        let documents: Vec<ForecastDocument> = (0..48)
+            .map(|i| {
+                let mut doc = fixtures::twelve_line_document(&format!("TCT-{i}"), "TENCENT");
+                match i % 3 {
+                    0 => signer.sign(&mut doc),
+                    1 => {
+                        forger.sign(&mut doc);
+                        // The forger claims the registered key's id.
+                        if let Some(signature) = doc.signature.as_mut() {
+                            signature.key_id = signer.key_id().to_owned();
+                        }
+                    }
+                    _ => {
+                        signer.sign(&mut doc);
+                        doc.lines[0].quantity += 1;
+                    }
+                }
+                doc
+            })
+            .collect();
+        let payloads: Vec<Vec<u8>> = documents.iter().map(wire::encode_document).collect();
+        let records: Vec<Seen<'_>> = documents
+            .iter()
+            .zip(&payloads)
+            .enumerate()
+            .map(|(i, (doc, p))| Seen {
+                timestamp: rdkafka::Timestamp::LogAppendTime(doc.submitted_at.millis()),
+                ..seen(i as i64, p)
+            })
+            .collect();
+        let spread = parallel::map(&records, 3, |s, spare| make(&maker, s, spare)).unwrap();
+        let mut spare = None;
+        for (i, (record, made)) in records.iter().zip(&spread).enumerate() {
+            let alone = make(&maker, record, &mut spare);
+            assert_eq!(made.verdict, alone.verdict);
+            assert_eq!(made.outputs, alone.outputs);
+            if i % 3 == 0 {
+                assert_eq!(
+                    made.verdict.outcome,
+                    Outcome::Accepted,
+                    "{:?}",
+                    made.verdict
+                );
+            } else {
+                assert_eq!(made.verdict.outcome, Outcome::Rejected);
+                assert!(
+                    made.verdict.codes.contains(&RuleCode::SignatureInvalid),
+                    "{:?}",
+                    made.verdict
+                );
+                assert_eq!(made.outputs.forward, None);
             }
         }
     }

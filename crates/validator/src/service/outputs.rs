@@ -32,9 +32,19 @@ pub struct Forward {
 impl Forward {
     /// The headers the forwarded record gets besides the record's own, as
     /// (name, value), in order, with room for the attestation after them.
+    /// One whose value is empty (no warnings, no restricted-party list
+    /// version) is left out: readers take a missing verdict header as
+    /// empty, and the attestation covers every `forecast.*` header present,
+    /// so one added afterwards fails it. Two headers fewer on most records
+    /// is less for librdkafka to copy, write and free on each side.
     pub fn added(&self) -> Vec<(&'static str, &[u8])> {
         let mut added = Vec::with_capacity(self.headers.len() + 1);
-        added.extend(self.headers.iter().map(|(k, v)| (*k, v.as_bytes())));
+        added.extend(
+            self.headers
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (*k, v.as_bytes())),
+        );
         added
     }
 }
@@ -157,6 +167,18 @@ mod tests {
         assert_eq!(
             forward.headers[2],
             (headers::SOURCE, "forecasts.submitted/2/41".into())
+        );
+        // No warnings, no list version: those headers are left off.
+        let names: Vec<&str> = forward.added().iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, [headers::POLICY_VERSION, headers::SOURCE]);
+        let mut warned = forward.clone();
+        warned.headers[1].1 = "DOC_EXPIRES_BEFORE_HORIZON_END".into();
+        assert_eq!(
+            warned.added()[1],
+            (
+                headers::WARNINGS,
+                b"DOC_EXPIRES_BEFORE_HORIZON_END".as_slice()
+            )
         );
         assert_eq!(out.dead_letter, None);
         assert_eq!(out.audit.key.as_deref(), Some("TENCENT/TCT-1"));
