@@ -51,13 +51,14 @@ pub(crate) fn unix_seconds() -> f64 {
 
 /// From the first record consumed to `target` records settled, by the
 /// stage's own clock (its first-record and last-processed times), looked
-/// at every `POLL`. The CPU time `cpu` is counted from the last look
+/// at every `POLL`. `cpu` gives the process's CPU seconds and seconds
+/// its threads waited for a core; both are counted from the last look
 /// before the first record to the look that finds `target` settled, so
-/// it takes in a little idle time rather than leave out work.
+/// they take in a little idle time rather than leave out work.
 pub(crate) fn time_until_processed(
     what: &str,
     progress: impl Fn() -> Progress,
-    cpu: impl Fn() -> f64,
+    cpu: impl Fn() -> [f64; 2],
     target: u64,
     timeout: Duration,
 ) -> anyhow::Result<Timed> {
@@ -85,7 +86,8 @@ pub(crate) fn time_until_processed(
             let last = if last > 0.0 { last } else { unix_seconds() };
             return Ok(Timed {
                 seconds: last - first,
-                cpu_seconds: cpu() - idle_cpu,
+                cpu_seconds: cpu_now[0] - idle_cpu[0],
+                wait_seconds: cpu_now[1] - idle_cpu[1],
             });
         }
         std::thread::sleep(POLL);

@@ -171,7 +171,7 @@ impl Service {
         time_until_processed(
             self.name,
             || self.progress(),
-            || cpu_seconds(self.child.id()),
+            || cpu_and_wait(self.child.id()),
             target,
             timeout,
         )
@@ -189,7 +189,7 @@ impl Service {
                     ..p
                 }
             },
-            || cpu_seconds(self.child.id()),
+            || cpu_and_wait(self.child.id()),
             target,
             timeout,
         )
@@ -238,6 +238,27 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
         .get(11)
         .zip(fields.get(12))
         .map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// Seconds the threads of process `pid` now alive have spent runnable but
+/// waiting for a core (the second field of `/proc/PID/task/TID/schedstat`,
+/// in nanoseconds): on two cores shared with the broker, what a stage
+/// loses to the others; 0 if unreadable.
+pub(crate) fn core_wait_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: f64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum();
+    nanos / 1e9
+}
+
+/// [`cpu_seconds`] and [`core_wait_seconds`] of `pid`.
+pub(crate) fn cpu_and_wait(pid: u32) -> [f64; 2] {
+    [cpu_seconds(pid), core_wait_seconds(pid)]
 }
 
 /// A field of `/proc/PID/status` given in kB (`VmRSS:`, `VmHWM:`), in

@@ -11,6 +11,8 @@ pub(crate) fn per_document(before: [f64; 4], after: [f64; 4], documents: usize) 
 pub(crate) struct Timed {
     pub(crate) seconds: f64,
     pub(crate) cpu_seconds: f64,
+    /// Seconds its threads waited for a core meanwhile.
+    pub(crate) wait_seconds: f64,
 }
 
 /// End-to-end latency at an offered load.
@@ -60,6 +62,9 @@ pub(crate) struct Throughput {
     /// CPU microseconds per document in (d): broker, validator,
     /// aggregator, harness.
     pub(crate) end_to_end_cpu_us: [f64; 4],
+    /// Microseconds per document the threads of the process doing (a),
+    /// (b), (c) waited for a core (runnable, another thread on it).
+    pub(crate) core_wait_us: [f64; 3],
 }
 
 impl Throughput {
@@ -78,6 +83,11 @@ impl Throughput {
             "aggregator_cpu_us_per_doc": self.aggregator_cpu_us,
             "planner_cpu_us_per_doc": self.planner_cpu_us,
             "end_to_end_cpu_us_per_doc": EndToEndCpu(self.end_to_end_cpu_us).json(),
+            "core_wait_us_per_doc": {
+                "passthrough": self.core_wait_us[0],
+                "validator": self.core_wait_us[1],
+                "aggregator": self.core_wait_us[2],
+            },
         })
     }
 }

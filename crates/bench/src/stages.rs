@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::probe::{
     Counts, POLL, Progress, records_in_topics, time_until_processed, unix_seconds, watch_demand,
 };
-use crate::procs::{Service, cpu_seconds, memory_taken};
+use crate::procs::{Service, cpu_and_wait, cpu_seconds, memory_taken};
 use crate::report::{Latency, Throughput, Timed, per_document, percentile};
 use crate::topics;
 use crate::workload::{AckClock, CUSTOMERS, Encoded, produce_all, twelve_lines, warm};
@@ -86,7 +86,7 @@ pub(crate) async fn passthrough(
                     processed: m.processed_total(),
                     span: m.span_seconds(),
                 },
-                || cpu_seconds(std::process::id()),
+                || cpu_and_wait(std::process::id()),
                 n as u64,
                 Duration::from_secs(600),
             )
@@ -197,6 +197,7 @@ impl Bench<'_> {
         drop(pl);
 
         let per_doc = |t: Timed, docs: u64| t.cpu_seconds * 1e6 / docs as f64;
+        let waited = |t: Timed, docs: u64| t.wait_seconds * 1e6 / docs as f64;
         Ok(Throughput {
             passthrough: n as f64 / a.seconds,
             validator: n as f64 / b.seconds,
@@ -211,6 +212,11 @@ impl Bench<'_> {
             aggregator_cpu_us: per_doc(c, accepted),
             planner_cpu_us: per_doc(e, n as u64),
             end_to_end_cpu_us,
+            core_wait_us: [
+                waited(a, n as u64),
+                waited(b, n as u64),
+                waited(c, accepted),
+            ],
         })
     }
 
