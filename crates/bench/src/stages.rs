@@ -196,8 +196,7 @@ impl Bench<'_> {
         let planner_rss_mib = pl.peak_rss_mib();
         drop(pl);
 
-        let per_doc = |t: Timed, docs: u64| t.cpu_seconds * 1e6 / docs as f64;
-        let waited = |t: Timed, docs: u64| t.wait_seconds * 1e6 / docs as f64;
+        let per_doc = |seconds: f64, docs: u64| seconds * 1e6 / docs as f64;
         Ok(Throughput {
             passthrough: n as f64 / a.seconds,
             validator: n as f64 / b.seconds,
@@ -207,15 +206,15 @@ impl Bench<'_> {
             validator_rss_mib,
             aggregator_rss_mib,
             planner_rss_mib,
-            passthrough_cpu_us: per_doc(a, n as u64),
-            validator_cpu_us: per_doc(b, n as u64),
-            aggregator_cpu_us: per_doc(c, accepted),
-            planner_cpu_us: per_doc(e, n as u64),
+            passthrough_cpu_us: per_doc(a.cpu_seconds, n as u64),
+            validator_cpu_us: per_doc(b.cpu_seconds, n as u64),
+            aggregator_cpu_us: per_doc(c.cpu_seconds, accepted),
+            planner_cpu_us: per_doc(e.cpu_seconds, n as u64),
             end_to_end_cpu_us,
             core_wait_us: [
-                waited(a, n as u64),
-                waited(b, n as u64),
-                waited(c, accepted),
+                per_doc(a.wait_seconds, n as u64),
+                per_doc(b.wait_seconds, n as u64),
+                per_doc(c.wait_seconds, accepted),
             ],
         })
     }

@@ -6,8 +6,8 @@ use rdkafka::Message as _;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
-use forecast_model::Stage;
 use forecast_model::attest::{Attester, Covered, Role, Unattested, Verifier};
+use forecast_model::{SourceCoordinates, Stage};
 
 use forecast_runtime::inflight::{Batch, BatchProducer, Refused};
 use forecast_runtime::metrics::{Metrics, Output};
@@ -35,6 +35,30 @@ pub const SCREENING_VERSION: &str = "forecast.screening.version";
 pub const WARNINGS: &str = "forecast.warnings";
 /// topic/partition/offset the validated record came from.
 pub const SOURCE: &str = "forecast.source";
+/// The value of [`SOURCE`]: `topic/partition/offset`, in one allocation
+/// of the right size (`format!` grows its string from nothing, for every
+/// record forwarded).
+pub fn source_value(at: &SourceCoordinates) -> String {
+    use std::fmt::Write as _;
+    // Room for the topic, two slashes, an i32 and an i64.
+    let mut value = String::with_capacity(at.topic.len() + 2 + 11 + 20);
+    // Writing to a String cannot fail.
+    let _ = write!(value, "{}/{}/{}", at.topic, at.partition, at.offset);
+    value
+}
+
+/// A [`source_value`] read back; `None` if `value` is not one.
+pub fn source_from(value: &str) -> Option<SourceCoordinates> {
+    let mut parts = value.rsplitn(3, '/');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    Some(SourceCoordinates {
+        topic: parts.next()?.to_owned(),
+        partition,
+        offset,
+    })
+}
+
 /// Set when a dead letter's value was too large to forward: why.
 pub const VALUE_OMITTED: &str = "forecast.errors.value.omitted";
 
@@ -285,6 +309,20 @@ mod tests {
     use rdkafka::message::Headers as _;
 
     use super::*;
+
+    #[test]
+    fn a_source_value_reads_back_as_the_coordinates_it_names() {
+        let at = SourceCoordinates {
+            topic: "forecasts.submitted".into(),
+            partition: 2,
+            offset: i64::MAX,
+        };
+        let value = source_value(&at);
+        assert_eq!(value, format!("forecasts.submitted/2/{}", i64::MAX));
+        assert_eq!(source_from(&value), Some(at));
+        assert_eq!(source_from("forecasts.submitted/2"), None);
+        assert_eq!(source_from("forecasts.submitted/x/7"), None);
+    }
 
     #[test]
     fn an_attestation_made_ahead_is_the_one_attested_appends() {

@@ -484,6 +484,36 @@ mod tests {
         }
     }
 
+    /// What makes records with `validator`, attesting with `attester`.
+    fn maker<'a>(
+        validator: &'a Validator,
+        topics: &'a TopicArgs,
+        attester: Option<&'a Attester>,
+    ) -> Maker<'a> {
+        Maker {
+            validator,
+            registry: Registry::embedded(),
+            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
+            attester,
+            topics,
+        }
+    }
+
+    /// `records` made on three threads, as `prepare` makes them, each the
+    /// same as the record made alone on this thread.
+    fn made_on_threads_as_alone(maker: &Maker<'_>, records: &[Seen<'_>]) -> Vec<Made> {
+        let spread = parallel::map(records, 3, |s, spare| make(maker, s, spare)).unwrap();
+        let mut spare = None;
+        for (record, made) in records.iter().zip(&spread) {
+            let alone = make(maker, record, &mut spare);
+            assert_eq!(made.verdict, alone.verdict);
+            assert_eq!(made.outputs, alone.outputs);
+            assert_eq!(made.forward_attestation, alone.forward_attestation);
+            assert_eq!(made.audit_attestation, alone.audit_attestation);
+        }
+        spread
+    }
+
     #[test]
     fn what_make_attests_is_what_the_aggregator_believes_on_any_thread() {
         let entry = StageKeyEntry::generate(Role::Validator, Timestamp::from_millis(0)).unwrap();
@@ -491,13 +521,7 @@ mod tests {
         let attester = keys.attester(Role::Validator, Timestamp::now()).unwrap();
         let verifier = Verifier::new("the validator", keys.checks(&[Role::Validator]));
         let (validator, topics) = (Validator::new(Policy::default()), TopicArgs::default());
-        let maker = Maker {
-            validator: &validator,
-            registry: Registry::embedded(),
-            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
-            attester: Some(&attester),
-            topics: &topics,
-        };
+        let maker = maker(&validator, &topics, Some(&attester));
         // Accepted documents and undecodable ones, alternated.
         let payloads: Vec<Vec<u8>> = (0..40)
             .map(|i| match i % 2 {
@@ -513,15 +537,8 @@ mod tests {
             .enumerate()
             .map(|(i, p)| seen(i as i64, p))
             .collect();
-        let spread = parallel::map(&records, 3, |s, spare| make(&maker, s, spare)).unwrap();
-        let mut spare = None;
+        let spread = made_on_threads_as_alone(&maker, &records);
         for (record, made) in records.iter().zip(&spread) {
-            // The same as made alone, on this thread.
-            let alone = make(&maker, record, &mut spare);
-            assert_eq!(made.verdict, alone.verdict);
-            assert_eq!(made.outputs, alone.outputs);
-            assert_eq!(made.forward_attestation, alone.forward_attestation);
-            assert_eq!(made.audit_attestation, alone.audit_attestation);
             let at = Some(Timestamp::from_millis(1_780_000_000_000 + record.offset));
             // The audit record as `handle` writes it verifies.
             let audit = &made.outputs.audit;
@@ -588,13 +605,7 @@ mod tests {
         .unwrap();
         let validator = Validator::new(Policy::default().with_key_registry(keys).unwrap());
         let topics = TopicArgs::default();
-        let maker = Maker {
-            validator: &validator,
-            registry: Registry::embedded(),
-            max_record_bytes: forecast_kafka::DEFAULT_MAX_RECORD_BYTES,
-            attester: None,
-            topics: &topics,
-        };
+        let maker = maker(&validator, &topics, None);
         // Well over `parallel::WORTH_SPREADING`: valid, forged, altered.
         let documents: Vec<ForecastDocument> = (0..48)
             .map(|i| {
@@ -626,12 +637,8 @@ mod tests {
                 ..seen(i as i64, p)
             })
             .collect();
-        let spread = parallel::map(&records, 3, |s, spare| make(&maker, s, spare)).unwrap();
-        let mut spare = None;
-        for (i, (record, made)) in records.iter().zip(&spread).enumerate() {
-            let alone = make(&maker, record, &mut spare);
-            assert_eq!(made.verdict, alone.verdict);
-            assert_eq!(made.outputs, alone.outputs);
+        let spread = made_on_threads_as_alone(&maker, &records);
+        for (i, made) in spread.iter().enumerate() {
             if i % 3 == 0 {
                 assert_eq!(
                     made.verdict.outcome,

@@ -145,12 +145,5 @@ impl Decoder {
 
 /// The submitted record a validated one came from (`topic/partition/offset`).
 pub(super) fn source_of(m: &BorrowedMessage<'_>) -> Option<SourceCoordinates> {
-    let mut parts = headers::value(m, headers::SOURCE)?.rsplitn(3, '/');
-    let offset = parts.next()?.parse().ok()?;
-    let partition = parts.next()?.parse().ok()?;
-    Some(SourceCoordinates {
-        topic: parts.next()?.to_owned(),
-        partition,
-        offset,
-    })
+    headers::source_from(headers::value(m, headers::SOURCE)?)
 }

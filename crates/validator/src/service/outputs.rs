@@ -70,22 +70,6 @@ pub struct Audit {
     pub value: Vec<u8>,
 }
 
-/// `topic/partition/offset`, the value of [`headers::SOURCE`], in one
-/// allocation of the right size (`format!` grows its string from nothing,
-/// for every record forwarded).
-fn source_header(source: &SourceCoordinates) -> String {
-    use std::fmt::Write as _;
-    // Room for the topic, two slashes, an i32 and an i64.
-    let mut value = String::with_capacity(source.topic.len() + 2 + 11 + 20);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        value,
-        "{}/{}/{}",
-        source.topic, source.partition, source.offset
-    );
-    value
-}
-
 /// The outputs of a record judged `judged`, whose verdict is `verdict`.
 pub fn outputs(judged: &Judged, verdict: &Verdict, source: &SourceCoordinates) -> Outputs {
     let (forward, dead_letter) = match (judged, verdict.outcome) {
@@ -96,7 +80,7 @@ pub fn outputs(judged: &Judged, verdict: &Verdict, source: &SourceCoordinates) -
                 headers: [
                     (headers::POLICY_VERSION, verdict.policy_version.clone()),
                     (headers::WARNINGS, warnings.join(",")),
-                    (headers::SOURCE, source_header(source)),
+                    (headers::SOURCE, headers::source_value(source)),
                     (
                         headers::SCREENING_VERSION,
                         verdict.screening_version.clone().unwrap_or_default(),
