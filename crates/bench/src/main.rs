@@ -272,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
     for r in 0..args.repeat {
         let f = bench.throughput(&format!("{run}-{r}")).await?;
         eprintln!(
-            "run {}: (a) {:.0} (b) {:.0} (c) {:.0} (d) {:.0} (e) {:.0} docs/s; b/a {:.2} c/a {:.2} d/a {:.2}; CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} (e) {:.1} us; waiting for a core per doc (a) {:.1} (b) {:.1} (c) {:.1} us",
+            "run {}: (a) {:.0} (b) {:.0} (c) {:.0} (d) {:.0} (e) {:.0} docs/s; b/a {:.2} c/a {:.2} d/a {:.2}; CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} (e) {:.1} us; waiting for a core per doc (a) {:.1} (b) {:.1} (c) {:.1} us; broker CPU per doc (a) {:.1} (b) {:.1} (c) {:.1} us",
             r + 1,
             f.passthrough,
             f.validator,
@@ -289,6 +289,9 @@ async fn main() -> anyhow::Result<()> {
             f.core_wait_us[0],
             f.core_wait_us[1],
             f.core_wait_us[2],
+            f.broker_cpu_us[0],
+            f.broker_cpu_us[1],
+            f.broker_cpu_us[2],
         );
         runs.push(f);
     }

@@ -51,14 +51,15 @@ pub(crate) fn unix_seconds() -> f64 {
 
 /// From the first record consumed to `target` records settled, by the
 /// stage's own clock (its first-record and last-processed times), looked
-/// at every `POLL`. `cpu` gives the process's CPU seconds and seconds
-/// its threads waited for a core; both are counted from the last look
-/// before the first record to the look that finds `target` settled, so
-/// they take in a little idle time rather than leave out work.
+/// at every `POLL`. `cpu` gives the process's CPU seconds, seconds its
+/// threads waited for a core, and the broker's CPU seconds; each is
+/// counted from the last look before the first record to the look that
+/// finds `target` settled, so they take in a little idle time rather than
+/// leave out work.
 pub(crate) fn time_until_processed(
     what: &str,
     progress: impl Fn() -> Progress,
-    cpu: impl Fn() -> [f64; 2],
+    cpu: impl Fn() -> [f64; 3],
     target: u64,
     timeout: Duration,
 ) -> anyhow::Result<Timed> {
@@ -88,6 +89,7 @@ pub(crate) fn time_until_processed(
                 seconds: last - first,
                 cpu_seconds: cpu_now[0] - idle_cpu[0],
                 wait_seconds: cpu_now[1] - idle_cpu[1],
+                broker_seconds: cpu_now[2] - idle_cpu[2],
             });
         }
         std::thread::sleep(POLL);

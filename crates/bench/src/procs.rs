@@ -52,6 +52,9 @@ pub(crate) struct Service {
     pub(crate) child: Child,
     pub(crate) http: String,
     pub(crate) name: &'static str,
+    /// The broker's process, whose CPU its timed figures take in too
+    /// (`None`: not started by the harness, or not asked for).
+    pub(crate) broker: Option<u32>,
 }
 
 impl Service {
@@ -123,7 +126,12 @@ impl Service {
                 forecastctl().display()
             )
         })?;
-        Ok(Service { child, http, name })
+        Ok(Service {
+            child,
+            http,
+            name,
+            broker: None,
+        })
     }
 
     /// The service's `/metrics` text ("" when it cannot be read).
@@ -162,6 +170,12 @@ impl Service {
         }
     }
 
+    /// Its timed figures also give what broker process `pid` took meanwhile.
+    pub(crate) fn with_broker(mut self, pid: Option<u32>) -> Self {
+        self.broker = pid;
+        self
+    }
+
     /// From the first record consumed to `target` records settled.
     pub(crate) fn time_until_processed(
         &self,
@@ -171,7 +185,7 @@ impl Service {
         time_until_processed(
             self.name,
             || self.progress(),
-            || cpu_and_wait(self.child.id()),
+            || usage(self.child.id(), self.broker),
             target,
             timeout,
         )
@@ -189,7 +203,7 @@ impl Service {
                     ..p
                 }
             },
-            || cpu_and_wait(self.child.id()),
+            || usage(self.child.id(), self.broker),
             target,
             timeout,
         )
@@ -256,9 +270,14 @@ pub(crate) fn core_wait_seconds(pid: u32) -> f64 {
     nanos / 1e9
 }
 
-/// [`cpu_seconds`] and [`core_wait_seconds`] of `pid`.
-pub(crate) fn cpu_and_wait(pid: u32) -> [f64; 2] {
-    [cpu_seconds(pid), core_wait_seconds(pid)]
+/// [`cpu_seconds`] and [`core_wait_seconds`] of `pid`, and the CPU
+/// seconds of `broker` (NaN: none).
+pub(crate) fn usage(pid: u32, broker: Option<u32>) -> [f64; 3] {
+    [
+        cpu_seconds(pid),
+        core_wait_seconds(pid),
+        broker.map_or(f64::NAN, cpu_seconds),
+    ]
 }
 
 /// A field of `/proc/PID/status` given in kB (`VmRSS:`, `VmHWM:`), in

@@ -13,6 +13,8 @@ pub(crate) struct Timed {
     pub(crate) cpu_seconds: f64,
     /// Seconds its threads waited for a core meanwhile.
     pub(crate) wait_seconds: f64,
+    /// CPU seconds of the broker meanwhile (NaN: not started here).
+    pub(crate) broker_seconds: f64,
 }
 
 /// End-to-end latency at an offered load.
@@ -65,6 +67,9 @@ pub(crate) struct Throughput {
     /// Microseconds per document the threads of the process doing (a),
     /// (b), (c) waited for a core (runnable, another thread on it).
     pub(crate) core_wait_us: [f64; 3],
+    /// CPU microseconds per document the broker took during (a), (b), (c)
+    /// (NaN when it was not started here, `--brokers`).
+    pub(crate) broker_cpu_us: [f64; 3],
 }
 
 impl Throughput {
@@ -87,6 +92,11 @@ impl Throughput {
                 "passthrough": self.core_wait_us[0],
                 "validator": self.core_wait_us[1],
                 "aggregator": self.core_wait_us[2],
+            },
+            "broker_cpu_us_per_doc": {
+                "passthrough": self.broker_cpu_us[0],
+                "validator": self.broker_cpu_us[1],
+                "aggregator": self.broker_cpu_us[2],
             },
         })
     }

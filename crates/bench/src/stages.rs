@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::probe::{
     Counts, POLL, Progress, records_in_topics, time_until_processed, unix_seconds, watch_demand,
 };
-use crate::procs::{Service, cpu_and_wait, cpu_seconds, memory_taken};
+use crate::procs::{Service, cpu_seconds, memory_taken, usage};
 use crate::report::{Latency, Throughput, Timed, per_document, percentile};
 use crate::topics;
 use crate::workload::{AckClock, CUSTOMERS, Encoded, produce_all, twelve_lines, warm};
@@ -44,9 +44,11 @@ impl Handler for Passthrough<'_> {
 }
 
 /// (a) consume -> produce unchanged, with the services' settings and loop,
-/// timed as the services are.
+/// timed as the services are, with what broker process `broker` took
+/// meanwhile.
 pub(crate) async fn passthrough(
     kafka: &KafkaArgs,
+    broker: Option<u32>,
     from: &str,
     to: &str,
     n: usize,
@@ -86,7 +88,7 @@ pub(crate) async fn passthrough(
                     processed: m.processed_total(),
                     span: m.span_seconds(),
                 },
-                || cpu_and_wait(std::process::id()),
+                || usage(std::process::id(), broker),
                 n as u64,
                 Duration::from_secs(600),
             )
@@ -148,10 +150,11 @@ impl Bench<'_> {
             layout,
         )
         .await?;
-        let a = passthrough(kafka, &t.topic_submitted, &pass_to, n).await?;
+        let a = passthrough(kafka, self.broker_pid, &t.topic_submitted, &pass_to, n).await?;
 
         // (b) validator alone
-        let v = Service::validator(kafka, &t, &format!("bv-{run}"), policy)?;
+        let v = Service::validator(kafka, &t, &format!("bv-{run}"), policy)?
+            .with_broker(self.broker_pid);
         let b = v.time_until_processed(n as u64, Duration::from_secs(600))?;
         let accepted = v
             .metric("forecast_records_out_total{service=\"validator\",output=\"validated\"}")
@@ -160,7 +163,7 @@ impl Bench<'_> {
         drop(v);
 
         // (c) aggregator alone, on the validated topic (b) wrote
-        let ag = Service::aggregator(kafka, &t, &format!("ba-{run}"))?;
+        let ag = Service::aggregator(kafka, &t, &format!("ba-{run}"))?.with_broker(self.broker_pid);
         let c = ag.time_until_processed(accepted, Duration::from_secs(600))?;
         let aggregator_rss_mib = ag.peak_rss_mib();
         drop(ag);
@@ -215,6 +218,11 @@ impl Bench<'_> {
                 per_doc(a.wait_seconds, n as u64),
                 per_doc(b.wait_seconds, n as u64),
                 per_doc(c.wait_seconds, accepted),
+            ],
+            broker_cpu_us: [
+                per_doc(a.broker_seconds, n as u64),
+                per_doc(b.broker_seconds, n as u64),
+                per_doc(c.broker_seconds, accepted),
             ],
         })
     }
