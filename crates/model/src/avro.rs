@@ -183,25 +183,36 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let bytes = self.string_bytes(what)?;
-        let s = std::str::from_utf8(bytes)
-            .map_err(|e| self.invalid(what, format!("not UTF-8: {e}")))?;
+        let s = self.utf8(what, bytes)?;
         self.pos += bytes.len();
         Ok(s)
+    }
+
+    /// `bytes` of the string `what` as text.
+    fn utf8<'b>(&self, what: &'static str, bytes: &'b [u8]) -> Result<&'b str, DecodeError> {
+        std::str::from_utf8(bytes).map_err(|e| self.invalid(what, format!("not UTF-8: {e}")))
     }
 
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
         self.str(what).map(str::to_owned)
     }
 
-    /// A string read into `s`, reusing its allocation.
+    /// A string read into `s`, reusing its allocation. Bytes equal to what
+    /// `s` holds (a document decoded into the one before it: the same
+    /// SKUs, quarters, names) are valid UTF-8 already and are left as they
+    /// are: no check, no copy.
     pub(crate) fn string_into(
         &mut self,
         what: &'static str,
         s: &mut String,
     ) -> Result<(), DecodeError> {
-        let v = self.str(what)?;
-        s.clear();
-        s.push_str(v);
+        let bytes = self.string_bytes(what)?;
+        if s.as_bytes() != bytes {
+            let v = self.utf8(what, bytes)?;
+            s.clear();
+            s.push_str(v);
+        }
+        self.pos += bytes.len();
         Ok(())
     }
 
@@ -390,6 +401,39 @@ mod tests {
                 (Ok(v), Some(expected)) => prop_assert_eq!((v, r.position(), r.canonical()), expected),
                 (Err(_), None) => {}
                 (got, expected) => prop_assert!(false, "read {:?}, the spec says {:?}", got, expected),
+            }
+        }
+
+        /// Reading into a string that already holds the same text, other
+        /// text or nothing gives what reading afresh gives: the text, or
+        /// the same error (not UTF-8, truncated), and the same position.
+        #[test]
+        fn a_string_read_into_another_reads_as_a_fresh_one(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(0xc3u8), Just(0xa9), Just(0xff), any::<u8>()],
+                0..8,
+            ),
+            before in prop_oneof![Just(String::new()), Just("a".to_owned()), Just("é".to_owned()), ".*"],
+            same in any::<bool>(),
+        ) {
+            let mut buf = Vec::new();
+            Writer::new(&mut buf).long(bytes.len() as i64);
+            buf.extend_from_slice(&bytes);
+            let before = match (same, std::str::from_utf8(&bytes)) {
+                (true, Ok(text)) => text.to_owned(),
+                _ => before,
+            };
+            let mut fresh = Reader::new(&buf);
+            let expected = fresh.str("s").map(str::to_owned);
+            let mut into = Reader::new(&buf);
+            let mut s = before.clone();
+            match (into.string_into("s", &mut s), expected) {
+                (Ok(()), Ok(text)) => {
+                    prop_assert_eq!(s, text);
+                    prop_assert_eq!(into.position(), buf.len());
+                }
+                (Err(got), Err(e)) => prop_assert_eq!(got.to_string(), e.to_string()),
+                (got, expected) => prop_assert!(false, "read {:?} into {:?}, afresh {:?}", got, before, expected),
             }
         }
 

@@ -315,3 +315,36 @@ fn roles_read_back_from_their_names_and_nothing_else() {
     }
     assert!("admin".parse::<Role>().unwrap_err().contains("not a role"));
 }
+
+/// The mark is `KEY_ID` and the standard base64 (padded) of HMAC-SHA256,
+/// under the key's secret, over the framed parts, computed here by hand:
+/// what other implementations of the format must give.
+#[test]
+fn a_stage_mark_is_the_base64_hmac_of_the_framed_record() {
+    let entry = validator_key();
+    let attester = keys_of(std::slice::from_ref(&entry))
+        .attester(Role::Validator, Timestamp::now())
+        .unwrap();
+    let framed = |b: &[u8]| [&[1u8][..], &(b.len() as u64).to_be_bytes(), b].concat();
+    let mut covered = b"forecast-attestation/1\0".to_vec();
+    for part in [
+        &b"forecasts.validated"[..],
+        b"TENCENT/TCT-1",
+        b"\x00\x00\x00\x00\x01value",
+        b"forecast.policy.version",
+        b"v1",
+        b"forecast.source",
+        b"forecasts.submitted/0/7",
+    ] {
+        covered.extend(framed(part));
+    }
+    let secret = BASE64.decode(&entry.secret).unwrap();
+    let mut mac = <Hmac<Sha256>>::new_from_slice(&secret).unwrap();
+    mac.update(&covered);
+    let expected = format!(
+        "{} {}",
+        entry.key_id,
+        BASE64.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(attester.attest(RECORD, headers(FIELDS)), expected);
+}
